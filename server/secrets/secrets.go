@@ -90,6 +90,7 @@ func Dir(dataDir string) string { return filepath.Join(dataDir, "secrets") }
 func Load(dataDir string, getenv func(string) string) (*Set, error) {
 	s := &Set{Generated: map[string]bool{}, Sources: map[string]string{}}
 	dir := Dir(dataDir)
+	fresh := map[string]string{}
 	for _, sp := range specs {
 		raw, source, generated, err := read(sp, dir, getenv)
 		if err != nil {
@@ -101,6 +102,16 @@ func Load(dataDir string, getenv func(string) string) (*Set, error) {
 		s.Sources[sp.name] = source
 		if generated {
 			s.Generated[sp.name] = true
+			fresh[sp.name] = raw
+		}
+	}
+	// Generated secrets are written only once every secret has loaded, so a
+	// start that fails leaves the secrets directory as it found it.
+	for _, sp := range specs {
+		if v, ok := fresh[sp.name]; ok {
+			if err := WriteFile(dir, sp.name, v); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return s, nil
@@ -134,9 +145,6 @@ func read(sp spec, dir string, getenv func(string) string) (raw, source string, 
 	}
 	v, err := sp.generate()
 	if err != nil {
-		return "", "", false, err
-	}
-	if err := WriteFile(dir, sp.name, v); err != nil {
 		return "", "", false, err
 	}
 	return v, path, true, nil
