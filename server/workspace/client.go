@@ -462,10 +462,12 @@ func ParseTaskState(data []byte) (*TaskState, error) {
 		st.Progress = *raw.Progress
 	}
 	if raw.Error != nil {
-		st.Error = strings.ToValidUTF8(*raw.Error, "?")
-		if len(st.Error) > 1024 {
-			st.Error = st.Error[:1024]
+		msg := *raw.Error
+		if len(msg) > 1024 {
+			msg = msg[:1024]
 		}
+		// The cut may split a rune; drop the remnant so the text stays valid UTF-8.
+		st.Error = strings.ToValidUTF8(msg, "")
 	}
 	return st, nil
 }

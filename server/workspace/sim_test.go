@@ -1,0 +1,616 @@
+package workspace
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/jpeg"
+	_ "image/png"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testClock is the Sim's injected clock: tests move it instead of sleeping.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTestClock() *testClock { return &testClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// startSim runs a Sim on a real loopback listener and returns a client for it.
+func startSim(t *testing.T, cfg SimConfig) (*Sim, *Client, *testClock) {
+	t.Helper()
+	clock := newTestClock()
+	cfg.Now = clock.Now
+	sim, err := NewSim(cfg)
+	if err != nil {
+		t.Fatalf("NewSim: %v", err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(func() {
+		sim.Close()
+		srv.Close()
+	})
+	c, err := NewClient(srv.URL, cfg.RequireKey, cfg.RequireSecret)
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	return sim, c, clock
+}
+
+func imageTask(id string) *TaskRequest {
+	return &TaskRequest{
+		TaskID: id, Type: "image", Model: "flux", Mode: "t2i",
+		Prompt: "a red fox in the snow, watercolour", Params: json.RawMessage(`{"width":1600,"height":900,"seed":7}`),
+	}
+}
+
+func videoTask(id string) *TaskRequest {
+	return &TaskRequest{
+		TaskID: id, Type: "video", Model: "anisora", Mode: "t2v",
+		Prompt: "waves at dusk", NegativePrompt: "blur", Params: json.RawMessage(`{"width":832,"height":480}`),
+	}
+}
+
+func statusCode(err error) int {
+	var se *StatusError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 0
+}
+
+func TestSimHealth(t *testing.T) {
+	_, c, _ := startSim(t, SimConfig{Capacity: 3})
+	h, err := c.Health(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Status != "ok" || h.Capacity != 3 || h.Running != 0 || strings.Join(h.Models, ",") != "anisora,phr00t,pony,flux" {
+		t.Fatalf("health = %+v", h)
+	}
+}
+
+func TestSimSubmitIsIdempotentAndProgresses(t *testing.T) {
+	_, c, clock := startSim(t, SimConfig{Duration: 10 * time.Second})
+	ctx := context.Background()
+
+	first, err := c.Submit(ctx, imageTask("task-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.TaskID != "task-1" || first.Status != StatusPending {
+		t.Fatalf("submit = %+v", first)
+	}
+	clock.Advance(3 * time.Second)
+	again, err := c.Submit(ctx, imageTask("task-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *again != *first {
+		t.Fatalf("resubmit answered %+v, first answer was %+v", again, first)
+	}
+	if h, _ := c.Health(ctx); h.Running != 1 {
+		t.Fatalf("running = %d after a resubmit, want 1 (no twin)", h.Running)
+	}
+	if _, err := c.Result(ctx, "task-1"); statusCode(err) != http.StatusConflict {
+		t.Fatalf("result before done: err = %v, want 409", err)
+	}
+	if _, err := c.Preview(ctx, "task-1"); statusCode(err) != http.StatusConflict {
+		t.Fatalf("preview before done: err = %v, want 409", err)
+	}
+
+	seen := map[string]bool{}
+	last := -1
+	for i := 0; i < 12; i++ {
+		st, err := c.Status(ctx, "task-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Progress < last {
+			t.Fatalf("progress went down: %d after %d", st.Progress, last)
+		}
+		last = st.Progress
+		seen[st.Status] = true
+		clock.Advance(time.Second)
+	}
+	if !seen[StatusProcessing] || !seen[StatusDone] || last != 100 {
+		t.Fatalf("statuses seen %v, last progress %d", seen, last)
+	}
+	if h, _ := c.Health(ctx); h.Running != 0 {
+		t.Fatalf("running = %d after done", h.Running)
+	}
+
+	// A fresh task starts pending.
+	if _, err := c.Submit(ctx, imageTask("task-2")); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := c.Status(ctx, "task-2"); st.Status != StatusPending || st.Progress != 0 {
+		t.Fatalf("fresh task = %+v", st)
+	}
+}
+
+func finish(t *testing.T, c *Client, clock *testClock, req *TaskRequest) {
+	t.Helper()
+	if _, err := c.Submit(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Hour)
+	st, err := c.Status(context.Background(), req.TaskID)
+	if err != nil || st.Status != StatusDone {
+		t.Fatalf("status = %+v, %v; want done", st, err)
+	}
+}
+
+// fetch reads a finished task's result (or preview) and its Content-Type.
+func fetch(t *testing.T, c *Client, id string, preview bool) ([]byte, string) {
+	t.Helper()
+	get := c.Result
+	if preview {
+		get = c.Preview
+	}
+	resp, err := get(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, resp.Header.Get("Content-Type")
+}
+
+func TestSimImageMedia(t *testing.T) {
+	_, c, clock := startSim(t, SimConfig{})
+	finish(t, c, clock, imageTask("img-1"))
+
+	body, ctype := fetch(t, c, "img-1", false)
+	if ctype != "image/png" {
+		t.Fatalf("result Content-Type = %q", ctype)
+	}
+	img, format, err := image.Decode(bytes.NewReader(body))
+	if err != nil || format != "png" {
+		t.Fatalf("result does not decode as PNG: %v (%s)", err, format)
+	}
+	if b := img.Bounds(); b.Dx() != 1024 || b.Dy() != 576 {
+		t.Fatalf("result is %v, want 1600x900 scaled to 1024x576", b)
+	}
+	again, _ := fetch(t, c, "img-1", false)
+	if !bytes.Equal(again, body) {
+		t.Fatal("result changed between fetches")
+	}
+
+	pbody, ptype := fetch(t, c, "img-1", true)
+	if !strings.HasPrefix(ptype, "image/") {
+		t.Fatalf("preview Content-Type = %q", ptype)
+	}
+	prev, _, err := image.Decode(bytes.NewReader(pbody))
+	if err != nil {
+		t.Fatalf("preview does not decode: %v", err)
+	}
+	if b := prev.Bounds(); b.Dx() > 512 || b.Dy() > 512 || b.Dx() < 256 {
+		t.Fatalf("preview is %v, want longest side 512", b)
+	}
+
+	// Another prompt gives another picture.
+	other := imageTask("img-2")
+	other.Prompt = "a blue whale"
+	finish(t, c, clock, other)
+	obody, _ := fetch(t, c, "img-2", false)
+	if bytes.Equal(obody, body) {
+		t.Fatal("two prompts drew the same image")
+	}
+}
+
+func TestSimVideoMedia(t *testing.T) {
+	_, c, clock := startSim(t, SimConfig{})
+	finish(t, c, clock, videoTask("vid-1"))
+
+	body, ctype := fetch(t, c, "vid-1", false)
+	if ctype != "video/mp4" {
+		t.Fatalf("result Content-Type = %q", ctype)
+	}
+	if len(body) < 12 || string(body[4:8]) != "ftyp" {
+		t.Fatal("result does not start with an ftyp box")
+	}
+	if !bytes.Contains(body, []byte("avc1")) {
+		t.Fatal("result has no avc1 (H.264) sample entry")
+	}
+	// +faststart: the moov box comes before the media data.
+	if m, d := bytes.Index(body, []byte("moov")), bytes.Index(body, []byte("mdat")); m < 0 || d < 0 || m > d {
+		t.Fatalf("moov at %d, mdat at %d: not faststart", m, d)
+	}
+	if len(body) > 300<<10 {
+		t.Fatalf("clip is %d bytes, want < 300 KB", len(body))
+	}
+
+	pbody, _ := fetch(t, c, "vid-1", true)
+	if _, _, err := image.Decode(bytes.NewReader(pbody)); err != nil {
+		t.Fatalf("poster does not decode: %v", err)
+	}
+}
+
+func TestSimServesRanges(t *testing.T) {
+	sim, c, clock := startSim(t, SimConfig{})
+	finish(t, c, clock, videoTask("vid-r"))
+	req := httptest.NewRequest(http.MethodGet, "/tasks/vid-r/result", nil)
+	req.Header.Set("Range", "bytes=0-7")
+	rec := httptest.NewRecorder()
+	sim.Handler().ServeHTTP(rec, req)
+	if rec.Code != http.StatusPartialContent || rec.Body.Len() != 8 {
+		t.Fatalf("range request: %d, %d bytes", rec.Code, rec.Body.Len())
+	}
+}
+
+func TestSimCancel(t *testing.T) {
+	_, c, _ := startSim(t, SimConfig{Capacity: 1})
+	ctx := context.Background()
+	if _, err := c.Submit(ctx, imageTask("c-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Cancel(ctx, "c-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Status(ctx, "c-1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("status after cancel: %v, want ErrNotFound", err)
+	}
+	if err := c.Cancel(ctx, "c-1"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second cancel: %v, want ErrNotFound", err)
+	}
+	// The slot is free again.
+	if _, err := c.Submit(ctx, imageTask("c-2")); err != nil {
+		t.Fatalf("submit after cancel: %v", err)
+	}
+}
+
+func TestSimCapacity(t *testing.T) {
+	_, c, clock := startSim(t, SimConfig{Capacity: 1})
+	ctx := context.Background()
+	if _, err := c.Submit(ctx, imageTask("a")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Submit(ctx, imageTask("b"))
+	if code := statusCode(err); code != http.StatusTooManyRequests && code != http.StatusServiceUnavailable {
+		t.Fatalf("over capacity: err = %v, want 429/503", err)
+	}
+	var se *StatusError
+	errors.As(err, &se)
+	if !json.Valid([]byte(se.Body)) {
+		t.Fatalf("over-capacity body is not JSON: %q", se.Body)
+	}
+	if _, err := c.Submit(ctx, imageTask("a")); err != nil {
+		t.Fatalf("resubmit of an accepted task at capacity: %v", err)
+	}
+	clock.Advance(time.Hour)
+	if _, err := c.Submit(ctx, imageTask("b")); err != nil {
+		t.Fatalf("submit after the slot freed: %v", err)
+	}
+}
+
+func TestSimRejectsBadSubmissions(t *testing.T) {
+	sim, _, _ := startSim(t, SimConfig{})
+	tests := []struct {
+		name string
+		body string
+		want int
+	}{
+		{"not json", `nope`, 400},
+		{"bad id", `{"task_id":"../x","type":"image"}`, 400},
+		{"bad type", `{"task_id":"x1","type":"audio"}`, 400},
+		{"params not object", `{"task_id":"x1","type":"image","params":[1]}`, 400},
+		{"too large", `{"task_id":"x1","type":"image","image":"` + strings.Repeat("A", 16<<20) + `"}`, 413},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			sim.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/tasks", strings.NewReader(tt.body)))
+			if rec.Code != tt.want || !json.Valid(rec.Body.Bytes()) {
+				t.Fatalf("status %d body %q, want %d with JSON", rec.Code, rec.Body.String(), tt.want)
+			}
+		})
+	}
+}
+
+func TestSimRequireKey(t *testing.T) {
+	const key, secret = "proxy-key-1", "proxy-secret-1"
+	_, good, _ := startSim(t, SimConfig{RequireKey: key, RequireSecret: secret})
+	ctx := context.Background()
+	tests := []struct {
+		name        string
+		key, secret string
+		wantOK      bool
+	}{
+		{"no headers", "", "", false},
+		{"key only", key, "", false},
+		{"wrong secret", key, "proxy-secret-2", false},
+		{"wrong key", "proxy-key-2", secret, false},
+		{"swapped", secret, key, false},
+		{"matching", key, secret, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Client{BaseURL: good.BaseURL, Key: tt.key, Secret: tt.secret}
+			_, herr := c.Health(ctx)
+			_, serr := c.Status(ctx, "any-task")
+			if tt.wantOK {
+				if herr != nil {
+					t.Fatalf("health with matching headers: %v", herr)
+				}
+				if !errors.Is(serr, ErrNotFound) {
+					t.Fatalf("status of unknown task with matching headers: %v", serr)
+				}
+				return
+			}
+			for _, err := range []error{herr, serr} {
+				if statusCode(err) != http.StatusUnauthorized {
+					t.Fatalf("err = %v, want 401", err)
+				}
+				if strings.Contains(err.Error(), secret) || strings.Contains(err.Error(), key) {
+					t.Fatal("error text carries a credential")
+				}
+			}
+		})
+	}
+}
+
+func TestSimFaults(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		fault string
+		check func(t *testing.T, c *Client, clock *testClock)
+	}{
+		{FaultRefuse, func(t *testing.T, c *Client, clock *testClock) {
+			if _, err := c.Submit(ctx, imageTask("f-1")); statusCode(err) != http.StatusServiceUnavailable {
+				t.Fatalf("submit: %v, want 503", err)
+			}
+			if _, err := c.Status(ctx, "f-1"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("status of a refused task: %v, want ErrNotFound", err)
+			}
+		}},
+		{FaultDrop, func(t *testing.T, c *Client, clock *testClock) {
+			if st, err := c.Submit(ctx, imageTask("f-1")); err != nil || st.Status != StatusPending {
+				t.Fatalf("submit: %+v, %v; want accepted", st, err)
+			}
+			if _, err := c.Status(ctx, "f-1"); !errors.Is(err, ErrNotFound) {
+				t.Fatalf("status: %v, want ErrNotFound", err)
+			}
+			if h, _ := c.Health(ctx); h.Running != 0 {
+				t.Fatalf("a dropped task still occupies capacity: running %d", h.Running)
+			}
+		}},
+		{FaultHang, func(t *testing.T, c *Client, clock *testClock) {
+			for _, call := range []func(ctx context.Context) error{
+				func(ctx context.Context) error { _, err := c.Submit(ctx, imageTask("f-1")); return err },
+				func(ctx context.Context) error { _, err := c.Status(ctx, "f-1"); return err },
+			} {
+				cctx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
+				err := call(cctx)
+				cancel()
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("hung call: %v, want deadline exceeded", err)
+				}
+			}
+			if _, err := c.Health(ctx); err != nil {
+				t.Fatalf("health under hang: %v", err)
+			}
+		}},
+		{FaultCorrupt, func(t *testing.T, c *Client, clock *testClock) {
+			for _, req := range []*TaskRequest{imageTask("f-1"), videoTask("f-2")} {
+				finish(t, c, clock, req)
+				body, ctype := fetch(t, c, req.TaskID, false)
+				want := map[string]string{"image": "image/png", "video": "video/mp4"}[req.Type]
+				if ctype != want {
+					t.Fatalf("corrupt %s: Content-Type %q, want %q", req.Type, ctype, want)
+				}
+				if _, _, err := image.Decode(bytes.NewReader(body)); err == nil {
+					t.Fatal("corrupt result decodes as an image")
+				}
+				if len(body) >= 8 && string(body[4:8]) == "ftyp" {
+					t.Fatal("corrupt result looks like an MP4")
+				}
+			}
+		}},
+		{FaultError, func(t *testing.T, c *Client, clock *testClock) {
+			if _, err := c.Submit(ctx, imageTask("f-1")); err != nil {
+				t.Fatal(err)
+			}
+			clock.Advance(time.Hour)
+			st, err := c.Status(ctx, "f-1")
+			if err != nil || st.Status != StatusFailed || st.Error == "" {
+				t.Fatalf("status = %+v, %v; want failed with a message", st, err)
+			}
+			if _, err := c.Result(ctx, "f-1"); statusCode(err) != http.StatusConflict {
+				t.Fatalf("result of a failed task: %v, want 409", err)
+			}
+		}},
+		{Fault5xx, func(t *testing.T, c *Client, clock *testClock) {
+			if _, err := c.Health(ctx); statusCode(err) != 500 {
+				t.Fatalf("health: %v, want 500", err)
+			}
+			if _, err := c.Submit(ctx, imageTask("f-1")); statusCode(err) != 500 {
+				t.Fatalf("submit: %v, want 500", err)
+			}
+			if _, err := c.Status(ctx, "f-1"); statusCode(err) != 500 {
+				t.Fatalf("status: %v, want 500", err)
+			}
+			if err := c.Cancel(ctx, "f-1"); statusCode(err) != 500 {
+				t.Fatalf("cancel: %v, want 500", err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.fault, func(t *testing.T) {
+			_, c, clock := startSim(t, SimConfig{Fault: tt.fault})
+			tt.check(t, c, clock)
+		})
+	}
+}
+
+func TestSimFaultRateIsPerTaskAndStable(t *testing.T) {
+	_, c, clock := startSim(t, SimConfig{Fault: FaultRefuse, FaultRate: 0.5, Capacity: 1000})
+	ctx := context.Background()
+	refused := 0
+	for i := 0; i < 200; i++ {
+		id := fmt.Sprintf("rate-%d", i)
+		_, err1 := c.Submit(ctx, imageTask(id))
+		clock.Advance(time.Hour)
+		_, err2 := c.Submit(ctx, imageTask(id))
+		if (err1 == nil) != (err2 == nil) {
+			t.Fatalf("task %s met two fates: %v then %v", id, err1, err2)
+		}
+		if err1 != nil {
+			refused++
+		}
+	}
+	if refused < 60 || refused > 140 {
+		t.Fatalf("fault rate 0.5 refused %d of 200", refused)
+	}
+}
+
+func TestSimServeReleasesHungCallsOnShutdown(t *testing.T) {
+	sim, err := NewSim(SimConfig{Fault: FaultHang})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- sim.Serve(ctx, ln) }()
+
+	c, _ := NewClient("http://"+ln.Addr().String(), "", "")
+	called := make(chan error, 1)
+	go func() { _, err := c.Status(context.Background(), "stuck"); called <- err }()
+	time.Sleep(50 * time.Millisecond) // let the call reach the handler
+	cancel()
+
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+	select {
+	case err := <-called:
+		if err == nil {
+			t.Fatal("a hung call got an answer")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the hung call was not released by shutdown")
+	}
+}
+
+func TestNewSimValidates(t *testing.T) {
+	bad := []SimConfig{
+		{Fault: "explode"},
+		{FaultRate: 1.5},
+		{FaultRate: -0.1},
+		{Duration: -time.Second},
+		{Capacity: -1},
+		{RequireKey: "k"},
+		{RequireSecret: "s"},
+	}
+	for _, cfg := range bad {
+		if _, err := NewSim(cfg); err == nil {
+			t.Errorf("NewSim(%+v) accepted", cfg)
+		}
+	}
+	s, err := NewSim(SimConfig{Fault: FaultDrop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := s.Config()
+	if got.Addr != "127.0.0.1:9100" || got.Duration != 3*time.Second || got.Capacity != 2 || got.FaultRate != 1 {
+		t.Fatalf("defaults = %+v", got)
+	}
+}
+
+func TestRunSimCommandFlagErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string // in stderr
+	}{
+		{[]string{"--fault", "explode"}, "--fault"},
+		{[]string{"--fault-rate", "2"}, "--fault-rate"},
+		{[]string{"--fault-rate", "-0.5"}, "--fault-rate"},
+		{[]string{"--fault-rate", "abc"}, "fault-rate"},
+		{[]string{"--require-key", "only-a-key-value"}, "--require-key"},
+		{[]string{"--require-key", ":only-a-secret-value"}, "--require-key"},
+		{[]string{"--require-key", "k:"}, "--require-key"},
+		{[]string{"--capacity", "0"}, "--capacity"},
+		{[]string{"--duration", "0s"}, "--duration"},
+		{[]string{"--bogus"}, "bogus"},
+		{[]string{"extra"}, "unexpected"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := RunSimCommand(tt.args, &stdout, &stderr); code != 2 {
+				t.Fatalf("exit %d, want 2", code)
+			}
+			if !strings.Contains(stderr.String(), tt.want) {
+				t.Fatalf("stderr %q does not mention %q", stderr.String(), tt.want)
+			}
+			if strings.Contains(stderr.String(), "only-a-") {
+				t.Fatal("stderr echoes the --require-key value")
+			}
+		})
+	}
+}
+
+func TestSimFlagsParse(t *testing.T) {
+	tests := []struct {
+		args []string
+		want SimConfig
+	}{
+		{nil, SimConfig{Addr: "127.0.0.1:9100", Duration: 3 * time.Second, Capacity: 2, Fault: "none"}},
+		{[]string{"--fault", "drop"}, SimConfig{Addr: "127.0.0.1:9100", Duration: 3 * time.Second, Capacity: 2, Fault: "drop", FaultRate: 1}},
+		{[]string{"--addr", "127.0.0.1:0", "--duration", "500ms", "--capacity", "5", "--fault", "5xx", "--fault-rate", "0.25", "--require-key", "k:s:x"},
+			SimConfig{Addr: "127.0.0.1:0", Duration: 500 * time.Millisecond, Capacity: 5, Fault: "5xx", FaultRate: 0.25, RequireKey: "k", RequireSecret: "s:x"}},
+		{[]string{"--fault", "error", "--fault-rate", "0"}, SimConfig{Addr: "127.0.0.1:9100", Duration: 3 * time.Second, Capacity: 2, Fault: "none"}},
+	}
+	for _, tt := range tests {
+		got, _, ok := parseSimFlags(tt.args, io.Discard)
+		if !ok {
+			t.Fatalf("parseSimFlags(%v) failed", tt.args)
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Fatalf("parseSimFlags(%v) = %+v, want %+v", tt.args, got, tt.want)
+		}
+		if _, err := NewSim(got); err != nil {
+			t.Fatalf("NewSim(%+v): %v", got, err)
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	if code := RunSimCommand([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "--require-key") && !strings.Contains(stderr.String(), "-require-key") {
+		t.Fatalf("--help: exit %d, %q", code, stderr.String())
+	}
+}
