@@ -1,0 +1,135 @@
+-- Gooni database schema. Each "-- migrate: N" marker starts step N; store.Open
+-- applies every step above PRAGMA user_version, each in its own transaction.
+-- Steps are forward-only: never edit a released step, append a new one.
+-- Times are integer Unix milliseconds (UTC); NULL means "not yet".
+
+-- migrate: 1
+
+CREATE TABLE accounts (
+    id                   INTEGER PRIMARY KEY AUTOINCREMENT,
+    name                 TEXT    NOT NULL UNIQUE,
+    workspace            TEXT    NOT NULL,
+    base_url             TEXT    NOT NULL DEFAULT '',
+    capacity             INTEGER NOT NULL DEFAULT 1 CHECK (capacity >= 0),
+    status               TEXT    NOT NULL DEFAULT 'pending'
+                         CHECK (status IN ('pending', 'ready', 'failed', 'disabled')),
+    status_reason        TEXT    NOT NULL DEFAULT '',
+    last_health_check_at INTEGER,
+    deploy_status        TEXT    NOT NULL DEFAULT ''
+                         CHECK (deploy_status IN ('', 'running', 'succeeded', 'failed')),
+    deploy_output        TEXT    NOT NULL DEFAULT '',
+    last_deploy_at       INTEGER,
+    -- Fernet token of the JSON credentials map; NULL = no credentials. Never plaintext.
+    credentials          BLOB,
+    created_at           INTEGER NOT NULL,
+    updated_at           INTEGER NOT NULL
+);
+
+CREATE TABLE tasks (
+    id              TEXT    PRIMARY KEY,
+    type            TEXT    NOT NULL,
+    model           TEXT    NOT NULL,
+    mode            TEXT    NOT NULL,
+    prompt          TEXT    NOT NULL,
+    negative_prompt TEXT    NOT NULL DEFAULT '',
+    params          TEXT    NOT NULL DEFAULT '{}',
+    status          TEXT    NOT NULL
+                    CHECK (status IN ('pending', 'processing', 'done', 'failed')),
+    progress        INTEGER NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
+    account_id      INTEGER REFERENCES accounts(id) ON DELETE SET NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    error_code      TEXT    NOT NULL DEFAULT '',
+    error_message   TEXT    NOT NULL DEFAULT '',
+    created_at      INTEGER NOT NULL,
+    started_at      INTEGER,
+    completed_at    INTEGER,
+    updated_at      INTEGER NOT NULL,
+    result_path     TEXT    NOT NULL DEFAULT '',
+    result_type     TEXT    NOT NULL DEFAULT '',
+    preview_path    TEXT    NOT NULL DEFAULT '',
+    preview_type    TEXT    NOT NULL DEFAULT '',
+    has_image       INTEGER NOT NULL DEFAULT 0
+);
+
+-- One index serves the queue (status = 'pending' ORDER BY id), the gallery
+-- (status = 'done' ORDER BY id DESC, keyset on id), per-status counts and the
+-- processing scans, all without touching the table rows for ordering.
+CREATE INDEX tasks_status_id ON tasks (status, id);
+CREATE INDEX tasks_account ON tasks (account_id) WHERE account_id IS NOT NULL;
+
+-- i2v input images live apart from tasks so that scans of tasks never read blobs.
+CREATE TABLE task_inputs (
+    task_id TEXT PRIMARY KEY REFERENCES tasks(id) ON DELETE CASCADE,
+    image   BLOB NOT NULL
+);
+
+-- Why a task went back to the queue, one row per requeue.
+CREATE TABLE task_retries (
+    id         INTEGER PRIMARY KEY,
+    task_id    TEXT    NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    account_id INTEGER,
+    reason     TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX task_retries_task ON task_retries (task_id, id);
+
+-- Only a hash of each session token is stored; the token lives in the cookie.
+CREATE TABLE sessions (
+    id         INTEGER PRIMARY KEY,
+    kind       TEXT    NOT NULL CHECK (kind IN ('user', 'admin')),
+    token_hash BLOB    NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX sessions_expires ON sessions (expires_at);
+
+-- Append-only audit trail. mac = HMAC-SHA256(audit key, prev_mac || canonical row);
+-- the key lives outside the database, so rows cannot be re-chained by someone
+-- who only holds the file.
+CREATE TABLE audit_events (
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts             INTEGER NOT NULL,
+    actor          TEXT    NOT NULL,
+    source         TEXT    NOT NULL DEFAULT '',
+    action         TEXT    NOT NULL,
+    target         TEXT    NOT NULL DEFAULT '',
+    outcome        TEXT    NOT NULL,
+    correlation_id TEXT    NOT NULL DEFAULT '',
+    details        TEXT    NOT NULL DEFAULT '{}',
+    prev_mac       BLOB    NOT NULL,
+    mac            BLOB    NOT NULL
+);
+CREATE INDEX audit_events_action ON audit_events (action, id);
+CREATE INDEX audit_events_outcome ON audit_events (outcome, id);
+
+CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+BEGIN
+    SELECT RAISE(ABORT, 'audit rows are append-only');
+END;
+
+-- Rows may only be removed once past the 90-day retention minimum.
+CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+WHEN OLD.ts > (CAST(strftime('%s', 'now') AS INTEGER) - 90 * 86400) * 1000
+BEGIN
+    SELECT RAISE(ABORT, 'audit rows are append-only');
+END;
+
+-- The chain's newest link, sealed as HMAC(key, "head" | last_id | last_mac),
+-- so that removing the newest rows is detected too.
+CREATE TABLE audit_head (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    last_id  INTEGER NOT NULL,
+    last_mac BLOB    NOT NULL,
+    mac      BLOB    NOT NULL
+);
+
+-- Where a future retention job (or key rotation) restarts the chain: rows up to
+-- upto_id may be gone; row_mac is the mac of row upto_id, sealed by mac.
+CREATE TABLE audit_checkpoints (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    upto_id    INTEGER NOT NULL,
+    row_mac    BLOB    NOT NULL,
+    mac        BLOB    NOT NULL,
+    created_at INTEGER NOT NULL
+);

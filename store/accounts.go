@@ -1,0 +1,340 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fernet/fernet-go"
+)
+
+// Account is a worker account: a GPU workspace Gooni dispatches to.
+type Account struct {
+	ID                       int64
+	Name, Workspace, BaseURL string // BaseURL "" = derive from GG_WORKSPACE_URL
+	Capacity                 int
+	Status                   string // pending|ready|failed|disabled
+	StatusReason             string
+	LastHealthCheckAt        time.Time
+	DeployStatus             string // "" | running | succeeded | failed
+	DeployOutput             string // redacted, last 64 KiB
+	LastDeployAt             time.Time
+	HasCredentials           bool
+	CreatedAt, UpdatedAt     time.Time
+}
+
+// AccountPatch changes only the fields that are set.
+type AccountPatch struct {
+	Name        *string
+	Capacity    *int
+	Credentials map[string]string // nil = keep; empty = remove
+	BaseURL     *string
+}
+
+// MaxDeployOutput is how much deploy output is kept (the tail).
+const MaxDeployOutput = 64 << 10
+
+// ErrNoAccountKey means credentials were given but no Fernet key is configured.
+var ErrNoAccountKey = errors.New("store: no account key configured (GG_ACCOUNT_KEY): cannot seal or open worker credentials")
+
+// errCredentialsUnreadable never includes the token or key material.
+var errCredentialsUnreadable = errors.New("store: stored credentials cannot be opened with the configured account keys")
+
+const accountColumns = `id, name, workspace, base_url, capacity, status, status_reason, last_health_check_at,
+	deploy_status, deploy_output, last_deploy_at, credentials IS NOT NULL, created_at, updated_at`
+
+func scanAccount(r rowScanner) (*Account, error) {
+	var a Account
+	var checked, deployed, created, updated sql.NullInt64
+	err := r.Scan(&a.ID, &a.Name, &a.Workspace, &a.BaseURL, &a.Capacity, &a.Status, &a.StatusReason, &checked,
+		&a.DeployStatus, &a.DeployOutput, &deployed, &a.HasCredentials, &created, &updated)
+	if err != nil {
+		return nil, err
+	}
+	a.LastHealthCheckAt, a.LastDeployAt = fromMS(checked), fromMS(deployed)
+	a.CreatedAt, a.UpdatedAt = fromMS(created), fromMS(updated)
+	return &a, nil
+}
+
+// seal turns credentials into a Fernet token; nil for an empty map (no credentials).
+func (db *DB) seal(creds map[string]string) ([]byte, error) {
+	if len(creds) == 0 {
+		return nil, nil
+	}
+	if len(db.accountKeys) == 0 {
+		return nil, ErrNoAccountKey
+	}
+	plain, err := json.Marshal(creds)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := fernet.EncryptAndSign(plain, db.accountKeys[0])
+	clear(plain)
+	if err != nil {
+		return nil, errors.New("store: sealing credentials failed")
+	}
+	return tok, nil
+}
+
+func (db *DB) open(tok []byte) (map[string]string, error) {
+	if len(tok) == 0 {
+		return map[string]string{}, nil
+	}
+	if len(db.accountKeys) == 0 {
+		return nil, ErrNoAccountKey
+	}
+	plain := fernet.VerifyAndDecrypt(tok, 0, db.accountKeys)
+	if plain == nil {
+		return nil, errCredentialsUnreadable
+	}
+	creds := map[string]string{}
+	err := json.Unmarshal(plain, &creds)
+	clear(plain)
+	if err != nil {
+		return nil, errCredentialsUnreadable
+	}
+	return creds, nil
+}
+
+// CreateAccount seals creds and inserts the account; ErrDuplicate when the name is taken.
+// Empty Status means pending, zero Capacity means 1.
+func (db *DB) CreateAccount(ctx context.Context, a *Account, creds map[string]string) error {
+	tok, err := db.seal(creds)
+	if err != nil {
+		return err
+	}
+	if a.Status == "" {
+		a.Status = "pending"
+	}
+	if a.Capacity == 0 {
+		a.Capacity = 1
+	}
+	now := db.now().UTC().Truncate(time.Millisecond)
+	res, err := db.writer.ExecContext(ctx, `INSERT INTO accounts (name, workspace, base_url, capacity, status,
+		status_reason, credentials, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.Name, a.Workspace, a.BaseURL, a.Capacity, a.Status, a.StatusReason, tok, now.UnixMilli(), now.UnixMilli())
+	if err != nil {
+		if isUniqueViolation(err) {
+			return ErrDuplicate
+		}
+		return err
+	}
+	if a.ID, err = res.LastInsertId(); err != nil {
+		return err
+	}
+	a.HasCredentials = tok != nil
+	a.CreatedAt, a.UpdatedAt = now, now
+	a.DeployStatus, a.DeployOutput = "", ""
+	a.LastHealthCheckAt, a.LastDeployAt = time.Time{}, time.Time{}
+	return nil
+}
+
+// GetAccount returns one account; ErrNotFound when there is none.
+func (db *DB) GetAccount(ctx context.Context, id int64) (*Account, error) {
+	return db.getAccount(ctx, db.reader, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id)
+}
+
+// GetAccountByName returns one account by its unique name; ErrNotFound when there is none.
+func (db *DB) GetAccountByName(ctx context.Context, name string) (*Account, error) {
+	return db.getAccount(ctx, db.reader, `SELECT `+accountColumns+` FROM accounts WHERE name = ?`, name)
+}
+
+type rowQuerier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (db *DB) getAccount(ctx context.Context, q rowQuerier, query string, arg any) (*Account, error) {
+	a, err := scanAccount(q.QueryRowContext(ctx, query, arg))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return a, err
+}
+
+// ListAccounts returns every account by id.
+func (db *DB) ListAccounts(ctx context.Context) ([]*Account, error) {
+	rows, err := db.reader.QueryContext(ctx, `SELECT `+accountColumns+` FROM accounts ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Account
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// UpdateAccount applies the patch in one transaction and returns the new state.
+func (db *DB) UpdateAccount(ctx context.Context, id int64, p AccountPatch) (*Account, error) {
+	var tok []byte
+	if p.Credentials != nil {
+		var err error
+		if tok, err = db.seal(p.Credentials); err != nil {
+			return nil, err
+		}
+	}
+	var out *Account
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		a, err := db.getAccount(ctx, tx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id)
+		if err != nil {
+			return err
+		}
+		if p.Name != nil {
+			a.Name = *p.Name
+		}
+		if p.Capacity != nil {
+			a.Capacity = *p.Capacity
+		}
+		if p.BaseURL != nil {
+			a.BaseURL = *p.BaseURL
+		}
+		now := db.nowMS()
+		_, err = tx.ExecContext(ctx, `UPDATE accounts SET name = ?, capacity = ?, base_url = ?, updated_at = ? WHERE id = ?`,
+			a.Name, a.Capacity, a.BaseURL, now, id)
+		if err != nil {
+			if isUniqueViolation(err) {
+				return ErrDuplicate
+			}
+			return err
+		}
+		if p.Credentials != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET credentials = ? WHERE id = ?`, tok, id); err != nil {
+				return err
+			}
+		}
+		out, err = db.getAccount(ctx, tx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+var accountStatuses = map[string]bool{"pending": true, "ready": true, "failed": true, "disabled": true}
+
+// SetAccountStatus sets status and reason; checkedAt zero keeps the last health-check time.
+func (db *DB) SetAccountStatus(ctx context.Context, id int64, status, reason string, checkedAt time.Time) (*Account, error) {
+	if !accountStatuses[status] {
+		return nil, fmt.Errorf("store: unknown account status %q", status)
+	}
+	a, err := scanAccount(db.writer.QueryRowContext(ctx, `UPDATE accounts SET status = ?, status_reason = ?,
+		last_health_check_at = coalesce(?, last_health_check_at), updated_at = ?
+		WHERE id = ? RETURNING `+accountColumns, status, reason, ms(checkedAt), db.nowMS(), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return a, err
+}
+
+var deployStatuses = map[string]bool{"": true, "running": true, "succeeded": true, "failed": true}
+
+// SetDeploy records a deploy's state and (already redacted) output, keeping the
+// last MaxDeployOutput bytes; at zero keeps the last deploy time.
+func (db *DB) SetDeploy(ctx context.Context, id int64, status, output string, at time.Time) error {
+	if !deployStatuses[status] {
+		return fmt.Errorf("store: unknown deploy status %q", status)
+	}
+	if len(output) > MaxDeployOutput {
+		cut := len(output) - MaxDeployOutput
+		// Start the kept tail on a character boundary.
+		for cut < len(output) && output[cut]&0xC0 == 0x80 {
+			cut++
+		}
+		output = output[cut:]
+	}
+	res, err := db.writer.ExecContext(ctx, `UPDATE accounts SET deploy_status = ?, deploy_output = ?,
+		last_deploy_at = coalesce(?, last_deploy_at), updated_at = ? WHERE id = ?`,
+		status, output, ms(at), db.nowMS(), id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// AccountCredentials opens the Fernet seal; an account without credentials gives an empty map.
+func (db *DB) AccountCredentials(ctx context.Context, id int64) (map[string]string, error) {
+	var tok []byte
+	err := db.reader.QueryRowContext(ctx, `SELECT credentials FROM accounts WHERE id = ?`, id).Scan(&tok)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return db.open(tok)
+}
+
+// DeleteAccount removes the account; its finished tasks keep no account id.
+func (db *DB) DeleteAccount(ctx context.Context, id int64) error {
+	res, err := db.writer.ExecContext(ctx, `DELETE FROM accounts WHERE id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// ResealCredentials re-seals every account's credentials under AccountKeys[0]
+// (after a key rotation) in one transaction and returns how many it re-sealed.
+func (db *DB) ResealCredentials(ctx context.Context) (int, error) {
+	if len(db.accountKeys) == 0 {
+		return 0, ErrNoAccountKey
+	}
+	n := 0
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, credentials FROM accounts WHERE credentials IS NOT NULL ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		type sealed struct {
+			id  int64
+			tok []byte
+		}
+		var all []sealed
+		for rows.Next() {
+			var s sealed
+			if err := rows.Scan(&s.id, &s.tok); err != nil {
+				rows.Close()
+				return err
+			}
+			all = append(all, s)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, s := range all {
+			creds, err := db.open(s.tok)
+			if err != nil {
+				return fmt.Errorf("account %d: %w", s.id, err)
+			}
+			tok, err := db.seal(creds)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET credentials = ? WHERE id = ?`, tok, s.id); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
+}

@@ -1,0 +1,319 @@
+// Package store keeps Gooni's durable state in one SQLite file: tasks,
+// sessions, worker accounts (credentials sealed with Fernet) and the
+// append-only audit chain.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fernet/fernet-go"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// Errors the server maps to contract codes; anything else is a wrapped driver error.
+var (
+	ErrNotFound     = errors.New("store: not found")
+	ErrQueueFull    = errors.New("store: queue full")
+	ErrConflict     = errors.New("store: state conflict") // a transition not allowed from the current state
+	ErrDuplicate    = errors.New("store: duplicate")      // unique name taken
+	ErrSchemaTooNew = errors.New("store: database schema is newer than this binary")
+	ErrAppendOnly   = errors.New("store: audit rows are append-only")
+	ErrClosed       = errors.New("store: database is closed")
+)
+
+// FileName is the database file inside the data directory.
+const FileName = "gooni.db"
+
+// Options carries the keys and knobs Open needs; keys come from server/secrets.
+type Options struct {
+	AccountKeys []string         // Fernet keys, base64url, newest first (seal with [0], open with any)
+	AuditKey    []byte           // HMAC-SHA256 key of the audit chain (>= 32 bytes)
+	Now         func() time.Time // nil = time.Now
+	ReadConns   int              // read pool size, 0 = 4
+}
+
+// DB is the opened database: one writer connection for every write, a pool for reads.
+type DB struct {
+	path        string
+	writer      *sql.DB
+	reader      *sql.DB
+	now         func() time.Time
+	accountKeys []*fernet.Key
+	auditKey    []byte
+
+	creates   chan *createRequest
+	closing   chan struct{}
+	committed sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// schemaTooNewError keeps both versions in the message while matching ErrSchemaTooNew.
+type schemaTooNewError struct{ file, binary int }
+
+func (e *schemaTooNewError) Error() string {
+	return fmt.Sprintf("database schema version %d is newer than this binary (%d); use a newer gooni or restore a backup", e.file, e.binary)
+}
+
+func (e *schemaTooNewError) Is(target error) bool { return target == ErrSchemaTooNew }
+
+// Open creates dataDir (0700) if needed and opens dataDir/gooni.db (0600) in WAL
+// mode (busy_timeout, synchronous=FULL for the writer, foreign_keys on), applying
+// the embedded schema's migration steps. One writer *sql.DB with MaxOpenConns 1,
+// one read pool (query_only). Refuses (ErrSchemaTooNew) a file whose user_version is
+// above the newest step.
+func Open(dataDir string, schema string, opts Options) (*DB, error) {
+	steps, err := parseMigrations(schema)
+	if err != nil {
+		return nil, err
+	}
+	var keys []*fernet.Key
+	if len(opts.AccountKeys) > 0 {
+		keys, err = fernet.DecodeKeys(opts.AccountKeys...)
+		if err != nil {
+			// The fernet error never contains key material, but say nothing of it anyway.
+			return nil, errors.New("store: an account key is not a valid Fernet key")
+		}
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: create data dir: %w", err)
+	}
+	if err := os.Chmod(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: chmod data dir: %w", err)
+	}
+	path := filepath.Join(dataDir, FileName)
+	// Create the file ourselves so SQLite never creates it with the umask's mode;
+	// SQLite gives -wal and -shm the main file's mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store: create database file: %w", err)
+	}
+	f.Close()
+	if err := os.Chmod(path, 0o600); err != nil {
+		return nil, fmt.Errorf("store: chmod database file: %w", err)
+	}
+
+	db := &DB{
+		path:        path,
+		now:         opts.Now,
+		accountKeys: keys,
+		auditKey:    append([]byte(nil), opts.AuditKey...),
+		creates:     make(chan *createRequest),
+		closing:     make(chan struct{}),
+	}
+	if db.now == nil {
+		db.now = time.Now
+	}
+
+	db.writer, err = sql.Open("sqlite", writerDSN(path))
+	if err != nil {
+		return nil, fmt.Errorf("store: open writer: %w", err)
+	}
+	db.writer.SetMaxOpenConns(1)
+	db.writer.SetMaxIdleConns(1)
+	db.writer.SetConnMaxLifetime(0)
+	db.writer.SetConnMaxIdleTime(0)
+	if err := db.writer.Ping(); err != nil {
+		db.writer.Close()
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		if err := os.Chmod(path+suffix, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			db.writer.Close()
+			return nil, fmt.Errorf("store: chmod %s: %w", suffix, err)
+		}
+	}
+	if err := db.migrate(steps); err != nil {
+		db.writer.Close()
+		return nil, err
+	}
+
+	n := opts.ReadConns
+	if n <= 0 {
+		n = 4
+	}
+	db.reader, err = sql.Open("sqlite", readerDSN(path))
+	if err != nil {
+		db.writer.Close()
+		return nil, fmt.Errorf("store: open read pool: %w", err)
+	}
+	db.reader.SetMaxOpenConns(n)
+	db.reader.SetMaxIdleConns(n)
+	if err := db.reader.Ping(); err != nil {
+		db.reader.Close()
+		db.writer.Close()
+		return nil, fmt.Errorf("store: open read pool: %w", err)
+	}
+
+	db.committed.Add(1)
+	go db.runCommitter()
+	return db, nil
+}
+
+// sqliteURIPath escapes the characters that would end the path part of a file: URI.
+func sqliteURIPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+}
+
+func writerDSN(path string) string {
+	return "file:" + sqliteURIPath(path) +
+		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
+}
+
+func readerDSN(path string) string {
+	return "file:" + sqliteURIPath(path) +
+		"?_pragma=busy_timeout(5000)&_pragma=query_only(1)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)"
+}
+
+var migrateMarker = regexp.MustCompile(`^--\s*migrate:\s*(\d+)\s*$`)
+
+// parseMigrations splits schema into steps 1..N at "-- migrate: N" lines.
+func parseMigrations(schema string) ([]string, error) {
+	var steps []string
+	var cur *strings.Builder
+	for i, line := range strings.Split(schema, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if m := migrateMarker.FindStringSubmatch(trimmed); m != nil {
+			n, err := strconv.Atoi(m[1])
+			if err != nil || n != len(steps)+1 {
+				return nil, fmt.Errorf("store: schema line %d: migration step %s out of order (want %d)", i+1, m[1], len(steps)+1)
+			}
+			steps = append(steps, "")
+			cur = &strings.Builder{}
+			continue
+		}
+		if cur == nil {
+			if trimmed != "" && !strings.HasPrefix(trimmed, "--") {
+				return nil, fmt.Errorf("store: schema line %d: SQL before the first \"-- migrate: 1\" marker", i+1)
+			}
+			continue
+		}
+		cur.WriteString(line)
+		cur.WriteByte('\n')
+		steps[len(steps)-1] = cur.String()
+	}
+	if len(steps) == 0 {
+		return nil, errors.New("store: schema has no \"-- migrate: 1\" step")
+	}
+	return steps, nil
+}
+
+// migrate applies every step above the file's user_version, each in its own transaction.
+func (db *DB) migrate(steps []string) error {
+	ctx := context.Background()
+	var version int
+	if err := db.writer.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("store: read schema version: %w", err)
+	}
+	if version > len(steps) {
+		return &schemaTooNewError{file: version, binary: len(steps)}
+	}
+	for n := version + 1; n <= len(steps); n++ {
+		err := db.writeTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, steps[n-1]); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(n))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: migration step %d: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// Close stops the task committer and closes both connection pools.
+func (db *DB) Close() error {
+	db.closeOnce.Do(func() {
+		close(db.closing)
+		db.committed.Wait()
+		errR := db.reader.Close()
+		errW := db.writer.Close()
+		db.closeErr = errors.Join(errR, errW)
+	})
+	return db.closeErr
+}
+
+// Ping proves the database is readable with a real query, not just an open handle.
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	err := db.reader.QueryRowContext(ctx, "SELECT 1 FROM tasks LIMIT 1").Scan(&one)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("store: ping: %w", err)
+	}
+	return nil
+}
+
+// Path is the database file, for logs and the backup command.
+func (db *DB) Path() string { return db.path }
+
+// Backup writes a consistent copy of the live database to dest, which must not exist.
+func (db *DB) Backup(ctx context.Context, dest string) error {
+	// Pre-create the empty file (VACUUM INTO accepts an empty file) so the copy
+	// of sealed credentials and session hashes is never world-readable.
+	f, err := os.OpenFile(dest, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("store: backup: %w", err)
+	}
+	f.Close()
+	if _, err := db.writer.ExecContext(ctx, "VACUUM INTO ?", dest); err != nil {
+		os.Remove(dest)
+		return fmt.Errorf("store: backup: %w", err)
+	}
+	return nil
+}
+
+// writeTx runs fn in one transaction on the writer and commits it.
+func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// isUniqueViolation reports a UNIQUE or PRIMARY KEY constraint failure.
+func isUniqueViolation(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return true
+		}
+	}
+	return false
+}
+
+// ms converts a time to the stored form; the zero time is NULL.
+func ms(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMilli()
+}
+
+// fromMS converts a stored time back; NULL is the zero time.
+func fromMS(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return time.UnixMilli(v.Int64).UTC()
+}
+
+func (db *DB) nowMS() int64 { return db.now().UnixMilli() }

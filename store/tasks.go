@@ -1,0 +1,543 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Task statuses.
+const (
+	StatusPending    = "pending"
+	StatusProcessing = "processing"
+	StatusDone       = "done"
+	StatusFailed     = "failed"
+)
+
+// Task is one generation request and its lifecycle.
+type Task struct {
+	ID, Type, Model, Mode, Prompt, NegativePrompt    string
+	Params                                           json.RawMessage // canonical JSON object of validated params (defaults filled)
+	Status                                           string          // pending|processing|done|failed
+	Progress                                         int
+	AccountID                                        int64 // 0 = none
+	Attempts                                         int
+	ErrorCode, ErrorMessage                          string
+	CreatedAt, StartedAt, CompletedAt, UpdatedAt     time.Time // zero = null
+	ResultPath, ResultType, PreviewPath, PreviewType string    // paths relative to data dir media/, content types
+	HasImage                                         bool      // an i2v input image is stored (task_inputs)
+}
+
+const taskColumns = `id, type, model, mode, prompt, negative_prompt, params, status, progress,
+	account_id, attempts, error_code, error_message, created_at, started_at, completed_at, updated_at,
+	result_path, result_type, preview_path, preview_type, has_image`
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanTask(r rowScanner) (*Task, error) {
+	var t Task
+	var params string
+	var account, created, started, completed, updated sql.NullInt64
+	err := r.Scan(&t.ID, &t.Type, &t.Model, &t.Mode, &t.Prompt, &t.NegativePrompt, &params, &t.Status, &t.Progress,
+		&account, &t.Attempts, &t.ErrorCode, &t.ErrorMessage, &created, &started, &completed, &updated,
+		&t.ResultPath, &t.ResultType, &t.PreviewPath, &t.PreviewType, &t.HasImage)
+	if err != nil {
+		return nil, err
+	}
+	t.Params = json.RawMessage(params)
+	t.AccountID = account.Int64
+	t.CreatedAt, t.StartedAt, t.CompletedAt, t.UpdatedAt = fromMS(created), fromMS(started), fromMS(completed), fromMS(updated)
+	return &t, nil
+}
+
+func (db *DB) queryTasks(ctx context.Context, q *sql.DB, query string, args ...any) ([]*Task, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// createRequest is one CreateTask call waiting for the group committer.
+type createRequest struct {
+	ctx      context.Context
+	task     *Task
+	image    []byte
+	queueMax int
+	done     chan error
+}
+
+// maxCreateBatch bounds one group-commit transaction so a burst cannot hold the
+// writer for long.
+const maxCreateBatch = 256
+
+// CreateTask commits the task (status pending) and its optional input image in one
+// transaction; returns ErrQueueFull when queueMax pending tasks already exist
+// (queueMax <= 0 means no limit). It returns only after COMMIT. Concurrent calls
+// are group-committed into one transaction; each caller still returns only after
+// the shared COMMIT succeeded, and gets its own error.
+func (db *DB) CreateTask(ctx context.Context, t *Task, image []byte, queueMax int) error {
+	db.prepareTask(t, image)
+	req := &createRequest{ctx: ctx, task: t, image: image, queueMax: queueMax, done: make(chan error, 1)}
+	select {
+	case db.creates <- req:
+	case <-db.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Wait for the verdict even if ctx ends now: the row may be committing, and
+	// the caller must not hear "failed" about a task that is durable.
+	return <-req.done
+}
+
+// createTaskSingle is CreateTask without batching: one transaction per task.
+func (db *DB) createTaskSingle(ctx context.Context, t *Task, image []byte, queueMax int) error {
+	db.prepareTask(t, image)
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		pending, err := countPending(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if queueMax > 0 && pending >= queueMax {
+			return ErrQueueFull
+		}
+		return insertTask(ctx, tx, t, image)
+	})
+}
+
+func (db *DB) prepareTask(t *Task, image []byte) {
+	if t.ID == "" {
+		t.ID = NewID()
+	}
+	now := db.now().UTC().Truncate(time.Millisecond)
+	t.Status = StatusPending
+	t.Progress = 0
+	t.AccountID = 0
+	t.Attempts = 0
+	t.ErrorCode, t.ErrorMessage = "", ""
+	t.CreatedAt, t.UpdatedAt = now, now
+	t.StartedAt, t.CompletedAt = time.Time{}, time.Time{}
+	t.ResultPath, t.ResultType, t.PreviewPath, t.PreviewType = "", "", "", ""
+	t.HasImage = len(image) > 0
+	if len(t.Params) == 0 {
+		t.Params = json.RawMessage("{}")
+	}
+}
+
+func countPending(ctx context.Context, tx *sql.Tx) (int, error) {
+	var n int
+	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM tasks WHERE status = 'pending'`).Scan(&n)
+	return n, err
+}
+
+func insertTask(ctx context.Context, tx *sql.Tx, t *Task, image []byte) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO tasks (id, type, model, mode, prompt, negative_prompt, params,
+		status, progress, attempts, created_at, updated_at, has_image)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, ?, ?, ?)`,
+		t.ID, t.Type, t.Model, t.Mode, t.Prompt, t.NegativePrompt, string(t.Params),
+		t.CreatedAt.UnixMilli(), t.UpdatedAt.UnixMilli(), t.HasImage)
+	if err != nil {
+		if isUniqueViolation(err) {
+			return ErrDuplicate
+		}
+		return err
+	}
+	if len(image) > 0 {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO task_inputs (task_id, image) VALUES (?, ?)`, t.ID, image); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runCommitter batches concurrent CreateTask calls: it takes every request that
+// is waiting, writes them in one transaction and answers each after COMMIT.
+func (db *DB) runCommitter() {
+	defer db.committed.Done()
+	batch := make([]*createRequest, 0, maxCreateBatch)
+	for {
+		select {
+		case req := <-db.creates:
+			batch = append(batch[:0], req)
+		case <-db.closing:
+			return
+		}
+	drain:
+		for len(batch) < maxCreateBatch {
+			select {
+			case req := <-db.creates:
+				batch = append(batch, req)
+			default:
+				break drain
+			}
+		}
+		db.commitBatch(batch)
+	}
+}
+
+func (db *DB) commitBatch(batch []*createRequest) {
+	ctx := context.Background()
+	results := make([]error, len(batch))
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		pending, err := countPending(ctx, tx)
+		if err != nil {
+			return err
+		}
+		for i, req := range batch {
+			if err := req.ctx.Err(); err != nil {
+				results[i] = err
+				continue
+			}
+			if req.queueMax > 0 && pending >= req.queueMax {
+				results[i] = ErrQueueFull
+				continue
+			}
+			// A savepoint per request lets one bad row fail alone.
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT create_task"); err != nil {
+				return err
+			}
+			if err := insertTask(ctx, tx, req.task, req.image); err != nil {
+				results[i] = err
+				if _, err := tx.ExecContext(ctx, "ROLLBACK TO create_task"); err != nil {
+					return err
+				}
+			} else {
+				pending++
+			}
+			if _, err := tx.ExecContext(ctx, "RELEASE create_task"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for i, req := range batch {
+		if err != nil {
+			if results[i] == nil {
+				results[i] = fmt.Errorf("store: create task: %w", err)
+			}
+		}
+		req.done <- results[i]
+	}
+}
+
+// GetTask returns one task; ErrNotFound when there is none.
+func (db *DB) GetTask(ctx context.Context, id string) (*Task, error) {
+	t, err := scanTask(db.reader.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return t, err
+}
+
+// TaskImage returns the stored i2v input image; ErrNotFound when there is none.
+func (db *DB) TaskImage(ctx context.Context, id string) ([]byte, error) {
+	var img []byte
+	err := db.reader.QueryRowContext(ctx, `SELECT image FROM task_inputs WHERE task_id = ?`, id).Scan(&img)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	return img, err
+}
+
+// QueuePosition is the 1-based place among pending tasks by id; 0 if not pending.
+func (db *DB) QueuePosition(ctx context.Context, id string) (int, error) {
+	var status string
+	var pos int
+	err := db.reader.QueryRowContext(ctx, `SELECT status,
+		(SELECT count(*) FROM tasks p WHERE p.status = 'pending' AND p.id < t.id)
+		FROM tasks t WHERE t.id = ?`, id).Scan(&status, &pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, err
+	}
+	if status != StatusPending {
+		return 0, nil
+	}
+	return pos + 1, nil
+}
+
+// CountByStatus returns a count for each of the four statuses (zero included).
+func (db *DB) CountByStatus(ctx context.Context) (map[string]int, error) {
+	out := map[string]int{StatusPending: 0, StatusProcessing: 0, StatusDone: 0, StatusFailed: 0}
+	rows, err := db.reader.QueryContext(ctx, `SELECT status, count(*) FROM tasks GROUP BY status`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s string
+		var n int
+		if err := rows.Scan(&s, &n); err != nil {
+			return nil, err
+		}
+		out[s] = n
+	}
+	return out, rows.Err()
+}
+
+// OldestPending returns the creation time of the task at the head of the queue.
+func (db *DB) OldestPending(ctx context.Context) (time.Time, bool, error) {
+	var created int64
+	err := db.reader.QueryRowContext(ctx,
+		`SELECT created_at FROM tasks WHERE status = 'pending' ORDER BY id LIMIT 1`).Scan(&created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return time.UnixMilli(created).UTC(), true, nil
+}
+
+// ListPending returns pending tasks oldest first; limit <= 0 means all.
+func (db *DB) ListPending(ctx context.Context, limit int) ([]*Task, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	return db.queryTasks(ctx, db.reader,
+		`SELECT `+taskColumns+` FROM tasks WHERE status = 'pending' ORDER BY id LIMIT ?`, limit)
+}
+
+// ListProcessing returns every processing task, oldest first.
+func (db *DB) ListProcessing(ctx context.Context) ([]*Task, error) {
+	return db.queryTasks(ctx, db.reader,
+		`SELECT `+taskColumns+` FROM tasks WHERE status = 'processing' ORDER BY id`)
+}
+
+// RunningByAccount counts processing tasks per account.
+func (db *DB) RunningByAccount(ctx context.Context) (map[int64]int, error) {
+	rows, err := db.reader.QueryContext(ctx,
+		`SELECT account_id, count(*) FROM tasks WHERE status = 'processing' AND account_id IS NOT NULL GROUP BY account_id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int64]int{}
+	for rows.Next() {
+		var id int64
+		var n int
+		if err := rows.Scan(&id, &n); err != nil {
+			return nil, err
+		}
+		out[id] = n
+	}
+	return out, rows.Err()
+}
+
+// transitionError tells a missing task (ErrNotFound) from one in the wrong state (ErrConflict).
+func (db *DB) transitionError(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, id string) error {
+	var status string
+	err := q.QueryRowContext(ctx, `SELECT status FROM tasks WHERE id = ?`, id).Scan(&status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return err
+	}
+	return ErrConflict
+}
+
+// ClaimTask: pending -> processing on accountID, attempts+1, started_at=now (ErrConflict if not pending).
+func (db *DB) ClaimTask(ctx context.Context, id string, accountID int64) (*Task, error) {
+	var t *Task
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		now := db.nowMS()
+		var err error
+		t, err = scanTask(tx.QueryRowContext(ctx, `UPDATE tasks SET status = 'processing', account_id = ?,
+			attempts = attempts + 1, progress = 0, started_at = ?, updated_at = ?
+			WHERE id = ? AND status = 'pending' RETURNING `+taskColumns, nullID(accountID), now, now, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return db.transitionError(ctx, tx, id)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func nullID(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+// RequeueTask: processing -> pending, account cleared, reason appended to a retry log (ErrConflict if not processing).
+func (db *DB) RequeueTask(ctx context.Context, id string, reason string) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		now := db.nowMS()
+		var account sql.NullInt64
+		var status string
+		err := tx.QueryRowContext(ctx, `SELECT status, account_id FROM tasks WHERE id = ?`, id).Scan(&status, &account)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'pending', progress = 0, started_at = NULL,
+			updated_at = ?, account_id = NULL
+			WHERE id = ? AND status = 'processing'`, now, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrConflict
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO task_retries (task_id, account_id, reason, created_at) VALUES (?, ?, ?, ?)`,
+			id, account, reason, now)
+		return err
+	})
+}
+
+// RetryReasons returns why a task was requeued, oldest first, so a final
+// failure can say what happened on each try.
+func (db *DB) RetryReasons(ctx context.Context, id string) ([]string, error) {
+	rows, err := db.reader.QueryContext(ctx, `SELECT reason FROM task_retries WHERE task_id = ? ORDER BY id`, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// SetProgress stores max(old, p) clamped to 0..99 while processing (never goes down).
+func (db *DB) SetProgress(ctx context.Context, id string, p int) error {
+	p = min(max(p, 0), 99)
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE tasks SET progress = ?, updated_at = ?
+			WHERE id = ? AND status = 'processing' AND progress < ?`, p, db.nowMS(), id, p)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return nil
+		}
+		// Nothing changed: fine if it is processing with progress already >= p.
+		var status string
+		err = tx.QueryRowContext(ctx, `SELECT status FROM tasks WHERE id = ?`, id).Scan(&status)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if status != StatusProcessing {
+			return ErrConflict
+		}
+		return nil
+	})
+}
+
+// CompleteTask: processing -> done, progress 100, paths and types set, completed_at=now; deletes the input image.
+func (db *DB) CompleteTask(ctx context.Context, id, resultPath, resultType, previewPath, previewType string) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		now := db.nowMS()
+		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'done', progress = 100, result_path = ?,
+			result_type = ?, preview_path = ?, preview_type = ?, completed_at = ?, updated_at = ?, has_image = 0
+			WHERE id = ? AND status = 'processing'`,
+			resultPath, resultType, previewPath, previewType, now, now, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return db.transitionError(ctx, tx, id)
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM task_inputs WHERE task_id = ?`, id)
+		return err
+	})
+}
+
+// FailTask: pending|processing -> failed with code/message, completed_at=now
+// (ErrConflict if already terminal). The input image is dropped: nothing will use it.
+func (db *DB) FailTask(ctx context.Context, id, code, message string) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		now := db.nowMS()
+		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'failed', error_code = ?, error_message = ?,
+			completed_at = ?, updated_at = ?, has_image = 0
+			WHERE id = ? AND status IN ('pending', 'processing')`, code, message, now, now, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return db.transitionError(ctx, tx, id)
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM task_inputs WHERE task_id = ?`, id)
+		return err
+	})
+}
+
+// ListStale: processing tasks of type typ whose started_at is before cutoff.
+func (db *DB) ListStale(ctx context.Context, typ string, cutoff time.Time) ([]*Task, error) {
+	return db.queryTasks(ctx, db.reader, `SELECT `+taskColumns+` FROM tasks
+		WHERE status = 'processing' AND type = ? AND started_at < ? ORDER BY id`, typ, cutoff.UnixMilli())
+}
+
+// Gallery: done tasks newest first (ORDER BY id DESC), cursor = last id seen ("" = start), limit 1..100.
+func (db *DB) Gallery(ctx context.Context, cursor string, limit int) (items []*Task, next string, err error) {
+	if limit <= 0 {
+		limit = 50
+	}
+	limit = min(limit, 100)
+	// One row more than asked tells whether another page exists.
+	if cursor == "" {
+		items, err = db.queryTasks(ctx, db.reader, `SELECT `+taskColumns+` FROM tasks
+			WHERE status = 'done' ORDER BY id DESC LIMIT ?`, limit+1)
+	} else {
+		items, err = db.queryTasks(ctx, db.reader, `SELECT `+taskColumns+` FROM tasks
+			WHERE status = 'done' AND id < ? ORDER BY id DESC LIMIT ?`, cursor, limit+1)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	if len(items) > limit {
+		items = items[:limit]
+		next = items[limit-1].ID
+	}
+	return items, next, nil
+}
+
+// DeleteTask removes the row (and its input image); caller removes files first.
+func (db *DB) DeleteTask(ctx context.Context, id string) error {
+	res, err := db.writer.ExecContext(ctx, `DELETE FROM tasks WHERE id = ?`, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// UnfinishedTasksOfAccount: pending tasks bound to that account and its processing tasks.
+func (db *DB) UnfinishedTasksOfAccount(ctx context.Context, accountID int64) ([]*Task, error) {
+	return db.queryTasks(ctx, db.reader, `SELECT `+taskColumns+` FROM tasks
+		WHERE account_id = ? AND status IN ('pending', 'processing') ORDER BY id`, accountID)
+}
