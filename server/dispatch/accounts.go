@@ -1,0 +1,282 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"syscall"
+	"time"
+
+	"gooni/server/workspace"
+	"gooni/store"
+)
+
+// failKind separates a workspace that refused one task from one that is down.
+type failKind int
+
+const (
+	failRefused failKind = iota // this task was refused or dropped: try another account
+	failDown                    // the account does not answer usably: mark it failed
+)
+
+// classify sorts a workspace call's error and names it in plain words, with no
+// response body and no credential in it.
+func classify(err error) (failKind, string) {
+	var se *workspace.StatusError
+	var ne net.Error
+	switch {
+	case errors.Is(err, workspace.ErrTargetInvalid):
+		return failDown, "the workspace address is not a valid target"
+	case errors.As(err, &se):
+		switch {
+		case se.Code == http.StatusServiceUnavailable || se.Code == http.StatusTooManyRequests:
+			return failRefused, "the workspace is busy and refused (" + strconv.Itoa(se.Code) + ")"
+		case se.Code == http.StatusUnauthorized || se.Code == http.StatusForbidden:
+			return failDown, "the workspace rejected the credentials (" + strconv.Itoa(se.Code) + ")"
+		case se.Code >= 500:
+			return failDown, "the workspace answered with a server error (" + strconv.Itoa(se.Code) + ")"
+		default:
+			return failRefused, "the workspace answered " + strconv.Itoa(se.Code)
+		}
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ETIMEDOUT) ||
+		(errors.As(err, &ne) && ne.Timeout()):
+		return failDown, "the workspace did not answer in time"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return failDown, "the workspace refused the connection"
+	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
+		return failDown, "the workspace host is unreachable"
+	case isDNSError(err):
+		return failDown, "the workspace host name does not resolve"
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET):
+		return failRefused, "the workspace dropped the connection"
+	}
+	return failRefused, "the workspace gave an unusable answer"
+}
+
+func isDNSError(err error) bool {
+	var de *net.DNSError
+	return errors.As(err, &de)
+}
+
+// clientErrorReason names why Client could not build a client.
+func clientErrorReason(err error) string {
+	if errors.Is(err, workspace.ErrTargetInvalid) {
+		return "the workspace address is not a valid target (https, or http to loopback only)"
+	}
+	return "its credentials could not be opened"
+}
+
+// Client builds a workspace client for an account. The target comes only from
+// the account registry row, and the credentials are opened only after it checked.
+func (d *Dispatcher) Client(ctx context.Context, acc *store.Account) (*workspace.Client, error) {
+	if !workspace.WorkspaceName.MatchString(acc.Workspace) {
+		return nil, fmt.Errorf("account %d: workspace name is not valid: %w", acc.ID, workspace.ErrTargetInvalid)
+	}
+	base := acc.BaseURL
+	if base == "" {
+		u, err := workspace.BaseURLFor(d.cfg.WorkspaceURL, acc.Workspace)
+		if err != nil {
+			if !errors.Is(err, workspace.ErrTargetInvalid) {
+				err = fmt.Errorf("%w: %v", workspace.ErrTargetInvalid, err)
+			}
+			return nil, fmt.Errorf("account %d: %w", acc.ID, err)
+		}
+		base = u
+	}
+	// Validate before opening the credentials, so a bad target never sees them.
+	if _, err := workspace.NewClient(base, "", ""); err != nil {
+		if !errors.Is(err, workspace.ErrTargetInvalid) {
+			err = fmt.Errorf("%w: %v", workspace.ErrTargetInvalid, err)
+		}
+		return nil, fmt.Errorf("account %d: %w", acc.ID, err)
+	}
+	var key, secret string
+	if acc.HasCredentials {
+		creds, err := d.db.AccountCredentials(ctx, acc.ID)
+		if err != nil {
+			return nil, fmt.Errorf("account %d: open credentials: %w", acc.ID, err)
+		}
+		key, secret = creds["proxy_key"], creds["proxy_secret"]
+	}
+	c, err := workspace.NewClient(base, key, secret)
+	if err != nil {
+		return nil, fmt.Errorf("account %d: %w", acc.ID, err)
+	}
+	c.HTTP = d.http
+	return c, nil
+}
+
+// HealthCheck calls the account's workspace /health and records the outcome:
+// ready on success, failed with a plain reason otherwise. A disabled account
+// is left as it is (only an admin enables it) and returned unchanged.
+func (d *Dispatcher) HealthCheck(ctx context.Context, accountID int64) (*store.Account, error) {
+	acc, err := d.db.GetAccount(ctx, accountID)
+	if err != nil {
+		return nil, err
+	}
+	if acc.Status == "disabled" {
+		return acc, nil
+	}
+	ok, reason := d.probe(ctx, acc)
+	status := "ready"
+	if !ok {
+		status = "failed"
+	}
+	updated, err := d.db.SetAccountStatus(ctx, accountID, status, reason, d.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		d.pollOK(accountID)
+		d.Wake()
+	}
+	return updated, nil
+}
+
+// probe runs one /health call; reason is empty on success.
+func (d *Dispatcher) probe(ctx context.Context, acc *store.Account) (bool, string) {
+	c, err := d.Client(ctx, acc)
+	if err != nil {
+		return false, "health check failed: " + clientErrorReason(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
+	defer cancel()
+	h, err := c.Health(cctx)
+	if err != nil {
+		_, reason := classify(err)
+		return false, "health check failed: " + reason
+	}
+	if h.Status != "" && h.Status != "ok" {
+		return false, "health check failed: the workspace reports status " + strconv.Quote(h.Status)
+	}
+	return true, ""
+}
+
+// healthPass re-checks ready and failed accounts; a change of status is audited.
+func (d *Dispatcher) healthPass(ctx context.Context) {
+	accounts, err := d.db.ListAccounts(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Error("health: list accounts", "err", err)
+		}
+		return
+	}
+	for _, acc := range accounts {
+		if ctx.Err() != nil {
+			return
+		}
+		if acc.Status != "ready" && acc.Status != "failed" {
+			continue
+		}
+		updated, err := d.HealthCheck(ctx, acc.ID)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, store.ErrNotFound) {
+				d.log.Error("health: check account", "account_id", acc.ID, "err", err)
+			}
+			continue
+		}
+		if updated.Status == acc.Status {
+			continue
+		}
+		outcome := "success"
+		if updated.Status != "ready" {
+			outcome = "failure"
+		}
+		d.audit(ctx, "account.health_check", acc.ID, outcome, map[string]any{
+			"name": acc.Name, "previous_status": acc.Status, "status": updated.Status, "reason": updated.StatusReason,
+		})
+	}
+}
+
+// RemoveAccount fails the account's unfinished tasks with worker_removed
+// (cancelling them remotely, best-effort) and deletes the account. Done tasks
+// and their media stay.
+func (d *Dispatcher) RemoveAccount(ctx context.Context, accountID int64) error {
+	acc, err := d.db.GetAccount(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	d.claimMu.Lock()
+	d.removing[accountID] = true
+	d.claimMu.Unlock()
+	defer func() {
+		d.claimMu.Lock()
+		delete(d.removing, accountID)
+		d.claimMu.Unlock()
+	}()
+
+	tasks, err := d.db.UnfinishedTasksOfAccount(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	c, cerr := d.Client(ctx, acc)
+	for _, t := range tasks {
+		if t.Status != "processing" && t.Status != "pending" {
+			continue
+		}
+		if d.fail(ctx, t, "worker_removed", "the worker account running this task was deleted") && cerr == nil && t.Status == "processing" {
+			cctx, cancel := context.WithTimeout(ctx, min(d.cfg.RequestTimeout, 2*time.Second))
+			if err := c.Cancel(cctx, t.ID); err != nil && !errors.Is(err, workspace.ErrNotFound) {
+				d.log.Debug("remote cancel failed", "task_id", t.ID, "err", err)
+			}
+			cancel()
+		}
+	}
+	if err := d.db.DeleteAccount(ctx, accountID); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	delete(d.pollFails, accountID)
+	d.mu.Unlock()
+	d.log.Info("worker account removed", "account_id", accountID, "account", acc.Name, "failed_tasks", len(tasks))
+	return nil
+}
+
+// audit writes a system audit event through cfg.Audit and a matching log line.
+func (d *Dispatcher) audit(ctx context.Context, action string, accountID int64, outcome string, details map[string]any) {
+	d.auditAs(ctx, actorInfo{Actor: "system"}, action, accountID, outcome, details)
+}
+
+func (d *Dispatcher) auditAs(ctx context.Context, who actorInfo, action string, accountID int64, outcome string, details map[string]any) {
+	if who.Actor == "" {
+		who.Actor = "system"
+	}
+	if who.CorrelationID == "" {
+		who.CorrelationID = store.NewID()
+	}
+	e := &store.AuditEvent{
+		Timestamp:     d.cfg.Now().UTC(),
+		Actor:         who.Actor,
+		Source:        who.Source,
+		Action:        action,
+		Target:        "account:" + strconv.FormatInt(accountID, 10),
+		Outcome:       outcome,
+		CorrelationID: who.CorrelationID,
+		Details:       details,
+	}
+	d.log.Info("audit", "actor", e.Actor, "source", e.Source, "action", e.Action, "target", e.Target,
+		"outcome", e.Outcome, "timestamp", e.Timestamp.Format(time.RFC3339Nano), "correlation_id", e.CorrelationID)
+	if d.cfg.Audit != nil {
+		d.cfg.Audit(context.WithoutCancel(ctx), e)
+	}
+}
+
+// actorInfo names who started a background action, for its audit event.
+type actorInfo struct{ Actor, Source, CorrelationID string }
+
+type actorKey struct{}
+
+// WithActor records who asks for an action (e.g. a deploy), so the audit event
+// written when it finishes in the background names them instead of "system".
+func WithActor(ctx context.Context, actor, source, correlationID string) context.Context {
+	return context.WithValue(ctx, actorKey{}, actorInfo{Actor: actor, Source: source, CorrelationID: correlationID})
+}
+
+func actorFrom(ctx context.Context) actorInfo {
+	a, _ := ctx.Value(actorKey{}).(actorInfo)
+	return a
+}

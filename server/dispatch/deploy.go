@@ -1,0 +1,246 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"gooni/store"
+)
+
+// deployOutputMax is how much of a deploy's output is kept (its tail).
+const deployOutputMax = 64 << 10
+
+// serverSecretEnv names the server's own secrets, which a deploy command has no use for.
+var serverSecretEnv = map[string]bool{
+	"GG_API_KEY": true, "GG_ADMIN_KEY": true, "GG_ACCOUNT_KEY": true, "GG_AUDIT_KEY": true,
+}
+
+// Deploy starts GG_DEPLOY_COMMAND for one account in the background. Only one
+// deploy per account runs at a time (ErrDeployRunning). The audit event written
+// when it ends names the actor from WithActor, or "system".
+func (d *Dispatcher) Deploy(ctx context.Context, accountID int64) error {
+	acc, err := d.db.GetAccount(ctx, accountID)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(d.cfg.DeployCommand) == "" {
+		return errors.New("dispatch: no deploy command is configured")
+	}
+	d.mu.Lock()
+	if d.deploys[accountID] {
+		d.mu.Unlock()
+		return ErrDeployRunning
+	}
+	d.deploys[accountID] = true
+	d.mu.Unlock()
+	release := func() {
+		d.mu.Lock()
+		delete(d.deploys, accountID)
+		d.mu.Unlock()
+	}
+	creds := map[string]string{}
+	if acc.HasCredentials {
+		if creds, err = d.db.AccountCredentials(ctx, accountID); err != nil {
+			release()
+			return fmt.Errorf("dispatch: open credentials of account %d: %w", accountID, err)
+		}
+	}
+	if err := d.db.SetDeploy(ctx, accountID, "running", "", d.cfg.Now()); err != nil {
+		release()
+		return err
+	}
+	who := actorFrom(ctx)
+	d.workers.Add(1)
+	go func() {
+		defer d.workers.Done()
+		defer release()
+		d.runDeploy(acc, creds, who)
+	}()
+	return nil
+}
+
+func (d *Dispatcher) runDeploy(acc *store.Account, creds map[string]string, who actorInfo) {
+	ctx, cancel := context.WithTimeout(d.life, d.cfg.DeployTimeout)
+	defer cancel()
+	start := d.cfg.Now()
+
+	slack := 0
+	for _, v := range creds {
+		slack = max(slack, len(v))
+	}
+	out := &tailBuffer{max: deployOutputMax + slack}
+	cmd := exec.CommandContext(ctx, "sh", "-c", d.cfg.DeployCommand)
+	cmd.Env = deployEnv(acc.Workspace, creds)
+	cmd.Stdout, cmd.Stderr = out, out
+	// Its own process group, so a timeout kills the children of sh too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
+	runErr := cmd.Run()
+	if cmd.Process != nil {
+		// Background children left behind by the command go with it.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+
+	status, outcome, last := "succeeded", "success", ""
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		status, outcome = "failed", "failure"
+		last = "deploy failed: it ran longer than " + d.cfg.DeployTimeout.String() + " and was killed"
+	case d.life.Err() != nil:
+		status, outcome = "failed", "failure"
+		last = "deploy failed: the server shut down while it ran"
+	case runErr != nil:
+		status, outcome = "failed", "failure"
+		var ee *exec.ExitError
+		if errors.As(runErr, &ee) {
+			last = "deploy failed: the command ended with " + ee.ProcessState.String()
+		} else {
+			last = "deploy failed: the command could not run: " + redact(runErr.Error(), creds)
+		}
+	}
+	output := redactTail(out.Bytes(), out.Truncated(), creds, slack)
+	if last != "" {
+		if output != "" && !strings.HasSuffix(output, "\n") {
+			output += "\n"
+		}
+		output += last
+	}
+	bg := context.WithoutCancel(d.life)
+	if err := d.db.SetDeploy(bg, acc.ID, status, output, d.cfg.Now()); err != nil && !errors.Is(err, store.ErrNotFound) {
+		d.log.Error("deploy: store outcome", "account_id", acc.ID, "err", err)
+	}
+	d.log.Info("deploy finished", "account_id", acc.ID, "account", acc.Name, "status", status,
+		"duration", d.cfg.Now().Sub(start).Round(time.Millisecond).String())
+	details := map[string]any{"name": acc.Name, "deploy_status": status}
+	if last != "" {
+		details["reason"] = last
+	}
+	d.auditAs(bg, who, "account.deploy", acc.ID, outcome, details)
+	if status == "succeeded" && d.life.Err() == nil {
+		if _, err := d.HealthCheck(bg, acc.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			d.log.Error("deploy: health check after deploy", "account_id", acc.ID, "err", err)
+		}
+	}
+}
+
+// deployEnv is the server's environment, without its own secrets, plus the
+// workspace name and the Modal token of the account.
+func deployEnv(workspaceName string, creds map[string]string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if serverSecretEnv[name] || name == "MODAL_TOKEN_ID" || name == "MODAL_TOKEN_SECRET" || name == "GG_WORKSPACE" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env,
+		"GG_WORKSPACE="+workspaceName,
+		"MODAL_TOKEN_ID="+creds["token_id"],
+		"MODAL_TOKEN_SECRET="+creds["token_secret"],
+	)
+}
+
+// redactTail replaces every credential value in the kept output and trims it to
+// deployOutputMax. When the start was cut, the first slack bytes are dropped
+// too: they could hold the end of a secret whose beginning was cut away.
+func redactTail(b []byte, truncated bool, creds map[string]string, slack int) string {
+	s := redact(string(b), creds)
+	if truncated {
+		s = s[min(slack, len(s)):]
+	}
+	if len(s) > deployOutputMax {
+		s = s[len(s)-deployOutputMax:]
+	}
+	return strings.ToValidUTF8(s, "")
+}
+
+// redact replaces each credential value longer than 3 characters, longest first
+// (so a secret containing another is replaced whole).
+func redact(s string, creds map[string]string) string {
+	vals := make([]string, 0, len(creds))
+	for _, v := range creds {
+		if len(v) > 3 {
+			vals = append(vals, v)
+		}
+	}
+	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
+	for _, v := range vals {
+		s = strings.ReplaceAll(s, v, "[redacted]")
+	}
+	return s
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu        sync.Mutex
+	max       int
+	buf       []byte
+	truncated bool
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(p)
+	if len(p) >= t.max {
+		t.buf = append(t.buf[:0], p[len(p)-t.max:]...)
+		t.truncated = true
+		return n, nil
+	}
+	if over := len(t.buf) + len(p) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+		t.truncated = true
+	}
+	t.buf = append(t.buf, p...)
+	return n, nil
+}
+
+func (t *tailBuffer) Bytes() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]byte(nil), t.buf...)
+}
+
+func (t *tailBuffer) Truncated() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.truncated
+}
+
+// resumeDeploys marks deploys left "running" by a previous process as failed:
+// nothing runs them any more.
+func (d *Dispatcher) resumeDeploys(ctx context.Context) {
+	accounts, err := d.db.ListAccounts(ctx)
+	if err != nil {
+		return
+	}
+	for _, acc := range accounts {
+		if acc.DeployStatus != "running" {
+			continue
+		}
+		d.mu.Lock()
+		mine := d.deploys[acc.ID]
+		d.mu.Unlock()
+		if mine {
+			continue
+		}
+		out := acc.DeployOutput
+		if out != "" && !strings.HasSuffix(out, "\n") {
+			out += "\n"
+		}
+		out += "deploy failed: the server restarted while it ran"
+		if err := d.db.SetDeploy(ctx, acc.ID, "failed", out, d.cfg.Now()); err != nil {
+			d.log.Error("deploy: mark interrupted deploy failed", "account_id", acc.ID, "err", err)
+		}
+	}
+}

@@ -1,0 +1,188 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"gooni/server/workspace"
+	"gooni/store"
+)
+
+func slogJSON(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+const (
+	testTokenID     = "ak-token-id-1234"
+	testTokenSecret = "as-token-secret-very-private-5678"
+)
+
+func (e *env) waitDeploy(id int64) *store.Account {
+	e.t.Helper()
+	var a *store.Account
+	waitFor(e.t, 10*time.Second, "deploy to finish", func() bool {
+		a = e.getAccount(id)
+		return a.DeployStatus != "running"
+	})
+	return a
+}
+
+func TestDeploy(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		command     string
+		timeout     time.Duration
+		from        string // account status before
+		wantDeploy  string
+		wantStatus  string // account status after
+		wantOutput  []string
+		wantLast    string // the output's last line contains this
+		maxDuration time.Duration
+	}{
+		{
+			name:       "success redacts and health-checks",
+			command:    `printenv MODAL_TOKEN_SECRET; echo "id=$MODAL_TOKEN_ID ws=$GG_WORKSPACE"; echo ok`,
+			from:       "pending",
+			wantDeploy: "succeeded", wantStatus: "ready",
+			wantOutput: []string{"[redacted]\n", "id=[redacted] ws=deploy-me\n", "ok"},
+		},
+		{
+			name:       "exit code fails and keeps the status",
+			command:    `echo starting; exit 3`,
+			from:       "failed",
+			wantDeploy: "failed", wantStatus: "failed",
+			wantOutput: []string{"starting\n"},
+			wantLast:   "exit status 3",
+		},
+		{
+			name:       "timeout kills the process group",
+			command:    `echo going; sleep 5 & sleep 5; echo never`,
+			timeout:    300 * time.Millisecond,
+			from:       "ready",
+			wantDeploy: "failed", wantStatus: "ready",
+			wantOutput: []string{"going\n"},
+			wantLast:   "longer than 300ms and was killed",
+			// The background sleep holds the output pipe; the group kill must end it too.
+			maxDuration: 3 * time.Second,
+		},
+		{
+			name:       "long output keeps the redacted tail",
+			command:    `head -c 100000 /dev/zero | tr '\0' a; echo; printenv MODAL_TOKEN_SECRET`,
+			from:       "pending",
+			wantDeploy: "succeeded", wantStatus: "ready",
+			wantOutput: []string{"aaaa", "[redacted]"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			srv := e.sim(workspace.SimConfig{})
+			acc := e.account("deploy-me", srv.URL, 1, tc.from, map[string]string{
+				"token_id": testTokenID, "token_secret": testTokenSecret,
+			})
+			cfg := e.config()
+			cfg.DeployCommand = tc.command
+			if tc.timeout > 0 {
+				cfg.DeployTimeout = tc.timeout
+			}
+			d := New(cfg)
+			ctx := WithActor(context.Background(), "admin:abcd", "127.0.0.1", "corr-1")
+			start := time.Now()
+			if err := d.Deploy(ctx, acc.ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Deploy(ctx, acc.ID); !errors.Is(err, ErrDeployRunning) {
+				t.Errorf("second deploy: %v, want ErrDeployRunning", err)
+			}
+			got := e.waitDeploy(acc.ID)
+			took := time.Since(start)
+			d.workers.Wait() // the health check after a success runs before the goroutine ends
+			got = e.getAccount(acc.ID)
+
+			if got.DeployStatus != tc.wantDeploy {
+				t.Errorf("deploy_status %q, want %q; output:\n%s", got.DeployStatus, tc.wantDeploy, got.DeployOutput)
+			}
+			if got.Status != tc.wantStatus {
+				t.Errorf("account status %q, want %q", got.Status, tc.wantStatus)
+			}
+			if got.LastDeployAt.IsZero() {
+				t.Error("last_deploy_at not set")
+			}
+			out := got.DeployOutput
+			if strings.Contains(out, testTokenSecret) || strings.Contains(out, testTokenID) {
+				t.Fatal("deploy output contains a credential value")
+			}
+			if len(out) > deployOutputMax+200 {
+				t.Errorf("output is %d bytes, want at most 64 KiB plus the reason", len(out))
+			}
+			for _, want := range tc.wantOutput {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%.300s", want, out)
+				}
+			}
+			if tc.wantLast != "" {
+				lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+				if last := lines[len(lines)-1]; !strings.Contains(last, tc.wantLast) {
+					t.Errorf("last line %q, want it to mention %q", last, tc.wantLast)
+				}
+			}
+			if strings.Contains(out, "never") {
+				t.Error("the command ran past its timeout")
+			}
+			if tc.maxDuration > 0 && took > tc.maxDuration {
+				t.Errorf("deploy took %v, want under %v", took, tc.maxDuration)
+			}
+
+			e.mu.Lock()
+			defer e.mu.Unlock()
+			var deployEvents []*store.AuditEvent
+			for _, ev := range e.audits {
+				if ev.Action == "account.deploy" {
+					deployEvents = append(deployEvents, ev)
+				}
+			}
+			wantOutcome := "success"
+			if tc.wantDeploy == "failed" {
+				wantOutcome = "failure"
+			}
+			if len(deployEvents) != 1 || deployEvents[0].Outcome != wantOutcome ||
+				deployEvents[0].Actor != "admin:abcd" || deployEvents[0].CorrelationID != "corr-1" {
+				t.Errorf("deploy audit events %+v, want one %s by admin:abcd", deployEvents, wantOutcome)
+			}
+		})
+	}
+}
+
+func TestDeployUnknownAccount(t *testing.T) {
+	e := newEnv(t)
+	cfg := e.config()
+	cfg.DeployCommand = "true"
+	d := New(cfg)
+	if err := d.Deploy(context.Background(), 4242); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Deploy = %v, want ErrNotFound", err)
+	}
+}
+
+func TestRedactTail(t *testing.T) {
+	creds := map[string]string{"token_secret": "s3cr3t-value", "short": "abc"}
+	for _, tc := range []struct {
+		name, in  string
+		truncated bool
+		want      string
+	}{
+		{"whole secret", "x s3cr3t-value y abc", false, "x [redacted] y abc"},
+		// The buffer start cut a secret in half: its tail must not survive.
+		{"cut secret at the start", "3cr3t-value\nrest", true, "rest"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := redactTail([]byte(tc.in), tc.truncated, creds, len("s3cr3t-value"))
+			if !strings.HasSuffix(got, tc.want) || strings.Contains(got, "cr3t") {
+				t.Errorf("redactTail = %q, want suffix %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,523 @@
+// Package dispatch moves tasks through their life: it hands pending tasks to
+// ready worker accounts, polls their workspaces, copies finished media into the
+// data directory, fails stale tasks, health-checks accounts and runs deploys.
+//
+// The database is the only truth: every decision starts from a query and ends
+// with a committed row, so a restarted process resumes where the old one stopped.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gooni/server/workspace"
+	"gooni/store"
+)
+
+// Config wires a Dispatcher to its database, data directory and policies.
+type Config struct {
+	DB                 *store.DB
+	DataDir            string // media files go to DataDir/media/<task_id>.<ext> and <task_id>.preview.<ext>
+	WorkspaceURL       string // GG_WORKSPACE_URL template with {workspace}
+	TTLImage, TTLVideo time.Duration
+	HealthInterval     time.Duration // background re-check of ready and failed accounts (0 = off)
+	DeployCommand      string
+	DeployTimeout      time.Duration // 0 = 15 min
+	PollInterval       time.Duration // 0 = 500 ms
+	ReapInterval       time.Duration // 0 = 2 s
+	MaxAttempts        int           // 0 = 3
+	// RequestTimeout bounds one workspace call (submit, status, health, cancel)
+	// and the wait for a download's response headers; 0 = 10 s.
+	RequestTimeout time.Duration
+	Logger         *slog.Logger
+	Now            func() time.Time
+	OnTaskChange   func(taskID string)                            // called after every committed task change (SSE hub)
+	Audit          func(ctx context.Context, e *store.AuditEvent) // writes audit rows for health checks/deploys run in background
+}
+
+// ErrDeployRunning is returned by Deploy while a deploy of that account runs.
+var ErrDeployRunning = errors.New("dispatch: a deploy of this account is already running")
+
+const (
+	defaultTTLImage       = 10 * time.Minute
+	defaultTTLVideo       = 30 * time.Minute
+	defaultDeployTimeout  = 15 * time.Minute
+	defaultPollInterval   = 500 * time.Millisecond
+	defaultReapInterval   = 2 * time.Second
+	defaultMaxAttempts    = 3
+	defaultRequestTimeout = 10 * time.Second
+	// pollWorkers bounds concurrent status polls and downloads.
+	pollWorkers = 8
+	// pollFailLimit is how many unanswered polls in a row mark an account failed.
+	pollFailLimit = 3
+	// downloadTimeout bounds copying one result or preview body.
+	downloadTimeout = 5 * time.Minute
+)
+
+// Dispatcher runs the task lifecycle against the worker accounts in the store.
+type Dispatcher struct {
+	cfg  Config
+	db   *store.DB
+	log  *slog.Logger
+	http *http.Client
+	wake chan struct{}
+	sem  chan struct{} // bounds concurrent polls
+
+	// claimMu orders claims against RemoveAccount, so a removed account gets no new task.
+	claimMu  sync.Mutex
+	removing map[int64]bool
+
+	mu        sync.Mutex
+	inflight  map[string]bool           // tasks a goroutine is submitting or polling right now
+	tried     map[string]map[int64]bool // accounts that refused a task (preferred against next time)
+	reasons   map[string][]string       // why each try of a task ended, for dispatch_failed
+	pollFails map[int64]int             // unanswered polls in a row per account
+	deploys   map[int64]bool            // accounts with a deploy running
+
+	lastReap atomic.Int64 // unix ms, 0 = never
+	workers  sync.WaitGroup
+
+	// life ends when Run returns; background deploys are bound to it, not to a request.
+	life    context.Context
+	endLife context.CancelFunc
+}
+
+// New returns a Dispatcher with defaults filled in; Run starts it.
+func New(cfg Config) *Dispatcher {
+	if cfg.TTLImage <= 0 {
+		cfg.TTLImage = defaultTTLImage
+	}
+	if cfg.TTLVideo <= 0 {
+		cfg.TTLVideo = defaultTTLVideo
+	}
+	if cfg.DeployTimeout <= 0 {
+		cfg.DeployTimeout = defaultDeployTimeout
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = defaultPollInterval
+	}
+	if cfg.ReapInterval <= 0 {
+		cfg.ReapInterval = defaultReapInterval
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = defaultMaxAttempts
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = defaultRequestTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	life, endLife := context.WithCancel(context.Background())
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = cfg.RequestTimeout
+	tr.MaxIdleConnsPerHost = 16
+	return &Dispatcher{
+		cfg: cfg,
+		db:  cfg.DB,
+		log: cfg.Logger,
+		http: &http.Client{
+			Transport: tr,
+			// Credentials go only to the registry's base URL, so redirects are never followed.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		wake:      make(chan struct{}, 1),
+		sem:       make(chan struct{}, pollWorkers),
+		removing:  map[int64]bool{},
+		inflight:  map[string]bool{},
+		tried:     map[string]map[int64]bool{},
+		pollFails: map[int64]int{},
+		deploys:   map[int64]bool{},
+		life:      life,
+		endLife:   endLife,
+	}
+}
+
+// Run resumes (processing tasks are polled again, pending ones dispatched) and
+// then runs the dispatch loop, poller, reaper and health checker until ctx is done.
+func (d *Dispatcher) Run(ctx context.Context) {
+	d.resumeDeploys(ctx)
+	d.pollPass(ctx)
+	d.Wake()
+
+	var loops sync.WaitGroup
+	loop := func(every time.Duration, wakeup <-chan struct{}, pass func(context.Context)) {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				case <-wakeup:
+				}
+				pass(ctx)
+			}
+		}()
+	}
+	loop(d.cfg.PollInterval, d.wake, d.dispatchPass)
+	loop(d.cfg.PollInterval, nil, d.pollPass)
+	loop(d.cfg.ReapInterval, nil, func(ctx context.Context) {
+		if _, err := d.Reap(ctx); err != nil && ctx.Err() == nil {
+			d.log.Error("reaper pass failed", "err", err)
+		}
+	})
+	if d.cfg.HealthInterval > 0 {
+		loop(d.cfg.HealthInterval, nil, d.healthPass)
+	}
+	<-ctx.Done()
+	d.endLife()
+	loops.Wait()
+	d.workers.Wait()
+}
+
+// Wake asks for a dispatch pass now (a new pending task, or an account changed).
+func (d *Dispatcher) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (d *Dispatcher) changed(taskID string) {
+	if d.cfg.OnTaskChange != nil {
+		d.cfg.OnTaskChange(taskID)
+	}
+}
+
+// claimInflight marks a task as owned by one goroutine; false if another owns it.
+func (d *Dispatcher) claimInflight(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.inflight[id] {
+		return false
+	}
+	d.inflight[id] = true
+	return true
+}
+
+func (d *Dispatcher) releaseInflight(id string) {
+	d.mu.Lock()
+	delete(d.inflight, id)
+	d.mu.Unlock()
+}
+
+// forget drops what memory holds about a task once it reached a terminal state.
+func (d *Dispatcher) forget(id string) {
+	d.mu.Lock()
+	delete(d.tried, id)
+	d.mu.Unlock()
+}
+
+// candidate is a ready account with room for more tasks.
+type candidate struct {
+	acc     *store.Account
+	client  *workspace.Client
+	running int
+}
+
+// dispatchPass hands pending tasks, oldest first, to ready accounts with free capacity.
+func (d *Dispatcher) dispatchPass(ctx context.Context) {
+	accounts, err := d.db.ListAccounts(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Error("dispatch: list accounts", "err", err)
+		}
+		return
+	}
+	running, err := d.db.RunningByAccount(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Error("dispatch: count running tasks", "err", err)
+		}
+		return
+	}
+	var cands []*candidate
+	free := 0
+	for _, acc := range accounts {
+		if acc.Status != "ready" || acc.Capacity <= 0 {
+			continue
+		}
+		c, err := d.Client(ctx, acc)
+		if err != nil {
+			d.accountDown(ctx, acc.ID, "cannot reach the workspace: "+clientErrorReason(err), err)
+			continue
+		}
+		cands = append(cands, &candidate{acc: acc, client: c, running: running[acc.ID]})
+		if n := acc.Capacity - running[acc.ID]; n > 0 {
+			free += n
+		}
+	}
+	if free == 0 {
+		return
+	}
+	pending, err := d.db.ListPending(ctx, free+32)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Error("dispatch: list pending", "err", err)
+		}
+		return
+	}
+	for _, t := range pending {
+		if ctx.Err() != nil {
+			return
+		}
+		c := d.pick(t.ID, cands)
+		if c == nil {
+			continue
+		}
+		if d.start(ctx, t, c) {
+			c.running++
+		}
+	}
+}
+
+// pick chooses the least loaded account with room, preferring one that has not
+// refused this task yet. When only refusers have room but a ready account that
+// has not refused is merely busy, the task waits for it.
+func (d *Dispatcher) pick(taskID string, cands []*candidate) *candidate {
+	d.mu.Lock()
+	tried := d.tried[taskID]
+	d.mu.Unlock()
+	d.claimMu.Lock()
+	removing := make(map[int64]bool, len(d.removing))
+	for id := range d.removing {
+		removing[id] = true
+	}
+	d.claimMu.Unlock()
+
+	var fresh, stale []*candidate
+	untriedBusy := false
+	for _, c := range cands {
+		if removing[c.acc.ID] {
+			continue
+		}
+		hasRoom := c.running < c.acc.Capacity
+		switch {
+		case !tried[c.acc.ID] && hasRoom:
+			fresh = append(fresh, c)
+		case !tried[c.acc.ID]:
+			untriedBusy = true
+		case hasRoom:
+			stale = append(stale, c)
+		}
+	}
+	pool := fresh
+	if len(pool) == 0 {
+		if untriedBusy {
+			return nil
+		}
+		pool = stale
+	}
+	if len(pool) == 0 {
+		return nil
+	}
+	sort.SliceStable(pool, func(i, j int) bool {
+		a, b := pool[i], pool[j]
+		// Compare load ratios running/capacity without division.
+		la, lb := a.running*b.acc.Capacity, b.running*a.acc.Capacity
+		if la != lb {
+			return la < lb
+		}
+		if a.running != b.running {
+			return a.running < b.running
+		}
+		return a.acc.ID < b.acc.ID
+	})
+	return pool[0]
+}
+
+// start claims t on c's account and submits it in the background. It reports
+// whether the claim committed (the account's capacity is then taken).
+func (d *Dispatcher) start(ctx context.Context, t *store.Task, c *candidate) bool {
+	if !d.claimInflight(t.ID) {
+		return false
+	}
+	d.claimMu.Lock()
+	if d.removing[c.acc.ID] {
+		d.claimMu.Unlock()
+		d.releaseInflight(t.ID)
+		return false
+	}
+	claimed, err := d.db.ClaimTask(ctx, t.ID, c.acc.ID)
+	d.claimMu.Unlock()
+	if err != nil {
+		d.releaseInflight(t.ID)
+		if !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
+			d.log.Error("dispatch: claim task", "task_id", t.ID, "err", err)
+		}
+		return false
+	}
+	d.changed(t.ID)
+	d.log.Info("task dispatched", "task_id", t.ID, "type", claimed.Type, "account_id", c.acc.ID,
+		"account", c.acc.Name, "attempt", claimed.Attempts)
+	d.workers.Add(1)
+	go func() {
+		defer d.workers.Done()
+		defer d.releaseInflight(t.ID)
+		d.submit(ctx, claimed, c)
+	}()
+	return true
+}
+
+// submit sends a claimed task to its workspace and sorts out a failed send.
+func (d *Dispatcher) submit(ctx context.Context, t *store.Task, c *candidate) {
+	req := &workspace.TaskRequest{
+		TaskID:         t.ID,
+		Type:           t.Type,
+		Model:          t.Model,
+		Mode:           t.Mode,
+		Prompt:         t.Prompt,
+		NegativePrompt: t.NegativePrompt,
+		Params:         t.Params,
+	}
+	if t.HasImage {
+		img, err := d.db.TaskImage(ctx, t.ID)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d.log.Error("dispatch: read input image", "task_id", t.ID, "err", err)
+			d.retryOrFail(ctx, t, "the input image could not be read")
+			return
+		}
+		req.Image = encodeBase64(img)
+	}
+	cctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
+	_, err := c.client.Submit(cctx, req)
+	cancel()
+	if err == nil {
+		d.pollOK(c.acc.ID)
+		return
+	}
+	if ctx.Err() != nil {
+		// Shutting down: the task stays processing; resume polls it and requeues it if unknown.
+		return
+	}
+	kind, reason := classify(err)
+	reason = "account " + c.acc.Name + ": " + reason
+	d.log.Warn("workspace did not take the task", "task_id", t.ID, "account_id", c.acc.ID,
+		"reason", reason, "account_down", kind == failDown)
+	if kind == failDown {
+		// Requeue this task first so its reason is recorded; accountDown moves the others.
+		d.retryOrFail(ctx, t, reason)
+		d.accountDown(ctx, c.acc.ID, reason, err)
+		return
+	}
+	d.retryOrFail(ctx, t, reason)
+}
+
+// retryOrFail puts a processing task back in the queue, or fails it with
+// dispatch_failed once it used all its tries, naming what happened on each.
+func (d *Dispatcher) retryOrFail(ctx context.Context, t *store.Task, reason string) {
+	cur, err := d.db.GetTask(ctx, t.ID)
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, store.ErrNotFound) {
+			d.log.Error("dispatch: read task", "task_id", t.ID, "err", err)
+		}
+		return
+	}
+	if cur.Status != "processing" {
+		return
+	}
+	if cur.AccountID != 0 {
+		// Next time, another account is preferred for this task.
+		d.mu.Lock()
+		if d.tried[t.ID] == nil {
+			d.tried[t.ID] = map[int64]bool{}
+		}
+		d.tried[t.ID][cur.AccountID] = true
+		d.mu.Unlock()
+	}
+	if cur.Attempts >= d.cfg.MaxAttempts {
+		earlier, err := d.db.RetryReasons(ctx, t.ID)
+		if err != nil && ctx.Err() == nil {
+			d.log.Error("dispatch: read retry reasons", "task_id", t.ID, "err", err)
+		}
+		d.fail(ctx, cur, "dispatch_failed", describeTries(cur.Attempts, append(earlier, reason)))
+		return
+	}
+	if err := d.db.RequeueTask(ctx, t.ID, reason); err != nil {
+		if !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
+			d.log.Error("dispatch: requeue task", "task_id", t.ID, "err", err)
+		}
+		return
+	}
+	d.log.Info("task requeued", "task_id", t.ID, "type", cur.Type, "attempt", cur.Attempts, "reason", reason)
+	d.changed(t.ID)
+}
+
+func describeTries(attempts int, reasons []string) string {
+	if len(reasons) > attempts {
+		reasons = reasons[len(reasons)-attempts:]
+	}
+	var b strings.Builder
+	b.WriteString("no worker ran the task after ")
+	b.WriteString(itoa(attempts))
+	b.WriteString(" tries")
+	for i, r := range reasons {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString("try " + itoa(i+1+attempts-len(reasons)) + ": " + r)
+	}
+	return b.String()
+}
+
+// accountDown marks an account failed (never a disabled one) and moves its
+// processing tasks back to the queue so they are not stuck on a dead workspace.
+func (d *Dispatcher) accountDown(ctx context.Context, accountID int64, reason string, cause error) {
+	acc, err := d.db.GetAccount(ctx, accountID)
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, store.ErrNotFound) {
+			d.log.Error("dispatch: read account", "account_id", accountID, "err", err)
+		}
+		return
+	}
+	d.mu.Lock()
+	d.pollFails[accountID] = 0
+	d.mu.Unlock()
+	if acc.Status != "disabled" && acc.Status != "failed" {
+		if _, err := d.db.SetAccountStatus(ctx, accountID, "failed", reason, time.Time{}); err != nil {
+			if ctx.Err() == nil {
+				d.log.Error("dispatch: mark account failed", "account_id", accountID, "err", err)
+			}
+		} else {
+			d.log.Warn("worker account failed", "account_id", accountID, "account", acc.Name,
+				"previous_status", acc.Status, "reason", reason)
+			if errors.Is(cause, workspace.ErrTargetInvalid) {
+				d.audit(ctx, "security.proxy_refused", accountID, "denied", map[string]any{"reason": reason})
+			}
+		}
+	}
+	tasks, err := d.db.ListProcessing(ctx)
+	if err != nil {
+		return
+	}
+	moved := 0
+	for _, t := range tasks {
+		if t.AccountID != accountID {
+			continue
+		}
+		d.retryOrFail(ctx, t, "account "+acc.Name+" failed: "+reason)
+		moved++
+	}
+	if moved > 0 {
+		d.Wake()
+	}
+}

@@ -1,0 +1,652 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"image"
+	_ "image/jpeg"
+	_ "image/png"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fernet/fernet-go"
+	_ "golang.org/x/image/webp"
+
+	"gooni/server/workspace"
+	"gooni/store"
+)
+
+// ---- fixtures ----
+
+type env struct {
+	t       *testing.T
+	db      *store.DB
+	dataDir string
+
+	mu      sync.Mutex
+	changes map[string][]int // progress seen at each OnTaskChange, per task
+	audits  []*store.AuditEvent
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	schema, err := os.ReadFile(filepath.Join("..", "..", "schema.sql"))
+	if err != nil {
+		t.Fatalf("read schema: %v", err)
+	}
+	var k fernet.Key
+	if err := k.Generate(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	db, err := store.Open(dir, string(schema), store.Options{
+		AccountKeys: []string{k.Encode()},
+		AuditKey:    bytes.Repeat([]byte("k"), 32),
+	})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &env{t: t, db: db, dataDir: dir, changes: map[string][]int{}}
+}
+
+// config returns a fast Config; tests change fields before start.
+func (e *env) config() Config {
+	return Config{
+		DB:             e.db,
+		DataDir:        e.dataDir,
+		WorkspaceURL:   "https://{workspace}--gooni-inference.modal.run",
+		PollInterval:   20 * time.Millisecond,
+		ReapInterval:   50 * time.Millisecond,
+		RequestTimeout: 2 * time.Second,
+		DeployTimeout:  5 * time.Second,
+		OnTaskChange: func(id string) {
+			t, err := e.db.GetTask(context.Background(), id)
+			if err != nil {
+				return
+			}
+			e.mu.Lock()
+			e.changes[id] = append(e.changes[id], t.Progress)
+			e.mu.Unlock()
+		},
+		Audit: func(_ context.Context, ev *store.AuditEvent) {
+			e.mu.Lock()
+			e.audits = append(e.audits, ev)
+			e.mu.Unlock()
+		},
+	}
+}
+
+// start runs a Dispatcher until the test ends.
+func (e *env) start(cfg Config) *Dispatcher {
+	e.t.Helper()
+	d := New(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	e.t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			e.t.Error("Run did not return after cancel")
+		}
+	})
+	return d
+}
+
+// sim serves a workspace simulator on loopback.
+func (e *env) sim(cfg workspace.SimConfig) *httptest.Server {
+	e.t.Helper()
+	if cfg.Duration == 0 {
+		cfg.Duration = 200 * time.Millisecond
+	}
+	if cfg.Capacity == 0 {
+		cfg.Capacity = 4
+	}
+	s, err := workspace.NewSim(cfg)
+	if err != nil {
+		e.t.Fatalf("NewSim: %v", err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	e.t.Cleanup(srv.Close)
+	e.t.Cleanup(s.Close) // runs first: releases hung calls so srv.Close returns
+	return srv
+}
+
+func (e *env) account(name, baseURL string, capacity int, status string, creds map[string]string) *store.Account {
+	e.t.Helper()
+	ctx := context.Background()
+	a := &store.Account{Name: name, Workspace: name, BaseURL: baseURL, Capacity: capacity}
+	if err := e.db.CreateAccount(ctx, a, creds); err != nil {
+		e.t.Fatalf("create account %s: %v", name, err)
+	}
+	if status != "" && status != "pending" {
+		if _, err := e.db.SetAccountStatus(ctx, a.ID, status, "", time.Now()); err != nil {
+			e.t.Fatalf("set status: %v", err)
+		}
+	}
+	got, err := e.db.GetAccount(ctx, a.ID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return got
+}
+
+func (e *env) task(typ string) *store.Task {
+	e.t.Helper()
+	t := &store.Task{Type: typ, Model: "flux", Mode: "t2i", Prompt: "a lighthouse at dusk",
+		Params: []byte(`{"height":256,"seed":7,"steps":4,"width":256}`)}
+	if typ == "video" {
+		t.Model, t.Mode = "anisora", "t2v"
+		t.Params = []byte(`{"fps":16,"height":256,"num_frames":17,"seed":7,"steps":4,"width":256}`)
+	}
+	if err := e.db.CreateTask(context.Background(), t, nil, 0); err != nil {
+		e.t.Fatalf("create task: %v", err)
+	}
+	return t
+}
+
+func (e *env) get(id string) *store.Task {
+	e.t.Helper()
+	t, err := e.db.GetTask(context.Background(), id)
+	if err != nil {
+		e.t.Fatalf("get task: %v", err)
+	}
+	return t
+}
+
+func (e *env) getAccount(id int64) *store.Account {
+	e.t.Helper()
+	a, err := e.db.GetAccount(context.Background(), id)
+	if err != nil {
+		e.t.Fatalf("get account: %v", err)
+	}
+	return a
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitTerminal waits until the task is done or failed and returns it.
+func (e *env) waitTerminal(id string) *store.Task {
+	e.t.Helper()
+	var t *store.Task
+	waitFor(e.t, 10*time.Second, "task "+id+" to finish", func() bool {
+		t = e.get(id)
+		return t.Status == "done" || t.Status == "failed"
+	})
+	return t
+}
+
+func (e *env) mediaFiles() []string {
+	entries, _ := os.ReadDir(filepath.Join(e.dataDir, "media"))
+	var names []string
+	for _, en := range entries {
+		names = append(names, en.Name())
+	}
+	return names
+}
+
+// ---- lifecycle ----
+
+func TestTasksFinishWithMediaOnDisk(t *testing.T) {
+	for _, tc := range []struct {
+		typ, resultType, resultExt string
+	}{
+		{"image", "image/png", ".png"},
+		{"video", "video/mp4", ".mp4"},
+	} {
+		t.Run(tc.typ, func(t *testing.T) {
+			e := newEnv(t)
+			srv := e.sim(workspace.SimConfig{Duration: 300 * time.Millisecond})
+			acc := e.account("sim-one", srv.URL, 2, "ready", nil)
+			e.start(e.config())
+			task := e.task(tc.typ)
+
+			got := e.waitTerminal(task.ID)
+			if got.Status != "done" {
+				t.Fatalf("status %s (%s: %s), want done", got.Status, got.ErrorCode, got.ErrorMessage)
+			}
+			if got.Progress != 100 || got.AccountID != acc.ID || got.Attempts != 1 {
+				t.Errorf("progress %d account %d attempts %d", got.Progress, got.AccountID, got.Attempts)
+			}
+			if got.ResultPath != "media/"+task.ID+tc.resultExt || got.ResultType != tc.resultType {
+				t.Errorf("result %q %q", got.ResultPath, got.ResultType)
+			}
+			if got.PreviewPath != "media/"+task.ID+".preview.jpg" || got.PreviewType != "image/jpeg" {
+				t.Errorf("preview %q %q", got.PreviewPath, got.PreviewType)
+			}
+			res, err := os.ReadFile(filepath.Join(e.dataDir, got.ResultPath))
+			if err != nil {
+				t.Fatalf("result file: %v", err)
+			}
+			if tc.typ == "image" {
+				if _, _, err := image.Decode(bytes.NewReader(res)); err != nil {
+					t.Errorf("result does not decode: %v", err)
+				}
+			} else if len(res) < 12 || string(res[4:8]) != "ftyp" {
+				t.Errorf("result is not an MP4")
+			}
+			prev, err := os.ReadFile(filepath.Join(e.dataDir, got.PreviewPath))
+			if err != nil {
+				t.Fatalf("preview file: %v", err)
+			}
+			if _, _, err := image.Decode(bytes.NewReader(prev)); err != nil {
+				t.Errorf("preview does not decode: %v", err)
+			}
+			if n := len(e.mediaFiles()); n != 2 {
+				t.Errorf("media dir holds %d files (%v), want 2 (no temp files left)", n, e.mediaFiles())
+			}
+
+			e.mu.Lock()
+			seen := append([]int(nil), e.changes[task.ID]...)
+			e.mu.Unlock()
+			if len(seen) < 3 {
+				t.Errorf("only %d change notifications: %v", len(seen), seen)
+			}
+			for i := 1; i < len(seen); i++ {
+				if seen[i] < seen[i-1] {
+					t.Errorf("progress went down: %v", seen)
+				}
+			}
+			for i, p := range seen {
+				if p >= 100 && i != len(seen)-1 {
+					t.Errorf("progress 100 before done: %v", seen)
+				}
+			}
+		})
+	}
+}
+
+func TestCredentialsReachTheWorkspace(t *testing.T) {
+	e := newEnv(t)
+	srv := e.sim(workspace.SimConfig{RequireKey: "wk-proxy-key", RequireSecret: "ws-proxy-secret"})
+	// Created first, so it is tried first: its wrong secret gets a 401.
+	wrong := e.account("wrong-key", srv.URL, 1, "ready", map[string]string{"proxy_key": "wk-proxy-key", "proxy_secret": "not-the-secret"})
+	keyed := e.account("keyed", srv.URL, 1, "ready", map[string]string{"proxy_key": "wk-proxy-key", "proxy_secret": "ws-proxy-secret"})
+	e.start(e.config())
+	task := e.task("image")
+	got := e.waitTerminal(task.ID)
+	if got.Status != "done" || got.AccountID != keyed.ID || got.Attempts != 2 {
+		t.Fatalf("status %s on account %d after %d tries (%s), want done on %d after 2", got.Status, got.AccountID, got.Attempts, got.ErrorMessage, keyed.ID)
+	}
+	a := e.getAccount(wrong.ID)
+	if a.Status != "failed" || !strings.Contains(a.StatusReason, "credentials") {
+		t.Errorf("wrong-credential account %q %q, want failed over credentials", a.Status, a.StatusReason)
+	}
+	if strings.Contains(a.StatusReason, "secret") && strings.Contains(a.StatusReason, "not-the-secret") {
+		t.Errorf("reason leaks the credential: %q", a.StatusReason)
+	}
+}
+
+func TestFaultsAndFailover(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		fault string // of the first account, created first so it is picked first
+		// with a healthy second account?
+		second      bool
+		wantStatus  string
+		wantCode    string
+		wantMessage string
+		firstStatus string // status of the faulty account afterwards
+	}{
+		{name: "refuse lands on the other", fault: "refuse", second: true, wantStatus: "done", firstStatus: "ready"},
+		{name: "all refuse", fault: "refuse", wantStatus: "failed", wantCode: "dispatch_failed", wantMessage: "busy", firstStatus: "ready"},
+		{name: "drop is requeued", fault: "drop", second: true, wantStatus: "done", firstStatus: "ready"},
+		{name: "drop everywhere", fault: "drop", wantStatus: "failed", wantCode: "dispatch_failed", wantMessage: "lost the task", firstStatus: "ready"},
+		{name: "error", fault: "error", wantStatus: "failed", wantCode: "worker_error", wantMessage: "simulated failure: the model crashed", firstStatus: "ready"},
+		{name: "5xx fails the account over", fault: "5xx", second: true, wantStatus: "done", firstStatus: "failed"},
+		{name: "hang fails the account over", fault: "hang", second: true, wantStatus: "done", firstStatus: "failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			bad := e.account("faulty", e.sim(workspace.SimConfig{Fault: tc.fault}).URL, 2, "ready", nil)
+			var good *store.Account
+			if tc.second {
+				good = e.account("healthy", e.sim(workspace.SimConfig{}).URL, 2, "ready", nil)
+			}
+			cfg := e.config()
+			cfg.RequestTimeout = 300 * time.Millisecond
+			e.start(cfg)
+			task := e.task("image")
+
+			got := e.waitTerminal(task.ID)
+			if got.Status != tc.wantStatus || got.ErrorCode != tc.wantCode {
+				t.Fatalf("status %s code %q (%s), want %s %q", got.Status, got.ErrorCode, got.ErrorMessage, tc.wantStatus, tc.wantCode)
+			}
+			if !strings.Contains(got.ErrorMessage, tc.wantMessage) {
+				t.Errorf("message %q does not mention %q", got.ErrorMessage, tc.wantMessage)
+			}
+			if tc.wantCode == "dispatch_failed" && got.Attempts != 3 {
+				t.Errorf("attempts %d, want 3", got.Attempts)
+			}
+			if good != nil && got.AccountID != good.ID {
+				t.Errorf("task ran on account %d, want the healthy %d", got.AccountID, good.ID)
+			}
+			if a := e.getAccount(bad.ID); a.Status != tc.firstStatus {
+				t.Errorf("faulty account status %q (%s), want %q", a.Status, a.StatusReason, tc.firstStatus)
+			} else if tc.firstStatus == "failed" && a.StatusReason == "" {
+				t.Error("failed account has no reason")
+			}
+		})
+	}
+}
+
+func TestCorruptResultIsNotServed(t *testing.T) {
+	for _, typ := range []string{"image", "video"} {
+		t.Run(typ, func(t *testing.T) {
+			e := newEnv(t)
+			e.account("corrupt", e.sim(workspace.SimConfig{Fault: "corrupt"}).URL, 1, "ready", nil)
+			e.start(e.config())
+			task := e.task(typ)
+			got := e.waitTerminal(task.ID)
+			if got.Status != "failed" || got.ErrorCode != "corrupt_result" {
+				t.Fatalf("status %s code %q, want failed corrupt_result", got.Status, got.ErrorCode)
+			}
+			if got.ResultPath != "" {
+				t.Errorf("result path %q set", got.ResultPath)
+			}
+			if files := e.mediaFiles(); len(files) != 0 {
+				t.Errorf("media dir holds %v, want nothing", files)
+			}
+		})
+	}
+}
+
+func TestCapacityIsRespectedAndLoadSpread(t *testing.T) {
+	e := newEnv(t)
+	a := e.account("one", e.sim(workspace.SimConfig{Duration: 300 * time.Millisecond}).URL, 1, "ready", nil)
+	b := e.account("two", e.sim(workspace.SimConfig{Duration: 300 * time.Millisecond}).URL, 1, "ready", nil)
+	var maxRunning atomic.Int64
+	cfg := e.config()
+	inner := cfg.OnTaskChange
+	cfg.OnTaskChange = func(id string) {
+		inner(id)
+		run, _ := e.db.RunningByAccount(context.Background())
+		for _, n := range run {
+			if int64(n) > maxRunning.Load() {
+				maxRunning.Store(int64(n))
+			}
+		}
+	}
+	e.start(cfg)
+	var ids []string
+	for range 4 {
+		ids = append(ids, e.task("image").ID)
+	}
+	used := map[int64]int{}
+	for _, id := range ids {
+		got := e.waitTerminal(id)
+		if got.Status != "done" {
+			t.Fatalf("task %s: %s %s", id, got.Status, got.ErrorMessage)
+		}
+		used[got.AccountID]++
+	}
+	if maxRunning.Load() > 1 {
+		t.Errorf("an account ran %d tasks at once, capacity 1", maxRunning.Load())
+	}
+	if used[a.ID] == 0 || used[b.ID] == 0 {
+		t.Errorf("load not spread: %v", used)
+	}
+}
+
+func TestResumeFinishesProcessingTasks(t *testing.T) {
+	e := newEnv(t)
+	srv := e.sim(workspace.SimConfig{Duration: 200 * time.Millisecond})
+	acc := e.account("resume", srv.URL, 4, "ready", nil)
+	ctx := context.Background()
+
+	// Two tasks were claimed by a previous process: one reached the workspace,
+	// the other was claimed but never sent (the crash came first).
+	sent, unsent := e.task("image"), e.task("video")
+	for _, task := range []*store.Task{sent, unsent} {
+		if _, err := e.db.ClaimTask(ctx, task.ID, acc.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := workspace.NewClient(srv.URL, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Submit(ctx, &workspace.TaskRequest{TaskID: sent.ID, Type: "image", Model: "flux", Mode: "t2i",
+		Prompt: sent.Prompt, Params: sent.Params}); err != nil {
+		t.Fatal(err)
+	}
+
+	e.start(e.config())
+	for _, id := range []string{sent.ID, unsent.ID} {
+		if got := e.waitTerminal(id); got.Status != "done" {
+			t.Errorf("task %s: %s %s %s", id, got.Status, got.ErrorCode, got.ErrorMessage)
+		}
+	}
+	if got := e.get(sent.ID); got.Attempts != 1 {
+		t.Errorf("the task the workspace knew was dispatched again: attempts %d", got.Attempts)
+	}
+	if got := e.get(unsent.ID); got.Attempts != 2 {
+		t.Errorf("the unknown task: attempts %d, want 2 (requeued once)", got.Attempts)
+	}
+}
+
+func TestReaperFailsStaleTasks(t *testing.T) {
+	e := newEnv(t)
+	acc := e.account("slow", e.sim(workspace.SimConfig{Duration: time.Hour}).URL, 4, "ready", nil)
+	ctx := context.Background()
+	img, vid := e.task("image"), e.task("video")
+	for _, task := range []*store.Task{img, vid} {
+		if _, err := e.db.ClaimTask(ctx, task.ID, acc.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	now := time.Now()
+	cfg := e.config()
+	cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	cfg.Logger = slogJSON(&logs)
+	d := New(cfg)
+
+	if !d.LastReap().IsZero() {
+		t.Error("LastReap set before any pass")
+	}
+	if n, err := d.Reap(ctx); err != nil || n != 0 {
+		t.Fatalf("fresh tasks reaped: %d %v", n, err)
+	}
+	mu.Lock()
+	now = now.Add(11 * time.Minute) // past the image TTL, not the video TTL
+	mu.Unlock()
+	n, err := d.Reap(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("Reap = %d, %v; want 1", n, err)
+	}
+	got := e.get(img.ID)
+	if got.Status != "failed" || got.ErrorCode != "timeout" ||
+		got.ErrorMessage != "task ran longer than the 10m0s limit for image tasks" {
+		t.Errorf("image task: %s %s %q", got.Status, got.ErrorCode, got.ErrorMessage)
+	}
+	if got := e.get(vid.ID); got.Status != "processing" {
+		t.Errorf("video task %s, want still processing", got.Status)
+	}
+	if !d.LastReap().Equal(now.Truncate(time.Millisecond).UTC()) {
+		t.Errorf("LastReap %v, want %v", d.LastReap(), now)
+	}
+	out := logs.String()
+	for _, want := range []string{`"task_id":"` + img.ID + `"`, `"type":"image"`, `"runtime":"11m0`, `"ttl":"10m0s"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("reaper log lacks %s: %s", want, out)
+		}
+	}
+	mu.Lock()
+	now = now.Add(20 * time.Minute)
+	mu.Unlock()
+	if n, _ := d.Reap(ctx); n != 1 || e.get(vid.ID).ErrorCode != "timeout" {
+		t.Errorf("video task not reaped after its TTL")
+	}
+}
+
+// ---- accounts ----
+
+func TestHealthCheckTransitions(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ok := e.sim(workspace.SimConfig{})
+	broken := e.sim(workspace.SimConfig{Fault: "5xx"})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedURL := "http://" + ln.Addr().String()
+	ln.Close()
+
+	d := New(e.config())
+	for _, tc := range []struct {
+		name, url, from, want, reason string
+	}{
+		{"pending to ready", ok.URL, "pending", "ready", ""},
+		{"failed to ready", ok.URL, "failed", "ready", ""},
+		{"server error", broken.URL, "ready", "failed", "server error (500)"},
+		{"connection refused", closedURL, "ready", "failed", "refused the connection"},
+		{"non-loopback http", "http://10.1.2.3", "ready", "failed", "not a valid target"},
+		{"disabled stays disabled", ok.URL, "disabled", "disabled", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			acc := e.account(strings.ReplaceAll(tc.name, " ", "-"), tc.url, 1, tc.from, nil)
+			got, err := d.HealthCheck(ctx, acc.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status != tc.want || !strings.Contains(got.StatusReason, tc.reason) {
+				t.Errorf("status %q reason %q, want %q with %q", got.Status, got.StatusReason, tc.want, tc.reason)
+			}
+			if tc.want != "disabled" && got.LastHealthCheckAt.IsZero() {
+				t.Error("last_health_check_at not set")
+			}
+		})
+	}
+	if _, err := d.HealthCheck(ctx, 9999); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown account: %v, want ErrNotFound", err)
+	}
+}
+
+func TestBackgroundHealthCheckRecoversAndAudits(t *testing.T) {
+	e := newEnv(t)
+	srv := e.sim(workspace.SimConfig{})
+	failed := e.account("came-back", srv.URL, 1, "failed", nil)
+	pending := e.account("not-checked", srv.URL, 1, "pending", nil)
+	cfg := e.config()
+	cfg.HealthInterval = 30 * time.Millisecond
+	e.start(cfg)
+	waitFor(t, 5*time.Second, "failed account to become ready", func() bool {
+		return e.getAccount(failed.ID).Status == "ready"
+	})
+	time.Sleep(100 * time.Millisecond) // several more passes: no more audit rows without a change
+	if a := e.getAccount(pending.ID); a.Status != "pending" {
+		t.Errorf("pending account changed by the background checker: %s", a.Status)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.audits) != 1 {
+		t.Fatalf("%d audit events, want 1: %+v", len(e.audits), e.audits)
+	}
+	ev := e.audits[0]
+	if ev.Action != "account.health_check" || ev.Actor != "system" || ev.Outcome != "success" || ev.CorrelationID == "" {
+		t.Errorf("audit event %+v", ev)
+	}
+}
+
+func TestClientRefusesInvalidTargets(t *testing.T) {
+	e := newEnv(t)
+	var hits atomic.Int64
+	trap := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer trap.Close()
+	d := New(e.config())
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name, workspace, baseURL, template string
+	}{
+		{"non-loopback http base url", "good-name", "http://10.1.2.3", ""},
+		{"bad workspace name", "Bad_Name", trap.URL, ""},
+		{"template with http", "good-name", "", "http://{workspace}.example.com"},
+		{"name reshaping the host", "evil.com/x", "", "https://{workspace}.modal.run"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d.cfg.WorkspaceURL = tc.template
+			acc := &store.Account{ID: 1, Workspace: tc.workspace, BaseURL: tc.baseURL}
+			if _, err := d.Client(ctx, acc); !errors.Is(err, workspace.ErrTargetInvalid) {
+				t.Errorf("Client = %v, want ErrTargetInvalid", err)
+			}
+		})
+	}
+	d.cfg.WorkspaceURL = "https://{workspace}--gooni-inference.modal.run"
+	c, err := d.Client(ctx, &store.Account{Workspace: "my-ws"})
+	if err != nil || c.BaseURL != "https://my-ws--gooni-inference.modal.run" {
+		t.Errorf("derived URL: %v %v", c, err)
+	}
+	if hits.Load() != 0 {
+		t.Errorf("%d requests reached the trap", hits.Load())
+	}
+}
+
+func TestDispatchNeverSendsToInvalidTarget(t *testing.T) {
+	e := newEnv(t)
+	acc := e.account("far-away", "http://10.1.2.3", 2, "ready", map[string]string{"proxy_key": "pk-1234", "proxy_secret": "ps-5678"})
+	e.start(e.config())
+	task := e.task("image")
+	waitFor(t, 5*time.Second, "account to be marked failed", func() bool {
+		return e.getAccount(acc.ID).Status == "failed"
+	})
+	got := e.get(task.ID)
+	if got.Status != "pending" || got.Attempts != 0 {
+		t.Errorf("task %s attempts %d: it was claimed for an invalid target", got.Status, got.Attempts)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.audits) != 1 || e.audits[0].Action != "security.proxy_refused" || e.audits[0].Outcome != "denied" {
+		t.Errorf("audit events %+v, want one security.proxy_refused", e.audits)
+	}
+}
+
+func TestRemoveAccountFailsItsTasks(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	srv := e.sim(workspace.SimConfig{Duration: time.Hour})
+	acc := e.account("doomed", srv.URL, 2, "ready", nil)
+	d := e.start(e.config())
+	task := e.task("image")
+	waitFor(t, 5*time.Second, "task to run", func() bool {
+		got := e.get(task.ID)
+		return got.Status == "processing" && got.Progress > 0 || got.Status == "processing" && got.AccountID == acc.ID
+	})
+	if err := d.RemoveAccount(ctx, acc.ID); err != nil {
+		t.Fatal(err)
+	}
+	got := e.get(task.ID)
+	if got.Status != "failed" || got.ErrorCode != "worker_removed" ||
+		got.ErrorMessage != "the worker account running this task was deleted" {
+		t.Errorf("task %s %s %q", got.Status, got.ErrorCode, got.ErrorMessage)
+	}
+	if _, err := e.db.GetAccount(ctx, acc.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("account still there: %v", err)
+	}
+	if err := d.RemoveAccount(ctx, acc.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second remove: %v, want ErrNotFound", err)
+	}
+}

@@ -1,0 +1,200 @@
+package dispatch
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"gooni/server/workspace"
+	"gooni/store"
+)
+
+// maxMediaBytes bounds one downloaded file, so a broken workspace cannot fill the disk.
+const maxMediaBytes = 4 << 30
+
+var errNoPreview = errors.New("dispatch: the workspace has no preview for this task")
+
+// corruptError means the workspace's bytes are not the media they claim to be.
+type corruptError struct{ msg string }
+
+func (e *corruptError) Error() string { return e.msg }
+
+// storageError means the server's own disk failed us.
+type storageError struct{ err error }
+
+func (e *storageError) Error() string { return "storing media: " + e.err.Error() }
+func (e *storageError) Unwrap() error { return e.err }
+
+type storedMedia struct {
+	name        string // file name inside media/
+	contentType string
+}
+
+var extByType = map[string]string{
+	"image/png":  ".png",
+	"image/jpeg": ".jpg",
+	"image/webp": ".webp",
+	"video/mp4":  ".mp4",
+}
+
+func (d *Dispatcher) mediaDir() string { return filepath.Join(d.cfg.DataDir, "media") }
+
+// fetchMedia downloads a task's result (or preview) into media/ the durable way:
+// temp file, fsync, type check against the bytes, rename, fsync of the directory.
+func (d *Dispatcher) fetchMedia(ctx context.Context, c *workspace.Client, t *store.Task, preview bool) (*storedMedia, error) {
+	ctx, cancel := context.WithTimeout(ctx, downloadTimeout)
+	defer cancel()
+	what := "result"
+	get := c.Result
+	if preview {
+		what = "preview"
+		get = c.Preview
+	}
+	resp, err := get(ctx, t.ID)
+	if err != nil {
+		var se *workspace.StatusError
+		if preview && (errors.Is(err, workspace.ErrNotFound) || (errors.As(err, &se) && se.Code == http.StatusNotFound)) {
+			return nil, errNoPreview
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+
+	declared := mediaType(resp.Header.Get("Content-Type"))
+	if !allowedType(t.Type, preview, declared) {
+		return nil, &corruptError{msg: fmt.Sprintf("the workspace sent a %s of type %q, which a %s task cannot have", what, declared, t.Type)}
+	}
+
+	dir := d.mediaDir()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, &storageError{err}
+	}
+	tmp, err := os.CreateTemp(dir, "."+t.ID+".*.tmp")
+	if err != nil {
+		return nil, &storageError{err}
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	head, n, err := copyMedia(tmp, resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, &corruptError{msg: "the workspace sent an empty " + what}
+	}
+	if got := sniff(head); got != declared {
+		return nil, &corruptError{msg: fmt.Sprintf("the %s's bytes are not the %s the workspace claimed", what, declared)}
+	}
+	if err := tmp.Sync(); err != nil {
+		return nil, &storageError{err}
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, &storageError{err}
+	}
+	name := t.ID + extByType[declared]
+	if preview {
+		name = t.ID + ".preview" + extByType[declared]
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, name)); err != nil {
+		return nil, &storageError{err}
+	}
+	keep = true
+	if err := syncDir(dir); err != nil {
+		removeQuietly(dir, name)
+		return nil, &storageError{err}
+	}
+	return &storedMedia{name: name, contentType: declared}, nil
+}
+
+// copyMedia copies body to f, keeping the first bytes for the type check. Read
+// errors come back as they are (the download is retried); write errors as storageError.
+func copyMedia(f *os.File, body io.Reader) (head []byte, n int64, err error) {
+	buf := make([]byte, 64<<10)
+	for {
+		k, rerr := body.Read(buf)
+		if k > 0 {
+			if len(head) < 16 {
+				head = append(head, buf[:min(k, 16-len(head))]...)
+			}
+			n += int64(k)
+			if n > maxMediaBytes {
+				return nil, n, &corruptError{msg: "the workspace sent a file larger than " + strconv.Itoa(maxMediaBytes>>30) + " GiB"}
+			}
+			if _, werr := f.Write(buf[:k]); werr != nil {
+				return nil, n, &storageError{werr}
+			}
+		}
+		if rerr == io.EOF {
+			return head, n, nil
+		}
+		if rerr != nil {
+			return nil, n, rerr
+		}
+	}
+}
+
+func mediaType(header string) string {
+	mt, _, err := mime.ParseMediaType(header)
+	if err != nil {
+		return ""
+	}
+	if mt == "image/jpg" {
+		return "image/jpeg"
+	}
+	return mt
+}
+
+func allowedType(taskType string, preview bool, ct string) bool {
+	switch ct {
+	case "image/png", "image/jpeg", "image/webp":
+		return preview || taskType == "image"
+	case "video/mp4":
+		return !preview && taskType == "video"
+	}
+	return false
+}
+
+// sniff names the media type the first bytes show, "" when none we serve.
+func sniff(b []byte) string {
+	switch {
+	case bytes.HasPrefix(b, []byte("\x89PNG\r\n\x1a\n")):
+		return "image/png"
+	case bytes.HasPrefix(b, []byte{0xFF, 0xD8, 0xFF}):
+		return "image/jpeg"
+	case len(b) >= 12 && string(b[0:4]) == "RIFF" && string(b[8:12]) == "WEBP":
+		return "image/webp"
+	case len(b) >= 8 && string(b[4:8]) == "ftyp":
+		return "video/mp4"
+	}
+	return ""
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+func removeQuietly(dir, name string) {
+	_ = os.Remove(filepath.Join(dir, name))
+}
+
+func encodeBase64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func itoa(n int) string { return strconv.Itoa(n) }

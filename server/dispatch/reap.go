@@ -1,0 +1,68 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"gooni/store"
+)
+
+// Reap fails every processing task that ran longer than its type's TTL with
+// code timeout, and asks its workspace to drop it. It returns how many it failed.
+func (d *Dispatcher) Reap(ctx context.Context) (int, error) {
+	now := d.cfg.Now()
+	failed := 0
+	for _, rule := range []struct {
+		typ string
+		ttl time.Duration
+	}{{"image", d.cfg.TTLImage}, {"video", d.cfg.TTLVideo}} {
+		stale, err := d.db.ListStale(ctx, rule.typ, now.Add(-rule.ttl))
+		if err != nil {
+			return failed, err
+		}
+		for _, t := range stale {
+			runtime := now.Sub(t.StartedAt).Round(time.Millisecond)
+			msg := "task ran longer than the " + rule.ttl.String() + " limit for " + rule.typ + " tasks"
+			if err := d.db.FailTask(ctx, t.ID, "timeout", msg); err != nil {
+				if errors.Is(err, store.ErrConflict) {
+					continue
+				}
+				return failed, err
+			}
+			failed++
+			d.forget(t.ID)
+			d.log.Warn("stale task failed", "task_id", t.ID, "type", t.Type, "runtime", runtime.String(),
+				"ttl", rule.ttl.String(), "code", "timeout", "account_id", t.AccountID)
+			d.changed(t.ID)
+			d.cancelStale(ctx, t)
+		}
+	}
+	d.lastReap.Store(now.UnixMilli())
+	return failed, nil
+}
+
+// cancelStale asks the workspace that ran a reaped task to drop it, best-effort.
+func (d *Dispatcher) cancelStale(ctx context.Context, t *store.Task) {
+	if t.AccountID == 0 {
+		return
+	}
+	acc, err := d.db.GetAccount(ctx, t.AccountID)
+	if err != nil {
+		return
+	}
+	c, err := d.Client(ctx, acc)
+	if err != nil {
+		return
+	}
+	d.cancelRemote(c, t.ID)
+}
+
+// LastReap is when the reaper last finished a pass (zero before the first).
+func (d *Dispatcher) LastReap() time.Time {
+	ms := d.lastReap.Load()
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
