@@ -1,0 +1,845 @@
+// The Admin page: sign in with the admin key, then worker accounts, health
+// and the audit log, refreshed every 3 seconds while the tab is visible.
+import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import type { Account, AdminHealth, AuditEvent, ChainVerdict, Page } from './api';
+import { ApiError, request } from './api';
+import { formatBytes, formatDuration, formatTime, formatTimeFull } from './format';
+import { Badge, ConfirmDialog, ErrorNote, useVisibleInterval } from './widgets';
+
+const refreshMs = 3000;
+const logPage = 50;
+
+function isSignedOut(e: unknown): boolean {
+  return e instanceof ApiError && e.status === 401;
+}
+
+export function AdminPage() {
+  const [state, setState] = useState<'checking' | 'out' | 'in'>('checking');
+  const [initial, setInitial] = useState<Account[] | null>(null);
+  const [notice, setNotice] = useState<string | null>(null);
+  const [probeError, setProbeError] = useState<unknown>(null);
+
+  const probe = useCallback(async () => {
+    setProbeError(null);
+    try {
+      const res = await request<{ items: Account[] }>('/admin/accounts');
+      setInitial(res.items ?? []);
+      setState('in');
+    } catch (e) {
+      if (!isSignedOut(e)) setProbeError(e);
+      setState('out');
+    }
+  }, []);
+
+  useEffect(() => {
+    void probe();
+  }, [probe]);
+
+  return (
+    <section class="page page-admin" aria-labelledby="admin-title">
+      <div class="page-head">
+        <h1 id="admin-title" tabIndex={-1}>
+          Admin
+        </h1>
+        {state === 'in' ? (
+          <SignOut
+            onDone={() => {
+              setNotice('Signed out.');
+              setState('out');
+            }}
+          />
+        ) : null}
+      </div>
+      {state === 'checking' ? <p class="muted">Checking your admin session…</p> : null}
+      {state === 'out' ? (
+        <SignIn
+          notice={notice}
+          error={probeError}
+          onSignedIn={() => {
+            setNotice(null);
+            void probe();
+          }}
+        />
+      ) : null}
+      {state === 'in' ? (
+        <Console
+          initial={initial ?? []}
+          onSignedOut={(msg) => {
+            setNotice(msg);
+            setState('out');
+          }}
+        />
+      ) : null}
+    </section>
+  );
+}
+
+function SignOut({ onDone }: { onDone: () => void }) {
+  const [busy, setBusy] = useState(false);
+  return (
+    <button
+      type="button"
+      class="secondary"
+      disabled={busy}
+      onClick={async () => {
+        setBusy(true);
+        try {
+          await request<void>('/admin/session', { method: 'DELETE' });
+        } catch {
+          // the session is gone either way from this page's point of view
+        } finally {
+          setBusy(false);
+          onDone();
+        }
+      }}
+    >
+      Sign out
+    </button>
+  );
+}
+
+function SignIn({ notice, error, onSignedIn }: { notice: string | null; error: unknown; onSignedIn: () => void }) {
+  const [key, setKey] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [err, setErr] = useState<unknown>(null);
+  const inputRef = useRef<HTMLInputElement>(null);
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (!key) {
+      setErr(new Error('Enter the admin key.'));
+      inputRef.current?.focus();
+      return;
+    }
+    setBusy(true);
+    setErr(null);
+    try {
+      await request<unknown>('/admin/session', { method: 'POST', headers: { 'X-Admin-Key': key } });
+      setKey('');
+      onSignedIn();
+    } catch (x) {
+      setErr(x);
+      inputRef.current?.select();
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form class="card signin" onSubmit={submit} aria-labelledby="signin-title" noValidate>
+      <h2 id="signin-title">Sign in</h2>
+      <p class="muted">
+        The admin key is in <code>secrets/admin_key</code> under the server's data directory, or in <code>GG_ADMIN_KEY</code>.
+      </p>
+      {notice ? (
+        <p class="note" role="status">
+          {notice}
+        </p>
+      ) : null}
+      {error ? <ErrorNote error={error} /> : null}
+      <div class="field">
+        <label for="admin-key">Admin key</label>
+        <input
+          ref={inputRef}
+          id="admin-key"
+          type="password"
+          aria-label="Admin key"
+          autocomplete="current-password"
+          value={key}
+          aria-invalid={err ? 'true' : undefined}
+          aria-describedby={err ? 'signin-error' : undefined}
+          onInput={(e) => setKey((e.currentTarget as HTMLInputElement).value)}
+        />
+      </div>
+      {err ? <ErrorNote error={err} id="signin-error" /> : null}
+      <div class="actions">
+        <button type="submit" class="primary" disabled={busy}>
+          Sign in
+        </button>
+      </div>
+    </form>
+  );
+}
+
+interface ConsoleProps {
+  initial: Account[];
+  onSignedOut: (message: string) => void;
+}
+
+interface LogFilter {
+  action: string;
+  outcome: string;
+  since: string;
+}
+
+function logQuery(f: LogFilter, cursor: string | null): string {
+  const q = new URLSearchParams({ limit: String(logPage) });
+  if (f.action.trim()) q.set('action', f.action.trim());
+  if (f.outcome) q.set('outcome', f.outcome);
+  if (f.since) {
+    const d = new Date(f.since);
+    if (!Number.isNaN(d.getTime())) q.set('since', d.toISOString());
+  }
+  if (cursor) q.set('cursor', cursor);
+  return `/admin/logs?${q}`;
+}
+
+function cursorOf(c: string | number | null | undefined): string | null {
+  return c == null || c === '' ? null : String(c);
+}
+
+function Console({ initial, onSignedOut }: ConsoleProps) {
+  const [accounts, setAccounts] = useState<Account[]>(initial);
+  const [accountsError, setAccountsError] = useState<unknown>(null);
+  const [health, setHealth] = useState<AdminHealth | null>(null);
+  const [healthError, setHealthError] = useState<unknown>(null);
+  const [logs, setLogs] = useState<AuditEvent[]>([]);
+  const [logsNext, setLogsNext] = useState<string | null>(null);
+  const [logsError, setLogsError] = useState<unknown>(null);
+  const [logsLoaded, setLogsLoaded] = useState(false);
+  // once older pages are shown, the 3-second refresh must not reset the cursor
+  const extraPages = useRef(false);
+  const [verdict, setVerdict] = useState<ChainVerdict | null>(null);
+  const [verdictError, setVerdictError] = useState<unknown>(null);
+  const [filter, setFilter] = useState<LogFilter>({ action: '', outcome: '', since: '' });
+  const [message, setMessage] = useState<{ text: string; error?: unknown } | null>(null);
+  const busyRef = useRef(false);
+  const signedOut = useRef(false);
+
+  const guard = useCallback(
+    (e: unknown): boolean => {
+      if (isSignedOut(e)) {
+        if (!signedOut.current) {
+          signedOut.current = true;
+          onSignedOut('Your admin session ended. Sign in again.');
+        }
+        return true;
+      }
+      return false;
+    },
+    [onSignedOut],
+  );
+
+  const loadAccounts = useCallback(async () => {
+    try {
+      const res = await request<{ items: Account[] }>('/admin/accounts');
+      setAccounts(res.items ?? []);
+      setAccountsError(null);
+    } catch (e) {
+      if (!guard(e)) setAccountsError(e);
+    }
+  }, [guard]);
+
+  const loadHealth = useCallback(async () => {
+    try {
+      setHealth(await request<AdminHealth>('/admin/health'));
+      setHealthError(null);
+    } catch (e) {
+      if (!guard(e)) setHealthError(e);
+    }
+  }, [guard]);
+
+  const loadVerdict = useCallback(async () => {
+    try {
+      setVerdict(await request<ChainVerdict>('/admin/logs/verify'));
+      setVerdictError(null);
+    } catch (e) {
+      if (!guard(e)) setVerdictError(e);
+    }
+  }, [guard]);
+
+  // loadLogs(null, f) refreshes the newest page and keeps older pages already shown.
+  const loadLogs = useCallback(
+    async (cursor: string | null, f: LogFilter, reset = false) => {
+      try {
+        const page = await request<Page<AuditEvent>>(logQuery(f, cursor));
+        const items = page.items ?? [];
+        if (cursor) {
+          setLogs((old) => {
+            const have = new Set(old.map((e) => e.id));
+            return [...old, ...items.filter((e) => !have.has(e.id))];
+          });
+          setLogsNext(cursorOf(page.next_cursor));
+          extraPages.current = true;
+        } else if (reset) {
+          setLogs(items);
+          setLogsNext(cursorOf(page.next_cursor));
+          extraPages.current = false;
+        } else {
+          setLogs((old) => {
+            const oldest = items.length ? items[items.length - 1].id : Infinity;
+            return [...items, ...old.filter((e) => e.id < oldest)];
+          });
+          if (!extraPages.current) setLogsNext(cursorOf(page.next_cursor));
+        }
+        setLogsLoaded(true);
+        setLogsError(null);
+      } catch (e) {
+        if (!guard(e)) setLogsError(e);
+      }
+    },
+    [guard],
+  );
+
+  const filterRef = useRef(filter);
+  filterRef.current = filter;
+
+  const refresh = useCallback(async () => {
+    if (busyRef.current || signedOut.current) return;
+    busyRef.current = true;
+    try {
+      await Promise.all([loadAccounts(), loadHealth(), loadLogs(null, filterRef.current), loadVerdict()]);
+    } finally {
+      busyRef.current = false;
+    }
+  }, [loadAccounts, loadHealth, loadLogs, loadVerdict]);
+
+  useEffect(() => {
+    void loadHealth();
+    void loadLogs(null, filterRef.current, true);
+    void loadVerdict();
+  }, [loadHealth, loadLogs, loadVerdict]);
+
+  useVisibleInterval(() => void refresh(), refreshMs);
+
+  const act = async (label: string, fn: () => Promise<unknown>) => {
+    try {
+      await fn();
+      setMessage({ text: label });
+    } catch (e) {
+      if (!guard(e)) setMessage({ text: '', error: e });
+    }
+    void loadAccounts();
+    void loadHealth();
+    void loadLogs(null, filterRef.current);
+    void loadVerdict();
+  };
+
+  return (
+    <div class="admin-console">
+      <HealthPanel health={health} error={healthError} />
+
+      <section class="card" aria-labelledby="accounts-title">
+        <div class="section-head">
+          <h2 id="accounts-title">Worker accounts</h2>
+          <span class="muted small">Refreshes every 3 seconds</span>
+        </div>
+        <div class="sr-only" role="status" aria-live="polite">
+          {message && !message.error ? message.text : ''}
+        </div>
+        {message?.error ? <ErrorNote error={message.error} /> : null}
+        {message && !message.error ? <p class="note note-ok">{message.text}</p> : null}
+        {accountsError ? <ErrorNote error={accountsError} /> : null}
+        <AccountsTable accounts={accounts} act={act} />
+      </section>
+
+      <AddAccount
+        onAdded={(a) => {
+          setMessage({ text: `Account ${a.name} added. Run a health check to make it ready.` });
+          void loadAccounts();
+          void loadLogs(null, filterRef.current);
+          void loadHealth();
+        }}
+        guard={guard}
+      />
+
+      <section class="card" aria-labelledby="audit-title">
+        <div class="section-head">
+          <h2 id="audit-title">Audit log</h2>
+          <ChainStatus verdict={verdict} error={verdictError} onVerify={() => void loadVerdict()} />
+        </div>
+        <form
+          class="filters"
+          role="search"
+          aria-label="Filter audit log"
+          onSubmit={(e) => {
+            e.preventDefault();
+            void loadLogs(null, filter, true);
+          }}
+        >
+          <div class="field">
+            <label for="log-action">Action</label>
+            <input
+              id="log-action"
+              type="text"
+              placeholder="e.g. account.create"
+              value={filter.action}
+              onInput={(e) => setFilter({ ...filter, action: (e.currentTarget as HTMLInputElement).value })}
+            />
+          </div>
+          <div class="field">
+            <label for="log-outcome">Outcome</label>
+            <select
+              id="log-outcome"
+              value={filter.outcome}
+              onChange={(e) => {
+                const f = { ...filter, outcome: (e.currentTarget as HTMLSelectElement).value };
+                setFilter(f);
+                void loadLogs(null, f, true);
+              }}
+            >
+              <option value="">Any</option>
+              <option value="success">success</option>
+              <option value="failure">failure</option>
+              <option value="denied">denied</option>
+            </select>
+          </div>
+          <div class="field">
+            <label for="log-since">Since</label>
+            <input
+              id="log-since"
+              type="datetime-local"
+              value={filter.since}
+              onChange={(e) => {
+                const f = { ...filter, since: (e.currentTarget as HTMLInputElement).value };
+                setFilter(f);
+                void loadLogs(null, f, true);
+              }}
+            />
+          </div>
+          <div class="filter-actions">
+            <button type="submit" class="secondary">
+              Apply filters
+            </button>
+            <button
+              type="button"
+              class="link-button"
+              onClick={() => {
+                const f = { action: '', outcome: '', since: '' };
+                setFilter(f);
+                void loadLogs(null, f, true);
+              }}
+            >
+              Clear
+            </button>
+          </div>
+        </form>
+        {logsError ? <ErrorNote error={logsError} /> : null}
+        <AuditTable events={logs} loaded={logsLoaded} />
+        {logsNext ? (
+          <div class="load-more">
+            <button type="button" class="secondary" onClick={() => void loadLogs(logsNext, filter)}>
+              Load more
+            </button>
+          </div>
+        ) : null}
+      </section>
+    </div>
+  );
+}
+
+function statusTone(s: string): string {
+  switch (s) {
+    case 'ready':
+    case 'succeeded':
+    case 'success':
+    case 'ok':
+      return 'ok';
+    case 'failed':
+    case 'failure':
+    case 'denied':
+    case 'degraded':
+      return 'bad';
+    case 'pending':
+    case 'running':
+      return 'warn';
+    default:
+      return 'off';
+  }
+}
+
+interface AccountsTableProps {
+  accounts: Account[];
+  act: (label: string, fn: () => Promise<unknown>) => Promise<void>;
+}
+
+function AccountsTable({ accounts, act }: AccountsTableProps) {
+  const [busy, setBusy] = useState<Record<string, boolean>>({});
+  const [confirm, setConfirm] = useState<Account | null>(null);
+  const [deleting, setDeleting] = useState(false);
+  const [deleteError, setDeleteError] = useState<unknown>(null);
+
+  const run = async (key: string, label: string, fn: () => Promise<unknown>) => {
+    setBusy((b) => ({ ...b, [key]: true }));
+    try {
+      await act(label, fn);
+    } finally {
+      setBusy((b) => ({ ...b, [key]: false }));
+    }
+  };
+
+  if (accounts.length === 0) {
+    return <p class="empty">No worker accounts yet. Add one below; generation needs at least one that is ready.</p>;
+  }
+  const path = (a: Account, rest = '') => `/admin/accounts/${a.id}${rest}`;
+
+  return (
+    <>
+      <div class="table-wrap" tabIndex={0} role="region" aria-label="Worker accounts table">
+        <table class="table">
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Workspace</th>
+              <th scope="col">Capacity</th>
+              <th scope="col">Status</th>
+              <th scope="col">Last health check</th>
+              <th scope="col">Deploy</th>
+              <th scope="col">
+                <span class="sr-only">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {accounts.map((a) => {
+              const nameId = `account-${a.id}-name`;
+              const disabled = a.status === 'disabled';
+              return (
+                <tr key={a.id} data-account-id={a.id}>
+                  <th scope="row" id={nameId}>
+                    {a.name}
+                  </th>
+                  <td>
+                    <code>{a.workspace}</code>
+                    {a.base_url ? <div class="muted small break">{a.base_url}</div> : null}
+                  </td>
+                  <td class="num-cell">{a.capacity}</td>
+                  <td>
+                    <Badge tone={statusTone(a.status)}>{a.status}</Badge>
+                    {a.status_reason && a.status !== 'ready' ? <div class="reason">{a.status_reason}</div> : null}
+                  </td>
+                  <td>
+                    <span title={formatTimeFull(a.last_health_check_at)}>{formatTime(a.last_health_check_at)}</span>
+                  </td>
+                  <td>
+                    {a.deploy_status ? <Badge tone={statusTone(a.deploy_status)}>{a.deploy_status}</Badge> : <span class="muted">never</span>}
+                    {a.last_deploy_at ? <div class="muted small">{formatTime(a.last_deploy_at)}</div> : null}
+                  </td>
+                  <td class="row-actions">
+                    <button
+                      type="button"
+                      class="secondary small"
+                      aria-describedby={nameId}
+                      disabled={busy[`${a.id}:health`]}
+                      aria-busy={busy[`${a.id}:health`] ? 'true' : undefined}
+                      onClick={() =>
+                        void run(`${a.id}:health`, `Health check of ${a.name} finished.`, async () => {
+                          const r = await request<Account>(path(a, '/health-check'), { method: 'POST' });
+                          if (r?.status === 'failed') throw new Error(`Health check of ${a.name} failed: ${r.status_reason || 'no reason given'}`);
+                        })
+                      }
+                    >
+                      Health check
+                    </button>
+                    {disabled ? (
+                      <button
+                        type="button"
+                        class="secondary small"
+                        aria-describedby={nameId}
+                        disabled={busy[`${a.id}:status`]}
+                        onClick={() =>
+                          void run(`${a.id}:status`, `${a.name} enabled; it becomes ready after a health check.`, () =>
+                            request(path(a), { method: 'PATCH', body: { status: 'pending' } }),
+                          )
+                        }
+                      >
+                        Enable
+                      </button>
+                    ) : (
+                      <button
+                        type="button"
+                        class="secondary small"
+                        aria-describedby={nameId}
+                        disabled={busy[`${a.id}:status`]}
+                        onClick={() =>
+                          void run(`${a.id}:status`, `${a.name} disabled.`, () => request(path(a), { method: 'PATCH', body: { status: 'disabled' } }))
+                        }
+                      >
+                        Disable
+                      </button>
+                    )}
+                    <button
+                      type="button"
+                      class="secondary small"
+                      aria-describedby={nameId}
+                      disabled={busy[`${a.id}:deploy`] || a.deploy_status === 'running'}
+                      onClick={() => void run(`${a.id}:deploy`, `Deploy of ${a.name} started.`, () => request(path(a, '/deploy'), { method: 'POST' }))}
+                    >
+                      Deploy
+                    </button>
+                    <button
+                      type="button"
+                      class="danger small"
+                      aria-describedby={nameId}
+                      onClick={() => {
+                        setDeleteError(null);
+                        setConfirm(a);
+                      }}
+                    >
+                      Delete
+                    </button>
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      </div>
+      {confirm ? (
+        <ConfirmDialog
+          title={`Delete account ${confirm.name}?`}
+          text="Its unfinished tasks fail with worker_removed, and its stored credentials are erased."
+          confirmLabel="Delete"
+          busy={deleting}
+          error={deleteError}
+          onCancel={() => setConfirm(null)}
+          onConfirm={async () => {
+            setDeleting(true);
+            setDeleteError(null);
+            try {
+              await request<void>(path(confirm), { method: 'DELETE' });
+              const name = confirm.name;
+              setConfirm(null);
+              await act(`Account ${name} deleted.`, async () => undefined);
+            } catch (e) {
+              setDeleteError(e);
+            } finally {
+              setDeleting(false);
+            }
+          }}
+        />
+      ) : null}
+    </>
+  );
+}
+
+const credentialFields: [string, string][] = [
+  ['token_id', 'Token ID'],
+  ['token_secret', 'Token secret'],
+  ['proxy_key', 'Proxy key'],
+  ['proxy_secret', 'Proxy secret'],
+];
+
+const workspacePattern = /^[a-z0-9-]{3,64}$/;
+
+function AddAccount({ onAdded, guard }: { onAdded: (a: Account) => void; guard: (e: unknown) => boolean }) {
+  const empty = { name: '', workspace: '', base_url: '', capacity: '1', token_id: '', token_secret: '', proxy_key: '', proxy_secret: '' };
+  const [form, setForm] = useState<Record<string, string>>(empty);
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [err, setErr] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const formRef = useRef<HTMLFormElement>(null);
+  const set = (k: string) => (e: Event) => setForm({ ...form, [k]: (e.currentTarget as HTMLInputElement).value });
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const errs: Record<string, string> = {};
+    if (!form.name.trim()) errs.name = 'Give the account a name.';
+    if (!workspacePattern.test(form.workspace)) errs.workspace = 'Use 3–64 lowercase letters, digits or hyphens.';
+    const cap = Number(form.capacity);
+    if (!Number.isInteger(cap) || cap < 1) errs.capacity = 'Capacity is a whole number of at least 1.';
+    if (form.base_url.trim()) {
+      try {
+        new URL(form.base_url.trim());
+      } catch {
+        errs.base_url = 'Enter a full URL such as https://example.modal.run, or leave it empty.';
+      }
+    }
+    setErrors(errs);
+    setErr(null);
+    if (Object.keys(errs).length) {
+      formRef.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus();
+      return;
+    }
+    const credentials: Record<string, string> = {};
+    for (const [k] of credentialFields) if (form[k]) credentials[k] = form[k];
+    const body: Record<string, unknown> = { name: form.name.trim(), workspace: form.workspace, capacity: cap, credentials };
+    if (form.base_url.trim()) body.base_url = form.base_url.trim();
+    setBusy(true);
+    try {
+      const a = await request<Account>('/admin/accounts', { method: 'POST', body });
+      setForm(empty);
+      onAdded(a);
+    } catch (x) {
+      if (guard(x)) return;
+      const field = x instanceof ApiError ? x.details?.field : undefined;
+      if (typeof field === 'string') setErrors({ [field.replace(/^credentials\./, '')]: (x as ApiError).message });
+      setErr(x);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const field = (k: string, label: string, props: Record<string, unknown> = {}, hint?: string) => (
+    <div class={`field${errors[k] ? ' has-error' : ''}`}>
+      <label for={`acc-${k}`}>{label}</label>
+      <input
+        id={`acc-${k}`}
+        aria-label={label}
+        value={form[k]}
+        onInput={set(k)}
+        aria-invalid={errors[k] ? 'true' : undefined}
+        aria-describedby={errors[k] ? `acc-${k}-error` : hint ? `acc-${k}-hint` : undefined}
+        {...props}
+      />
+      {errors[k] ? (
+        <p class="field-error" id={`acc-${k}-error`}>
+          {errors[k]}
+        </p>
+      ) : hint ? (
+        <p class="hint" id={`acc-${k}-hint`}>
+          {hint}
+        </p>
+      ) : null}
+    </div>
+  );
+
+  return (
+    <section class="card" aria-labelledby="add-title">
+      <h2 id="add-title">Add account</h2>
+      <form ref={formRef} class="form" onSubmit={submit} noValidate aria-labelledby="add-title" autocomplete="off">
+        <div class="form-grid">
+          {field('name', 'Name', { type: 'text', autocomplete: 'off', required: true })}
+          {field('workspace', 'Workspace', { type: 'text', autocomplete: 'off', spellcheck: false, required: true }, 'The Modal workspace name: lowercase letters, digits, hyphens.')}
+          {field('base_url', 'Base URL', { type: 'url', autocomplete: 'off', placeholder: 'optional' }, 'Leave empty to derive it from the workspace name.')}
+          {field('capacity', 'Capacity', { type: 'number', min: 1, step: 1, inputMode: 'numeric' }, 'Tasks it runs at the same time.')}
+        </div>
+        <fieldset class="creds">
+          <legend>Credentials</legend>
+          <p class="hint">Stored encrypted and never shown again. Leave a field empty to omit it.</p>
+          <div class="form-grid">
+            {credentialFields.map(([k, label]) => (
+              <div key={k}>{field(k, label, { type: 'password', autocomplete: 'new-password', spellcheck: false })}</div>
+            ))}
+          </div>
+        </fieldset>
+        {err ? <ErrorNote error={err} /> : null}
+        <div class="actions">
+          <button type="submit" class="primary" disabled={busy}>
+            Add account
+          </button>
+        </div>
+      </form>
+    </section>
+  );
+}
+
+function Stat({ label, children, tone }: { label: string; children: preact.ComponentChildren; tone?: string }) {
+  return (
+    <div class={`stat${tone ? ` stat-${tone}` : ''}`}>
+      <dt>{label}</dt>
+      <dd>{children}</dd>
+    </div>
+  );
+}
+
+function counts(c: Record<string, number> | undefined, order: string[]): string {
+  if (!c) return '—';
+  return order.map((k) => `${c[k] ?? 0} ${k}`).join(' · ');
+}
+
+function HealthPanel({ health, error }: { health: AdminHealth | null; error: unknown }) {
+  return (
+    <section class="card" aria-labelledby="health-title">
+      <div class="section-head">
+        <h2 id="health-title">Health</h2>
+        {health ? <Badge tone={statusTone(health.status)}>{health.status}</Badge> : null}
+      </div>
+      {error ? <ErrorNote error={error} /> : null}
+      {health ? (
+        <dl class="stats">
+          <Stat label="Database" tone={health.database?.ok ? 'ok' : 'bad'}>
+            {health.database?.ok ? 'OK' : health.database?.error || 'unavailable'}
+          </Stat>
+          <Stat label="Media directory" tone={health.media_dir?.ok ? 'ok' : 'bad'}>
+            {health.media_dir?.ok ? 'OK' : health.media_dir?.error || 'unavailable'}
+          </Stat>
+          <Stat label="Disk free">{formatBytes(health.disk_free_bytes)}</Stat>
+          <Stat label="Queue depth">{health.queue_depth ?? '—'}</Stat>
+          <Stat label="Oldest pending">{health.oldest_pending_age_seconds == null ? 'none' : formatDuration(health.oldest_pending_age_seconds)}</Stat>
+          <Stat label="Accounts">{counts(health.accounts, ['ready', 'pending', 'failed', 'disabled'])}</Stat>
+          <Stat label="Tasks">{counts(health.tasks, ['pending', 'processing', 'done', 'failed'])}</Stat>
+          <Stat label="Last reaper run">{health.last_reaper_run ? formatTime(health.last_reaper_run) : 'not yet'}</Stat>
+          <Stat label="Uptime">{formatDuration(health.uptime_seconds)}</Stat>
+          <Stat label="Version">{health.version || '—'}</Stat>
+        </dl>
+      ) : !error ? (
+        <p class="muted">Loading…</p>
+      ) : null}
+    </section>
+  );
+}
+
+function ChainStatus({ verdict, error, onVerify }: { verdict: ChainVerdict | null; error: unknown; onVerify: () => void }) {
+  return (
+    <div class="chain">
+      <span role="status" aria-live="polite" class={verdict ? (verdict.ok ? 'chain-ok' : 'chain-bad') : 'muted'}>
+        {error
+          ? 'Chain check unavailable'
+          : verdict
+            ? verdict.ok
+              ? `Chain intact: ${verdict.checked} events checked`
+              : `Chain broken at event #${verdict.first_bad_id ?? '?'}`
+            : 'Checking chain…'}
+      </span>
+      <button type="button" class="link-button" onClick={onVerify}>
+        Verify chain
+      </button>
+    </div>
+  );
+}
+
+function details(d: Record<string, unknown> | null | undefined): string {
+  if (!d || Object.keys(d).length === 0) return '';
+  return Object.entries(d)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ');
+}
+
+function AuditTable({ events, loaded }: { events: AuditEvent[]; loaded: boolean }) {
+  if (!loaded) return <p class="muted">Loading…</p>;
+  if (events.length === 0) return <p class="empty">No events match.</p>;
+  return (
+    <div class="table-wrap" tabIndex={0} role="region" aria-label="Audit log table">
+      <table class="table table-log">
+        <thead>
+          <tr>
+            <th scope="col">#</th>
+            <th scope="col">Time</th>
+            <th scope="col">Action</th>
+            <th scope="col">Outcome</th>
+            <th scope="col">Actor</th>
+            <th scope="col">Source</th>
+            <th scope="col">Target</th>
+            <th scope="col">Details</th>
+          </tr>
+        </thead>
+        <tbody>
+          {events.map((e) => {
+            const d = details(e.details);
+            return (
+              <tr key={e.id}>
+                <td class="num-cell muted">{e.id}</td>
+                <td class="nowrap">
+                  <time dateTime={e.timestamp} title={formatTimeFull(e.timestamp)}>
+                    {formatTime(e.timestamp)}
+                  </time>
+                </td>
+                <td>
+                  <code>{e.action}</code>
+                </td>
+                <td>
+                  <Badge tone={statusTone(e.outcome)}>{e.outcome}</Badge>
+                </td>
+                <td class="break">{e.actor}</td>
+                <td class="nowrap">{e.source}</td>
+                <td class="break">{e.target}</td>
+                <td class="details" title={d}>
+                  {d}
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+    </div>
+  );
+}

@@ -1,0 +1,151 @@
+// Entry point: session bootstrap, hash routing and the page shell.
+import { render } from 'preact';
+import { useEffect, useRef, useState } from 'preact/hooks';
+import type { Catalog } from './api';
+import { ensureSession, loadCatalog } from './api';
+import { AdminPage } from './admin';
+import { GalleryPage } from './gallery';
+import { GeneratePage } from './generate';
+import { ErrorNote } from './widgets';
+
+type Route = 'generate' | 'gallery' | 'admin' | 'missing';
+
+const routes: { route: Route; hash: string; label: string }[] = [
+  { route: 'generate', hash: '#/', label: 'Generate' },
+  { route: 'gallery', hash: '#/gallery', label: 'Gallery' },
+  { route: 'admin', hash: '#/admin', label: 'Admin' },
+];
+
+function parseRoute(hash: string): Route {
+  const path = hash.replace(/^#/, '').replace(/\/+$/, '') || '/';
+  if (path === '/' || path === '') return 'generate';
+  if (path === '/gallery') return 'gallery';
+  if (path === '/admin') return 'admin';
+  return 'missing';
+}
+
+function useRoute(): Route {
+  const [route, setRoute] = useState(() => parseRoute(window.location.hash));
+  useEffect(() => {
+    const onHash = () => setRoute(parseRoute(window.location.hash));
+    window.addEventListener('hashchange', onHash);
+    return () => window.removeEventListener('hashchange', onHash);
+  }, []);
+  return route;
+}
+
+function useCatalog() {
+  const [catalog, setCatalog] = useState<Catalog | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const [attempt, setAttempt] = useState(0);
+  useEffect(() => {
+    let live = true;
+    setError(null);
+    loadCatalog().then(
+      (c) => live && setCatalog(c),
+      (e) => live && setError(e),
+    );
+    return () => {
+      live = false;
+    };
+  }, [attempt]);
+  return { catalog, error, retry: () => setAttempt((n) => n + 1) };
+}
+
+function App() {
+  const route = useRoute();
+  const { catalog, error: catalogError, retry } = useCatalog();
+  const [sessionError, setSessionError] = useState<unknown>(null);
+  const first = useRef(true);
+
+  useEffect(() => {
+    ensureSession().catch((e) => setSessionError(e));
+  }, []);
+
+  useEffect(() => {
+    const label = routes.find((r) => r.route === route)?.label ?? 'Not found';
+    document.title = `${label} · Gooni`;
+    if (first.current) {
+      first.current = false;
+      return;
+    }
+    // after a navigation, put keyboard and screen reader users at the new page's heading
+    window.setTimeout(() => document.querySelector<HTMLElement>('main h1')?.focus({ preventScroll: false }), 0);
+    window.scrollTo(0, 0);
+  }, [route]);
+
+  let page;
+  if (route === 'admin') {
+    page = <AdminPage />;
+  } else if (route === 'missing') {
+    page = (
+      <section class="page">
+        <h1 tabIndex={-1}>Page not found</h1>
+        <p>
+          There is nothing at this address. <a href="#/">Go to Generate</a>.
+        </p>
+      </section>
+    );
+  } else if (!catalog) {
+    page = (
+      <section class="page">
+        <h1 tabIndex={-1}>{route === 'gallery' ? 'Gallery' : 'Generate'}</h1>
+        {catalogError ? (
+          <div class="stack">
+            <ErrorNote error={catalogError} />
+            <button type="button" class="secondary" onClick={retry}>
+              Try again
+            </button>
+          </div>
+        ) : (
+          <p class="muted">Loading models…</p>
+        )}
+      </section>
+    );
+  } else if (route === 'gallery') {
+    page = <GalleryPage catalog={catalog} />;
+  } else {
+    page = <GeneratePage catalog={catalog} />;
+  }
+
+  return (
+    <>
+      <a class="skip" href="#main" onClick={(e) => {
+        e.preventDefault();
+        document.querySelector<HTMLElement>('main h1')?.focus();
+      }}>
+        Skip to content
+      </a>
+      <header class="topbar">
+        <div class="topbar-inner">
+          <a class="brand" href="#/" aria-label="Gooni home">
+            <span class="brand-mark" aria-hidden="true" />
+            <span class="brand-name">Gooni</span>
+          </a>
+          <nav aria-label="Main">
+            <ul>
+              {routes.map((r) => (
+                <li key={r.route}>
+                  <a href={r.hash} aria-current={route === r.route ? 'page' : undefined}>
+                    {r.label}
+                  </a>
+                </li>
+              ))}
+            </ul>
+          </nav>
+        </div>
+      </header>
+      <main id="main">
+        {sessionError ? (
+          <div class="banner">
+            <ErrorNote error={sessionError} />
+          </div>
+        ) : null}
+        {page}
+      </main>
+    </>
+  );
+}
+
+const root = document.getElementById('app');
+if (root) render(<App />, root);
