@@ -332,3 +332,10 @@ func FuzzParseTaskState(f *testing.F) {
 		}
 	})
 }
+
+func TestClientLiteralStillChecksTarget(t *testing.T) {
+	c := &Client{BaseURL: "http://10.0.0.1:9100", Key: "k", Secret: "s"}
+	if _, err := c.Health(context.Background()); !errors.Is(err, ErrTargetInvalid) {
+		t.Fatalf("err = %v, want ErrTargetInvalid", err)
+	}
+}

@@ -195,7 +195,7 @@ func drawPrompt(w, h int, prompt, seed string) *image.RGBA {
 // so it stays legible on large images.
 func drawCaption(img *image.RGBA, prompt string) {
 	w, h := img.Bounds().Dx(), img.Bounds().Dy()
-	scale := maxInt(1, minInt(w, h)/360)
+	scale := maxInt(1, (minInt(w, h)+150)/300)
 	face := basicfont.Face7x13
 	charW, lineH := 7, 15
 	perLine := maxInt(4, (w-16*scale)/(charW*scale))
