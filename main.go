@@ -1,0 +1,321 @@
+// Command gooni is a self-hosted AI media generation appliance: one binary
+// that keeps every task durable in SQLite, dispatches the work to remote GPU
+// workspaces, and serves the API and the bundled web UI from one port.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"gooni/server"
+	"gooni/server/catalog"
+	"gooni/server/dispatch"
+	"gooni/server/secrets"
+	"gooni/server/workspace"
+	"gooni/store"
+)
+
+//go:embed schema.sql
+var schemaSQL string
+
+//go:embed inference_settings.json
+var catalogJSON []byte
+
+//go:embed all:dist
+var distFS embed.FS
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "workspace-sim":
+			return workspace.RunSimCommand(args[1:], stdout, stderr)
+		case "version":
+			fmt.Fprintln(stdout, "gooni", version)
+			return 0
+		case "backup":
+			return runBackup(args[1:], stdout, stderr)
+		case "healthcheck":
+			return runHealthcheck(stdout, stderr)
+		case "serve":
+			args = args[1:]
+		case "help", "-h", "--help", "-help":
+			usage(stdout)
+			return 0
+		}
+	}
+	cfg, err := loadConfig(args, os.Getenv)
+	if errors.Is(err, flagHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "gooni: configuration:", err)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := serve(cfg, log); err != nil {
+		log.Error("gooni stopped", "error", err.Error())
+		return 1
+	}
+	return 0
+}
+
+var flagHelp = errors.New("help")
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `gooni: a self-hosted AI media generation appliance in one binary.
+
+Usage:
+  gooni [--demo] [--addr HOST:PORT] [--data-dir DIR]   serve the API and the web UI (default)
+  gooni serve [flags]                                  the same
+  gooni workspace-sim [--addr 127.0.0.1:9100] [--duration 3s] [--capacity 2]
+                      [--fault none|refuse|drop|hang|corrupt|error|5xx] [--fault-rate 0..1]
+                      [--require-key KEY:SECRET]       serve the simulated GPU workspace (Workspace API v1)
+  gooni backup PATH                                    consistent copy of the live database to PATH
+  gooni healthcheck                                    exit 0 when the local server's /health is ok (for HEALTHCHECK)
+  gooni version                                        print the version
+  gooni --help                                         this text
+
+Flags of serve:
+  --demo            also run the simulated workspace in-process as the worker account "demo"
+  --addr HOST:PORT  listen address (overrides GG_ADDR)
+  --data-dir DIR    data directory (overrides GG_DATA_DIR)
+
+Environment:
+`)
+	for _, v := range envVars {
+		fmt.Fprintf(w, "  %-38s default %s\n  %-38s   %s\n", v.name, v.def, "", v.meaning)
+	}
+}
+
+// serve runs the appliance until SIGINT/SIGTERM.
+func serve(cfg *config, log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "media"), 0o700); err != nil {
+		return fmt.Errorf("create media dir: %w", err)
+	}
+	sec, err := secrets.Load(cfg.DataDir, os.Getenv)
+	if err != nil {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	for _, name := range []string{secrets.APIKey, secrets.AdminKey, secrets.SessionKeys, secrets.AccountKey, secrets.AuditKey} {
+		if sec.Generated[name] {
+			log.Info("generated secret", "secret", name, "path", sec.Sources[name])
+		} else {
+			log.Info("loaded secret", "secret", name, "from", sec.Sources[name])
+		}
+	}
+	cat, err := loadCatalog(cfg)
+	if err != nil {
+		return err
+	}
+	db, err := store.Open(cfg.DataDir, schemaSQL, store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey})
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	defer db.Close()
+	if err := checkOrphans(ctx, db, sec); err != nil {
+		return err
+	}
+	ui, err := fs.Sub(distFS, "dist")
+	if err != nil {
+		return err
+	}
+
+	var srv *server.Server
+	d := dispatch.New(dispatch.Config{
+		DB: db, DataDir: cfg.DataDir, WorkspaceURL: cfg.WorkspaceURL,
+		TTLImage: cfg.TTLImage, TTLVideo: cfg.TTLVideo, HealthInterval: cfg.HealthInterval,
+		DeployCommand: cfg.DeployCommand, Logger: log,
+		OnTaskChange: func(id string) {
+			if srv != nil {
+				srv.Hub().Notify(id)
+			}
+		},
+		Audit: func(ctx context.Context, e *store.AuditEvent) {
+			if srv != nil {
+				srv.WriteAudit(ctx, e)
+			}
+		},
+	})
+	srv = server.New(server.Config{
+		DB: db, Catalog: cat, Secrets: sec, Dispatcher: d, DataDir: cfg.DataDir, UI: ui, Version: version,
+		FrontendOrigins: cfg.FrontendOrigins, TrustedProxies: cfg.TrustedProxies, SessionMode: cfg.SessionMode,
+		SessionTTL: cfg.SessionTTL, AdminSessionTTL: cfg.AdminSessionTTL, QueueMax: cfg.QueueMax,
+		TLS: cfg.TLSCert != "", Logger: log,
+	})
+
+	bg, cancelBG := context.WithCancel(context.Background())
+	defer cancelBG()
+	var simDone chan struct{}
+	if cfg.Demo {
+		simDone, err = startDemo(ctx, bg, db, d, log)
+		if err != nil {
+			return fmt.Errorf("demo workspace: %w", err)
+		}
+	}
+	dispatchDone := make(chan struct{})
+	go func() { d.Run(bg); close(dispatchDone) }()
+
+	hs := &http.Server{
+		Addr:              cfg.Addr,
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	} else if !loopbackAddr(cfg.Addr) {
+		log.Warn("serving plain HTTP on a non-loopback address: sessions and keys cross the network unencrypted; set GG_TLS_CERT and GG_TLS_KEY or put a TLS proxy in front", "addr", cfg.Addr)
+	}
+	log.Info("gooni listening", "url", scheme+"://"+ln.Addr().String(), "version", version, "data_dir", cfg.DataDir, "demo", cfg.Demo)
+	errc := make(chan error, 1)
+	go func() {
+		if cfg.TLSCert != "" {
+			errc <- hs.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	case <-ctx.Done():
+		log.Info("shutting down: finishing in-flight requests")
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(shutdownCtx); err != nil {
+		log.Warn("in-flight requests cut short", "error", err.Error())
+	}
+	cancelBG()
+	<-dispatchDone
+	if simDone != nil {
+		<-simDone
+	}
+	log.Info("gooni stopped cleanly")
+	return nil
+}
+
+func loadCatalog(cfg *config) (*catalog.Catalog, error) {
+	data, src := catalogJSON, "built-in inference_settings.json"
+	if cfg.CatalogFile != "" {
+		b, err := os.ReadFile(cfg.CatalogFile)
+		if err != nil {
+			return nil, fmt.Errorf("catalog %s: %w", cfg.CatalogFile, err)
+		}
+		data, src = b, cfg.CatalogFile
+	}
+	cat, err := catalog.Load(data)
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s is broken: %w", src, err)
+	}
+	return cat, nil
+}
+
+// checkOrphans refuses to start when a secret was just generated although
+// the database holds data sealed or chained under the lost one.
+func checkOrphans(ctx context.Context, db *store.DB, sec *secrets.Set) error {
+	if sec.Generated[secrets.AuditKey] {
+		items, _, err := db.ListAudit(ctx, store.AuditFilter{Limit: 1})
+		if err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		if len(items) > 0 {
+			return fmt.Errorf("the audit key file %s was missing and has been generated anew, but the database already holds audit events chained under the old key; restore the old key file (and delete the new one) or the audit chain cannot be verified", sec.Sources[secrets.AuditKey])
+		}
+	}
+	if sec.Generated[secrets.AccountKey] {
+		accs, err := db.ListAccounts(ctx)
+		if err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		for _, a := range accs {
+			if a.HasCredentials {
+				return fmt.Errorf("the account key file %s was missing and has been generated anew, but worker account %d holds credentials sealed under the old key; restore the old key file (and delete the new one)", sec.Sources[secrets.AccountKey], a.ID)
+			}
+		}
+	}
+	return nil
+}
+
+// startDemo runs the simulated workspace in-process on a loopback port and
+// registers it as the ready worker account "demo".
+func startDemo(ctx, bg context.Context, db *store.DB, d *dispatch.Dispatcher, log *slog.Logger) (chan struct{}, error) {
+	sim, err := workspace.NewSim(workspace.SimConfig{Addr: "127.0.0.1:0", Duration: 3 * time.Second, Capacity: 2})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	hs := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		hs.Serve(ln)
+		close(done)
+	}()
+	go func() {
+		<-bg.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		hs.Shutdown(sctx)
+	}()
+	base := "http://" + ln.Addr().String()
+	acc, err := db.GetAccountByName(ctx, "demo")
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		acc = &store.Account{Name: "demo", Workspace: "demo", BaseURL: base, Capacity: 2, Status: "pending"}
+		if err := db.CreateAccount(ctx, acc, map[string]string{}); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	default:
+		if _, err := db.UpdateAccount(ctx, acc.ID, store.AccountPatch{BaseURL: &base}); err != nil {
+			return nil, err
+		}
+	}
+	acc, err = d.HealthCheck(ctx, acc.ID)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("demo workspace ready", "account_id", acc.ID, "base_url", base, "status", acc.Status)
+	return done, nil
+}

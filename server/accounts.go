@@ -1,0 +1,388 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gorilla/mux"
+
+	"gooni/server/apierr"
+	"gooni/server/workspace"
+	"gooni/store"
+)
+
+// AccountView is a worker account as admins see it: never a credential.
+type AccountView struct {
+	ID                int64   `json:"id"`
+	Name              string  `json:"name"`
+	Workspace         string  `json:"workspace"`
+	BaseURL           string  `json:"base_url"`
+	Capacity          int     `json:"capacity"`
+	Status            string  `json:"status"`
+	StatusReason      string  `json:"status_reason"`
+	LastHealthCheckAt *string `json:"last_health_check_at"`
+	DeployStatus      *string `json:"deploy_status"`
+	DeployOutput      *string `json:"deploy_output,omitempty"`
+	LastDeployAt      *string `json:"last_deploy_at"`
+	HasCredentials    bool    `json:"has_credentials"`
+	CreatedAt         *string `json:"created_at"`
+	UpdatedAt         *string `json:"updated_at"`
+}
+
+func accountView(a *store.Account, withOutput bool) *AccountView {
+	v := &AccountView{ID: a.ID, Name: a.Name, Workspace: a.Workspace, BaseURL: a.BaseURL, Capacity: a.Capacity,
+		Status: a.Status, StatusReason: a.StatusReason, LastHealthCheckAt: rfc3339(a.LastHealthCheckAt),
+		LastDeployAt: rfc3339(a.LastDeployAt), HasCredentials: a.HasCredentials,
+		CreatedAt: rfc3339(a.CreatedAt), UpdatedAt: rfc3339(a.UpdatedAt)}
+	if a.DeployStatus != "" {
+		ds := a.DeployStatus
+		v.DeployStatus = &ds
+	}
+	if withOutput && a.DeployOutput != "" {
+		out := a.DeployOutput
+		v.DeployOutput = &out
+	}
+	return v
+}
+
+var credentialKey = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+
+const (
+	maxCapacity       = 64
+	maxCredentialSize = 4096
+)
+
+func checkName(name string) error {
+	n := strings.TrimSpace(name)
+	if n == "" || utf8.RuneCountInString(n) > 100 || !utf8.ValidString(n) {
+		return apierr.Validation("name", "name must be 1 to 100 characters")
+	}
+	for _, r := range n {
+		if unicode.IsControl(r) {
+			return apierr.Validation("name", "name must not contain control characters")
+		}
+	}
+	return nil
+}
+
+func checkCapacity(c int) error {
+	if c < 1 || c > maxCapacity {
+		return apierr.Validation("capacity", fmt.Sprintf("capacity must be between 1 and %d", maxCapacity))
+	}
+	return nil
+}
+
+func checkCredentials(creds map[string]string) error {
+	if len(creds) > 16 {
+		return apierr.Validation("credentials", "at most 16 credential entries")
+	}
+	for k, v := range creds {
+		if !credentialKey.MatchString(k) {
+			return apierr.Validation("credentials", "credential names must be lower-case letters, digits and _ (like token_id)")
+		}
+		if len(v) > maxCredentialSize || !utf8.ValidString(v) || strings.ContainsAny(v, "\x00\r\n") {
+			return apierr.Validation("credentials."+k, "credential values must be one line of at most 4096 characters")
+		}
+	}
+	return nil
+}
+
+func checkBaseURL(u string) error {
+	if u == "" {
+		return nil
+	}
+	if len(u) > 2048 {
+		return apierr.Validation("base_url", "base_url is too long")
+	}
+	if _, err := workspace.NewClient(u, "", ""); err != nil {
+		return apierr.Validation("base_url", "base_url must be https://, or http:// to a loopback address, with no user, query or fragment")
+	}
+	return nil
+}
+
+type accountCreate struct {
+	Name        *string           `json:"name"`
+	Workspace   *string           `json:"workspace"`
+	Credentials map[string]string `json:"credentials"`
+	BaseURL     *string           `json:"base_url"`
+	Capacity    *int              `json:"capacity"`
+}
+
+func (s *Server) handleAccountsList(w http.ResponseWriter, r *http.Request) error {
+	accs, err := s.cfg.DB.ListAccounts(r.Context())
+	if err != nil {
+		return apierr.Internal(err)
+	}
+	items := make([]*AccountView, 0, len(accs))
+	for _, a := range accs {
+		items = append(items, accountView(a, false))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"items": items})
+	return nil
+}
+
+func (s *Server) handleAccountCreate(w http.ResponseWriter, r *http.Request) error {
+	var body accountCreate
+	if err := decodeJSON(w, r, &body, maxSmallBody); err != nil {
+		s.audit(r, "account.create", "account", "failure", map[string]any{"reason": apierr.From(err).Message})
+		return err
+	}
+	err := func() error {
+		if body.Name == nil {
+			return apierr.Validation("name", "name is required")
+		}
+		if err := checkName(*body.Name); err != nil {
+			return err
+		}
+		if body.Workspace == nil {
+			return apierr.Validation("workspace", "workspace is required")
+		}
+		if !workspace.WorkspaceName.MatchString(*body.Workspace) {
+			return apierr.Validation("workspace", "workspace must be 3 to 64 of a-z, 0-9 and -")
+		}
+		if body.Credentials == nil {
+			return apierr.Validation("credentials", "credentials are required (an object of strings, may be empty)")
+		}
+		if err := checkCredentials(body.Credentials); err != nil {
+			return err
+		}
+		if body.BaseURL != nil {
+			if err := checkBaseURL(*body.BaseURL); err != nil {
+				return err
+			}
+		}
+		if body.Capacity != nil {
+			if err := checkCapacity(*body.Capacity); err != nil {
+				return err
+			}
+		}
+		return nil
+	}()
+	if err != nil {
+		s.audit(r, "account.create", "account", "failure", map[string]any{"reason": apierr.From(err).Message})
+		return err
+	}
+	a := &store.Account{Name: strings.TrimSpace(*body.Name), Workspace: *body.Workspace, Capacity: 1, Status: "pending"}
+	if body.BaseURL != nil {
+		a.BaseURL = *body.BaseURL
+	}
+	if body.Capacity != nil {
+		a.Capacity = *body.Capacity
+	}
+	if err := s.cfg.DB.CreateAccount(r.Context(), a, body.Credentials); err != nil {
+		if errors.Is(err, store.ErrDuplicate) {
+			err = apierr.Validation("name", "an account with that name already exists")
+		} else {
+			err = apierr.Internal(err)
+		}
+		s.audit(r, "account.create", "account", "failure", map[string]any{"reason": apierr.From(err).Message})
+		return err
+	}
+	s.audit(r, "account.create", accountTarget(a.ID), "success", map[string]any{
+		"name": a.Name, "workspace": a.Workspace, "capacity": a.Capacity, "credential_names": credentialNames(body.Credentials)})
+	writeJSON(w, http.StatusCreated, accountView(a, false))
+	return nil
+}
+
+func credentialNames(c map[string]string) []string {
+	out := make([]string, 0, len(c))
+	for k := range c {
+		out = append(out, k)
+	}
+	return out
+}
+
+func accountTarget(id int64) string { return "account:" + strconv.FormatInt(id, 10) }
+
+// accountID parses {id}; anything but a positive integer is account_not_found.
+func accountID(r *http.Request) (int64, error) {
+	raw := mux.Vars(r)["id"]
+	id, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != raw {
+		return 0, apierr.AccountNotFound()
+	}
+	return id, nil
+}
+
+func (s *Server) loadAccount(r *http.Request) (*store.Account, error) {
+	id, err := accountID(r)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.cfg.DB.GetAccount(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, apierr.AccountNotFound()
+	}
+	if err != nil {
+		return nil, apierr.Internal(err)
+	}
+	return a, nil
+}
+
+func (s *Server) handleAccountGet(w http.ResponseWriter, r *http.Request) error {
+	a, err := s.loadAccount(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, accountView(a, true))
+	return nil
+}
+
+type accountPatch struct {
+	Name        *string           `json:"name"`
+	Capacity    *int              `json:"capacity"`
+	Credentials map[string]string `json:"credentials"`
+	Status      *string           `json:"status"`
+}
+
+func (s *Server) handleAccountPatch(w http.ResponseWriter, r *http.Request) error {
+	a, err := s.loadAccount(r)
+	if err != nil {
+		return err
+	}
+	target := accountTarget(a.ID)
+	var body accountPatch
+	fail := func(err error) error {
+		s.audit(r, "account.update", target, "failure", map[string]any{"reason": apierr.From(err).Message})
+		return err
+	}
+	if err := decodeJSON(w, r, &body, maxSmallBody); err != nil {
+		return fail(err)
+	}
+	changed := []string{}
+	p := store.AccountPatch{}
+	if body.Name != nil {
+		if err := checkName(*body.Name); err != nil {
+			return fail(err)
+		}
+		n := strings.TrimSpace(*body.Name)
+		p.Name = &n
+		changed = append(changed, "name")
+	}
+	if body.Capacity != nil {
+		if err := checkCapacity(*body.Capacity); err != nil {
+			return fail(err)
+		}
+		p.Capacity = body.Capacity
+		changed = append(changed, "capacity")
+	}
+	if body.Credentials != nil {
+		if err := checkCredentials(body.Credentials); err != nil {
+			return fail(err)
+		}
+		p.Credentials = body.Credentials
+		changed = append(changed, "credentials")
+	}
+	if body.Status != nil && *body.Status != "disabled" && *body.Status != "pending" {
+		return fail(apierr.Validation("status", `status can only be set to "disabled" or "pending" (enable)`))
+	}
+	if len(changed) == 0 && body.Status == nil {
+		return fail(apierr.Validation("", "nothing to change: give name, capacity, credentials or status"))
+	}
+	if len(changed) > 0 {
+		if a, err = s.cfg.DB.UpdateAccount(r.Context(), a.ID, p); err != nil {
+			if errors.Is(err, store.ErrDuplicate) {
+				return fail(apierr.Validation("name", "an account with that name already exists"))
+			}
+			if errors.Is(err, store.ErrNotFound) {
+				return fail(apierr.AccountNotFound())
+			}
+			return fail(apierr.Internal(err))
+		}
+	}
+	if body.Status != nil {
+		reason := "disabled by an admin"
+		if *body.Status == "pending" {
+			reason = "enabled by an admin; waiting for a health check"
+		}
+		if a, err = s.cfg.DB.SetAccountStatus(r.Context(), a.ID, *body.Status, reason, time.Time{}); err != nil {
+			return fail(apierr.Internal(err))
+		}
+		changed = append(changed, "status")
+	}
+	s.audit(r, "account.update", target, "success", map[string]any{"changed": changed, "status": a.Status})
+	if body.Status != nil && *body.Status == "pending" && s.cfg.Dispatcher != nil {
+		// Enabling checks the workspace at once, so a healthy one is ready without another click.
+		go func(id int64) {
+			ctx := contextWithoutCancel(r)
+			if acc, err := s.cfg.Dispatcher.HealthCheck(ctx, id); err == nil {
+				outcome := "success"
+				if acc.Status != "ready" {
+					outcome = "failure"
+				}
+				s.auditAs(r, "system", "account.health_check", target, outcome, map[string]any{"status": acc.Status, "trigger": "enable"})
+			}
+		}(a.ID)
+	}
+	writeJSON(w, http.StatusOK, accountView(a, false))
+	return nil
+}
+
+func (s *Server) handleAccountHealthCheck(w http.ResponseWriter, r *http.Request) error {
+	a, err := s.loadAccount(r)
+	if err != nil {
+		return err
+	}
+	acc, err := s.cfg.Dispatcher.HealthCheck(r.Context(), a.ID)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return apierr.AccountNotFound()
+		}
+		s.audit(r, "account.health_check", accountTarget(a.ID), "failure", map[string]any{"reason": "health check could not run"})
+		return apierr.Internal(err)
+	}
+	outcome := "success"
+	if acc.Status != "ready" {
+		outcome = "failure"
+	}
+	s.audit(r, "account.health_check", accountTarget(a.ID), outcome, map[string]any{"status": acc.Status, "reason": acc.StatusReason})
+	writeJSON(w, http.StatusOK, accountView(acc, false))
+	return nil
+}
+
+func (s *Server) handleAccountDeploy(w http.ResponseWriter, r *http.Request) error {
+	a, err := s.loadAccount(r)
+	if err != nil {
+		return err
+	}
+	err = s.cfg.Dispatcher.Deploy(contextWithoutCancel(r), a.ID)
+	running := err != nil && isDeployRunning(err)
+	if err != nil && !running {
+		s.audit(r, "account.deploy", accountTarget(a.ID), "failure", map[string]any{"reason": "deploy could not start"})
+		return apierr.Internal(err)
+	}
+	details := map[string]any{"deploy_status": "running"}
+	if running {
+		details["note"] = "a deploy was already running"
+	}
+	s.audit(r, "account.deploy", accountTarget(a.ID), "success", details)
+	if a2, err := s.cfg.DB.GetAccount(r.Context(), a.ID); err == nil {
+		a = a2
+	}
+	writeJSON(w, http.StatusAccepted, accountView(a, false))
+	return nil
+}
+
+func (s *Server) handleAccountDelete(w http.ResponseWriter, r *http.Request) error {
+	a, err := s.loadAccount(r)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Dispatcher.RemoveAccount(r.Context(), a.ID); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return apierr.AccountNotFound()
+		}
+		s.audit(r, "account.delete", accountTarget(a.ID), "failure", map[string]any{"reason": "delete failed"})
+		return apierr.Internal(err)
+	}
+	s.audit(r, "account.delete", accountTarget(a.ID), "success", map[string]any{"name": a.Name, "workspace": a.Workspace})
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,244 @@
+package server
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/securecookie"
+
+	"gooni/server/apierr"
+	"gooni/server/secrets"
+	"gooni/store"
+)
+
+const (
+	userCookie  = "gg_session"
+	adminCookie = "gg_admin"
+)
+
+func tokenHash(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+// decodeToken checks a session cookie's MAC, age and encryption and returns
+// the session token inside it.
+func decodeToken(codec *securecookie.SecureCookie, name, value string) (string, bool) {
+	if value == "" || len(value) > 4096 {
+		return "", false
+	}
+	var b []byte
+	if err := codec.Decode(name, value, &b); err != nil || len(b) < 16 || len(b) > 128 {
+		return "", false
+	}
+	return string(b), true
+}
+
+func tokenHashHex(token string) string { return hex.EncodeToString(tokenHash(token)) }
+
+// apiKeyOK compares in constant time against the current key and any key
+// still in its rotation grace period.
+func (s *Server) apiKeyOK(given string) bool {
+	ok := 0
+	for _, k := range s.apiKeys {
+		ok |= subtle.ConstantTimeCompare([]byte(given), k)
+	}
+	return ok == 1
+}
+
+// requireUser enforces the user-route precedence of CONTRACT.md section 3:
+// X-API-Key header, then api_key query, then gg_session cookie; the first
+// credential present decides and a wrong one never falls through.
+func (s *Server) requireUser(next handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if vals, ok := r.Header["X-Api-Key"]; ok {
+			if len(vals) != 1 || !s.apiKeyOK(vals[0]) {
+				return apierr.InvalidAPIKey()
+			}
+			return next(w, withActor(r, "api_key"))
+		}
+		if vals, ok := r.URL.Query()["api_key"]; ok {
+			if len(vals) != 1 || !s.apiKeyOK(vals[0]) {
+				return apierr.InvalidAPIKey()
+			}
+			return next(w, withActor(r, "api_key"))
+		}
+		if _, err := r.Cookie(userCookie); err == nil {
+			sess, token, err := s.liveSession(r, "user")
+			if err != nil {
+				return err
+			}
+			_ = sess
+			return next(w, withActor(r, "user:"+tokenHashHex(token)[:12]))
+		}
+		return apierr.SessionRequired()
+	}
+}
+
+// liveSession decodes the kind's cookie and checks its row: a bad MAC, an
+// unknown, expired or revoked session is session_expired; unreadable session
+// storage is auth_unavailable (fail closed).
+func (s *Server) liveSession(r *http.Request, kind string) (*store.Session, string, error) {
+	name, codec := userCookie, s.cookies
+	if kind == "admin" {
+		name, codec = adminCookie, s.admin
+	}
+	c, err := r.Cookie(name)
+	if err != nil {
+		if kind == "admin" {
+			return nil, "", apierr.AdminSessionRequired()
+		}
+		return nil, "", apierr.SessionRequired()
+	}
+	token, ok := decodeToken(codec, name, c.Value)
+	if !ok {
+		return nil, "", apierr.SessionExpired()
+	}
+	sess, err := s.cfg.DB.GetSession(r.Context(), kind, tokenHash(token))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, "", apierr.SessionExpired()
+	case err != nil:
+		s.securityEvent(r, "security.secret_denied", kind+"_session", "denied", map[string]any{"reason": "session storage unavailable"})
+		return nil, "", apierr.AuthUnavailable().With(err)
+	}
+	if !sess.RevokedAt.IsZero() || !s.now().Before(sess.ExpiresAt) {
+		return nil, "", apierr.SessionExpired()
+	}
+	return sess, token, nil
+}
+
+// requireAdmin admits only a live admin session; X-Admin-Key and user
+// sessions grant nothing here.
+func (s *Server) requireAdmin(next handlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		_, token, err := s.liveSession(r, "admin")
+		if err != nil {
+			return err
+		}
+		return next(w, withActor(r, "admin:"+tokenHashHex(token)[:12]))
+	}
+}
+
+type sessionView struct {
+	Authenticated bool   `json:"authenticated"`
+	ExpiresAt     string `json:"expires_at"`
+}
+
+// issueSession stores a new session of kind and sets its cookie.
+func (s *Server) issueSession(w http.ResponseWriter, r *http.Request, kind string) (*store.Session, string, error) {
+	token, err := secrets.RandomToken()
+	if err != nil {
+		return nil, "", apierr.Internal(err)
+	}
+	ttl, name, codec, same := s.cfg.SessionTTL, userCookie, s.cookies, http.SameSiteLaxMode
+	if kind == "admin" {
+		ttl, name, codec, same = s.cfg.AdminSessionTTL, adminCookie, s.admin, http.SameSiteStrictMode
+	}
+	exp := s.now().Add(ttl).UTC().Truncate(time.Second)
+	sess, err := s.cfg.DB.CreateSession(r.Context(), kind, tokenHash(token), exp)
+	if err != nil {
+		return nil, "", apierr.AuthUnavailable().With(err)
+	}
+	val, err := codec.Encode(name, []byte(token))
+	if err != nil {
+		return nil, "", apierr.Internal(err)
+	}
+	http.SetCookie(w, &http.Cookie{Name: name, Value: val, Path: "/", Expires: exp, MaxAge: int(ttl / time.Second),
+		HttpOnly: true, Secure: s.cfg.TLS, SameSite: same})
+	return sess, token, nil
+}
+
+func (s *Server) clearCookie(w http.ResponseWriter, name string, same http.SameSite) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(0, 0),
+		HttpOnly: true, Secure: s.cfg.TLS, SameSite: same})
+}
+
+// handleSessionCreate issues gg_session (POST /auth/session); in key mode it
+// needs a valid X-API-Key.
+func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.SessionMode == "key" {
+		vals, ok := r.Header["X-Api-Key"]
+		if !ok {
+			s.audit(r, "session.issue", "user_session", "denied", map[string]any{"reason": "no API key"})
+			return apierr.SessionRequired()
+		}
+		if len(vals) != 1 || !s.apiKeyOK(vals[0]) {
+			s.audit(r, "session.issue", "user_session", "denied", map[string]any{"reason": "wrong API key"})
+			return apierr.InvalidAPIKey()
+		}
+	}
+	sess, token, err := s.issueSession(w, r, "user")
+	if err != nil {
+		return err
+	}
+	s.auditAs(r, "user:"+tokenHashHex(token)[:12], "session.issue", "user_session", "success", nil)
+	writeJSON(w, http.StatusOK, sessionView{true, sess.ExpiresAt.UTC().Format(time.RFC3339)})
+	return nil
+}
+
+func (s *Server) handleSessionGet(w http.ResponseWriter, r *http.Request) error {
+	sess, _, err := s.liveSession(r, "user")
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, sessionView{true, sess.ExpiresAt.UTC().Format(time.RFC3339)})
+	return nil
+}
+
+// handleSessionDelete revokes the caller's session if it has one; logging
+// out twice is not an error.
+func (s *Server) handleSessionDelete(w http.ResponseWriter, r *http.Request) error {
+	if c, err := r.Cookie(userCookie); err == nil {
+		if token, ok := decodeToken(s.cookies, userCookie, c.Value); ok {
+			if err := s.cfg.DB.RevokeSession(r.Context(), "user", tokenHash(token)); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return apierr.AuthUnavailable().With(err)
+			}
+			s.auditAs(r, "user:"+tokenHashHex(token)[:12], "session.revoke", "user_session", "success", nil)
+		}
+	}
+	s.clearCookie(w, userCookie, http.SameSiteLaxMode)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// handleAdminLogin takes X-Admin-Key from the header only.
+func (s *Server) handleAdminLogin(w http.ResponseWriter, r *http.Request) error {
+	vals := r.Header.Values("X-Admin-Key")
+	ok := len(vals) == 1 && subtle.ConstantTimeCompare([]byte(vals[0]), []byte(s.cfg.Secrets.AdminKey)) == 1
+	if !ok {
+		reason := "wrong admin key"
+		if len(vals) == 0 {
+			reason = "no X-Admin-Key header"
+		}
+		s.audit(r, "admin.login", "admin_session", "failure", map[string]any{"reason": reason})
+		return apierr.InvalidAdminKey()
+	}
+	sess, token, err := s.issueSession(w, r, "admin")
+	if err != nil {
+		return err
+	}
+	s.auditAs(r, "admin:"+tokenHashHex(token)[:12], "admin.login", "admin_session", "success", nil)
+	writeJSON(w, http.StatusOK, sessionView{true, sess.ExpiresAt.UTC().Format(time.RFC3339)})
+	return nil
+}
+
+func (s *Server) handleAdminLogout(w http.ResponseWriter, r *http.Request) error {
+	c, _ := r.Cookie(adminCookie)
+	if c == nil {
+		c = &http.Cookie{}
+	}
+	if token, ok := decodeToken(s.admin, adminCookie, c.Value); ok {
+		if err := s.cfg.DB.RevokeSession(r.Context(), "admin", tokenHash(token)); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return apierr.AuthUnavailable().With(err)
+		}
+	}
+	s.audit(r, "session.revoke", "admin_session", "success", nil)
+	s.clearCookie(w, adminCookie, http.SameSiteStrictMode)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

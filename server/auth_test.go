@@ -1,0 +1,203 @@
+package server
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestUserAuthPrecedence walks the credential matrix of CONTRACT.md section 3
+// over every user route: the first credential present decides and a wrong one
+// never falls through to the next.
+func TestUserAuthPrecedence(t *testing.T) {
+	e := newEnv(t)
+	good := e.userSession()
+	revoked := e.userSession()
+	if w := e.do(req{method: "DELETE", path: "/auth/session", cookies: []*http.Cookie{revoked}}); w.Code != 204 {
+		t.Fatalf("revoke: %d", w.Code)
+	}
+	tampered := *good
+	tampered.Value = good.Value[:len(good.Value)-4] + "AAAA"
+	garbage := &http.Cookie{Name: "gg_session", Value: "%%%not-a-cookie"}
+	key := e.sec.APIKey
+
+	routes := []struct{ method, path, passCode string }{
+		{"GET", "/status/nosuchtask", "task_not_found"},
+		{"GET", "/events/nosuchtask", "task_not_found"},
+		{"GET", "/results/nosuchtask", "task_not_found"},
+		{"GET", "/preview/nosuchtask", "task_not_found"},
+		{"DELETE", "/gallery/nosuchtask", "task_not_found"},
+		{"GET", "/gallery", ""},
+		{"POST", "/generate", "invalid_json"},
+	}
+	creds := []struct {
+		name    string
+		header  map[string]string
+		query   string
+		cookies []*http.Cookie
+		want    string // "" = passes auth
+	}{
+		{"nothing", nil, "", nil, "session_required"},
+		{"right header", map[string]string{"X-API-Key": key}, "", nil, ""},
+		{"wrong header", map[string]string{"X-API-Key": "wrong"}, "", nil, "invalid_api_key"},
+		{"empty header", map[string]string{"X-API-Key": ""}, "", nil, "invalid_api_key"},
+		{"wrong header, right query", map[string]string{"X-API-Key": "wrong"}, "api_key=" + key, nil, "invalid_api_key"},
+		{"wrong header, live cookie", map[string]string{"X-API-Key": "wrong"}, "", []*http.Cookie{good}, "invalid_api_key"},
+		{"right header, tampered cookie", map[string]string{"X-API-Key": key}, "", []*http.Cookie{&tampered}, ""},
+		{"right query", nil, "api_key=" + key, nil, ""},
+		{"wrong query", nil, "api_key=nope", nil, "invalid_api_key"},
+		{"empty query", nil, "api_key=", nil, "invalid_api_key"},
+		{"wrong query, live cookie", nil, "api_key=nope", []*http.Cookie{good}, "invalid_api_key"},
+		{"live cookie", nil, "", []*http.Cookie{good}, ""},
+		{"tampered cookie", nil, "", []*http.Cookie{&tampered}, "session_expired"},
+		{"garbage cookie", nil, "", []*http.Cookie{garbage}, "session_expired"},
+		{"revoked cookie", nil, "", []*http.Cookie{revoked}, "session_expired"},
+		{"admin key header grants nothing", map[string]string{"X-Admin-Key": e.sec.AdminKey}, "", nil, "session_required"},
+	}
+	for _, rt := range routes {
+		for _, c := range creds {
+			path := rt.path
+			if c.query != "" {
+				path += "?" + c.query
+			}
+			w := e.do(req{method: rt.method, path: path, header: c.header, cookies: c.cookies})
+			want := c.want
+			if want == "" {
+				want = rt.passCode
+			}
+			if got := errCode(t, w); got != want {
+				t.Errorf("%s %s with %s: code %q (status %d), want %q", rt.method, rt.path, c.name, got, w.Code, want)
+			}
+		}
+	}
+}
+
+func TestSessionLifecycle(t *testing.T) {
+	e := newEnv(t)
+	w := e.do(req{method: "POST", path: "/auth/session"})
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `"authenticated":true`) || !strings.Contains(w.Body.String(), `"expires_at":"2026-03-01T13:00:00Z"`) {
+		t.Fatalf("issue: %d %s", w.Code, w.Body.String())
+	}
+	c := cookieOf(w, "gg_session")
+	if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" || c.Secure {
+		t.Errorf("cookie attributes: %+v", c)
+	}
+	if w := e.do(req{method: "GET", path: "/auth/session", cookies: []*http.Cookie{c}}); w.Code != 200 {
+		t.Errorf("GET live session: %d", w.Code)
+	}
+	if w := e.do(req{method: "GET", path: "/auth/session"}); errCode(t, w) != "session_required" {
+		t.Errorf("GET without cookie: %s", w.Body.String())
+	}
+	// The database keeps only a hash of the token.
+	token, ok := decodeToken(e.srv.cookies, "gg_session", c.Value)
+	if !ok {
+		t.Fatal("cookie does not decode")
+	}
+	e.db.Close()
+	if db := readFile(t, e.dataDir+"/gooni.db"); strings.Contains(string(db), token) {
+		t.Error("session token stored in the clear")
+	}
+}
+
+func TestSessionExpiry(t *testing.T) {
+	e := newEnv(t)
+	c := e.userSession()
+	e.clock.Add(59 * time.Minute)
+	if w := e.do(req{method: "GET", path: "/gallery", cookies: []*http.Cookie{c}}); w.Code != 200 {
+		t.Fatalf("before expiry: %d", w.Code)
+	}
+	e.clock.Add(2 * time.Minute)
+	if w := e.do(req{method: "GET", path: "/gallery", cookies: []*http.Cookie{c}}); errCode(t, w) != "session_expired" {
+		t.Fatalf("after expiry: %s", w.Body.String())
+	}
+	if w := e.do(req{method: "GET", path: "/auth/session", cookies: []*http.Cookie{c}}); errCode(t, w) != "session_expired" {
+		t.Fatalf("GET /auth/session after expiry: %s", w.Body.String())
+	}
+}
+
+func TestSessionModeKey(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.SessionMode = "key" })
+	cases := []struct {
+		name   string
+		header map[string]string
+		want   int
+		code   string
+	}{
+		{"no key", nil, 401, "session_required"},
+		{"wrong key", map[string]string{"X-API-Key": "nope"}, 401, "invalid_api_key"},
+		{"right key", map[string]string{"X-API-Key": e.sec.APIKey}, 200, ""},
+	}
+	for _, c := range cases {
+		w := e.do(req{method: "POST", path: "/auth/session", header: c.header})
+		if w.Code != c.want || errCode(t, w) != c.code {
+			t.Errorf("%s: %d %s", c.name, w.Code, w.Body.String())
+		}
+	}
+}
+
+// TestFailClosedWhenSessionStoreUnreadable: with the database closed, a
+// session cookie gets auth_unavailable, never anonymous access.
+func TestFailClosedWhenSessionStoreUnreadable(t *testing.T) {
+	e := newEnv(t)
+	c := e.userSession()
+	ac := e.adminSession()
+	e.db.Close()
+	if w := e.do(req{method: "GET", path: "/gallery", cookies: []*http.Cookie{c}}); w.Code != 503 || errCode(t, w) != "auth_unavailable" {
+		t.Errorf("user route: %d %s", w.Code, w.Body.String())
+	}
+	if w := e.do(req{method: "GET", path: "/admin/accounts", cookies: []*http.Cookie{ac}}); w.Code != 503 || errCode(t, w) != "auth_unavailable" {
+		t.Errorf("admin route: %d %s", w.Code, w.Body.String())
+	}
+	if w := e.do(req{method: "GET", path: "/health"}); w.Code != 503 {
+		t.Errorf("health with a closed database: %d", w.Code)
+	}
+}
+
+// TestAdminAuth: X-Admin-Key only in the header of POST /admin/session; every
+// other admin route needs the admin session cookie.
+func TestAdminAuth(t *testing.T) {
+	e := newEnv(t)
+	user := e.userSession()
+	cases := []struct {
+		name    string
+		method  string
+		path    string
+		header  map[string]string
+		cookies []*http.Cookie
+		body    string
+		code    string
+	}{
+		{"login without key", "POST", "/admin/session", nil, nil, "", "invalid_admin_key"},
+		{"login with wrong key", "POST", "/admin/session", map[string]string{"X-Admin-Key": "nope"}, nil, "", "invalid_admin_key"},
+		{"login with key in query", "POST", "/admin/session?admin_key=" + e.sec.AdminKey, nil, nil, "", "invalid_admin_key"},
+		{"login with key in body", "POST", "/admin/session", map[string]string{"Content-Type": "application/json"}, nil, `{"admin_key":"` + e.sec.AdminKey + `"}`, "invalid_admin_key"},
+		{"login with the API key", "POST", "/admin/session", map[string]string{"X-Admin-Key": e.sec.APIKey}, nil, "", "invalid_admin_key"},
+		{"accounts without session", "GET", "/admin/accounts", nil, nil, "", "session_required"},
+		{"accounts with admin key header", "GET", "/admin/accounts", map[string]string{"X-Admin-Key": e.sec.AdminKey}, nil, "", "session_required"},
+		{"accounts with user session", "GET", "/admin/accounts", nil, []*http.Cookie{user}, "", "session_required"},
+		{"accounts with API key", "GET", "/admin/accounts", map[string]string{"X-API-Key": e.sec.APIKey}, nil, "", "session_required"},
+		{"logs with user cookie renamed", "GET", "/admin/logs", nil, []*http.Cookie{{Name: "gg_admin", Value: user.Value}}, "", "session_expired"},
+		{"unknown admin path without session", "GET", "/admin/nothing", nil, nil, "", "session_required"},
+	}
+	for _, c := range cases {
+		w := e.do(req{method: c.method, path: c.path, header: c.header, cookies: c.cookies, body: c.body})
+		if got := errCode(t, w); got != c.code {
+			t.Errorf("%s: %q (%d), want %q", c.name, got, w.Code, c.code)
+		}
+	}
+	ac := e.adminSession()
+	if !strings.Contains(e.logs.String(), `"action":"admin.login"`) {
+		t.Error("admin login not audited in the log")
+	}
+	w := e.do(req{method: "GET", path: "/admin/accounts", cookies: []*http.Cookie{ac}})
+	if w.Code != 200 {
+		t.Fatalf("admin session: %d %s", w.Code, w.Body.String())
+	}
+	if w := e.do(req{method: "DELETE", path: "/admin/session", cookies: []*http.Cookie{ac}}); w.Code != 204 {
+		t.Fatalf("logout: %d", w.Code)
+	}
+	if w := e.do(req{method: "GET", path: "/admin/accounts", cookies: []*http.Cookie{ac}}); errCode(t, w) != "session_expired" {
+		t.Errorf("after logout: %s", w.Body.String())
+	}
+}

@@ -1,0 +1,221 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"gooni/server/catalog"
+	"gooni/server/secrets"
+	"gooni/store"
+)
+
+// clock is a settable time source shared by the server and its limiters.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+	// offset from the real clock instead of a fixed time, when real is set
+	real bool
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.real {
+		return time.Now()
+	}
+	return c.t
+}
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// syncBuffer collects log output from concurrent goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
+
+type testEnv struct {
+	t       *testing.T
+	srv     *Server
+	h       http.Handler
+	db      *store.DB
+	sec     *secrets.Set
+	clock   *clock
+	logs    *syncBuffer
+	dataDir string
+	bodies  []string // every response body, for the leak scan
+}
+
+func readFile(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// newEnv starts a server over a real SQLite file in a temp dir.
+func newEnv(t *testing.T, mods ...func(*Config)) *testEnv {
+	t.Helper()
+	dir := t.TempDir()
+	sec, err := secrets.Load(dir, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Load(readFile(t, "../inference_settings.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	db, err := store.Open(dir, string(readFile(t, "../schema.sql")), store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey, Now: clk.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	os.MkdirAll(dir+"/media", 0o700)
+	logs := &syncBuffer{}
+	cfg := Config{
+		DB: db, Catalog: cat, Secrets: sec, DataDir: dir, Version: "test",
+		SessionMode: "open", SessionTTL: time.Hour, AdminSessionTTL: time.Hour, QueueMax: 1000,
+		Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: clk.Now,
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	srv := New(cfg)
+	return &testEnv{t: t, srv: srv, h: srv.Handler(), db: db, sec: sec, clock: clk, logs: logs, dataDir: dir}
+}
+
+// req describes one request of a scenario table.
+type req struct {
+	method, path string
+	body         string
+	header       map[string]string
+	cookies      []*http.Cookie
+	remote       string
+}
+
+func (e *testEnv) do(r req) *httptest.ResponseRecorder {
+	e.t.Helper()
+	var body io.Reader
+	if r.body != "" {
+		body = strings.NewReader(r.body)
+	}
+	hr := httptest.NewRequest(r.method, r.path, body)
+	if r.remote != "" {
+		hr.RemoteAddr = r.remote
+	}
+	for k, v := range r.header {
+		hr.Header.Set(k, v)
+	}
+	for _, c := range r.cookies {
+		hr.AddCookie(c)
+	}
+	w := httptest.NewRecorder()
+	e.h.ServeHTTP(w, hr)
+	e.bodies = append(e.bodies, w.Body.String())
+	return w
+}
+
+// errCode checks the contract's error shape and returns its code.
+func errCode(t *testing.T, w *httptest.ResponseRecorder) string {
+	t.Helper()
+	if w.Code < 400 {
+		return ""
+	}
+	var b struct {
+		Error struct {
+			Code          string         `json:"code"`
+			Message       string         `json:"message"`
+			CorrelationID string         `json:"correlation_id"`
+			Details       map[string]any `json:"details"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &b); err != nil {
+		t.Fatalf("status %d body is not the error JSON: %q", w.Code, w.Body.String())
+	}
+	if b.Error.Code == "" || b.Error.Message == "" {
+		t.Fatalf("error body lacks code or message: %s", w.Body.String())
+	}
+	if cid := w.Header().Get("X-Correlation-ID"); cid == "" || cid != b.Error.CorrelationID {
+		t.Fatalf("correlation id header %q != body %q", cid, b.Error.CorrelationID)
+	}
+	if !strings.HasPrefix(w.Header().Get("Content-Type"), "application/json") {
+		t.Fatalf("error content type %q", w.Header().Get("Content-Type"))
+	}
+	return b.Error.Code
+}
+
+func cookieOf(w *httptest.ResponseRecorder, name string) *http.Cookie {
+	for _, c := range w.Result().Cookies() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// userSession obtains a gg_session cookie the way the UI does.
+func (e *testEnv) userSession() *http.Cookie {
+	e.t.Helper()
+	w := e.do(req{method: "POST", path: "/auth/session", remote: "203.0.113.50:1000"})
+	if w.Code != 200 {
+		e.t.Fatalf("POST /auth/session: %d %s", w.Code, w.Body.String())
+	}
+	c := cookieOf(w, "gg_session")
+	if c == nil {
+		e.t.Fatal("no gg_session cookie")
+	}
+	return c
+}
+
+func (e *testEnv) adminSession() *http.Cookie {
+	e.t.Helper()
+	w := e.do(req{method: "POST", path: "/admin/session", header: map[string]string{"X-Admin-Key": e.sec.AdminKey}, remote: "203.0.113.60:1000"})
+	if w.Code != 200 {
+		e.t.Fatalf("POST /admin/session: %d %s", w.Code, w.Body.String())
+	}
+	c := cookieOf(w, "gg_admin")
+	if c == nil {
+		e.t.Fatal("no gg_admin cookie")
+	}
+	return c
+}
+
+// readyAccount registers a worker account and marks it ready, so that
+// POST /generate accepts tasks (no dispatcher runs in these tests).
+func (e *testEnv) readyAccount() *store.Account {
+	e.t.Helper()
+	ctx := context.Background()
+	a := &store.Account{Name: "gpu-" + store.NewID()[20:], Workspace: "gpu-one", BaseURL: "http://127.0.0.1:9", Capacity: 1, Status: "pending"}
+	if err := e.db.CreateAccount(ctx, a, map[string]string{}); err != nil {
+		e.t.Fatal(err)
+	}
+	a, err := e.db.SetAccountStatus(ctx, a.ID, "ready", "", e.clock.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return a
+}

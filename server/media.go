@@ -1,0 +1,237 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"gooni/server/apierr"
+	"gooni/server/workspace"
+	"gooni/store"
+)
+
+func (s *Server) handleResult(w http.ResponseWriter, r *http.Request) error {
+	return s.serveMedia(w, r, false)
+}
+
+func (s *Server) handlePreview(w http.ResponseWriter, r *http.Request) error {
+	return s.serveMedia(w, r, true)
+}
+
+// serveMedia answers GET /results/{id} and /preview/{id}: the stored file
+// for a done task (ServeContent: Range, ETag, conditional requests); the
+// workspace's copy, proxied, while a remote task has not been copied yet.
+func (s *Server) serveMedia(w http.ResponseWriter, r *http.Request, preview bool) error {
+	t, err := s.loadTask(r, mux.Vars(r)["task_id"])
+	if err != nil {
+		return err
+	}
+	switch t.Status {
+	case "failed":
+		msg := t.ErrorMessage
+		if msg == "" {
+			msg = "the task failed"
+		}
+		return apierr.TaskFailed(msg)
+	case "pending":
+		return apierr.ResultNotReady()
+	case "processing":
+		return s.proxyMedia(w, r, t, preview)
+	}
+	rel, ctype := t.ResultPath, t.ResultType
+	if preview {
+		rel, ctype = t.PreviewPath, t.PreviewType
+	}
+	path, ok := s.mediaPath(rel)
+	if !ok {
+		return apierr.ResultGone()
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return apierr.ResultGone()
+	}
+	if err != nil {
+		return apierr.StorageFailed().With(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return apierr.StorageFailed().With(err)
+	}
+	h := w.Header()
+	if ctype == "" {
+		ctype = mime.TypeByExtension(filepath.Ext(path))
+	}
+	h.Set("Content-Type", ctype)
+	kind := "r"
+	if preview {
+		kind = "p"
+	}
+	h.Set("ETag", fmt.Sprintf(`"%s-%s-%d"`, t.ID, kind, st.Size()))
+	h.Set("Cache-Control", "private, max-age=86400")
+	h.Set("Accept-Ranges", "bytes")
+	if r.URL.Query().Get("download") == "1" {
+		name := "gooni-" + t.ID + extFor(ctype, path)
+		if preview {
+			name = "gooni-" + t.ID + "-preview" + extFor(ctype, path)
+		}
+		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	}
+	http.ServeContent(w, r, "", st.ModTime(), f)
+	return nil
+}
+
+func extFor(ctype, path string) string {
+	if e := filepath.Ext(path); e != "" {
+		return e
+	}
+	switch ctype {
+	case "video/mp4":
+		return ".mp4"
+	case "image/png":
+		return ".png"
+	case "image/jpeg":
+		return ".jpg"
+	case "image/webp":
+		return ".webp"
+	}
+	return ""
+}
+
+// mediaPath resolves a stored relative path strictly inside DATA_DIR/media.
+func (s *Server) mediaPath(rel string) (string, bool) {
+	if rel == "" {
+		return "", false
+	}
+	media := filepath.Join(s.cfg.DataDir, "media")
+	p := filepath.Join(s.cfg.DataDir, filepath.FromSlash(rel))
+	if !strings.HasPrefix(p, media+string(filepath.Separator)) {
+		return "", false
+	}
+	return p, true
+}
+
+// proxyMedia streams a processing task's media from its workspace, which
+// is resolved only from the account registry. Anything short of a usable
+// answer is result_not_ready: the task is still running as far as we know.
+func (s *Server) proxyMedia(w http.ResponseWriter, r *http.Request, t *store.Task, preview bool) error {
+	if t.AccountID == 0 || s.cfg.Dispatcher == nil {
+		return apierr.ResultNotReady()
+	}
+	acc, err := s.cfg.DB.GetAccount(r.Context(), t.AccountID)
+	if errors.Is(err, store.ErrNotFound) {
+		s.securityEvent(r, "security.proxy_refused", "task:"+t.ID, "denied", map[string]any{"reason": "account no longer registered"})
+		return apierr.ProxyTargetInvalid()
+	}
+	if err != nil {
+		return apierr.Internal(err)
+	}
+	c, err := s.cfg.Dispatcher.Client(r.Context(), acc)
+	if err != nil {
+		if errors.Is(err, workspace.ErrTargetInvalid) {
+			s.securityEvent(r, "security.proxy_refused", "task:"+t.ID, "denied", map[string]any{"reason": "invalid workspace target", "account_id": acc.ID})
+			return apierr.ProxyTargetInvalid()
+		}
+		return apierr.ResultNotReady()
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	var resp *http.Response
+	if preview {
+		resp, err = c.Preview(ctx, t.ID)
+	} else {
+		resp, err = c.Result(ctx, t.ID)
+	}
+	if err != nil {
+		return apierr.ResultNotReady()
+	}
+	defer resp.Body.Close()
+	ct := resp.Header.Get("Content-Type")
+	if !strings.HasPrefix(ct, "image/") && !strings.HasPrefix(ct, "video/") {
+		return apierr.ResultNotReady()
+	}
+	h := w.Header()
+	h.Set("Content-Type", ct)
+	h.Set("Cache-Control", "no-store")
+	if resp.ContentLength > 0 {
+		h.Set("Content-Length", fmt.Sprint(resp.ContentLength))
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		io.Copy(w, resp.Body)
+	}
+	return nil
+}
+
+type galleryPage struct {
+	Items      []*TaskView `json:"items"`
+	NextCursor *string     `json:"next_cursor"`
+}
+
+// handleGallery lists done tasks newest first with keyset paging.
+func (s *Server) handleGallery(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	limit := 50
+	if v, ok := q["limit"]; ok {
+		n, err := parseIntParam(v, 1, 100)
+		if err != nil {
+			return apierr.Validation("limit", "limit must be a whole number from 1 to 100")
+		}
+		limit = n
+	}
+	cursor := q.Get("cursor")
+	if cursor != "" && !taskIDPattern.MatchString(cursor) {
+		return apierr.Validation("cursor", "cursor is not one this server gave out")
+	}
+	items, next, err := s.cfg.DB.Gallery(r.Context(), cursor, limit)
+	if err != nil {
+		return apierr.Internal(err)
+	}
+	page := galleryPage{Items: make([]*TaskView, 0, len(items))}
+	for _, t := range items {
+		page.Items = append(page.Items, view(t))
+	}
+	if next != "" {
+		page.NextCursor = &next
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// handleGalleryDelete removes a done task's files, then its row: a delete
+// that fails half-way leaves the row, never an orphan file.
+func (s *Server) handleGalleryDelete(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.loadTask(r, mux.Vars(r)["task_id"])
+	if err != nil {
+		return err
+	}
+	if t.Status != "done" {
+		return apierr.TaskNotDone()
+	}
+	for _, rel := range []string{t.ResultPath, t.PreviewPath} {
+		p, ok := s.mediaPath(rel)
+		if !ok {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return apierr.StorageFailed().With(err)
+		}
+	}
+	if err := s.cfg.DB.DeleteTask(r.Context(), t.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return apierr.Internal(err)
+	}
+	s.hub.Notify(t.ID)
+	s.log.Info("gallery item deleted", "task_id", t.ID, "actor", actorOf(r.Context()), "correlation_id", correlationID(r.Context()))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,279 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"gooni/server/apierr"
+	"gooni/store"
+)
+
+type ctxKey int
+
+const (
+	ctxCorrelation ctxKey = iota
+	ctxActor
+)
+
+var correlationPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func correlationID(ctx context.Context) string {
+	v, _ := ctx.Value(ctxCorrelation).(string)
+	return v
+}
+
+// actorOf names who made the request, for audit rows.
+func actorOf(ctx context.Context) string {
+	if v, _ := ctx.Value(ctxActor).(string); v != "" {
+		return v
+	}
+	return "anonymous"
+}
+
+func withActor(r *http.Request, actor string) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), ctxActor, actor))
+}
+
+func newCorrelationID() string {
+	b := make([]byte, 12)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// correlate gives every request a correlation id (reusing a valid incoming
+// one) and puts it on every response.
+func (s *Server) correlate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cid := r.Header.Get("X-Correlation-ID")
+		if !correlationPattern.MatchString(cid) {
+			cid = newCorrelationID()
+		}
+		w.Header().Set("X-Correlation-ID", cid)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxCorrelation, cid)))
+	})
+}
+
+// recoverPanics turns a panic into the contract's internal error.
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic", "correlation_id", correlationID(r.Context()), "path", safePath(r),
+					"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				s.writeError(w, r, apierr.Internal(fmt.Errorf("panic: %v", v)))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
+	"media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+
+// secureHeaders sets the security headers every response carries.
+func (s *Server) secureHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+		if s.cfg.TLS {
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+const (
+	corsMethods = "GET, POST, PATCH, DELETE, OPTIONS"
+	corsHeaders = "Content-Type, X-API-Key, X-Correlation-ID"
+)
+
+// cors passes same-origin and allowlisted origins and refuses every other
+// Origin with cors_origin_blocked (CONTRACT.md section 5).
+func (s *Server) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin, present := r.Header["Origin"]
+		if !present {
+			next.ServeHTTP(w, r)
+			return
+		}
+		o := ""
+		if len(origin) > 0 {
+			o = origin[0]
+		}
+		h := w.Header()
+		h.Add("Vary", "Origin")
+		preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+		switch {
+		case s.origins[o]:
+			h.Set("Access-Control-Allow-Origin", o)
+			h.Set("Access-Control-Allow-Credentials", "true")
+			if preflight {
+				h.Set("Access-Control-Allow-Methods", corsMethods)
+				h.Set("Access-Control-Allow-Headers", corsHeaders)
+				h.Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		case o == s.ownOrigin(r):
+			if preflight {
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		default:
+			s.securityEvent(r, "security.cors_blocked", "origin", "denied", map[string]any{"origin": truncate(o, 200)})
+			s.writeError(w, r, apierr.CORSBlocked())
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) ownOrigin(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil || s.cfg.TLS {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// clientIP is the peer address, or the nearest untrusted X-Forwarded-For hop
+// when the peer is a trusted proxy.
+func (s *Server) clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	peer, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	peer = peer.Unmap()
+	if !s.trusted(peer) {
+		return peer.String()
+	}
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		a = a.Unmap()
+		if !s.trusted(a) {
+			return a.String()
+		}
+		peer = a
+	}
+	return peer.String()
+}
+
+func (s *Server) trusted(a netip.Addr) bool {
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// throttleIP limits a route per client IP (checked before auth).
+func (s *Server) throttleIP(l *Limiter, next http.Handler) http.Handler {
+	return s.throttle(l, func(r *http.Request) string { return "ip:" + s.clientIP(r) }, next)
+}
+
+// throttleAdmin limits admin routes per admin session, or per IP without one.
+func (s *Server) throttleAdmin(next http.Handler) http.Handler {
+	return s.throttle(s.adminLimit, func(r *http.Request) string {
+		if c, err := r.Cookie(adminCookie); err == nil {
+			if token, ok := decodeToken(s.admin, adminCookie, c.Value); ok {
+				return "admin:" + tokenHashHex(token)
+			}
+		}
+		return "ip:" + s.clientIP(r)
+	}, next)
+}
+
+// throttle is the reusable rolling-window middleware: it answers rate_limited
+// with Retry-After and audits the first rejection of a key in a window.
+func (s *Server) throttle(l *Limiter, key func(*http.Request) string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k := key(r)
+		ok, retry, first := l.Allow(k)
+		if !ok {
+			if first {
+				target := r.Method + " " + safePath(r)
+				s.securityEvent(r, "security.throttled", target, "denied", map[string]any{"limit": l.N, "window_seconds": int(l.Window / time.Second)})
+			}
+			s.writeError(w, r, apierr.RateLimited(int(math.Ceil(retry.Seconds()))))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// securityEvent writes an audit row and its log line (CONTRACT.md section 9).
+func (s *Server) securityEvent(r *http.Request, action, target, outcome string, details map[string]any) {
+	s.auditAs(r, actorOf(r.Context()), action, target, outcome, details)
+}
+
+func (s *Server) audit(r *http.Request, action, target, outcome string, details map[string]any) {
+	s.auditAs(r, actorOf(r.Context()), action, target, outcome, details)
+}
+
+func (s *Server) auditAs(r *http.Request, actor, action, target, outcome string, details map[string]any) {
+	e := &store.AuditEvent{
+		Timestamp:     s.now().UTC(),
+		Actor:         actor,
+		Source:        s.clientIP(r),
+		Action:        action,
+		Target:        target,
+		Outcome:       outcome,
+		CorrelationID: correlationID(r.Context()),
+		Details:       details,
+	}
+	s.WriteAudit(context.WithoutCancel(r.Context()), e)
+}
+
+// WriteAudit appends an audit row and logs the same event; a failure to
+// append is logged loudly (the request itself has already been decided).
+func (s *Server) WriteAudit(ctx context.Context, e *store.AuditEvent) {
+	if e.Timestamp.IsZero() {
+		e.Timestamp = s.now().UTC()
+	}
+	err := s.cfg.DB.AppendAudit(ctx, e)
+	attrs := []any{"audit", true, "actor", e.Actor, "source", e.Source, "action", e.Action, "target", e.Target,
+		"outcome", e.Outcome, "timestamp", e.Timestamp.Format(time.RFC3339Nano), "correlation_id", e.CorrelationID}
+	if len(e.Details) > 0 {
+		attrs = append(attrs, "details", e.Details)
+	}
+	if err != nil {
+		attrs = append(attrs, "audit_write_error", err.Error())
+		s.log.Error("audit event not stored", attrs...)
+		return
+	}
+	s.log.Info("audit event", attrs...)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,147 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"gooni/server/apierr"
+)
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// h adapts a handler that returns an error to http.Handler; the error goes
+// to writeError, the one place that shapes error responses.
+func (s *Server) h(fn handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := fn(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+type errorBody struct {
+	Error errorPayload `json:"error"`
+}
+
+type errorPayload struct {
+	Code          string         `json:"code"`
+	Message       string         `json:"message"`
+	CorrelationID string         `json:"correlation_id"`
+	Details       map[string]any `json:"details,omitempty"`
+}
+
+// writeError is the one error writer: it decides the JSON shape, the status,
+// Retry-After, and what gets logged (the cause, never sent to the client).
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := apierr.From(err)
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; nobody is listening for an answer.
+		return
+	}
+	cid := correlationID(r.Context())
+	level := slog.LevelInfo
+	if e.Status >= 500 {
+		level = slog.LevelError
+	}
+	attrs := []any{"code", e.Code, "status", e.Status, "method", r.Method, "path", safePath(r), "correlation_id", cid}
+	if e.Err != nil {
+		attrs = append(attrs, "cause", e.Err.Error())
+	}
+	s.log.Log(r.Context(), level, "request failed", attrs...)
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	writeJSON(w, e.Status, errorBody{Error: errorPayload{Code: e.Code, Message: e.Message, CorrelationID: cid, Details: e.Details}})
+}
+
+// safePath is the request path without its query (which may hold api_key).
+func safePath(r *http.Request) string {
+	p := r.URL.EscapedPath()
+	if len(p) > 200 {
+		p = p[:200] + "..."
+	}
+	return p
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"internal","message":"something went wrong on the server","correlation_id":""}}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Del("Content-Length")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// decodeJSON reads one JSON object of at most limit bytes into dst, refusing
+// unknown fields (validation_failed naming the field) and trailing data.
+func decodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) error {
+	if r.ContentLength > limit {
+		return apierr.PayloadTooLarge(limit)
+	}
+	body := http.MaxBytesReader(w, r.Body, limit)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return jsonError(err, limit)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return apierr.PayloadTooLarge(limit)
+		}
+		return apierr.InvalidJSON("the body must hold exactly one JSON object")
+	}
+	return nil
+}
+
+func jsonError(err error, limit int64) error {
+	var mbe *http.MaxBytesError
+	var ute *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &mbe):
+		return apierr.PayloadTooLarge(limit)
+	case errors.Is(err, io.EOF):
+		return apierr.InvalidJSON("the body is empty; a JSON object is required")
+	case errors.As(err, &ute):
+		field := ute.Field
+		if field == "" {
+			return apierr.InvalidJSON("the body must be a JSON object")
+		}
+		return apierr.Validation(field, fmt.Sprintf("%s must be a %s", field, jsonKind(ute.Type.Kind().String())))
+	case errors.As(err, &se):
+		return apierr.InvalidJSON(fmt.Sprintf("the body is not valid JSON (at byte %d)", se.Offset))
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if len(name) > 64 {
+			name = name[:64]
+		}
+		return apierr.Validation(name, fmt.Sprintf("unknown field %q", name))
+	default:
+		return apierr.InvalidJSON("the body is not the JSON this route takes")
+	}
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "int", "int64", "int32", "float64", "uint":
+		return "number"
+	case "map", "struct":
+		return "object"
+	case "slice":
+		return "list"
+	}
+	return k
+}

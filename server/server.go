@@ -1,0 +1,181 @@
+// Package server is Gooni's HTTP surface: the router, the middleware chain
+// (correlation id -> recover -> headers -> CORS -> throttle -> auth), the
+// handlers, the one error writer, and the embedded UI.
+package server
+
+import (
+	"context"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/gorilla/securecookie"
+
+	"gooni/server/apierr"
+	"gooni/server/catalog"
+	"gooni/server/secrets"
+	"gooni/server/workspace"
+	"gooni/store"
+)
+
+// Dispatcher is what the HTTP surface needs of server/dispatch.
+type Dispatcher interface {
+	Wake()
+	Client(ctx context.Context, acc *store.Account) (*workspace.Client, error)
+	HealthCheck(ctx context.Context, accountID int64) (*store.Account, error)
+	Deploy(ctx context.Context, accountID int64) error
+	RemoveAccount(ctx context.Context, accountID int64) error
+	LastReap() time.Time
+}
+
+// Config is everything the server needs, resolved by main.
+type Config struct {
+	DB              *store.DB
+	Catalog         *catalog.Catalog
+	Secrets         *secrets.Set
+	Dispatcher      Dispatcher
+	DataDir         string
+	UI              fs.FS // the built UI (dist/), or nil
+	Version         string
+	FrontendOrigins []string
+	TrustedProxies  []netip.Prefix
+	SessionMode     string // open | key
+	SessionTTL      time.Duration
+	AdminSessionTTL time.Duration
+	QueueMax        int
+	TLS             bool
+	// ExtraAPIKeys are older API keys still accepted (rotation grace).
+	ExtraAPIKeys []string
+	Logger       *slog.Logger
+	Now          func() time.Time
+	StartedAt    time.Time
+}
+
+// Server holds the live state of the HTTP surface.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	cookies *securecookie.SecureCookie
+	admin   *securecookie.SecureCookie
+	hub     *Hub
+	origins map[string]bool
+	apiKeys [][]byte
+
+	authLimit       *Limiter
+	adminLoginLimit *Limiter
+	adminLimit      *Limiter
+
+	handler http.Handler
+}
+
+// Route body limits.
+const (
+	maxGenerateBody = 16 << 20
+	maxSmallBody    = 64 << 10
+)
+
+// New builds the server and its routes.
+func New(cfg Config) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.SessionTTL <= 0 {
+		cfg.SessionTTL = 24 * time.Hour
+	}
+	if cfg.AdminSessionTTL <= 0 {
+		cfg.AdminSessionTTL = 8 * time.Hour
+	}
+	if cfg.StartedAt.IsZero() {
+		cfg.StartedAt = cfg.Now()
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		hub:     NewHub(),
+		origins: map[string]bool{},
+	}
+	s.cookies = newCodec(cfg.Secrets, cfg.SessionTTL)
+	s.admin = newCodec(cfg.Secrets, cfg.AdminSessionTTL)
+	for _, o := range cfg.FrontendOrigins {
+		s.origins[o] = true
+	}
+	s.apiKeys = append(s.apiKeys, []byte(cfg.Secrets.APIKey))
+	for _, k := range cfg.ExtraAPIKeys {
+		s.apiKeys = append(s.apiKeys, []byte(k))
+	}
+	s.authLimit = NewLimiter(10, time.Minute, cfg.Now)
+	s.adminLoginLimit = NewLimiter(30, time.Minute, cfg.Now)
+	s.adminLimit = NewLimiter(120, time.Minute, cfg.Now)
+	s.handler = s.routes()
+	return s
+}
+
+func newCodec(sec *secrets.Set, ttl time.Duration) *securecookie.SecureCookie {
+	c := securecookie.New(sec.SessionHashKey, sec.SessionBlockKey)
+	c.MaxAge(int(ttl / time.Second))
+	c.SetSerializer(securecookie.NopEncoder{})
+	return c
+}
+
+// Handler is the whole HTTP surface.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Hub lets the dispatcher tell event streams that a task changed.
+func (s *Server) Hub() *Hub { return s.hub }
+
+// Limiters exposes the throttles (tests inject clocks through Config.Now).
+func (s *Server) routes() http.Handler {
+	// Paths are matched as sent: no cleaning redirects (a 301 is not the
+	// contract's error), and escaped slashes stay inside one path segment.
+	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
+	r.NotFoundHandler = s.h(func(w http.ResponseWriter, r *http.Request) error { return apierr.NotFound() })
+	r.MethodNotAllowedHandler = s.h(func(w http.ResponseWriter, r *http.Request) error { return apierr.MethodNotAllowed() })
+
+	r.Handle("/health", s.h(s.handleHealth)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/config", s.h(s.handleConfig)).Methods(http.MethodGet, http.MethodHead)
+
+	r.Handle("/auth/session", s.throttleIP(s.authLimit, s.h(s.handleSessionCreate))).Methods(http.MethodPost)
+	r.Handle("/auth/session", s.h(s.handleSessionGet)).Methods(http.MethodGet)
+	r.Handle("/auth/session", s.h(s.handleSessionDelete)).Methods(http.MethodDelete)
+
+	user := func(fn handlerFunc) http.Handler { return s.h(s.requireUser(fn)) }
+	r.Handle("/generate", user(s.handleGenerate)).Methods(http.MethodPost)
+	r.Handle("/status/{task_id}", user(s.handleStatus)).Methods(http.MethodGet)
+	r.Handle("/events/{task_id}", user(s.handleEvents)).Methods(http.MethodGet)
+	r.Handle("/results/{task_id}", user(s.handleResult)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/preview/{task_id}", user(s.handlePreview)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/gallery", user(s.handleGallery)).Methods(http.MethodGet)
+	r.Handle("/gallery/{task_id}", user(s.handleGalleryDelete)).Methods(http.MethodDelete)
+
+	r.Handle("/admin/session", s.throttleIP(s.adminLoginLimit, s.h(s.handleAdminLogin))).Methods(http.MethodPost)
+	admin := func(fn handlerFunc) http.Handler { return s.throttleAdmin(s.h(s.requireAdmin(fn))) }
+	r.Handle("/admin/session", admin(s.handleAdminLogout)).Methods(http.MethodDelete)
+	r.Handle("/admin/health", admin(s.handleAdminHealth)).Methods(http.MethodGet)
+	r.Handle("/admin/logs", admin(s.handleLogs)).Methods(http.MethodGet)
+	r.Handle("/admin/logs/verify", admin(s.handleLogsVerify)).Methods(http.MethodGet)
+	r.Handle("/admin/accounts", admin(s.handleAccountsList)).Methods(http.MethodGet)
+	r.Handle("/admin/accounts", admin(s.handleAccountCreate)).Methods(http.MethodPost)
+	r.Handle("/admin/accounts/{id}", admin(s.handleAccountGet)).Methods(http.MethodGet)
+	r.Handle("/admin/accounts/{id}", admin(s.handleAccountPatch)).Methods(http.MethodPatch)
+	r.Handle("/admin/accounts/{id}", admin(s.handleAccountDelete)).Methods(http.MethodDelete)
+	r.Handle("/admin/accounts/{id}/health-check", admin(s.handleAccountHealthCheck)).Methods(http.MethodPost)
+	r.Handle("/admin/accounts/{id}/deploy", admin(s.handleAccountDeploy)).Methods(http.MethodPost)
+	// Any other /admin/* path is still behind the admin throttle and session.
+	r.PathPrefix("/admin/").Handler(admin(func(w http.ResponseWriter, r *http.Request) error { return apierr.NotFound() }))
+
+	if s.cfg.UI != nil {
+		r.Handle("/", s.h(s.handleIndex)).Methods(http.MethodGet, http.MethodHead)
+		r.PathPrefix("/assets/").Handler(s.h(s.handleAsset)).Methods(http.MethodGet, http.MethodHead)
+		r.Handle("/favicon.svg", s.h(s.handleAsset)).Methods(http.MethodGet, http.MethodHead)
+	}
+
+	return s.correlate(s.recoverPanics(s.secureHeaders(s.cors(r))))
+}

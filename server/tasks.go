@@ -1,0 +1,187 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"gooni/server/apierr"
+	"gooni/server/catalog"
+	"gooni/store"
+)
+
+var taskIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+type taskError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// TaskView is the task as clients see it (CONTRACT.md section 6).
+type TaskView struct {
+	TaskID        string          `json:"task_id"`
+	Type          string          `json:"type"`
+	Model         string          `json:"model"`
+	Mode          string          `json:"mode"`
+	Prompt        string          `json:"prompt"`
+	NegativePrmpt string          `json:"negative_prompt,omitempty"`
+	Params        json.RawMessage `json:"params"`
+	Status        string          `json:"status"`
+	Progress      int             `json:"progress"`
+	QueuePosition *int            `json:"queue_position,omitempty"`
+	CreatedAt     *string         `json:"created_at"`
+	StartedAt     *string         `json:"started_at"`
+	CompletedAt   *string         `json:"completed_at"`
+	Error         *taskError      `json:"error,omitempty"`
+	ResultURL     string          `json:"result_url"`
+	PreviewURL    string          `json:"preview_url"`
+}
+
+func rfc3339(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(time.RFC3339)
+	return &s
+}
+
+func view(t *store.Task) *TaskView {
+	v := &TaskView{
+		TaskID: t.ID, Type: t.Type, Model: t.Model, Mode: t.Mode, Prompt: t.Prompt, NegativePrmpt: t.NegativePrompt,
+		Params: t.Params, Status: t.Status, Progress: t.Progress,
+		CreatedAt: rfc3339(t.CreatedAt), StartedAt: rfc3339(t.StartedAt), CompletedAt: rfc3339(t.CompletedAt),
+		ResultURL: "/results/" + t.ID, PreviewURL: "/preview/" + t.ID,
+	}
+	if len(v.Params) == 0 {
+		v.Params = json.RawMessage("{}")
+	}
+	if t.Status == "failed" {
+		v.Error = &taskError{Code: t.ErrorCode, Message: t.ErrorMessage}
+	}
+	if t.Status != "done" && v.Progress >= 100 {
+		v.Progress = 99
+	}
+	return v
+}
+
+// taskView loads a task's view, with its queue position while pending.
+func (s *Server) taskView(r *http.Request, id string) (*TaskView, error) {
+	t, err := s.loadTask(r, id)
+	if err != nil {
+		return nil, err
+	}
+	v := view(t)
+	if t.Status == "pending" {
+		pos, err := s.cfg.DB.QueuePosition(r.Context(), id)
+		if err != nil {
+			return nil, apierr.Internal(err)
+		}
+		v.QueuePosition = &pos
+	}
+	return v, nil
+}
+
+// loadTask checks the id's shape before anything else touches it.
+func (s *Server) loadTask(r *http.Request, id string) (*store.Task, error) {
+	if !taskIDPattern.MatchString(id) {
+		return nil, apierr.TaskNotFound()
+	}
+	t, err := s.cfg.DB.GetTask(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, apierr.TaskNotFound()
+	}
+	if err != nil {
+		return nil, apierr.Internal(err)
+	}
+	return t, nil
+}
+
+type generateAccepted struct {
+	TaskID     string `json:"task_id"`
+	Status     string `json:"status"`
+	StatusURL  string `json:"status_url"`
+	ResultURL  string `json:"result_url"`
+	PreviewURL string `json:"preview_url"`
+}
+
+// handleGenerate validates against the catalog and answers 202 only after
+// the task row has committed.
+func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) error {
+	if r.ContentLength > maxGenerateBody {
+		return apierr.PayloadTooLarge(maxGenerateBody)
+	}
+	req, err := catalog.DecodeGenerate(r.Body, maxGenerateBody)
+	if err != nil {
+		return generateError(err)
+	}
+	v, err := s.cfg.Catalog.Validate(req)
+	if err != nil {
+		return generateError(err)
+	}
+	ready, err := s.anyReadyAccount(r)
+	if err != nil {
+		return err
+	}
+	if !ready {
+		return apierr.NoWorkers()
+	}
+	t := &store.Task{
+		ID: store.NewID(), Type: v.Type, Model: v.ModelID, Mode: v.Mode, Prompt: v.Prompt,
+		NegativePrompt: v.NegativePrompt, Params: v.ParamsJSON, Status: "pending",
+	}
+	if err := s.cfg.DB.CreateTask(r.Context(), t, v.Image, s.cfg.QueueMax); err != nil {
+		if errors.Is(err, store.ErrQueueFull) {
+			return apierr.QueueFull()
+		}
+		return apierr.Internal(err)
+	}
+	if s.cfg.Dispatcher != nil {
+		s.cfg.Dispatcher.Wake()
+	}
+	s.log.Info("task accepted", "task_id", t.ID, "type", t.Type, "model", t.Model, "mode", t.Mode,
+		"actor", actorOf(r.Context()), "correlation_id", correlationID(r.Context()))
+	writeJSON(w, http.StatusAccepted, generateAccepted{
+		TaskID: t.ID, Status: "pending", StatusURL: "/status/" + t.ID,
+		ResultURL: "/results/" + t.ID, PreviewURL: "/preview/" + t.ID,
+	})
+	return nil
+}
+
+func generateError(err error) error {
+	var fe *catalog.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return apierr.Validation(fe.Field, fe.Message)
+	case errors.Is(err, catalog.ErrTooLarge):
+		return apierr.PayloadTooLarge(maxGenerateBody)
+	case errors.Is(err, catalog.ErrInvalidJSON):
+		return apierr.InvalidJSON(err.Error())
+	}
+	return apierr.InvalidJSON("the body is not the JSON this route takes")
+}
+
+func (s *Server) anyReadyAccount(r *http.Request) (bool, error) {
+	accs, err := s.cfg.DB.ListAccounts(r.Context())
+	if err != nil {
+		return false, apierr.Internal(err)
+	}
+	for _, a := range accs {
+		if a.Status == "ready" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {
+	v, err := s.taskView(r, mux.Vars(r)["task_id"])
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
