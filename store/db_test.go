@@ -225,7 +225,7 @@ func TestReopenKeepsData(t *testing.T) {
 }
 
 func TestPingAndBackup(t *testing.T) {
-	db, dir := openTest(t, testOptions(t))
+	db, _ := openTest(t, testOptions(t))
 	if err := db.Ping(bg); err != nil {
 		t.Fatal(err)
 	}
@@ -262,5 +262,4 @@ func TestPingAndBackup(t *testing.T) {
 	if err != nil || got.Prompt != "backed up" {
 		t.Fatalf("restored task: %+v %v", got, err)
 	}
-	_ = dir
 }

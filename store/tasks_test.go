@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -607,7 +606,6 @@ func TestCreateTaskDurableAcrossOpen(t *testing.T) {
 	if err := raw.QueryRow(`SELECT prompt FROM tasks WHERE id = ?`, task.ID).Scan(&prompt); err != nil || prompt != "durable" {
 		t.Fatalf("row not visible to another connection: %q %v", prompt, err)
 	}
-	_ = sql.ErrNoRows
 }
 
 func BenchmarkCreateTask(b *testing.B) {
