@@ -316,7 +316,7 @@ func loadParam(raw json.RawMessage, path string) (*Param, error) {
 		if d < *p.Min || d > *p.Max {
 			return nil, errAt(path+".default", "must be between min and max")
 		}
-		if !onStep(d, *p.Min, p.Step) {
+		if !p.onStep(d) {
 			return nil, errAt(path+".default", "must be min plus a multiple of step")
 		}
 		p.Default = d
@@ -367,6 +367,16 @@ func loadParam(raw json.RawMessage, path string) (*Param, error) {
 		return nil, errAt(path+".kind", "must be int, float, enum or bool, not %q", p.Kind)
 	}
 	return p, nil
+}
+
+// onStep reports whether v lies on min + k*step. Ints are checked exactly
+// (all int bounds are within ±2^53, so the conversions are exact).
+func (p *Param) onStep(v float64) bool {
+	if p.Kind == KindInt && p.Step != nil && p.Min != nil {
+		step := int64(*p.Step)
+		return step <= 0 || (int64(v)-int64(*p.Min))%step == 0
+	}
+	return onStep(v, *p.Min, p.Step)
 }
 
 // onStep reports whether v lies on min + k*step; the relative tolerance lets

@@ -206,6 +206,7 @@ func TestLoadRejects(t *testing.T) {
 		{"int beyond 2^53", []byte(strings.Replace(tinyCatalog, `"max": 1280`, `"max": 18014398509481984`, 1)), "models[0].params[0].max: must be within"},
 		{"default out of bounds", edit(t, func(r map[string]any) { param(r, 0, 0)["default"] = 2000 }), "models[0].params[0].default: must be between min and max"},
 		{"default off step", edit(t, func(r map[string]any) { param(r, 0, 0)["default"] = 830 }), "models[0].params[0].default: must be min plus a multiple of step"},
+		{"int default off a coarse step", []byte(strings.Replace(tinyCatalog, `"max": 1280, "step": 16, "default": 832`, `"max": 9007199254740992, "step": 3, "default": 9007199254740990`, 1)), "models[0].params[0].default: must be min plus a multiple of step"},
 		{"float default off step", edit(t, func(r map[string]any) { param(r, 0, 1)["default"] = 1.25 }), "models[0].params[1].default: must be min plus a multiple of step"},
 		{"int default fractional", edit(t, func(r map[string]any) { param(r, 0, 0)["default"] = 832.5 }), "models[0].params[0].default: must be a whole number"},
 		{"default wrong kind", edit(t, func(r map[string]any) { param(r, 0, 0)["default"] = "832" }), "models[0].params[0].default: must be a number"},

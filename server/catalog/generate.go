@@ -352,7 +352,7 @@ func checkParam(p *Param, raw json.RawMessage) (any, error) {
 		if err != nil || float64(n) < *p.Min || float64(n) > *p.Max {
 			return nil, fieldErr(field, "%s must be between %s and %s", p.Name, num(*p.Min), num(*p.Max))
 		}
-		if p.Step != nil && int64(*p.Step) > 0 && (n-int64(*p.Min))%int64(*p.Step) != 0 {
+		if !p.onStep(float64(n)) {
 			return nil, fieldErr(field, "%s must be a multiple of %s from %s", p.Name, num(*p.Step), num(*p.Min))
 		}
 		return n, nil
@@ -367,7 +367,7 @@ func checkParam(p *Param, raw json.RawMessage) (any, error) {
 		if math.IsInf(f, 0) || math.IsNaN(f) || f < *p.Min || f > *p.Max {
 			return nil, fieldErr(field, "%s must be between %s and %s", p.Name, num(*p.Min), num(*p.Max))
 		}
-		if !onStep(f, *p.Min, p.Step) {
+		if !p.onStep(f) {
 			return nil, fieldErr(field, "%s must be a multiple of %s from %s", p.Name, num(*p.Step), num(*p.Min))
 		}
 		return f, nil
