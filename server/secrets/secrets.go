@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/fernet/fernet-go"
 )
@@ -34,6 +35,12 @@ type Set struct {
 	SessionBlockKey []byte
 	AccountKeys     []string // Fernet keys, newest first
 	AuditKey        []byte
+	// PreviousAPIKeys are API keys rotated out less than the grace period
+	// (GG_API_KEY_GRACE, default 24h) ago; the server accepts them too.
+	PreviousAPIKeys []string
+	// RetiredAuditKeys are audit keys rotated out, oldest first, for verifying
+	// the chain segments sealed under them.
+	RetiredAuditKeys [][]byte
 	// Generated names the secrets written for the first time on this start.
 	Generated map[string]bool
 	// Sources says where each secret came from: an environment variable name or a file path.
@@ -46,6 +53,10 @@ func (s *Set) Values() []string {
 		base64.StdEncoding.EncodeToString(s.SessionHashKey), base64.StdEncoding.EncodeToString(s.SessionBlockKey),
 		string(s.AuditKey)}
 	v = append(v, s.AccountKeys...)
+	v = append(v, s.PreviousAPIKeys...)
+	for _, k := range s.RetiredAuditKeys {
+		v = append(v, string(k))
+	}
 	out := v[:0]
 	for _, x := range v {
 		if x != "" {
@@ -88,6 +99,17 @@ func Dir(dataDir string) string { return filepath.Join(dataDir, "secrets") }
 
 // Load reads every secret. getenv is os.Getenv in production.
 func Load(dataDir string, getenv func(string) string) (*Set, error) {
+	return load(dataDir, getenv, true)
+}
+
+// LoadExisting reads every secret like Load but never generates one: a
+// missing secret file is an error. Offline commands use it so that a wrong
+// GG_DATA_DIR cannot mint a fresh set of secrets.
+func LoadExisting(dataDir string, getenv func(string) string) (*Set, error) {
+	return load(dataDir, getenv, false)
+}
+
+func load(dataDir string, getenv func(string) string, generate bool) (*Set, error) {
 	s := &Set{Generated: map[string]bool{}, Sources: map[string]string{}}
 	dir := Dir(dataDir)
 	fresh := map[string]string{}
@@ -95,6 +117,9 @@ func Load(dataDir string, getenv func(string) string) (*Set, error) {
 		raw, source, generated, err := read(sp, dir, getenv)
 		if err != nil {
 			return nil, err
+		}
+		if generated && !generate {
+			return nil, fmt.Errorf("secret file %s does not exist (is GG_DATA_DIR the server's data directory?)", source)
 		}
 		if err := sp.parse(s, raw); err != nil {
 			return nil, fmt.Errorf("secret %s from %s: %w", sp.name, source, err)
@@ -104,6 +129,27 @@ func Load(dataDir string, getenv func(string) string) (*Set, error) {
 			s.Generated[sp.name] = true
 			fresh[sp.name] = raw
 		}
+	}
+	grace, err := apiKeyGrace(getenv)
+	if err != nil {
+		return nil, err
+	}
+	prev, err := readStamped(dir, APIKeyPrevious)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	for _, p := range prev {
+		if now.Sub(p.at) < grace {
+			s.PreviousAPIKeys = append(s.PreviousAPIKeys, p.value)
+		}
+	}
+	retired, err := readStamped(dir, AuditKeyRetired)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range retired {
+		s.RetiredAuditKeys = append(s.RetiredAuditKeys, []byte(r.value))
 	}
 	// Generated secrets are written only once every secret has loaded, so a
 	// start that fails leaves the secrets directory as it found it.
