@@ -474,7 +474,7 @@ function AccountsTable({ accounts, act }: AccountsTableProps) {
   return (
     <>
       <div class="table-wrap" tabIndex={0} role="region" aria-label="Worker accounts table">
-        <table class="table">
+        <table class="table table-accounts">
           <thead>
             <tr>
               <th scope="col">Name</th>
@@ -497,21 +497,31 @@ function AccountsTable({ accounts, act }: AccountsTableProps) {
                   <th scope="row" id={nameId}>
                     {a.name}
                   </th>
-                  <td>
+                  <td data-label="Workspace">
+                    <div class="cell">
                     <code>{a.workspace}</code>
                     {a.base_url ? <div class="muted small break">{a.base_url}</div> : null}
+                  </div>
                   </td>
-                  <td class="num-cell">{a.capacity}</td>
-                  <td>
+                  <td data-label="Capacity" class="num-cell">
+                    <div class="cell">{a.capacity}</div>
+                  </td>
+                  <td data-label="Status">
+                    <div class="cell">
                     <Badge tone={statusTone(a.status)}>{a.status}</Badge>
                     {a.status_reason && a.status !== 'ready' ? <div class="reason">{a.status_reason}</div> : null}
+                  </div>
                   </td>
-                  <td>
+                  <td data-label="Last health check">
+                    <div class="cell">
                     <span title={formatTimeFull(a.last_health_check_at)}>{formatTime(a.last_health_check_at)}</span>
+                  </div>
                   </td>
-                  <td>
+                  <td data-label="Deploy">
+                    <div class="cell">
                     {a.deploy_status ? <Badge tone={statusTone(a.deploy_status)}>{a.deploy_status}</Badge> : <span class="muted">never</span>}
                     {a.last_deploy_at ? <div class="muted small">{formatTime(a.last_deploy_at)}</div> : null}
+                  </div>
                   </td>
                   <td class="row-actions">
                     <button
@@ -722,18 +732,26 @@ function AddAccount({ onAdded, guard }: { onAdded: (a: Account) => void; guard: 
   );
 }
 
-function Stat({ label, children, tone }: { label: string; children: preact.ComponentChildren; tone?: string }) {
+function Stat({ label, children, tone, wide }: { label: string; children: preact.ComponentChildren; tone?: string; wide?: boolean }) {
   return (
-    <div class={`stat${tone ? ` stat-${tone}` : ''}`}>
+    <div class={`stat${tone ? ` stat-${tone}` : ''}${wide ? ' stat-wide' : ''}`}>
       <dt>{label}</dt>
       <dd>{children}</dd>
     </div>
   );
 }
 
-function counts(c: Record<string, number> | undefined, order: string[]): string {
-  if (!c) return '—';
-  return order.map((k) => `${c[k] ?? 0} ${k}`).join(' · ');
+function Counts({ c, order }: { c: Record<string, number> | undefined; order: string[] }) {
+  if (!c) return <>—</>;
+  return (
+    <span class="counts">
+      {order.map((k) => (
+        <span key={k} class={(c[k] ?? 0) > 0 ? 'count' : 'count zero'}>
+          <b>{c[k] ?? 0}</b> {k}
+        </span>
+      ))}
+    </span>
+  );
 }
 
 function HealthPanel({ health, error }: { health: AdminHealth | null; error: unknown }) {
@@ -755,8 +773,12 @@ function HealthPanel({ health, error }: { health: AdminHealth | null; error: unk
           <Stat label="Disk free">{formatBytes(health.disk_free_bytes)}</Stat>
           <Stat label="Queue depth">{health.queue_depth ?? '—'}</Stat>
           <Stat label="Oldest pending">{health.oldest_pending_age_seconds == null ? 'none' : formatDuration(health.oldest_pending_age_seconds)}</Stat>
-          <Stat label="Accounts">{counts(health.accounts, ['ready', 'pending', 'failed', 'disabled'])}</Stat>
-          <Stat label="Tasks">{counts(health.tasks, ['pending', 'processing', 'done', 'failed'])}</Stat>
+          <Stat label="Accounts" wide>
+            <Counts c={health.accounts} order={['ready', 'pending', 'failed', 'disabled']} />
+          </Stat>
+          <Stat label="Tasks" wide>
+            <Counts c={health.tasks} order={['pending', 'processing', 'done', 'failed']} />
+          </Stat>
           <Stat label="Last reaper run">{health.last_reaper_run ? formatTime(health.last_reaper_run) : 'not yet'}</Stat>
           <Stat label="Uptime">{formatDuration(health.uptime_seconds)}</Stat>
           <Stat label="Version">{health.version || '—'}</Stat>
@@ -790,6 +812,7 @@ function ChainStatus({ verdict, error, onVerify }: { verdict: ChainVerdict | nul
 function details(d: Record<string, unknown> | null | undefined): string {
   if (!d || Object.keys(d).length === 0) return '';
   return Object.entries(d)
+    .filter(([, v]) => v !== '' && v != null)
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
     .join(' ');
 }

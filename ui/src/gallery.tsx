@@ -5,7 +5,7 @@ import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import type { Catalog, Page, TaskView } from './api';
 import { findModel, request } from './api';
 import { formatTime, formatTimeFull, keyParams, modeName, paramList } from './format';
-import { applyTask } from './settings';
+import { applyTask, loadTaskId, saveTaskId } from './settings';
 import { ConfirmDialog, ErrorNote, Modal } from './widgets';
 
 const pageSize = 24;
@@ -142,6 +142,8 @@ export function GalleryPage({ catalog }: GalleryProps) {
     const id = confirm.task_id;
     try {
       await request<void>(`/gallery/${encodeURIComponent(id)}`, { method: 'DELETE' });
+      // the Generate page must not try to follow a task that no longer exists
+      if (loadTaskId() === id) saveTaskId(null);
       const idx = items.findIndex((i) => i.task_id === id);
       setItems((old) => old.filter((i) => i.task_id !== id));
       setConfirm(null);

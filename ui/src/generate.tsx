@@ -139,7 +139,7 @@ function ParamControl({ param: p, value, error, onChange }: ParamControlProps) {
         <label for={id}>{p.label}</label>
         {hasRange ? (
           <span class="range-hint" aria-hidden="true">
-            {p.min}–{p.max}
+            {p.min} – {p.max}
           </span>
         ) : null}
       </div>
@@ -331,6 +331,9 @@ export function GeneratePage({ catalog }: GenerateProps) {
       const res = await request<{ task_id: string }>('/generate', { method: 'POST', body });
       saveTaskId(res.task_id);
       setTaskId(res.task_id);
+      // on a phone the result sits below the form: bring it into view
+      const out = document.getElementById('output-title');
+      if (out && out.getBoundingClientRect().top > window.innerHeight) out.scrollIntoView({ behavior: 'smooth', block: 'start' });
     } catch (err) {
       const field = err instanceof ApiError ? err.details?.field : undefined;
       if (typeof field === 'string') {
@@ -542,6 +545,7 @@ function TaskPanel({ catalog, task, error, waiting }: TaskPanelProps) {
       <div class="status-line" role="status" aria-live="polite">
         {status}
       </div>
+      <div class="progress-slot">
       {running ? (
         <div
           class="progress"
@@ -555,6 +559,7 @@ function TaskPanel({ catalog, task, error, waiting }: TaskPanelProps) {
           <div class={`progress-fill${task?.status === 'pending' ? ' waiting' : ''}`} style={{ width: `${Math.max(progress, 2)}%` }} />
         </div>
       ) : null}
+      </div>
       {task?.status === 'failed' ? (
         <div class="note note-error" role="alert">
           <p>{task.error?.message || 'The task failed.'}</p>
