@@ -169,6 +169,10 @@ func serve(cfg *config, log *slog.Logger) error {
 		TLS: cfg.TLSCert != "", Logger: log,
 	})
 
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
 	var simDone chan struct{}
@@ -190,16 +194,27 @@ func serve(cfg *config, log *slog.Logger) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-	}
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		scheme = "https"
 		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	} else if !loopbackAddr(cfg.Addr) {
 		log.Warn("serving plain HTTP on a non-loopback address: sessions and keys cross the network unencrypted; set GG_TLS_CERT and GG_TLS_KEY or put a TLS proxy in front", "addr", cfg.Addr)
+	}
+	if cfg.MetricsAddr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", srv.Metrics().Handler())
+		ms := &http.Server{Addr: cfg.MetricsAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics listen on %s: %w", cfg.MetricsAddr, err)
+		}
+		go ms.Serve(mln)
+		defer ms.Close()
+		if !loopbackAddr(cfg.MetricsAddr) {
+			log.Warn("metrics are served without authentication on a non-loopback address", "addr", cfg.MetricsAddr)
+		}
+		log.Info("metrics listening", "url", "http://"+mln.Addr().String()+"/metrics")
 	}
 	log.Info("gooni listening", "url", scheme+"://"+ln.Addr().String(), "version", version, "data_dir", cfg.DataDir, "demo", cfg.Demo)
 	errc := make(chan error, 1)

@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"gooni/server/apierr"
+	"gooni/server/dispatch"
 	"gooni/server/workspace"
 	"gooni/store"
 )
@@ -352,7 +353,9 @@ func (s *Server) handleAccountDeploy(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	err = s.cfg.Dispatcher.Deploy(contextWithoutCancel(r), a.ID)
+	// The deploy finishes in the background; its audit event names this admin.
+	ctx := dispatch.WithActor(contextWithoutCancel(r), actorOf(r.Context()), s.clientIP(r), correlationID(r.Context()))
+	err = s.cfg.Dispatcher.Deploy(ctx, a.ID)
 	running := err != nil && isDeployRunning(err)
 	if err != nil && !running {
 		s.audit(r, "account.deploy", accountTarget(a.ID), "failure", map[string]any{"reason": "deploy could not start"})

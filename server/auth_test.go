@@ -201,3 +201,25 @@ func TestAdminAuth(t *testing.T) {
 		t.Errorf("after logout: %s", w.Body.String())
 	}
 }
+
+func TestMetricsNeedAdmin(t *testing.T) {
+	e := newEnv(t)
+	e.readyAccount()
+	e.do(req{method: "POST", path: "/generate", header: map[string]string{"X-API-Key": e.sec.APIKey}, body: `{"model":"pony","mode":"t2i","prompt":"x"}`})
+	if w := e.do(req{method: "GET", path: "/metrics", cookies: []*http.Cookie{e.userSession()}}); errCode(t, w) != "session_required" {
+		t.Fatalf("user session on /metrics: %s", w.Body.String())
+	}
+	w := e.do(req{method: "GET", path: "/metrics", cookies: []*http.Cookie{e.adminSession()}})
+	body := w.Body.String()
+	for _, want := range []string{
+		`gooni_tasks{status="pending",type="image"} 1`,
+		`gooni_queue_depth 1`,
+		`gooni_worker_accounts{status="ready"} 1`,
+		`gooni_http_requests_total{code="202",method="POST",route="/generate"} 1`,
+		`gooni_http_requests_total{code="401",method="GET",route="/metrics"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}

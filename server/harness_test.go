@@ -56,7 +56,7 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
 
 type testEnv struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *Server
 	h       http.Handler
 	db      *store.DB
@@ -67,7 +67,7 @@ type testEnv struct {
 	bodies  []string // every response body, for the leak scan
 }
 
-func readFile(t *testing.T, p string) []byte {
+func readFile(t testing.TB, p string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -77,7 +77,7 @@ func readFile(t *testing.T, p string) []byte {
 }
 
 // newEnv starts a server over a real SQLite file in a temp dir.
-func newEnv(t *testing.T, mods ...func(*Config)) *testEnv {
+func newEnv(t testing.TB, mods ...func(*Config)) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	sec, err := secrets.Load(dir, func(string) string { return "" })

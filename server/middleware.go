@@ -23,6 +23,7 @@ type ctxKey int
 const (
 	ctxCorrelation ctxKey = iota
 	ctxActor
+	ctxRoute
 )
 
 var correlationPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -217,6 +218,7 @@ func (s *Server) throttle(l *Limiter, key func(*http.Request) string, next http.
 		k := key(r)
 		ok, retry, first := l.Allow(k)
 		if !ok {
+			s.metrics.throttled.WithLabelValues(l.Name).Inc()
 			if first {
 				target := r.Method + " " + safePath(r)
 				s.securityEvent(r, "security.throttled", target, "denied", map[string]any{"limit": l.N, "window_seconds": int(l.Window / time.Second)})

@@ -49,6 +49,8 @@ type Config struct {
 	TLS             bool
 	// ExtraAPIKeys are older API keys still accepted (rotation grace).
 	ExtraAPIKeys []string
+	// Metrics, or nil for a fresh registry.
+	Metrics *Metrics
 	Logger       *slog.Logger
 	Now          func() time.Time
 	StartedAt    time.Time
@@ -69,6 +71,7 @@ type Server struct {
 	adminLoginLimit *Limiter
 	adminLimit      *Limiter
 
+	metrics *Metrics
 	handler http.Handler
 }
 
@@ -112,8 +115,15 @@ func New(cfg Config) *Server {
 		s.apiKeys = append(s.apiKeys, []byte(k))
 	}
 	s.authLimit = NewLimiter(10, time.Minute, cfg.Now)
+	s.authLimit.Name = "auth_session"
 	s.adminLoginLimit = NewLimiter(30, time.Minute, cfg.Now)
+	s.adminLoginLimit.Name = "admin_session"
 	s.adminLimit = NewLimiter(120, time.Minute, cfg.Now)
+	s.adminLimit.Name = "admin"
+	s.metrics = cfg.Metrics
+	if s.metrics == nil {
+		s.metrics = NewMetrics(cfg.DB)
+	}
 	s.handler = s.routes()
 	return s
 }
@@ -131,7 +141,9 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Hub lets the dispatcher tell event streams that a task changed.
 func (s *Server) Hub() *Hub { return s.hub }
 
-// Limiters exposes the throttles (tests inject clocks through Config.Now).
+// Metrics is the server's Prometheus registry, for a separate listener.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
 func (s *Server) routes() http.Handler {
 	// Paths are matched as sent: no cleaning redirects (a 301 is not the
 	// contract's error), and escaped slashes stay inside one path segment.
@@ -168,6 +180,10 @@ func (s *Server) routes() http.Handler {
 	r.Handle("/admin/accounts/{id}", admin(s.handleAccountDelete)).Methods(http.MethodDelete)
 	r.Handle("/admin/accounts/{id}/health-check", admin(s.handleAccountHealthCheck)).Methods(http.MethodPost)
 	r.Handle("/admin/accounts/{id}/deploy", admin(s.handleAccountDeploy)).Methods(http.MethodPost)
+	r.Handle("/metrics", s.throttleAdmin(s.h(s.requireAdmin(func(w http.ResponseWriter, r *http.Request) error {
+		s.metrics.Handler().ServeHTTP(w, r)
+		return nil
+	})))).Methods(http.MethodGet)
 	// Any other /admin/* path is still behind the admin throttle and session.
 	r.PathPrefix("/admin/").Handler(admin(func(w http.ResponseWriter, r *http.Request) error { return apierr.NotFound() }))
 
@@ -177,5 +193,6 @@ func (s *Server) routes() http.Handler {
 		r.Handle("/favicon.svg", s.h(s.handleAsset)).Methods(http.MethodGet, http.MethodHead)
 	}
 
-	return s.correlate(s.recoverPanics(s.secureHeaders(s.cors(r))))
+	r.Use(routeName)
+	return s.correlate(s.metrics.instrument(s.recoverPanics(s.secureHeaders(s.cors(r)))))
 }

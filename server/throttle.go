@@ -9,6 +9,7 @@ import (
 // the admission times of each key (at most N of them), so the bound holds for
 // every span, not just fixed buckets. Rejected requests count toward nothing.
 type Limiter struct {
+	Name    string // for metrics
 	N       int
 	Window  time.Duration
 	Now     func() time.Time
