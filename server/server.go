@@ -50,10 +50,10 @@ type Config struct {
 	// ExtraAPIKeys are older API keys still accepted (rotation grace).
 	ExtraAPIKeys []string
 	// Metrics, or nil for a fresh registry.
-	Metrics *Metrics
-	Logger       *slog.Logger
-	Now          func() time.Time
-	StartedAt    time.Time
+	Metrics   *Metrics
+	Logger    *slog.Logger
+	Now       func() time.Time
+	StartedAt time.Time
 }
 
 // Server holds the live state of the HTTP surface.
