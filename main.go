@@ -166,7 +166,7 @@ func serve(cfg *config, log *slog.Logger) error {
 		DB: db, Catalog: cat, Secrets: sec, Dispatcher: d, DataDir: cfg.DataDir, UI: ui, Version: version,
 		FrontendOrigins: cfg.FrontendOrigins, TrustedProxies: cfg.TrustedProxies, SessionMode: cfg.SessionMode,
 		SessionTTL: cfg.SessionTTL, AdminSessionTTL: cfg.AdminSessionTTL, QueueMax: cfg.QueueMax,
-		TLS: cfg.TLSCert != "", Logger: log,
+		TLS: cfg.TLSCert != "", Logger: log, ExtraAPIKeys: sec.PreviousAPIKeys,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)
