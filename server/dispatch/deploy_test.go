@@ -61,14 +61,14 @@ func TestDeploy(t *testing.T) {
 		},
 		{
 			name:       "timeout kills the process group",
-			command:    `echo going; sleep 5 & sleep 5; echo never`,
+			command:    `echo going; sleep 30 & sleep 30; echo never`,
 			timeout:    300 * time.Millisecond,
 			from:       "ready",
 			wantDeploy: "failed", wantStatus: "ready",
 			wantOutput: []string{"going\n"},
 			wantLast:   "longer than 300ms and was killed",
 			// The background sleep holds the output pipe; the group kill must end it too.
-			maxDuration: 3 * time.Second,
+			maxDuration: 8 * time.Second,
 		},
 		{
 			name:       "long output keeps the redacted tail",

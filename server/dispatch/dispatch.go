@@ -347,7 +347,8 @@ func (d *Dispatcher) start(ctx context.Context, t *store.Task, c *candidate) boo
 		return false
 	}
 	d.claimMu.Lock()
-	if d.removing[c.acc.ID] {
+	// The pass read the accounts a moment ago; one may have failed or been disabled since.
+	if acc, err := d.db.GetAccount(ctx, c.acc.ID); d.removing[c.acc.ID] || err != nil || acc.Status != "ready" {
 		d.claimMu.Unlock()
 		d.releaseInflight(t.ID)
 		return false
@@ -430,7 +431,8 @@ func (d *Dispatcher) retryOrFail(ctx context.Context, t *store.Task, reason stri
 		}
 		return
 	}
-	if cur.Status != "processing" {
+	if cur.Status != "processing" || (t.AccountID != 0 && cur.AccountID != t.AccountID) {
+		// It ended or moved on meanwhile: this reason is about a try that is over.
 		return
 	}
 	if cur.AccountID != 0 {

@@ -35,6 +35,24 @@ type env struct {
 	mu      sync.Mutex
 	changes map[string][]int // progress seen at each OnTaskChange, per task
 	audits  []*store.AuditEvent
+	logs    syncBuffer // the dispatcher's log, shown when a test fails
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newEnv(t *testing.T) *env {
@@ -56,7 +74,13 @@ func newEnv(t *testing.T) *env {
 		t.Fatalf("open store: %v", err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return &env{t: t, db: db, dataDir: dir, changes: map[string][]int{}}
+	e := &env{t: t, db: db, dataDir: dir, changes: map[string][]int{}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("dispatcher log:\n%s", e.logs.String())
+		}
+	})
+	return e
 }
 
 // config returns a fast Config; tests change fields before start.
@@ -67,8 +91,9 @@ func (e *env) config() Config {
 		WorkspaceURL:   "https://{workspace}--gooni-inference.modal.run",
 		PollInterval:   20 * time.Millisecond,
 		ReapInterval:   50 * time.Millisecond,
-		RequestTimeout: 2 * time.Second,
+		RequestTimeout: 10 * time.Second,
 		DeployTimeout:  5 * time.Second,
+		Logger:         slogJSON(&e.logs),
 		OnTaskChange: func(id string) {
 			t, err := e.db.GetTask(context.Background(), id)
 			if err != nil {
@@ -325,7 +350,9 @@ func TestFaultsAndFailover(t *testing.T) {
 				good = e.account("healthy", e.sim(workspace.SimConfig{}).URL, 2, "ready", nil)
 			}
 			cfg := e.config()
-			cfg.RequestTimeout = 300 * time.Millisecond
+			if tc.fault == "hang" {
+				cfg.RequestTimeout = time.Second
+			}
 			e.start(cfg)
 			task := e.task("image")
 
@@ -612,6 +639,11 @@ func TestDispatchNeverSendsToInvalidTarget(t *testing.T) {
 	task := e.task("image")
 	waitFor(t, 5*time.Second, "account to be marked failed", func() bool {
 		return e.getAccount(acc.ID).Status == "failed"
+	})
+	waitFor(t, 5*time.Second, "the refusal to be audited", func() bool {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return len(e.audits) > 0
 	})
 	got := e.get(task.ID)
 	if got.Status != "pending" || got.Attempts != 0 {

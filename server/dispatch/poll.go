@@ -44,7 +44,12 @@ func (d *Dispatcher) pollPass(ctx context.Context) {
 }
 
 // poll asks the workspace about one task and acts on the answer.
-func (d *Dispatcher) poll(ctx context.Context, t *store.Task) {
+func (d *Dispatcher) poll(ctx context.Context, listed *store.Task) {
+	// The list may be stale: the task may have ended, or moved to another account.
+	t, err := d.db.GetTask(ctx, listed.ID)
+	if err != nil || t.Status != "processing" {
+		return
+	}
 	if t.AccountID == 0 {
 		d.retryOrFail(ctx, t, "the task had no worker account")
 		d.Wake()

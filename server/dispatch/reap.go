@@ -22,6 +22,10 @@ func (d *Dispatcher) Reap(ctx context.Context) (int, error) {
 			return failed, err
 		}
 		for _, t := range stale {
+			// Requeued since the list was read: its clock started again.
+			if cur, err := d.db.GetTask(ctx, t.ID); err != nil || cur.Status != "processing" || !cur.StartedAt.Equal(t.StartedAt) {
+				continue
+			}
 			runtime := now.Sub(t.StartedAt).Round(time.Millisecond)
 			msg := "task ran longer than the " + rule.ttl.String() + " limit for " + rule.typ + " tasks"
 			if err := d.db.FailTask(ctx, t.ID, "timeout", msg); err != nil {
