@@ -223,3 +223,22 @@ func TestMetricsNeedAdmin(t *testing.T) {
 		}
 	}
 }
+
+func TestTLSCookiesAndHSTS(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.TLS = true })
+	w := e.do(req{method: "POST", path: "/auth/session"})
+	if c := cookieOf(w, "gg_session"); c == nil || !c.Secure || !c.HttpOnly {
+		t.Errorf("user cookie over TLS: %+v", c)
+	}
+	w = e.do(req{method: "POST", path: "/admin/session", header: map[string]string{"X-Admin-Key": e.sec.AdminKey}})
+	if c := cookieOf(w, "gg_admin"); c == nil || !c.Secure || c.SameSite != http.SameSiteStrictMode {
+		t.Errorf("admin cookie over TLS: %+v", c)
+	}
+	if h := w.Header().Get("Strict-Transport-Security"); !strings.Contains(h, "max-age=") {
+		t.Errorf("HSTS %q", h)
+	}
+	plain := newEnv(t)
+	if h := plain.do(req{method: "GET", path: "/health"}).Header().Get("Strict-Transport-Security"); h != "" {
+		t.Errorf("HSTS over plain HTTP: %q", h)
+	}
+}
