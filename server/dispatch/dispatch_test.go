@@ -682,3 +682,51 @@ func TestRemoveAccountFailsItsTasks(t *testing.T) {
 		t.Errorf("second remove: %v, want ErrNotFound", err)
 	}
 }
+
+func TestWorkspaceGoingAwayMidTaskFailsOverAndComesBack(t *testing.T) {
+	e := newEnv(t)
+	sim, err := workspace.NewSim(workspace.SimConfig{Duration: 5 * time.Second, Capacity: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var down atomic.Bool
+	inner := sim.Handler()
+	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			<-r.Context().Done() // no answer until the caller gives up
+			return
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(flaky.Close)
+	t.Cleanup(sim.Close)
+	a := e.account("goes-away", flaky.URL, 1, "ready", nil)
+	b := e.account("stays", e.sim(workspace.SimConfig{}).URL, 1, "pending", nil)
+
+	cfg := e.config()
+	cfg.RequestTimeout = 300 * time.Millisecond
+	cfg.HealthInterval = 100 * time.Millisecond
+	d := e.start(cfg)
+	task := e.task("image")
+	waitFor(t, 5*time.Second, "task to run on the first account", func() bool {
+		got := e.get(task.ID)
+		return got.Status == "processing" && got.AccountID == a.ID && got.Progress > 0
+	})
+
+	down.Store(true)
+	if _, err := d.HealthCheck(context.Background(), b.ID); err != nil {
+		t.Fatal(err)
+	}
+	got := e.waitTerminal(task.ID)
+	if got.Status != "done" || got.AccountID != b.ID {
+		t.Fatalf("task %s on account %d (%s), want done on %d", got.Status, got.AccountID, got.ErrorMessage, b.ID)
+	}
+	if acc := e.getAccount(a.ID); acc.Status != "failed" || !strings.Contains(acc.StatusReason, "did not answer in time") {
+		t.Errorf("vanished account %q %q, want failed for not answering", acc.Status, acc.StatusReason)
+	}
+
+	down.Store(false)
+	waitFor(t, 5*time.Second, "the account to be ready again", func() bool {
+		return e.getAccount(a.ID).Status == "ready"
+	})
+}
