@@ -852,9 +852,9 @@ function AuditTable({ events, loaded }: { events: AuditEvent[]; loaded: boolean 
                 <td>
                   <Badge tone={statusTone(e.outcome)}>{e.outcome}</Badge>
                 </td>
-                <td class="break">{e.actor}</td>
+                <td class="nowrap">{e.actor}</td>
                 <td class="nowrap">{e.source}</td>
-                <td class="break">{e.target}</td>
+                <td class="nowrap">{e.target}</td>
                 <td class="details" title={d}>
                   {d}
                 </td>

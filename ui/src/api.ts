@@ -224,13 +224,16 @@ export interface Problem {
 
 // describe turns anything thrown into words a person can act on.
 export function describe(err: unknown): Problem {
-  if (err instanceof ApiError) return { message: err.message, hint: hints[err.code], code: err.code };
+  if (err instanceof ApiError) return { message: err.message, hint: hintFor(err.code, err.message), code: err.code };
   if (err instanceof Error) return { message: err.message };
   return { message: String(err) };
 }
 
-export function hintFor(code: string): string | undefined {
-  return hints[code];
+// hintFor gives the next step for an error code, unless the message already says it.
+export function hintFor(code: string, message = ''): string | undefined {
+  const hint = hints[code];
+  if (!hint) return undefined;
+  return message.toLowerCase().includes(hint.toLowerCase().replace(/\.$/, '')) ? undefined : hint;
 }
 
 let catalogPromise: Promise<Catalog> | null = null;

@@ -563,7 +563,7 @@ function TaskPanel({ catalog, task, error, waiting }: TaskPanelProps) {
       {task?.status === 'failed' ? (
         <div class="note note-error" role="alert">
           <p>{task.error?.message || 'The task failed.'}</p>
-          {task.error?.code && hintFor(task.error.code) ? <p class="hint">{hintFor(task.error.code)}</p> : null}
+          {task.error?.code && hintFor(task.error.code, task.error.message) ? <p class="hint">{hintFor(task.error.code, task.error.message)}</p> : null}
         </div>
       ) : null}
       {error && !task ? <ErrorNote error={error} /> : null}

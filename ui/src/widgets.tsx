@@ -79,7 +79,7 @@ export function ErrorNote({ error, id }: { error: unknown; id?: string }) {
   const p = describe(error);
   return (
     <div class="note note-error" role="alert" id={id}>
-      <p>{p.message}</p>
+      <p>{p.message ? p.message[0].toUpperCase() + p.message.slice(1) : 'Something went wrong.'}</p>
       {p.hint ? <p class="hint">{p.hint}</p> : null}
     </div>
   );
