@@ -86,6 +86,7 @@ func TestDeploy(t *testing.T) {
 			})
 			cfg := e.config()
 			cfg.DeployCommand = tc.command
+			cfg.Logger = slogJSON(&e.logs)
 			if tc.timeout > 0 {
 				cfg.DeployTimeout = tc.timeout
 			}
@@ -115,6 +116,9 @@ func TestDeploy(t *testing.T) {
 			out := got.DeployOutput
 			if strings.Contains(out, testTokenSecret) || strings.Contains(out, testTokenID) {
 				t.Fatal("deploy output contains a credential value")
+			}
+			if logs := e.logs.String(); strings.Contains(logs, testTokenSecret) || strings.Contains(logs, testTokenID) {
+				t.Fatal("the log contains a credential value")
 			}
 			if len(out) > deployOutputMax+200 {
 				t.Errorf("output is %d bytes, want at most 64 KiB plus the reason", len(out))

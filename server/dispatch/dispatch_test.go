@@ -3,10 +3,14 @@ package dispatch
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"image"
 	_ "image/jpeg"
+	"image/png"
 	_ "image/png"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -318,8 +322,10 @@ func TestCredentialsReachTheWorkspace(t *testing.T) {
 	if a.Status != "failed" || !strings.Contains(a.StatusReason, "credentials") {
 		t.Errorf("wrong-credential account %q %q, want failed over credentials", a.Status, a.StatusReason)
 	}
-	if strings.Contains(a.StatusReason, "secret") && strings.Contains(a.StatusReason, "not-the-secret") {
-		t.Errorf("reason leaks the credential: %q", a.StatusReason)
+	for _, secret := range []string{"wk-proxy-key", "ws-proxy-secret", "not-the-secret"} {
+		if strings.Contains(a.StatusReason, secret) || strings.Contains(e.logs.String(), secret) {
+			t.Errorf("a credential value reached the status reason or the log")
+		}
 	}
 }
 
@@ -729,4 +735,48 @@ func TestWorkspaceGoingAwayMidTaskFailsOverAndComesBack(t *testing.T) {
 	waitFor(t, 5*time.Second, "the account to be ready again", func() bool {
 		return e.getAccount(a.ID).Status == "ready"
 	})
+}
+
+func TestImageToVideoSendsTheInputImage(t *testing.T) {
+	e := newEnv(t)
+	sim, err := workspace.NewSim(workspace.SimConfig{Duration: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sentImage atomic.Value
+	inner := sim.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/tasks" {
+			body, _ := io.ReadAll(r.Body)
+			var req struct {
+				Image string `json:"image"`
+			}
+			if json.Unmarshal(body, &req) == nil && req.Image != "" {
+				sentImage.Store(req.Image)
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(sim.Close)
+	e.account("i2v", srv.URL, 1, "ready", nil)
+	e.start(e.config())
+
+	var img bytes.Buffer
+	if err := png.Encode(&img, image.NewRGBA(image.Rect(0, 0, 4, 4))); err != nil {
+		t.Fatal(err)
+	}
+	task := &store.Task{Type: "video", Model: "anisora", Mode: "i2v", Prompt: "the sea moves",
+		Params: []byte(`{"fps":16,"height":256,"num_frames":17,"seed":1,"steps":4,"width":256}`)}
+	if err := e.db.CreateTask(context.Background(), task, img.Bytes(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.waitTerminal(task.ID); got.Status != "done" {
+		t.Fatalf("status %s (%s)", got.Status, got.ErrorMessage)
+	}
+	got, _ := sentImage.Load().(string)
+	if got != base64.StdEncoding.EncodeToString(img.Bytes()) {
+		t.Errorf("the workspace got image %.40q, want the task's input as base64", got)
+	}
 }
