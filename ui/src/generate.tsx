@@ -397,6 +397,9 @@ export function GeneratePage({ catalog }: GenerateProps) {
             <div class={`field${fe('image') ? ' has-error' : ''}`}>
               <label for="gen-image">Image</label>
               <div class="image-pick">
+                <div class="image-preview">
+                  {imageURL ? <img src={imageURL} alt="Selected input image" /> : <span class="muted">No image chosen</span>}
+                </div>
                 <input
                   ref={fileRef}
                   type="file"
@@ -407,9 +410,6 @@ export function GeneratePage({ catalog }: GenerateProps) {
                   aria-invalid={fe('image') ? 'true' : undefined}
                   aria-describedby={fe('image') ? 'gen-image-error' : 'gen-image-hint'}
                 />
-                <div class="image-preview">
-                  {imageURL ? <img src={imageURL} alt="Selected input image" /> : <span class="muted">No image chosen</span>}
-                </div>
               </div>
               {fe('image') ? (
                 <p class="field-error" id="gen-image-error">
@@ -417,7 +417,7 @@ export function GeneratePage({ catalog }: GenerateProps) {
                 </p>
               ) : (
                 <p class="hint" id="gen-image-hint">
-                  PNG, JPEG or WebP, up to 10 MiB. It becomes the first frame.
+                  PNG, JPEG or WebP, up to 10 MiB. Generation starts from this image.
                 </p>
               )}
             </div>
