@@ -245,20 +245,10 @@ func (d *Dispatcher) dispatchPass(ctx context.Context) {
 		}
 		return
 	}
-	var cands []*candidate
 	free := 0
 	for _, acc := range accounts {
-		if acc.Status != "ready" || acc.Capacity <= 0 {
-			continue
-		}
-		c, err := d.Client(ctx, acc)
-		if err != nil {
-			d.accountDown(ctx, acc.ID, "cannot reach the workspace: "+clientErrorReason(err), err)
-			continue
-		}
-		cands = append(cands, &candidate{acc: acc, client: c, running: running[acc.ID]})
-		if n := acc.Capacity - running[acc.ID]; n > 0 {
-			free += n
+		if acc.Status == "ready" && acc.Capacity > running[acc.ID] {
+			free += acc.Capacity - running[acc.ID]
 		}
 	}
 	if free == 0 {
@@ -270,6 +260,22 @@ func (d *Dispatcher) dispatchPass(ctx context.Context) {
 			d.log.Error("dispatch: list pending", "err", err)
 		}
 		return
+	}
+	if len(pending) == 0 {
+		return
+	}
+	// Clients (and so opened credentials) only when there is work to hand out.
+	var cands []*candidate
+	for _, acc := range accounts {
+		if acc.Status != "ready" || acc.Capacity <= 0 {
+			continue
+		}
+		c, err := d.Client(ctx, acc)
+		if err != nil {
+			d.accountDown(ctx, acc.ID, "cannot reach the workspace: "+clientErrorReason(err), err)
+			continue
+		}
+		cands = append(cands, &candidate{acc: acc, client: c, running: running[acc.ID]})
 	}
 	for _, t := range pending {
 		if ctx.Err() != nil {
