@@ -88,7 +88,7 @@ func (o *offline) openStore(sec *secrets.Set, accountKeys []string) (*store.DB, 
 	return db, nil
 }
 
-func audit(ctx context.Context, db *store.DB, action, target, outcome string, details map[string]any) error {
+func auditOffline(ctx context.Context, db *store.DB, action, target, outcome string, details map[string]any) error {
 	return db.AppendAudit(ctx, &store.AuditEvent{Actor: cliActor, Source: "local", Action: action,
 		Target: target, Outcome: outcome, Details: details})
 }
@@ -231,7 +231,7 @@ func rotateSecret(name string, getenv func(string) string, now time.Time, stdout
 		}
 		fmt.Fprintf(stdout, "sealed an audit checkpoint; the chain continues under the new key; the old key is kept in %s\n", r.SidePath)
 	}
-	if err := audit(ctx, db, "secret.rotate", name, "success", details); err != nil {
+	if err := auditOffline(ctx, db, "secret.rotate", name, "success", details); err != nil {
 		fmt.Fprintf(stdout, "warning: the rotation is done but could not be written to the audit log: %v\n", err)
 	}
 	fmt.Fprintln(stdout, "start the server to use the new value")
@@ -333,7 +333,7 @@ func revokeSessions(kind string, getenv func(string) string) (n int, err error) 
 	if target == "" {
 		target = "all"
 	}
-	if err := audit(ctx, db, "session.revoke", target, "success", map[string]any{"revoked": n, "scope": "all"}); err != nil {
+	if err := auditOffline(ctx, db, "session.revoke", target, "success", map[string]any{"revoked": n, "scope": "all"}); err != nil {
 		return n, fmt.Errorf("revoked %d session(s) but the audit row failed: %w", n, err)
 	}
 	return n, nil

@@ -33,7 +33,7 @@ var (
 func newInstallation(t *testing.T) *installation {
 	t.Helper()
 	dir := t.TempDir()
-	sec, err := secrets.Load(dir, envMap(nil))
+	sec, err := secrets.Load(dir, envFromMap(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func newInstallation(t *testing.T) *installation {
 	return in
 }
 
-func envMap(m map[string]string) func(string) string {
+func envFromMap(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
@@ -69,13 +69,13 @@ func envMap(m map[string]string) func(string) string {
 func (in *installation) env(extra map[string]string) func(string) string {
 	m := map[string]string{"GG_DATA_DIR": in.dir}
 	maps.Copy(m, extra)
-	return envMap(m)
+	return envFromMap(m)
 }
 
 // load reads the secrets now on disk and remembers them as values that must not leak.
 func (in *installation) load(t *testing.T) *secrets.Set {
 	t.Helper()
-	s, err := secrets.LoadExisting(in.dir, envMap(nil))
+	s, err := secrets.LoadExisting(in.dir, envFromMap(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func (in *installation) open(t *testing.T, accountKeys []string, auditKey []byte
 	return db
 }
 
-func revoked(t *testing.T, db *store.DB, kind string, tok []byte) bool {
+func sessionRevoked(t *testing.T, db *store.DB, kind string, tok []byte) bool {
 	t.Helper()
 	s, err := db.GetSession(context.Background(), kind, tok)
 	if err != nil {
@@ -102,27 +102,27 @@ func revoked(t *testing.T, db *store.DB, kind string, tok []byte) bool {
 	return !s.RevokedAt.IsZero()
 }
 
-type result struct {
+type cmdResult struct {
 	code           int
 	stdout, stderr string
 }
 
-func (in *installation) secrets(t *testing.T, env map[string]string, now time.Time, args ...string) result {
+func (in *installation) secrets(t *testing.T, env map[string]string, now time.Time, args ...string) cmdResult {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := secretsCommand(args, in.env(env), func() time.Time { return now }, &out, &errb)
-	return result{code, out.String(), errb.String()}
+	return cmdResult{code, out.String(), errb.String()}
 }
 
-func (in *installation) sessions(t *testing.T, args ...string) result {
+func (in *installation) sessions(t *testing.T, args ...string) cmdResult {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := sessionsCommand(args, in.env(nil), &out, &errb)
-	return result{code, out.String(), errb.String()}
+	return cmdResult{code, out.String(), errb.String()}
 }
 
 // assertNoLeak fails when a secret or credential value shows in command output.
-func (in *installation) assertNoLeak(t *testing.T, r result) {
+func (in *installation) assertNoLeak(t *testing.T, r cmdResult) {
 	t.Helper()
 	for _, v := range in.leaks {
 		if len(v) >= 8 && (strings.Contains(r.stdout, v) || strings.Contains(r.stderr, v)) {
@@ -158,7 +158,7 @@ func TestRotateAPIKeyKeepsTheOldKeyForTheGrace(t *testing.T) {
 		t.Error("the old API key is still accepted after the grace period")
 	}
 	// A longer grace from the environment keeps it.
-	s, err := secrets.LoadExisting(in2.dir, envMap(map[string]string{"GG_API_KEY_GRACE": "48h"}))
+	s, err := secrets.LoadExisting(in2.dir, envFromMap(map[string]string{"GG_API_KEY_GRACE": "48h"}))
 	if err != nil || !slices.Equal(s.PreviousAPIKeys, []string{in2.sec.APIKey}) {
 		t.Errorf("GG_API_KEY_GRACE=48h does not keep a 25h-old key: %v", err)
 	}
@@ -176,10 +176,10 @@ func TestRotateAdminKeyRevokesAdminSessionsOnly(t *testing.T) {
 		t.Fatal("admin key unchanged")
 	}
 	db := in.open(t, after.AccountKeys, after.AuditKey)
-	if !revoked(t, db, "admin", adminToken) {
+	if !sessionRevoked(t, db, "admin", adminToken) {
 		t.Error("admin session still live")
 	}
-	if revoked(t, db, "user", userToken) {
+	if sessionRevoked(t, db, "user", userToken) {
 		t.Error("user session revoked by an admin key rotation")
 	}
 	if !strings.Contains(r.stdout, "revoked 1 admin session") {
@@ -200,7 +200,7 @@ func TestRotateSessionKeysRevokesEverySession(t *testing.T) {
 		t.Fatal("session keys unchanged")
 	}
 	db := in.open(t, after.AccountKeys, after.AuditKey)
-	if !revoked(t, db, "admin", adminToken) || !revoked(t, db, "user", userToken) {
+	if !sessionRevoked(t, db, "admin", adminToken) || !sessionRevoked(t, db, "user", userToken) {
 		t.Error("a session survived the session key rotation")
 	}
 	assertAudited(t, db, "secret.rotate", "session-keys")
@@ -356,7 +356,7 @@ func TestSecretsCommandUsage(t *testing.T) {
 	// A wrong GG_DATA_DIR must not mint a new installation.
 	empty := t.TempDir()
 	var out, errb bytes.Buffer
-	code := secretsCommand([]string{"rotate", "api-key"}, envMap(map[string]string{"GG_DATA_DIR": empty}), time.Now, &out, &errb)
+	code := secretsCommand([]string{"rotate", "api-key"}, envFromMap(map[string]string{"GG_DATA_DIR": empty}), time.Now, &out, &errb)
 	if code != 1 || !strings.Contains(errb.String(), "no database") {
 		t.Errorf("empty data dir: exit %d: %q", code, errb.String())
 	}
@@ -388,10 +388,10 @@ func TestSessionsRevoke(t *testing.T) {
 				t.Fatalf("exit %d, want %d: %s", r.code, c.code, r.stderr)
 			}
 			db := in.open(t, in.sec.AccountKeys, in.sec.AuditKey)
-			if got := revoked(t, db, "user", userToken); got != c.userGone {
+			if got := sessionRevoked(t, db, "user", userToken); got != c.userGone {
 				t.Errorf("user session revoked=%v, want %v", got, c.userGone)
 			}
-			if got := revoked(t, db, "admin", adminToken); got != c.adminGone {
+			if got := sessionRevoked(t, db, "admin", adminToken); got != c.adminGone {
 				t.Errorf("admin session revoked=%v, want %v", got, c.adminGone)
 			}
 			if c.code == 0 {
@@ -417,7 +417,7 @@ func TestRunSecretsReadsGGDataDir(t *testing.T) {
 	if after := in.load(t); after.APIKey == in.sec.APIKey {
 		t.Error("runSecrets did not rotate the key in GG_DATA_DIR")
 	}
-	in.assertNoLeak(t, result{0, out.String(), errb.String()})
+	in.assertNoLeak(t, cmdResult{0, out.String(), errb.String()})
 }
 
 // assertAudited checks that the command left a verifiable audit row.
