@@ -87,9 +87,55 @@ func (s *Server) serveMedia(w http.ResponseWriter, r *http.Request, preview bool
 		}
 		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	}
-	http.ServeContent(w, r, "", st.ModTime(), f)
+	http.ServeContent(&contentErrorWriter{ResponseWriter: w, s: s, r: r}, r, "", st.ModTime(), f)
 	return nil
 }
+
+// contentErrorWriter turns the plain-text errors http.ServeContent writes (416
+// for an unsatisfiable Range, 412 for a failed precondition) into the
+// contract's JSON error, keeping their status and Content-Range. The codes
+// stay in the contract's vocabulary: validation_failed naming the header.
+// ReadFrom passes through so a served file still goes out with sendfile.
+type contentErrorWriter struct {
+	http.ResponseWriter
+	s      *Server
+	r      *http.Request
+	failed bool
+}
+
+func (w *contentErrorWriter) WriteHeader(code int) {
+	if code < 400 || w.failed {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	w.failed = true
+	field, msg := "Range", "the requested range is not satisfiable for this file"
+	if code == http.StatusPreconditionFailed {
+		field, msg = "If-Match", "a precondition of the request does not hold for this file"
+	}
+	w.ResponseWriter.Header().Del("ETag")
+	w.s.writeError(w.ResponseWriter, w.r, &apierr.Error{Code: "validation_failed", Status: code, Message: msg,
+		Details: map[string]any{"field": field}})
+}
+
+func (w *contentErrorWriter) Write(b []byte) (int, error) {
+	if w.failed {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *contentErrorWriter) ReadFrom(src io.Reader) (int64, error) {
+	if w.failed {
+		return io.Copy(io.Discard, src)
+	}
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(src)
+	}
+	return io.Copy(w.ResponseWriter, src)
+}
+
+func (w *contentErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func extFor(ctype, path string) string {
 	if e := filepath.Ext(path); e != "" {
