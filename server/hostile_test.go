@@ -218,7 +218,9 @@ func TestHostileInput(t *testing.T) {
 		hdr("broken query escapes", func(r *http.Request) { r.URL.RawQuery = "limit=%zz&cursor=%&&&==" })
 		hdr("huge numbers in query", func(r *http.Request) { r.URL.RawQuery = "limit=1e400&cursor=99999999999999999999999" })
 		hdr("odd Range", func(r *http.Request) { r.Header.Set("Range", "bytes=-0,99999999999999999999-,5-1,\xff") })
-		hdr("X-Forwarded-For garbage", func(r *http.Request) { r.Header.Set("X-Forwarded-For", "\xff, 999.1.1.1, ::::, "+strings.Repeat("1,", 5000)) })
+		hdr("X-Forwarded-For garbage", func(r *http.Request) {
+			r.Header.Set("X-Forwarded-For", "\xff, 999.1.1.1, ::::, "+strings.Repeat("1,", 5000))
+		})
 		hdr("Host with odd bytes", func(r *http.Request) { r.Host = "ex\xffample.com:99999" })
 		for _, o := range []string{"null", "", "\xff\xfe", "http://example.com\x00", "http://EXAMPLE.COM", "http://example.com:80",
 			"https://app.example.com.evil", "file://", "javascript:alert(1)", strings.Repeat("o", 10000), "https://app.example.com\r\nX-Evil: 1"} {
