@@ -29,7 +29,7 @@ func runBackup(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "gooni backup: secrets:", err)
 		return 1
 	}
-	db, err := store.Open(dataDir, schemaSQL, store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey})
+	db, err := store.Open(dataDir, schemaSQL, store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey, RetiredAuditKeys: sec.RetiredAuditKeys})
 	if err != nil {
 		fmt.Fprintln(stderr, "gooni backup: database:", err)
 		return 1

@@ -56,6 +56,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runBackup(args[1:], stdout, stderr)
 		case "healthcheck":
 			return runHealthcheck(stdout, stderr)
+		case "secrets":
+			return runSecrets(args[1:], stdout, stderr)
+		case "sessions":
+			return runSessions(args[1:], stdout, stderr)
 		case "serve":
 			args = args[1:]
 		case "help", "-h", "--help", "-help":
@@ -91,6 +95,9 @@ Usage:
                       [--fault none|refuse|drop|hang|corrupt|error|5xx] [--fault-rate 0..1]
                       [--require-key KEY:SECRET]       serve the simulated GPU workspace (Workspace API v1)
   gooni backup PATH                                    consistent copy of the live database to PATH
+  gooni secrets rotate api-key|admin-key|session-keys|account-key|audit-key
+                                                       rotate one secret (server stopped); see SECURITY.md
+  gooni sessions revoke --all [--kind user|admin]      revoke every session (works while the server runs)
   gooni healthcheck                                    exit 0 when the local server's /health is ok (for HEALTHCHECK)
   gooni version                                        print the version
   gooni --help                                         this text
@@ -115,6 +122,11 @@ func serve(cfg *config, log *slog.Logger) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "media"), 0o700); err != nil {
 		return fmt.Errorf("create media dir: %w", err)
 	}
@@ -133,12 +145,19 @@ func serve(cfg *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(cfg.DataDir, schemaSQL, store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey})
+	db, err := store.Open(cfg.DataDir, schemaSQL, store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey, RetiredAuditKeys: sec.RetiredAuditKeys})
 	if err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
 	defer db.Close()
 	if err := checkOrphans(ctx, db, sec); err != nil {
+		// Take back the key just generated, so the next start refuses too
+		// instead of adopting it.
+		for _, name := range []string{secrets.AuditKey, secrets.AccountKey} {
+			if sec.Generated[name] {
+				os.Remove(sec.Sources[name])
+			}
+		}
 		return err
 	}
 	ui, err := fs.Sub(distFS, "dist")
@@ -147,8 +166,10 @@ func serve(cfg *config, log *slog.Logger) error {
 	}
 
 	var srv *server.Server
+	metrics := server.NewMetrics(db)
 	d := dispatch.New(dispatch.Config{
-		DB: db, DataDir: cfg.DataDir, WorkspaceURL: cfg.WorkspaceURL,
+		Observer: metrics.DispatchObserver(),
+		DB:       db, DataDir: cfg.DataDir, WorkspaceURL: cfg.WorkspaceURL,
 		TTLImage: cfg.TTLImage, TTLVideo: cfg.TTLVideo, HealthInterval: cfg.HealthInterval,
 		DeployCommand: cfg.DeployCommand, Logger: log,
 		OnTaskChange: func(id string) {
@@ -166,7 +187,7 @@ func serve(cfg *config, log *slog.Logger) error {
 		DB: db, Catalog: cat, Secrets: sec, Dispatcher: d, DataDir: cfg.DataDir, UI: ui, Version: version,
 		FrontendOrigins: cfg.FrontendOrigins, TrustedProxies: cfg.TrustedProxies, SessionMode: cfg.SessionMode,
 		SessionTTL: cfg.SessionTTL, AdminSessionTTL: cfg.AdminSessionTTL, QueueMax: cfg.QueueMax,
-		TLS: cfg.TLSCert != "", Logger: log, ExtraAPIKeys: sec.PreviousAPIKeys,
+		TLS: cfg.TLSCert != "", Logger: log, ExtraAPIKeys: sec.PreviousAPIKeys, Metrics: metrics,
 	})
 
 	ln, err := net.Listen("tcp", cfg.Addr)

@@ -244,24 +244,6 @@ func TestRotateAuditKey(t *testing.T) {
 	after := in.load(t)
 	in.assertNoLeak(t, r)
 
-	probe := in.open(t, after.AccountKeys, after.AuditKey)
-	if _, ok := any(probe).(auditKeyRotator); !ok {
-		// Without a store checkpoint a new key would break the chain, so the
-		// command must refuse and leave every file as it was.
-		if r.code != 1 || !strings.Contains(r.stderr, "checkpoint") {
-			t.Fatalf("want a refusal, got exit %d: %s", r.code, r.stderr)
-		}
-		if now, _ := os.ReadFile(keyFile); !bytes.Equal(now, before) {
-			t.Error("audit key changed although the rotation was refused")
-		}
-		if _, err := os.Stat(filepath.Join(in.dir, "secrets", secrets.AuditKeyRetired)); !os.IsNotExist(err) {
-			t.Error("retired file written although the rotation was refused")
-		}
-		if v, err := probe.VerifyAudit(context.Background()); err != nil || !v.OK {
-			t.Errorf("chain no longer verifies: %+v %v", v, err)
-		}
-		return
-	}
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
@@ -271,8 +253,17 @@ func TestRotateAuditKey(t *testing.T) {
 	if len(after.RetiredAuditKeys) != 1 || !bytes.Equal(after.RetiredAuditKeys[0], in.sec.AuditKey) {
 		t.Error("old audit key not retired")
 	}
-	if v, err := probe.VerifyAudit(context.Background()); err != nil || !v.OK {
-		t.Errorf("chain does not verify under the new key after rotation: %+v %v", v, err)
+	// The server opens the store with the new key and the retired one: the whole chain verifies.
+	probe, err := store.Open(in.dir, schemaSQL, store.Options{AccountKeys: after.AccountKeys, AuditKey: after.AuditKey, RetiredAuditKeys: after.RetiredAuditKeys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	if v, err := probe.VerifyAudit(context.Background()); err != nil || !v.OK || v.Checked < 2 {
+		t.Errorf("chain does not verify after rotation: %+v %v", v, err)
+	}
+	if now, _ := os.ReadFile(keyFile); bytes.Equal(now, before) {
+		t.Error("audit key file unchanged")
 	}
 }
 
@@ -287,8 +278,9 @@ func TestRotateRefusesWhileTheDataDirIsLocked(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "running") {
 		t.Errorf("want a refusal, got exit %d: %q", r.code, r.stderr)
 	}
-	if s := in.sessions(t, "revoke", "--all"); s.code != 1 || !strings.Contains(s.stderr, "running") {
-		t.Errorf("sessions revoke: want a refusal, got exit %d: %q", s.code, s.stderr)
+	// Revoking sessions is the compromise path: it works while the server runs.
+	if s := in.sessions(t, "revoke", "--all"); s.code != 0 {
+		t.Errorf("sessions revoke while locked: exit %d: %q", s.code, s.stderr)
 	}
 	after, _ := os.ReadFile(filepath.Join(in.dir, "secrets", "api_key"))
 	if !bytes.Equal(before, after) {

@@ -133,3 +133,9 @@ CREATE TABLE audit_checkpoints (
     mac        BLOB    NOT NULL,
     created_at INTEGER NOT NULL
 );
+
+-- migrate: 2
+-- Audit key rotation: a checkpoint is either a retention cut ('retention')
+-- or the end of one key's segment of the chain ('rotation').
+ALTER TABLE audit_checkpoints ADD COLUMN kind TEXT NOT NULL DEFAULT 'retention'
+    CHECK (kind IN ('retention', 'rotation'));

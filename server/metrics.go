@@ -142,3 +142,14 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// DispatchObserver adapts Metrics to the dispatcher's Observer.
+func (m *Metrics) DispatchObserver() dispatchObserver { return dispatchObserver{m} }
+
+type dispatchObserver struct{ m *Metrics }
+
+func (o dispatchObserver) QueueWait(d time.Duration)       { o.m.QueueWait.Observe(d.Seconds()) }
+func (o dispatchObserver) DispatchLatency(d time.Duration) { o.m.DispatchLatency.Observe(d.Seconds()) }
+func (o dispatchObserver) WorkspaceError(account string) {
+	o.m.WorkspaceErrors.WithLabelValues(account).Inc()
+}

@@ -60,7 +60,11 @@ func writeField(h interface{ Write([]byte) (int, error) }, b []byte) {
 // rowMAC binds a row to its predecessor: HMAC(key, prev_mac || canonical row),
 // where every field is length-prefixed so no two rows encode alike.
 func (db *DB) rowMAC(prev []byte, id, ts int64, actor, source, action, target, outcome, corr string, details []byte) []byte {
-	h := hmac.New(sha256.New, db.auditKey)
+	return rowMACWith(db.auditKey, prev, id, ts, actor, source, action, target, outcome, corr, details)
+}
+
+func rowMACWith(key, prev []byte, id, ts int64, actor, source, action, target, outcome, corr string, details []byte) []byte {
+	h := hmac.New(sha256.New, key)
 	writeField(h, []byte("gooni-audit-v1"))
 	writeField(h, prev)
 	var n [8]byte
@@ -78,7 +82,11 @@ func (db *DB) rowMAC(prev []byte, id, ts int64, actor, source, action, target, o
 // sealMAC authenticates a chain position (the head, or a checkpoint) so it
 // cannot be rewritten by someone without the key.
 func (db *DB) sealMAC(label string, id int64, mac []byte) []byte {
-	h := hmac.New(sha256.New, db.auditKey)
+	return sealMACWith(db.auditKey, label, id, mac)
+}
+
+func sealMACWith(key []byte, label string, id int64, mac []byte) []byte {
+	h := hmac.New(sha256.New, key)
 	writeField(h, []byte(label))
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(id))
@@ -189,7 +197,7 @@ type checkpoint struct {
 
 // latestCheckpoint returns the newest validly sealed checkpoint with upto_id < below.
 func (db *DB) latestCheckpoint(ctx context.Context, tx *sql.Tx, below int64) (checkpoint, bool, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT upto_id, row_mac, mac FROM audit_checkpoints WHERE upto_id < ? ORDER BY upto_id DESC`, below)
+	rows, err := tx.QueryContext(ctx, `SELECT upto_id, row_mac, mac FROM audit_checkpoints WHERE kind = 'retention' AND upto_id < ? ORDER BY upto_id DESC`, below)
 	if err != nil {
 		return checkpoint{}, false, err
 	}
@@ -242,6 +250,23 @@ func (db *DB) VerifyAudit(ctx context.Context) (AuditVerdict, error) {
 		}
 	}
 
+	// Key rotations split the chain into segments, each MAC'd under the key
+	// in force then; a rotation checkpoint is sealed with the key that follows it.
+	segs, err := db.rotations(ctx, tx)
+	if err != nil {
+		return v, err
+	}
+	keys := append(append([][]byte{}, db.retiredAuditKeys...), db.auditKey)
+	if len(keys) < len(segs)+1 {
+		return v, fmt.Errorf("store: the audit chain had %d key rotations but only %d retired audit keys are known; restore secrets/audit_key.retired", len(segs), len(db.retiredAuditKeys))
+	}
+	keys = keys[len(keys)-len(segs)-1:]
+	for i, cp := range segs {
+		if !hmac.Equal(cp.mac, sealMACWith(keys[i+1], "rotation", cp.uptoID, cp.rowMAC)) {
+			return bad(cp.uptoID + 1)
+		}
+	}
+	seg := 0
 	rows, err := tx.QueryContext(ctx, `SELECT id, ts, actor, source, action, target, outcome, correlation_id,
 		details, prev_mac, mac FROM audit_events ORDER BY id`)
 	if err != nil {
@@ -258,7 +283,13 @@ func (db *DB) VerifyAudit(ctx context.Context) (AuditVerdict, error) {
 		if id != prevID+1 {
 			return bad(prevID + 1)
 		}
-		want := db.rowMAC(prev, id, ts, actor, source, action, target, outcome, corr, []byte(details))
+		for seg < len(segs) && id > segs[seg].uptoID {
+			if segs[seg].uptoID == prevID && !hmac.Equal(segs[seg].rowMAC, prev) {
+				return bad(id)
+			}
+			seg++
+		}
+		want := rowMACWith(keys[seg], prev, id, ts, actor, source, action, target, outcome, corr, []byte(details))
 		if !bytes.Equal(prevMAC, prev) || !hmac.Equal(mac, want) {
 			return bad(id)
 		}
@@ -293,6 +324,72 @@ func (db *DB) VerifyAudit(ctx context.Context) (AuditVerdict, error) {
 	}
 	v.OK = true
 	return v, nil
+}
+
+type rotation struct {
+	uptoID      int64
+	rowMAC, mac []byte
+}
+
+func (db *DB) rotations(ctx context.Context, tx *sql.Tx) ([]rotation, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT upto_id, row_mac, mac FROM audit_checkpoints WHERE kind = 'rotation' ORDER BY upto_id, id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []rotation
+	for rows.Next() {
+		var r rotation
+		if err := rows.Scan(&r.uptoID, &r.rowMAC, &r.mac); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// RotateAuditKey moves the chain to newKey: the chain must verify under the
+// current key; a rotation checkpoint sealed with newKey records where the old
+// key's segment ends, and the head is re-sealed with newKey. The old key must
+// be kept (Options.RetiredAuditKeys) to verify the rows it covers.
+func (db *DB) RotateAuditKey(ctx context.Context, newKey []byte) error {
+	if err := db.checkAuditKey(); err != nil {
+		return err
+	}
+	if len(newKey) < 32 {
+		return ErrAuditKey
+	}
+	v, err := db.VerifyAudit(ctx)
+	if err != nil {
+		return err
+	}
+	if !v.OK {
+		return fmt.Errorf("store: the audit chain is broken at event %d; investigate before rotating its key", v.FirstBadID)
+	}
+	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+		head, err := readHead(ctx, tx)
+		if err != nil {
+			return err
+		}
+		lastID, lastMAC := int64(0), genesisMAC
+		if head.present {
+			lastID, lastMAC = head.lastID, head.lastMAC
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints (upto_id, row_mac, mac, created_at, kind)
+			VALUES (?, ?, ?, ?, 'rotation')`, lastID, lastMAC, sealMACWith(newKey, "rotation", lastID, lastMAC), db.now().UnixMilli()); err != nil {
+			return err
+		}
+		if head.present {
+			_, err = tx.ExecContext(ctx, `UPDATE audit_head SET mac = ? WHERE id = 1`, sealMACWith(newKey, "head", lastID, lastMAC))
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: rotate audit key: %w", err)
+	}
+	db.retiredAuditKeys = append(db.retiredAuditKeys, db.auditKey)
+	db.auditKey = append([]byte(nil), newKey...)
+	return nil
 }
 
 // ListAudit returns events newest first; next is the cursor of the following page (0 = no more).

@@ -37,20 +37,24 @@ const FileName = "gooni.db"
 
 // Options carries the keys and knobs Open needs; keys come from server/secrets.
 type Options struct {
-	AccountKeys []string         // Fernet keys, base64url, newest first (seal with [0], open with any)
-	AuditKey    []byte           // HMAC-SHA256 key of the audit chain (>= 32 bytes)
-	Now         func() time.Time // nil = time.Now
-	ReadConns   int              // read pool size, 0 = 4
+	AccountKeys []string // Fernet keys, base64url, newest first (seal with [0], open with any)
+	AuditKey    []byte   // HMAC-SHA256 key of the audit chain (>= 32 bytes)
+	// RetiredAuditKeys are earlier audit keys, oldest first, to verify the
+	// chain's segments written before each key rotation.
+	RetiredAuditKeys [][]byte
+	Now              func() time.Time // nil = time.Now
+	ReadConns        int              // read pool size, 0 = 4
 }
 
 // DB is the opened database: one writer connection for every write, a pool for reads.
 type DB struct {
-	path        string
-	writer      *sql.DB
-	reader      *sql.DB
-	now         func() time.Time
-	accountKeys []*fernet.Key
-	auditKey    []byte
+	path             string
+	writer           *sql.DB
+	reader           *sql.DB
+	now              func() time.Time
+	accountKeys      []*fernet.Key
+	auditKey         []byte
+	retiredAuditKeys [][]byte
 
 	creates   chan *createRequest
 	closing   chan struct{}
@@ -105,12 +109,13 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 	}
 
 	db := &DB{
-		path:        path,
-		now:         opts.Now,
-		accountKeys: keys,
-		auditKey:    append([]byte(nil), opts.AuditKey...),
-		creates:     make(chan *createRequest),
-		closing:     make(chan struct{}),
+		path:             path,
+		now:              opts.Now,
+		accountKeys:      keys,
+		auditKey:         append([]byte(nil), opts.AuditKey...),
+		retiredAuditKeys: opts.RetiredAuditKeys,
+		creates:          make(chan *createRequest),
+		closing:          make(chan struct{}),
 	}
 	if db.now == nil {
 		db.now = time.Now

@@ -40,7 +40,22 @@ type Config struct {
 	Now            func() time.Time
 	OnTaskChange   func(taskID string)                            // called after every committed task change (SSE hub)
 	Audit          func(ctx context.Context, e *store.AuditEvent) // writes audit rows for health checks/deploys run in background
+	// Observer receives measurements for /metrics; nil = none.
+	Observer Observer
 }
+
+// Observer receives the dispatcher's measurements (Prometheus in production).
+type Observer interface {
+	QueueWait(time.Duration)       // from a task's creation to its claim by a workspace
+	DispatchLatency(time.Duration) // how long a workspace took to accept a task
+	WorkspaceError(account string) // a workspace call failed
+}
+
+type noObserver struct{}
+
+func (noObserver) QueueWait(time.Duration)       {}
+func (noObserver) DispatchLatency(time.Duration) {}
+func (noObserver) WorkspaceError(string)         {}
 
 // ErrDeployRunning is returned by Deploy while a deploy of that account runs.
 var ErrDeployRunning = errors.New("dispatch: a deploy of this account is already running")
@@ -91,6 +106,9 @@ type Dispatcher struct {
 
 // New returns a Dispatcher with defaults filled in; Run starts it.
 func New(cfg Config) *Dispatcher {
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
+	}
 	if cfg.TTLImage <= 0 {
 		cfg.TTLImage = defaultTTLImage
 	}
@@ -369,6 +387,9 @@ func (d *Dispatcher) start(ctx context.Context, t *store.Task, c *candidate) boo
 		return false
 	}
 	d.changed(t.ID)
+	if !claimed.StartedAt.IsZero() && !claimed.CreatedAt.IsZero() {
+		d.cfg.Observer.QueueWait(claimed.StartedAt.Sub(claimed.CreatedAt))
+	}
 	d.log.Info("task dispatched", "task_id", t.ID, "type", claimed.Type, "account_id", c.acc.ID,
 		"account", c.acc.Name, "attempt", claimed.Attempts)
 	d.workers.Add(1)
@@ -404,9 +425,11 @@ func (d *Dispatcher) submit(ctx context.Context, t *store.Task, c *candidate) {
 		req.Image = encodeBase64(img)
 	}
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
+	began := time.Now()
 	_, err := c.client.Submit(cctx, req)
 	cancel()
 	if err == nil {
+		d.cfg.Observer.DispatchLatency(time.Since(began))
 		d.pollOK(c.acc.ID)
 		return
 	}
@@ -414,6 +437,7 @@ func (d *Dispatcher) submit(ctx context.Context, t *store.Task, c *candidate) {
 		// Shutting down: the task stays processing; resume polls it and requeues it if unknown.
 		return
 	}
+	d.cfg.Observer.WorkspaceError(c.acc.Name)
 	kind, reason := classify(err)
 	reason = "account " + c.acc.Name + ": " + reason
 	d.log.Warn("workspace did not take the task", "task_id", t.ID, "account_id", c.acc.ID,

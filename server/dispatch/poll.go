@@ -122,6 +122,7 @@ func (d *Dispatcher) pollOK(accountID int64) {
 
 // pollFailed counts an unanswered poll; a run of them marks the account failed.
 func (d *Dispatcher) pollFailed(ctx context.Context, acc *store.Account, reason string, cause error) {
+	d.cfg.Observer.WorkspaceError(acc.Name)
 	d.mu.Lock()
 	d.pollFails[acc.ID]++
 	n := d.pollFails[acc.ID]
