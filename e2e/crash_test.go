@@ -1,0 +1,309 @@
+package e2e
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// crashTTL is the stale-processing limit the crash tests run with: short
+// enough that a stuck task would be reaped while the test still watches.
+const crashTTL = 20 * time.Second
+
+func parseTime(t testing.TB, s string) time.Time {
+	t.Helper()
+	if s == "" {
+		return time.Time{}
+	}
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatalf("time %q: %v", s, err)
+	}
+	return v
+}
+
+// checkWithinTTL fails for a terminal task whose last run lasted longer than
+// the TTL plus the reaper's slack: that task stayed processing past its limit.
+func checkWithinTTL(t testing.TB, views map[string]*taskView, ttl time.Duration) (longest time.Duration) {
+	t.Helper()
+	const slack = 5 * time.Second // reaper pass interval (2 s) + second-precision timestamps
+	for id, v := range views {
+		if v.StartedAt == "" || v.CompletedAt == "" {
+			continue
+		}
+		run := parseTime(t, v.CompletedAt).Sub(parseTime(t, v.StartedAt))
+		if run > longest {
+			longest = run
+		}
+		if run > ttl+slack {
+			t.Errorf("task %s stayed processing %v, past its %v TTL (status %s)", id, run, ttl, v.Status)
+		}
+	}
+	return longest
+}
+
+// TestKill9UnderLoad proves SC-002: kill -9 at random moments under load
+// loses no acknowledged task, leaves none stuck, and keeps the database sound.
+func TestKill9UnderLoad(t *testing.T) {
+	w := startSim(t, "sim", "--capacity", "4", "--duration", "1s")
+	srv := startServer(t, "GG_TTL_IMAGE="+crashTTL.String(), "GG_TTL_VIDEO="+crashTTL.String(), "GG_HEALTH_INTERVAL=1s")
+	srv.adminLogin(t)
+	srv.mustAddReady(t, "sim-crash", w, 4)
+
+	load := startLoad(srv, 3, jitter(250*time.Millisecond, 700*time.Millisecond))
+	const kills = 5
+	var gaps []time.Duration
+	for i := range kills {
+		time.Sleep(400*time.Millisecond + time.Duration(rand.Int64N(int64(1200*time.Millisecond))))
+		srv.kill()
+		down := time.Now()
+		time.Sleep(time.Duration(rand.Int64N(int64(300 * time.Millisecond))))
+		srv.start()
+		gaps = append(gaps, time.Since(down))
+		t.Logf("kill %d: acknowledged so far %d, server back after %v", i+1, len(load.snapshot()), gaps[i].Round(time.Millisecond))
+	}
+	time.Sleep(time.Second)
+	acked, errs := load.finish()
+	stopped := time.Now()
+	if len(acked) < 10 {
+		t.Fatalf("only %d tasks acknowledged under load (%d client errors): the load did not run", len(acked), errs)
+	}
+
+	views := srv.waitTerminal(t, acked, 90*time.Second)
+	drained := time.Since(stopped)
+	longest := checkWithinTTL(t, views, crashTTL)
+	failed := map[string]int{}
+	for id, v := range views {
+		if v.Status != "done" {
+			failed[v.errCode()]++
+			t.Errorf("task %s ended %s (%s) against a healthy workspace", id, v.Status, v.errCode())
+			continue
+		}
+		resp, _, err := srv.do("GET", "/results/"+id, nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("result of done task %s: %v %v", id, err, resp)
+		}
+	}
+	t.Logf("RESULT kills=%d acknowledged=%d client_errors=%d all_terminal_after=%v longest_run=%v failed=%v",
+		kills, len(acked), errs, drained.Round(time.Millisecond), longest, failed)
+
+	if err := srv.stop(15 * time.Second); err != nil {
+		t.Errorf("graceful stop after the run: %v", err)
+	}
+	db := integrityCheck(t, filepath.Join(srv.dataDir, "gooni.db"))
+	var processing, total int
+	if err := db.QueryRow(`SELECT COUNT(*), COALESCE(SUM(status = 'processing'), 0) FROM tasks`).Scan(&total, &processing); err != nil {
+		t.Fatal(err)
+	}
+	if processing != 0 || total < len(acked) {
+		t.Errorf("database holds %d tasks (%d processing); %d were acknowledged", total, processing, len(acked))
+	}
+}
+
+// TestSimKill9MidTask kills the workspace while it runs tasks and brings it
+// back empty on the same port: the dispatcher re-sends what it forgot and
+// every task finishes; the account comes back to ready.
+func TestSimKill9MidTask(t *testing.T) {
+	w := startSim(t, "sim", "--capacity", "4", "--duration", "2s")
+	srv := startServer(t, "GG_HEALTH_INTERVAL=1s")
+	srv.adminLogin(t)
+	acc := srv.mustAddReady(t, "sim-dies", w, 4)
+
+	var ids []string
+	for i := range 4 {
+		ids = append(ids, srv.mustGenerate(t, []string{"image", "video"}[i%2], i))
+	}
+	waitFor(t, 10*time.Second, "all tasks running on the workspace", func() bool {
+		for _, id := range ids {
+			v, _, err := srv.status(id)
+			if err != nil || v.Status != "processing" || v.Progress == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	w.kill()
+	killed := time.Now()
+	// Long enough for the poller to give up on the account (3 polls at 500 ms).
+	time.Sleep(2 * time.Second)
+	w.start()
+
+	views := srv.waitTerminal(t, ids, 30*time.Second)
+	t.Logf("RESULT sim kill: %d tasks terminal %v after the kill", len(ids), time.Since(killed).Round(time.Millisecond))
+	for id, v := range views {
+		if v.Status != "done" {
+			t.Errorf("task %s ended %s (%s), want done after the workspace came back", id, v.Status, v.errCode())
+		}
+	}
+	resent := map[string]bool{}
+	for _, rec := range srv.logs.records("task dispatched") {
+		if a, _ := rec["attempt"].(float64); a >= 2 {
+			resent[fmt.Sprint(rec["task_id"])] = true
+		}
+	}
+	for _, id := range ids {
+		if !resent[id] {
+			t.Errorf("task %s was not sent again to the restarted workspace", id)
+		}
+	}
+	waitFor(t, 10*time.Second, "account ready again", func() bool { return srv.getAccount(t, acc.ID).Status == "ready" })
+}
+
+// TestReaperFailsStale: a task on a workspace that never answers ends failed
+// with code timeout within a few seconds of its TTL, and the log says why.
+func TestReaperFailsStale(t *testing.T) {
+	const ttl = 3 * time.Second
+	w := startSim(t, "sim-hang", "--fault", "hang")
+	srv := startServer(t, "GG_TTL_IMAGE="+ttl.String())
+	srv.adminLogin(t)
+	srv.mustAddReady(t, "sim-hang", w, 2)
+
+	submitted := time.Now()
+	id := srv.mustGenerate(t, "image", 1)
+	v := srv.waitTerminal(t, []string{id}, ttl+15*time.Second)[id]
+	took := time.Since(submitted)
+	if v.Status != "failed" || v.errCode() != "timeout" {
+		t.Fatalf("task ended %s (%s), want failed with timeout", v.Status, v.errCode())
+	}
+	if took > ttl+6*time.Second {
+		t.Errorf("task failed %v after submission; TTL %v (want within a few seconds of it)", took, ttl)
+	}
+	t.Logf("RESULT reaper: timeout after %v (ttl %v): %s", took.Round(time.Millisecond), ttl, v.Error.Message)
+
+	var found bool
+	for _, rec := range srv.logs.records("stale task failed") {
+		if rec["task_id"] == id {
+			found = true
+			if rec["type"] != "image" || rec["ttl"] != ttl.String() || rec["runtime"] == nil || rec["runtime"] == "" {
+				t.Errorf("reaper log lacks type/runtime/ttl: %v", rec)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no reaper log line for task %s", id)
+	}
+}
+
+// TestRestartResumes: a graceful restart mid-run neither fails nor re-sends
+// processing tasks; they are polled again and finish done.
+func TestRestartResumes(t *testing.T) {
+	w := startSim(t, "sim", "--capacity", "4", "--duration", "3s")
+	srv := startServer(t)
+	srv.adminLogin(t)
+	srv.mustAddReady(t, "sim-resume", w, 4)
+
+	var ids []string
+	for i := range 4 {
+		ids = append(ids, srv.mustGenerate(t, []string{"image", "video"}[i%2], i))
+	}
+	started := map[string]string{}
+	waitFor(t, 10*time.Second, "all tasks running on the workspace", func() bool {
+		for _, id := range ids {
+			v, _, err := srv.status(id)
+			if err != nil || v.Status != "processing" || v.Progress == 0 {
+				return false
+			}
+			started[id] = v.StartedAt
+		}
+		return true
+	})
+	if err := srv.stop(15 * time.Second); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	srv.start()
+	for _, id := range ids {
+		v, _, err := srv.status(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Status == "failed" {
+			t.Errorf("task %s failed across the restart: %s", id, v.errCode())
+		}
+	}
+	views := srv.waitTerminal(t, ids, 20*time.Second)
+	for id, v := range views {
+		if v.Status != "done" {
+			t.Errorf("task %s ended %s (%s), want done", id, v.Status, v.errCode())
+		}
+		if v.StartedAt != started[id] {
+			t.Errorf("task %s started_at %s -> %s: it was run again instead of resumed", id, started[id], v.StartedAt)
+		}
+	}
+	for _, rec := range srv.logs.records("task dispatched") {
+		if a, _ := rec["attempt"].(float64); a >= 2 {
+			t.Errorf("task %v was dispatched again after a graceful restart", rec["task_id"])
+		}
+	}
+}
+
+// TestBackupUnderLoad: `gooni backup` of a live, busy server is a sound
+// database holding every task acknowledged before it began, and a server
+// started on it (with the secrets) serves those tasks.
+func TestBackupUnderLoad(t *testing.T) {
+	w := startSim(t, "sim", "--capacity", "4", "--duration", "500ms")
+	srv := startServer(t)
+	srv.adminLogin(t)
+	srv.mustAddReady(t, "sim-backup", w, 4)
+
+	load := startLoad(srv, 3, jitter(50*time.Millisecond, 200*time.Millisecond))
+	waitFor(t, 10*time.Second, "some acknowledged tasks", func() bool { return len(load.snapshot()) >= 10 })
+	before := load.snapshot()
+	backupPath := filepath.Join(t.TempDir(), "backup.db")
+	cmd := exec.Command(gooniBin, "backup", backupPath)
+	cmd.Env = append(baseEnv(), "GG_DATA_DIR="+srv.dataDir)
+	began := time.Now()
+	out, err := cmd.CombinedOutput()
+	took := time.Since(began)
+	time.Sleep(300 * time.Millisecond)
+	acked, _ := load.finish()
+	if err != nil {
+		t.Fatalf("gooni backup: %v\n%s", err, out)
+	}
+	t.Logf("RESULT backup under load: %v; %d tasks acknowledged before it, %d in all", took.Round(time.Millisecond), len(before), len(acked))
+
+	db := integrityCheck(t, backupPath)
+	have := map[string]bool{}
+	rows, err := db.Query(`SELECT id FROM tasks`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		have[id] = true
+	}
+	rows.Close()
+	var missing []string
+	for _, id := range before {
+		if !have[id] {
+			missing = append(missing, id)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 0 {
+		t.Fatalf("backup lacks %d tasks acknowledged before it began: %s", len(missing), strings.Join(missing, ", "))
+	}
+
+	restored := t.TempDir()
+	copyDir(t, filepath.Join(srv.dataDir, "secrets"), filepath.Join(restored, "secrets"))
+	b, err := os.ReadFile(backupPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(restored, "gooni.db"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv2 := startServerOn(t, restored)
+	for _, id := range []string{before[0], before[len(before)-1]} {
+		if _, code, err := srv2.status(id); err != nil {
+			t.Errorf("restored server: status of backed-up task %s: %d %v", id, code, err)
+		}
+	}
+}
