@@ -480,6 +480,20 @@ func TestContractConformance(t *testing.T) {
 			}
 		}},
 		{name: "result range", r: req{method: "GET", path: "/results/" + done.ID, header: withKey(map[string]string{"Range": "bytes=0-3"})}, status: 206},
+		{name: "result unsatisfiable range", r: req{method: "GET", path: "/results/" + done.ID, header: withKey(map[string]string{"Range": "bytes=999999-"})},
+			status: 416, code: "validation_failed", field: "Range", check: func(t *testing.T, w *httptest.ResponseRecorder) {
+				if w.Header().Get("Content-Range") != fmt.Sprintf("bytes */%d", len(pngBytes)) {
+					t.Errorf("Content-Range %q", w.Header().Get("Content-Range"))
+				}
+			}},
+		{name: "result failed If-Match", r: req{method: "GET", path: "/results/" + done.ID, header: withKey(map[string]string{"If-Match": `"other"`})},
+			status: 412, code: "validation_failed", field: "If-Match"},
+		{name: "unknown field that looks like a secret is not echoed", r: req{method: "PATCH", path: acct(simAcc.ID, ""), cookies: ac, body: `{"Xy9-secret-value-42":1}`},
+			status: 400, code: "validation_failed", field: "(unknown)", check: func(t *testing.T, w *httptest.ResponseRecorder) {
+				if strings.Contains(w.Body.String(), "Xy9-secret") || strings.Contains(e.logs.String(), "Xy9-secret") {
+					t.Error("the unknown key was echoed")
+				}
+			}},
 		{name: "preview done", r: req{method: "GET", path: "/preview/" + done.ID, header: key}, status: 200, check: func(t *testing.T, w *httptest.ResponseRecorder) {
 			if ct := w.Header().Get("Content-Type"); ct != "image/png" && ct != "image/webp" && ct != "image/jpeg" {
 				t.Errorf("preview type %q", ct)
