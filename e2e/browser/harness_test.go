@@ -445,13 +445,28 @@ func (p *page) open(path string) {
 // eval returns the JSON value of a JavaScript expression (promises awaited).
 func eval[T any](p *page, expr string) T {
 	p.t.Helper()
+	return evalAs[T](p, expr, expr)
+}
+
+// evalAs is eval with a description for failures, for expressions that hold
+// something a log must not show (the admin key).
+func evalAs[T any](p *page, what, expr string) T {
+	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
 	defer cancel()
 	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 	if err != nil {
-		p.t.Fatalf("evaluating %s: %v\npage: %s", expr, err, p.snapshot())
+		p.t.Fatalf("evaluating %s: %v\npage: %s", what, err, p.snapshot())
 	}
 	return v
+}
+
+// ctrlEnter presses Ctrl+Enter in the prompt.
+func ctrlEnter() chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.Focus(chromedp.CSS(`textarea[aria-label="Prompt"]`)),
+		chromedp.KeyEvent("\r", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+	)
 }
 
 // waitFor polls a JavaScript predicate until it is truthy.
@@ -569,5 +584,5 @@ func (p *page) fetch(method, path string, headers map[string]string, body any) f
 		try { body = text ? JSON.parse(text) : null; } catch { body = text; }
 		return {status: r.status, body};
 	})()`, path, method, string(h), b)
-	return eval[fetched](p, js)
+	return evalAs[fetched](p, method+" "+path, js)
 }
