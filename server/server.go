@@ -185,7 +185,23 @@ func (s *Server) routes() http.Handler {
 		return nil
 	})))).Methods(http.MethodGet)
 	// Any other /admin/* path is still behind the admin throttle and session.
-	r.PathPrefix("/admin/").Handler(admin(func(w http.ResponseWriter, r *http.Request) error { return apierr.NotFound() }))
+	// A path that exists with another method is method_not_allowed, as elsewhere.
+	r.PathPrefix("/admin/").Handler(admin(func(w http.ResponseWriter, req *http.Request) error {
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
+			if m == req.Method {
+				continue
+			}
+			probe := req.Clone(req.Context())
+			probe.Method = m
+			var match mux.RouteMatch
+			if r.Match(probe, &match) && match.MatchErr == nil && match.Route != nil {
+				if tpl, _ := match.Route.GetPathTemplate(); tpl != "/admin/" {
+					return apierr.MethodNotAllowed()
+				}
+			}
+		}
+		return apierr.NotFound()
+	}))
 
 	if s.cfg.UI != nil {
 		r.Handle("/", s.h(s.handleIndex)).Methods(http.MethodGet, http.MethodHead)
