@@ -66,8 +66,9 @@ func checkName(name string) error {
 		return apierr.Validation("name", "name must be 1 to 100 characters")
 	}
 	for _, r := range n {
-		if unicode.IsControl(r) {
-			return apierr.Validation("name", "name must not contain control characters")
+		// Bidi overrides could make a name read differently in the admin UI.
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			return apierr.Validation("name", "name must not contain control or text-direction characters")
 		}
 	}
 	return nil
