@@ -74,8 +74,10 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	// The stream lives as long as the task runs, not as long as a normal write.
+	// The stream lives as long as the task runs: neither the server's read
+	// timeout (which would cancel the request context) nor a write timeout applies.
 	_ = rc.SetWriteDeadline(time.Time{})
+	_ = rc.SetReadDeadline(time.Time{})
 
 	send := func(v *TaskView) bool {
 		b, _ := json.Marshal(v)
