@@ -60,8 +60,13 @@ func TestKill9UnderLoad(t *testing.T) {
 	load := startLoad(srv, 3, jitter(250*time.Millisecond, 700*time.Millisecond))
 	const kills = 5
 	var gaps []time.Duration
+	var lastInstant []string // acknowledged immediately before a kill
 	for i := range kills {
 		time.Sleep(400*time.Millisecond + time.Duration(rand.Int64N(int64(1200*time.Millisecond))))
+		// "A 202 means the task survives kill -9 the next instant": kill right after one.
+		if id, err := srv.generate("image", 100000+i); err == nil {
+			lastInstant = append(lastInstant, id)
+		}
 		srv.kill()
 		down := time.Now()
 		time.Sleep(time.Duration(rand.Int64N(int64(300 * time.Millisecond))))
@@ -72,6 +77,10 @@ func TestKill9UnderLoad(t *testing.T) {
 	time.Sleep(time.Second)
 	acked, errs := load.finish()
 	stopped := time.Now()
+	if len(lastInstant) < kills-1 {
+		t.Errorf("only %d of %d submits right before a kill were acknowledged", len(lastInstant), kills)
+	}
+	acked = append(acked, lastInstant...)
 	if len(acked) < 10 {
 		t.Fatalf("only %d tasks acknowledged under load (%d client errors): the load did not run", len(acked), errs)
 	}
@@ -91,8 +100,8 @@ func TestKill9UnderLoad(t *testing.T) {
 			t.Errorf("result of done task %s: %v %v", id, err, resp)
 		}
 	}
-	t.Logf("RESULT kills=%d acknowledged=%d client_errors=%d all_terminal_after=%v longest_run=%v failed=%v",
-		kills, len(acked), errs, drained.Round(time.Millisecond), longest, failed)
+	t.Logf("RESULT kills=%d acknowledged=%d (%d the instant before a kill) client_errors=%d all_terminal_after=%v longest_run=%v failed=%v",
+		kills, len(acked), len(lastInstant), errs, drained.Round(time.Millisecond), longest, failed)
 
 	if err := srv.stop(15 * time.Second); err != nil {
 		t.Errorf("graceful stop after the run: %v", err)
