@@ -532,6 +532,17 @@ func (p *page) chooseOption(css, label string) {
 // screenshot saves the viewport as a PNG among the run's artifacts.
 func (p *page) screenshot(name string) string {
 	p.t.Helper()
+	return p.capture(name, chromedp.CaptureScreenshot())
+}
+
+// screenshotFull saves the whole page, below the fold too.
+func (p *page) screenshotFull(name string) string {
+	p.t.Helper()
+	return p.capture(name+"-full", chromedp.FullScreenshot(100))
+}
+
+func (p *page) capture(name string, shot chromedp.Action[[]byte]) string {
+	p.t.Helper()
 	if err := os.MkdirAll(shotsDir, 0o755); err != nil {
 		p.t.Fatal(err)
 	}
@@ -540,7 +551,7 @@ func (p *page) screenshot(name string) string {
 	// let images, fonts and the last layout settle
 	chromedp.Run(ctx, chromedp.Poll[chromedp.Void](`document.fonts.status === "loaded" && [...document.images].every((i) => i.complete)`,
 		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(5*time.Second)))
-	buf, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	buf, err := chromedp.Run(ctx, shot)
 	if err != nil {
 		p.t.Fatalf("screenshot %s: %v", name, err)
 	}
