@@ -114,6 +114,16 @@ func TestKill9UnderLoad(t *testing.T) {
 	if processing != 0 || total < len(acked) {
 		t.Errorf("database holds %d tasks (%d processing); %d were acknowledged", total, processing, len(acked))
 	}
+	// A kill between writing a temp media file and renaming it leaves the temp
+	// file behind; the window is milliseconds wide, so this is reported, not asserted.
+	entries, _ := os.ReadDir(filepath.Join(srv.dataDir, "media"))
+	leftovers := 0
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			leftovers++
+		}
+	}
+	t.Logf("RESULT media files %d, leftover temp files %d", len(entries), leftovers)
 }
 
 // TestSimKill9MidTask kills the workspace while it runs tasks and brings it
@@ -314,5 +324,54 @@ func TestBackupUnderLoad(t *testing.T) {
 		if _, code, err := srv2.status(id); err != nil {
 			t.Errorf("restored server: status of backed-up task %s: %d %v", id, code, err)
 		}
+	}
+}
+
+// TestProgressNeverGoesDown: the contract's task view has a progress that
+// never goes down. A workspace that forgets its tasks (killed and back at
+// once) makes the dispatcher send them again; the user must not see the bar
+// jump back.
+func TestProgressNeverGoesDown(t *testing.T) {
+	w := startSim(t, "sim", "--capacity", "2", "--duration", "2s")
+	srv := startServer(t)
+	srv.adminLogin(t)
+	srv.mustAddReady(t, "sim-progress", w, 2)
+
+	ids := []string{srv.mustGenerate(t, "image", 1), srv.mustGenerate(t, "video", 2)}
+	seen := map[string]int{}
+	reported := map[string]bool{}
+	var regressions []string
+	sample := func() bool {
+		all := true
+		for _, id := range ids {
+			v, _, err := srv.status(id)
+			if err != nil {
+				return false
+			}
+			if v.Progress < seen[id] && !reported[id] {
+				reported[id] = true // the first drop says it all
+				regressions = append(regressions, fmt.Sprintf("%s %d%% -> %d%% (%s)", id, seen[id], v.Progress, v.Status))
+			}
+			seen[id] = max(seen[id], v.Progress)
+			if !v.terminal() {
+				all = false
+			}
+		}
+		return all
+	}
+	waitFor(t, 10*time.Second, "progress on every task", func() bool {
+		sample()
+		return seen[ids[0]] >= 30 && seen[ids[1]] >= 30
+	})
+	w.kill()
+	w.start() // back at once, empty: polls now get 404 and the tasks are sent again
+	waitFor(t, 30*time.Second, "every task terminal", sample)
+	for _, id := range ids {
+		if v, _, _ := srv.status(id); v == nil || v.Status != "done" {
+			t.Errorf("task %s did not end done", id)
+		}
+	}
+	if len(regressions) > 0 {
+		t.Errorf("progress went down (contract 6: never going down): %s", strings.Join(regressions, "; "))
 	}
 }
