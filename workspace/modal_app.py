@@ -501,6 +501,11 @@ if modal is not None:
 
     HF_SECRETS = _hf_secrets()
 
+    if modal.is_local() and os.environ.get("GG_WORKSPACE"):
+        # Shown in Gooni's deploy log: the URL its health check is about to call.
+        print(f"gooni: web endpoint will be https://{os.environ['GG_WORKSPACE']}--{WEB_LABEL}.modal.run "
+              "(the Modal token decides the workspace; a non-default environment adds -<env> to the host)")
+
     # ---- GPU side --------------------------------------------------------
 
     _PIPES: dict = {}
@@ -757,7 +762,10 @@ if modal is not None:
                 call = fn.spawn(sub["task_id"], sub)
             except Exception:
                 # Nothing runs: forget the claim so Gooni's retry (or another account) starts clean.
-                tasks.pop(key)
+                try:
+                    tasks.pop(key)
+                except KeyError:
+                    pass
                 raise ApiError(503, "spawn_failed", "could not start the GPU job: try again")
             tasks.put(call_key(sub["task_id"]), call.object_id)
             return ok(first_answer(sub["task_id"]), 202)
