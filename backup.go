@@ -24,7 +24,8 @@ func runBackup(args []string, stdout, stderr io.Writer) int {
 	if dataDir == "" {
 		dataDir = "./data"
 	}
-	sec, err := secrets.Load(dataDir, os.Getenv)
+	// Never mint secrets here: a wrong GG_DATA_DIR must fail, not look fine.
+	sec, err := secrets.LoadExisting(dataDir, os.Getenv)
 	if err != nil {
 		fmt.Fprintln(stderr, "gooni backup: secrets:", err)
 		return 1
