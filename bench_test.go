@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"gooni/server"
+	"gooni/server/catalog"
+	"gooni/server/secrets"
+	"gooni/store"
+)
+
+// benchServer serves the real handler over a real SQLite file on a loopback
+// port, with one ready worker account (no dispatcher: tasks stay pending).
+func benchServer(tb testing.TB, dataDir string) (url, apiKey string, db *store.DB) {
+	tb.Helper()
+	sec, err := secrets.Load(dataDir, func(string) string { return "" })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cat, err := catalog.Load(catalogJSON)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	db, err = store.Open(dataDir, schemaSQL, store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { db.Close() })
+	os.MkdirAll(filepath.Join(dataDir, "media"), 0o700)
+	acc := &store.Account{Name: "bench", Workspace: "bench", BaseURL: "http://127.0.0.1:9", Capacity: 1, Status: "ready"}
+	if err := db.CreateAccount(context.Background(), acc, nil); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := db.SetAccountStatus(context.Background(), acc.ID, "ready", "", time.Now()); err != nil {
+		tb.Fatal(err)
+	}
+	srv := server.New(server.Config{
+		DB: db, Catalog: cat, Secrets: sec, DataDir: dataDir, Version: "test", SessionMode: "open",
+		QueueMax: 1_000_000, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	})
+	ts := httptest.NewServer(srv.Handler())
+	tb.Cleanup(ts.Close)
+	return ts.URL, sec.APIKey, db
+}
+
+var benchRow = regexp.MustCompile(`(?m)^\s*(submit|status|result|gallery|raw insert)\s+(\d+)\s+(\d+)\s`)
+
+// rows maps an op to its request and error counts as printed.
+func benchRows(out string) map[string][2]string {
+	m := map[string][2]string{}
+	for _, r := range benchRow.FindAllStringSubmatch(out, -1) {
+		m[r[1]] = [2]string{r[2], r[3]}
+	}
+	return m
+}
+
+func TestBenchMixedRunMeasuresEveryOpAndTheRawFloor(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if err := seedDoneTasks(data, 300); err != nil {
+		t.Fatal(err)
+	}
+	url, key, _ := benchServer(t, data)
+	keyFile := filepath.Join(dir, "key")
+	os.WriteFile(keyFile, []byte(key+"\n"), 0o600)
+	var out, errb bytes.Buffer
+	code := runBench([]string{"--url", url, "--api-key-file", keyFile, "--clients", "3", "--duration", "400ms",
+		"--raw-duration", "200ms", "--data-dir", data}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	t.Log(out.String())
+	rows := benchRows(out.String())
+	for _, op := range []string{"submit", "status", "result", "raw insert"} {
+		r, ok := rows[op]
+		if !ok || r[0] == "0" {
+			t.Errorf("no %s row in:\n%s", op, out.String())
+			continue
+		}
+		if r[1] != "0" {
+			t.Errorf("%s had %s errors:\n%s", op, r[1], out.String())
+		}
+	}
+	for _, want := range []string{"submit/raw ratio:", "errors: none", "accepted submits/s"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	// The raw floor's temp dir sits next to the data dir and is gone afterwards.
+	left, _ := filepath.Glob(filepath.Join(dir, ".gooni-bench-raw-*"))
+	if len(left) != 0 {
+		t.Errorf("raw dir left behind: %v", left)
+	}
+	if strings.Contains(out.String(), key) || strings.Contains(errb.String(), key) {
+		t.Error("the API key appears in the output")
+	}
+}
+
+func TestBenchCountsRejectionsByCode(t *testing.T) {
+	url, _, _ := benchServer(t, t.TempDir())
+	var out, errb bytes.Buffer
+	// A wrong key is refused up front, before any load.
+	if code := runBench([]string{"--url", url, "--api-key", "wrong-key-wrong-key", "--duration", "100ms"}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "401 invalid_api_key") {
+		t.Fatalf("wrong key: exit %d, %q", code, errb.String())
+	}
+	if strings.Contains(errb.String(), "wrong-key-wrong-key") {
+		t.Error("the key given appears in the error")
+	}
+	// An unknown model is a validation error on every submit, counted by code.
+	url2, key, _ := benchServer(t, t.TempDir())
+	out.Reset()
+	errb.Reset()
+	code := runBench([]string{"--url", url2, "--api-key", key, "--clients", "2", "--duration", "200ms", "--raw-duration", "0",
+		"--workload", "submit", "--model", "nope"}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "submit 400 validation_failed:") {
+		t.Errorf("validation failures not counted by code:\n%s", out.String())
+	}
+}
+
+func TestBenchStatusAndGalleryWorkloads(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if err := seedDoneTasks(data, 250); err != nil {
+		t.Fatal(err)
+	}
+	url, key, db := benchServer(t, data)
+	items, _, err := db.Gallery(context.Background(), "", 100)
+	if err != nil || len(items) != 100 {
+		t.Fatalf("seeded gallery: %d items, %v", len(items), err)
+	}
+	for i := 1; i < len(items); i++ {
+		if items[i].ID >= items[i-1].ID || items[i].CreatedAt.After(items[i-1].CreatedAt) {
+			t.Fatalf("seeded ids are not in creation order at %d", i)
+		}
+	}
+	for _, wl := range []string{"status", "gallery"} {
+		var out, errb bytes.Buffer
+		code := runBench([]string{"--url", url, "--api-key", key, "--clients", "2", "--duration", "200ms", "--workload", wl}, &out, &errb)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", wl, code, errb.String())
+		}
+		r := benchRows(out.String())[wl]
+		if r[0] == "" || r[0] == "0" || r[1] != "0" {
+			t.Errorf("%s: row %v in:\n%s", wl, r, out.String())
+		}
+	}
+}
+
+func TestBenchRefusesWhatItMustNotDo(t *testing.T) {
+	for _, args := range [][]string{
+		{"--url", "http://10.0.0.1:8080", "--api-key", "k"},
+		{"--url", "http://example.com", "--api-key", "k"},
+		{"--url", "http://127.0.0.1:8080"}, // no key
+		{"--url", "http://127.0.0.1:8080", "--api-key", "k", "--clients", "0"},
+		{"--url", "http://127.0.0.1:8080", "--api-key", "k", "--duration", "11m"},
+		{"--url", "http://127.0.0.1:8080", "--api-key", "k", "--workload", "flood"},
+		{"--seed-done", "10"}, // no data dir
+	} {
+		var out, errb bytes.Buffer
+		t.Setenv("GG_API_KEY", "")
+		if code := runBench(args, &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", args, code, errb.String())
+		}
+	}
+}
+
+// BenchmarkGenerateHandler drives POST /generate through the whole handler
+// chain in-process; profile it with
+// go test -run XXX -bench GenerateHandler -cpuprofile /tmp/cpu.out .
+func BenchmarkGenerateHandler(b *testing.B) {
+	url, key, _ := benchServer(b, b.TempDir())
+	h := http.DefaultClient
+	body := []byte(`{"model":"flux","mode":"t2i","prompt":"gooni bench: a lighthouse on a rocky coast at dusk"}`)
+	b.SetParallelism(5) // 10 clients on 2 cores
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest(http.MethodPost, url+"/generate", bytes.NewReader(body))
+			req.Header.Set("X-API-Key", key)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := h.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}
