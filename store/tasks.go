@@ -361,7 +361,7 @@ func (db *DB) ClaimTask(ctx context.Context, id string, accountID int64) (*Task,
 		now := db.nowMS()
 		var err error
 		t, err = scanTask(tx.QueryRowContext(ctx, `UPDATE tasks SET status = 'processing', account_id = ?,
-			attempts = attempts + 1, progress = 0, started_at = ?, updated_at = ?
+			attempts = attempts + 1, started_at = ?, updated_at = ?
 			WHERE id = ? AND status = 'pending' RETURNING `+taskColumns, nullID(accountID), now, now, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return db.transitionError(ctx, tx, id)
@@ -394,7 +394,9 @@ func (db *DB) RequeueTask(ctx context.Context, id string, reason string) error {
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'pending', progress = 0, started_at = NULL,
+		// Progress is kept: a client's view never goes down (contract section 6);
+		// the next workspace's progress counts only once it passes it.
+		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'pending', started_at = NULL,
 			updated_at = ?, account_id = NULL
 			WHERE id = ? AND status = 'processing'`, now, id)
 		if err != nil {

@@ -164,6 +164,7 @@ func New(cfg Config) *Dispatcher {
 // Run resumes (processing tasks are polled again, pending ones dispatched) and
 // then runs the dispatch loop, poller, reaper and health checker until ctx is done.
 func (d *Dispatcher) Run(ctx context.Context) {
+	d.removeStaleTemp()
 	d.resumeDeploys(ctx)
 	d.pollPass(ctx)
 	d.Wake()

@@ -780,3 +780,18 @@ func TestImageToVideoSendsTheInputImage(t *testing.T) {
 		t.Errorf("the workspace got image %.40q, want the task's input as base64", got)
 	}
 }
+
+// TestStartRemovesPartialMedia: a temp file a crash left mid-download is
+// removed at start; finished media stays.
+func TestStartRemovesPartialMedia(t *testing.T) {
+	e := newEnv(t)
+	media := filepath.Join(e.dataDir, "media")
+	os.MkdirAll(media, 0o700)
+	os.WriteFile(filepath.Join(media, ".01ABC.123.tmp"), []byte("half"), 0o600)
+	os.WriteFile(filepath.Join(media, "01ABC.png"), []byte("kept"), 0o600)
+	e.start(e.config())
+	waitFor(t, 5*time.Second, "partial file removed", func() bool {
+		names := e.mediaFiles()
+		return len(names) == 1 && names[0] == "01ABC.png"
+	})
+}

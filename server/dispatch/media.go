@@ -198,3 +198,14 @@ func removeQuietly(dir, name string) {
 func encodeBase64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// removeStaleTemp deletes media temp files left by a crash mid-download; at
+// start no download runs, and the tasks they belonged to are fetched again.
+func (d *Dispatcher) removeStaleTemp() {
+	matches, _ := filepath.Glob(filepath.Join(d.mediaDir(), ".*.tmp"))
+	for _, m := range matches {
+		if err := os.Remove(m); err == nil {
+			d.log.Info("removed a partial media file left by a crash", "file", filepath.Base(m))
+		}
+	}
+}
