@@ -56,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runBackup(args[1:], stdout, stderr)
 		case "healthcheck":
 			return runHealthcheck(stdout, stderr)
+		case "bench":
+			return runBench(args[1:], stdout, stderr)
 		case "secrets":
 			return runSecrets(args[1:], stdout, stderr)
 		case "sessions":
@@ -94,6 +96,8 @@ Usage:
   gooni workspace-sim [--addr 127.0.0.1:9100] [--duration 3s] [--capacity 2]
                       [--fault none|refuse|drop|hang|corrupt|error|5xx] [--fault-rate 0..1]
                       [--require-key KEY:SECRET]       serve the simulated GPU workspace (Workspace API v1)
+  gooni bench --url URL [--clients 10] [--duration 20s] ...
+                                                       load test an installation (see docs/PERFORMANCE.md)
   gooni backup PATH                                    consistent copy of the live database to PATH
   gooni secrets rotate api-key|admin-key|session-keys|account-key|audit-key
                                                        rotate one secret (server stopped); see SECURITY.md
