@@ -546,7 +546,7 @@ function AccountsTable({ accounts, act }: AccountsTableProps) {
                         aria-describedby={nameId}
                         disabled={busy[`${a.id}:status`]}
                         onClick={() =>
-                          void run(`${a.id}:status`, `${a.name} enabled; it becomes ready after a health check.`, () =>
+                          void run(`${a.id}:status`, `${a.name} enabled; its health check is running.`, () =>
                             request(path(a), { method: 'PATCH', body: { status: 'pending' } }),
                           )
                         }
