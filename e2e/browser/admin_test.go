@@ -107,6 +107,10 @@ func TestAdminConsole(t *testing.T) {
 		}
 	}
 	p.noHorizontalScroll("Admin")
+	// every row button is visible without scrolling the accounts table sideways
+	if over := eval[int](p, `(() => { const w = document.querySelector(".table-accounts").closest(".table-wrap"); return w.scrollWidth - w.clientWidth; })()`); over > 0 {
+		t.Errorf("the accounts table is %d px wider than its frame at %dx%d", over, p.vp.w, p.vp.h)
+	}
 	p.screenshot("admin")
 	p.screenshotFull("admin")
 

@@ -173,9 +173,12 @@ func TestSessionRenewal(t *testing.T) {
 	p := openBrowser(t, srv, desktop)
 	p.open("/")
 	p.waitForm()
-	first := p.sessionCookie()
-	if first == nil {
-		t.Fatal("the UI did not obtain gg_session on load")
+	// the form needs only the catalog; the session request may still be in flight
+	var first *network.Cookie
+	for deadline := time.Now().Add(5 * time.Second); first == nil; time.Sleep(50 * time.Millisecond) {
+		if first = p.sessionCookie(); first == nil && time.Now().After(deadline) {
+			t.Fatal("the UI did not obtain gg_session within 5 s of loading")
+		}
 	}
 	if r := p.fetch("GET", "/auth/session", nil, nil); r.Status != 200 {
 		t.Fatalf("GET /auth/session after load: %d", r.Status)

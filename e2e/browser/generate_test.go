@@ -88,6 +88,7 @@ func TestGenerateImage(t *testing.T) {
 
 	p.typeInto(promptField, "a lighthouse at dusk")
 	p.typeInto(widthField, "512")
+	p.typeInto(`input[aria-label="Height"]`, "320")
 	if v := eval[string](p, `document.querySelector('input[aria-label="Width"]').value`); v != "512" {
 		t.Fatalf("Width field holds %q after typing 512", v)
 	}
@@ -110,8 +111,8 @@ func TestGenerateImage(t *testing.T) {
 	st := p.fetch("GET", "/status/"+id, nil, nil)
 	var task taskView
 	json.Unmarshal(st.Body, &task)
-	if st.Status != 200 || task.Model != "flux" || task.Prompt != "a lighthouse at dusk" || task.Params["width"] != float64(512) {
-		t.Errorf("the server got %d %s; want the FLUX task with width 512 and the typed prompt", st.Status, st.Body)
+	if st.Status != 200 || task.Model != "flux" || task.Prompt != "a lighthouse at dusk" || task.Params["width"] != float64(512) || task.Params["height"] != float64(320) {
+		t.Errorf("the server got %d %s; want the FLUX task, 512x320, with the typed prompt", st.Status, st.Body)
 	}
 	if w := eval[int](p, resultImage+`.naturalWidth`); w != 512 {
 		t.Errorf("result image is %d px wide, want 512", w)

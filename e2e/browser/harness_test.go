@@ -63,9 +63,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// findChromium prefers Debian's binary, then whatever PATH offers.
+// findChromium honours GG_CHROMIUM, then prefers Debian's binary, then PATH.
 func findChromium() string {
-	if p := os.Getenv("GG_CHROMIUM"); p != "" {
+	if p, ok := os.LookupEnv("GG_CHROMIUM"); ok {
+		// an explicit choice wins; a missing file means no browser
+		if _, err := os.Stat(p); err != nil {
+			return ""
+		}
 		return p
 	}
 	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
