@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // articleIDs lists the gallery cards' task ids in page order.
@@ -123,8 +124,16 @@ func TestGalleryDeleteAndReuse(t *testing.T) {
 		t.Errorf("GET /status of the deleted task: %d, want 404", r.Status)
 	}
 
+	// the large view closes with Escape and gives focus back to its card
+	thumb := fmt.Sprintf(`//article[@data-task-id=%q]//button[contains(@class, "thumb")]`, lake)
+	p.click(thumb)
+	p.waitFor("the large view", `document.querySelector("dialog[open]")`, 5*time.Second)
+	p.do("press Escape", chromedp.KeyEvent(kb.Escape))
+	p.waitFor("Escape to close the view and refocus its card", fmt.Sprintf(`!document.querySelector("dialog[open]") &&
+		document.activeElement && document.activeElement.closest('article[data-task-id=%q]')`, lake), 3*time.Second)
+
 	// open an item, then "Use these settings" fills the Generate form
-	p.click(fmt.Sprintf(`//article[@data-task-id=%q]//button[contains(@class, "thumb")]`, lake))
+	p.click(thumb)
 	p.waitFor("the large view", `document.querySelector("dialog[open] img") && document.querySelector("dialog[open]").innerText.includes("a blue mountain lake")`, 5*time.Second)
 	view := eval[string](p, `document.querySelector("dialog[open]").innerText`)
 	for _, s := range []string{"Pony Diffusion XL", "Width", "768", "Steps", "20", "Created"} {

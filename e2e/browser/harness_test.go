@@ -59,6 +59,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if _, err := os.Stat(shotsDir); err == nil {
+		fmt.Println("browser tests: screenshots in", shotsDir)
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
