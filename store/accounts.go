@@ -338,3 +338,12 @@ func (db *DB) ResealCredentials(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// HasReadyAccount reports whether any worker account is ready: the submit
+// path's no_workers check, one EXISTS query instead of reading every
+// account row (deploy output included) per request.
+func (db *DB) HasReadyAccount(ctx context.Context) (bool, error) {
+	var ok bool
+	err := db.stmtHasReady.QueryRowContext(ctx).Scan(&ok)
+	return ok, err
+}

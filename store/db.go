@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fernet/fernet-go"
@@ -56,11 +57,16 @@ type DB struct {
 	auditKey         []byte
 	retiredAuditKeys [][]byte
 
-	creates   chan *createRequest
-	closing   chan struct{}
-	committed sync.WaitGroup
-	closeOnce sync.Once
-	closeErr  error
+	creates chan *createRequest
+	pending pendingBound // committer-only
+	// Statements of the submit path, prepared once.
+	stmtInsertTask, stmtHasReady *sql.Stmt
+	// pendingAdds counts pending rows added outside the committer (requeues).
+	pendingAdds atomic.Int64
+	closing     chan struct{}
+	committed   sync.WaitGroup
+	closeOnce   sync.Once
+	closeErr    error
 }
 
 // schemaTooNewError keeps both versions in the message while matching ErrSchemaTooNew.
@@ -161,6 +167,15 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("store: open read pool: %w", err)
 	}
 
+	if db.stmtInsertTask, err = db.writer.Prepare(insertTaskSQL); err == nil {
+		db.stmtHasReady, err = db.reader.Prepare(`SELECT EXISTS (SELECT 1 FROM accounts WHERE status = 'ready')`)
+	}
+	if err != nil {
+		db.reader.Close()
+		db.writer.Close()
+		return nil, fmt.Errorf("store: prepare: %w", err)
+	}
+
 	db.committed.Add(1)
 	go db.runCommitter()
 	return db, nil
@@ -244,6 +259,8 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		close(db.closing)
 		db.committed.Wait()
+		db.stmtInsertTask.Close()
+		db.stmtHasReady.Close()
 		errR := db.reader.Close()
 		errW := db.writer.Close()
 		db.closeErr = errors.Join(errR, errW)

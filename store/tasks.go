@@ -106,6 +106,7 @@ func (db *DB) CreateTask(ctx context.Context, t *Task, image []byte, queueMax in
 // createTaskSingle is CreateTask without batching: one transaction per task.
 func (db *DB) createTaskSingle(ctx context.Context, t *Task, image []byte, queueMax int) error {
 	db.prepareTask(t, image)
+	db.pendingAdds.Add(1) // outside the committer: its bound must grow too
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
 		pending, err := countPending(ctx, tx)
 		if err != nil {
@@ -114,7 +115,7 @@ func (db *DB) createTaskSingle(ctx context.Context, t *Task, image []byte, queue
 		if queueMax > 0 && pending >= queueMax {
 			return ErrQueueFull
 		}
-		return insertTask(ctx, tx, t, image)
+		return db.insertTask(ctx, tx, t, image)
 	})
 }
 
@@ -143,10 +144,49 @@ func countPending(ctx context.Context, tx *sql.Tx) (int, error) {
 	return n, err
 }
 
-func insertTask(ctx context.Context, tx *sql.Tx, t *Task, image []byte) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO tasks (id, type, model, mode, prompt, negative_prompt, params,
+// pendingBound is the committer's upper bound on the number of pending tasks,
+// so that a batch far below the queue limit needs no count(*) (which walks
+// every pending index entry: the most expensive part of a submit with a long
+// queue). Only the committer goroutine touches it.
+//
+// It stays an upper bound because only two things add pending rows: the
+// committer's own inserts (counted after COMMIT) and paths outside it
+// (RequeueTask, createTaskSingle), which bump db.pendingAdds before their
+// transaction; adds is read before the count, so an add racing the count is
+// counted twice, never missed. Claims, failures and deletes only lower the
+// real number, which a recount near the limit picks up.
+type pendingBound struct {
+	valid bool
+	base  int   // exact pending count when last measured
+	adds  int64 // db.pendingAdds read just before that count
+}
+
+func (b *pendingBound) upper(db *DB) int {
+	return b.base + int(db.pendingAdds.Load()-b.adds)
+}
+
+// recount measures the pending count exactly in tx.
+func (b *pendingBound) recount(ctx context.Context, db *DB, tx *sql.Tx) (int, error) {
+	b.valid = false
+	adds := db.pendingAdds.Load()
+	n, err := countPending(ctx, tx)
+	if err != nil {
+		return 0, err
+	}
+	b.valid, b.base, b.adds = true, n, adds
+	return n, nil
+}
+
+const insertTaskSQL = `INSERT INTO tasks (id, type, model, mode, prompt, negative_prompt, params,
 		status, progress, attempts, created_at, updated_at, has_image)
-		VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, ?, ?, ?)`,
+		VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, ?, ?, ?)`
+
+func (db *DB) insertTask(ctx context.Context, tx *sql.Tx, t *Task, image []byte) error {
+	// The statement prepared once at Open: parsing the INSERT anew cost
+	// about as much as executing it.
+	stmt := tx.StmtContext(ctx, db.stmtInsertTask)
+	defer stmt.Close()
+	_, err := stmt.ExecContext(ctx,
 		t.ID, t.Type, t.Model, t.Mode, t.Prompt, t.NegativePrompt, string(t.Params),
 		t.CreatedAt.UnixMilli(), t.UpdatedAt.UnixMilli(), t.HasImage)
 	if err != nil {
@@ -191,10 +231,28 @@ func (db *DB) runCommitter() {
 func (db *DB) commitBatch(batch []*createRequest) {
 	ctx := context.Background()
 	results := make([]error, len(batch))
+	bound := &db.pending
+	inserted := 0 // since the bound's last count
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		pending, err := countPending(ctx, tx)
-		if err != nil {
-			return err
+		inserted = 0
+		// Count only when the bound cannot prove there is room for every
+		// limited request of this batch.
+		pending, exact := 0, false
+		if bound.valid {
+			pending = bound.upper(db)
+		}
+		limit := 0
+		for _, req := range batch {
+			if req.queueMax > 0 && (limit == 0 || req.queueMax < limit) {
+				limit = req.queueMax
+			}
+		}
+		if limit > 0 && (!bound.valid || pending+len(batch) > limit) {
+			n, err := bound.recount(ctx, db, tx)
+			if err != nil {
+				return err
+			}
+			pending, exact = n, true
 		}
 		for i, req := range batch {
 			if err := req.ctx.Err(); err != nil {
@@ -202,27 +260,54 @@ func (db *DB) commitBatch(batch []*createRequest) {
 				continue
 			}
 			if req.queueMax > 0 && pending >= req.queueMax {
-				results[i] = ErrQueueFull
-				continue
+				if !exact {
+					n, err := bound.recount(ctx, db, tx)
+					if err != nil {
+						return err
+					}
+					// The count sees this transaction's own inserts.
+					pending, exact, inserted = n, true, 0
+				}
+				if pending >= req.queueMax {
+					results[i] = ErrQueueFull
+					continue
+				}
 			}
-			// A savepoint per request lets one bad row fail alone.
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT create_task"); err != nil {
-				return err
-			}
-			if err := insertTask(ctx, tx, req.task, req.image); err != nil {
-				results[i] = err
-				if _, err := tx.ExecContext(ctx, "ROLLBACK TO create_task"); err != nil {
+			// One bad row fails alone: a lone INSERT that fails is undone by
+			// SQLite's statement rollback; a task with an image is two
+			// statements, so it gets a savepoint.
+			savepoint := len(req.image) > 0
+			if savepoint {
+				if _, err := tx.ExecContext(ctx, "SAVEPOINT create_task"); err != nil {
 					return err
+				}
+			}
+			if err := db.insertTask(ctx, tx, req.task, req.image); err != nil {
+				results[i] = err
+				if savepoint {
+					if _, err := tx.ExecContext(ctx, "ROLLBACK TO create_task"); err != nil {
+						return err
+					}
 				}
 			} else {
 				pending++
+				inserted++
 			}
-			if _, err := tx.ExecContext(ctx, "RELEASE create_task"); err != nil {
-				return err
+			if savepoint {
+				if _, err := tx.ExecContext(ctx, "RELEASE create_task"); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	})
+	if err == nil {
+		if bound.valid {
+			bound.base += inserted
+		}
+	} else {
+		bound.valid = false
+	}
 	for i, req := range batch {
 		if err != nil {
 			if results[i] == nil {
@@ -383,6 +468,7 @@ func nullID(id int64) any {
 
 // RequeueTask: processing -> pending, account cleared, reason appended to a retry log (ErrConflict if not processing).
 func (db *DB) RequeueTask(ctx context.Context, id string, reason string) error {
+	db.pendingAdds.Add(1) // keeps the committer's queue bound an upper bound
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
 		now := db.nowMS()
 		var account sql.NullInt64
