@@ -192,9 +192,15 @@ func TestGenerateKeyboardReloadAndMemory(t *testing.T) {
 	p.typeInto(`input[aria-label="Steps"]`, "12")
 	p.typeInto(promptField, "a quiet harbour")
 
+	// fill both demo slots so our task queues: the run outlasts a slow reload
+	busy := srv.client(t)
+	busy.generate("flux", "t2i", "filler one", nil)
+	busy.generate("flux", "t2i", "filler two", nil)
+
 	// Ctrl+Enter in the prompt submits the form
 	p.do("press Ctrl+Enter", ctrlEnter())
-	p.waitFor("the progress bar after Ctrl+Enter", `document.querySelector('[role="progressbar"][aria-valuenow]')`, 5*time.Second)
+	p.waitFor("the queued task's progress bar after Ctrl+Enter", `document.querySelector('[role="progressbar"][aria-valuenow]') &&
+		/Waiting/.test(document.querySelector(".status-line").textContent)`, 5*time.Second)
 	id := p.currentTask()
 	if id == "" {
 		t.Fatal("no task is remembered after Ctrl+Enter")
