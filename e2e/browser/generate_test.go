@@ -3,6 +3,10 @@ package browser
 import (
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/png"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -301,4 +305,45 @@ func demoAccountID(t *testing.T, p *page) int64 {
 	}
 	t.Fatalf("no demo account in %d %s", r.Status, r.Body)
 	return 0
+}
+
+func TestGenerateImageToVideo(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	input := filepath.Join(t.TempDir(), "start.png")
+	img := image.NewNRGBA(image.Rect(0, 0, 64, 48))
+	for i := range img.Pix {
+		img.Pix[i] = byte(i * 7)
+	}
+	f, err := os.Create(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	png.Encode(f, img)
+	f.Close()
+
+	p := openBrowser(t, srv, desktop)
+	p.open("/")
+	p.waitForm()
+	p.chooseOption(modelSelect, "AniSora")
+	p.chooseOption(modeSelect, "Image to video")
+	p.waitFor("the image picker", `document.querySelector('input[type="file"][aria-label="Image"]')`, 3*time.Second)
+	p.typeInto(promptField, "the picture comes alive")
+
+	// without an image the form asks for one instead of sending
+	p.click(generateBtn)
+	p.waitFor("the missing-image message", `document.querySelector('input[aria-label="Image"][aria-invalid="true"]')`, 3*time.Second)
+
+	p.do("choose the image", chromedp.SetUploadFiles(chromedp.CSS(`input[aria-label="Image"]`), []string{input}))
+	p.waitFor("the preview of the chosen image", `(() => { const i = document.querySelector(".image-preview img"); return i && i.complete && i.naturalWidth === 64; })()`, 5*time.Second)
+	p.click(generateBtn)
+	p.waitFor("the result video", `document.querySelector("main video[controls][poster]")`, 20*time.Second)
+	p.do("top", chromedp.Evaluate[chromedp.Void](`window.scrollTo(0, 0)`))
+	p.screenshot("generate-i2v")
+	st := p.fetch("GET", "/status/"+p.currentTask(), nil, nil)
+	var task taskView
+	json.Unmarshal(st.Body, &task)
+	if task.Model != "anisora" || task.Mode != "i2v" || task.Status != "done" {
+		t.Errorf("the server holds %s, want a done anisora i2v task", st.Body)
+	}
 }
