@@ -267,7 +267,10 @@ export function GeneratePage({ catalog }: GenerateProps) {
   }, [taskError]);
 
   const model = findModel(catalog, draft.model) ?? catalog.models[0];
-  const mode = model && model.modes.includes(draft.modes[model.id] ?? '') ? draft.modes[model.id] : model?.modes[0] ?? '';
+  // Until a mode is chosen, prefer one that needs only a prompt, so a first
+  // visit can generate at once.
+  const firstMode = model ? (model.modes.find((m) => !needsImage(m)) ?? model.modes[0]) : '';
+  const mode = model && model.modes.includes(draft.modes[model.id] ?? '') ? draft.modes[model.id] : firstMode;
   const values = useMemo(() => (model ? paramValues(model, draft.params[model.id]) : {}), [model, draft.params]);
   const wantsImage = needsImage(mode);
 
