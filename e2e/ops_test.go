@@ -1,0 +1,205 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"database/sql"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// startDemo runs `gooni --demo` on a fresh data dir and waits for /health.
+func startDemo(t *testing.T, env ...string) *server {
+	t.Helper()
+	dataDir := t.TempDir()
+	s := &server{addr: freeAddr(t), dataDir: dataDir, client: &http.Client{Timeout: 10 * time.Second}}
+	s.process = newProcess(t, "gooni --demo", []string{"--demo"}, append([]string{"GG_ADDR=" + s.addr, "GG_DATA_DIR=" + dataDir}, env...))
+	s.start()
+	return s
+}
+
+// TestSmokeScriptAgainstDemo runs the rollback check of the requirements
+// (scripts/smoke.sh) against a running demo, and against a dead address.
+func TestSmokeScriptAgainstDemo(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("curl is missing; .ci/run installs it")
+		}
+		t.Skip("curl is not installed")
+	}
+	t.Parallel()
+	s := startDemo(t)
+	run := func(url string) (string, error) {
+		cmd := exec.Command("bash", "../scripts/smoke.sh", url)
+		cmd.Env = append(baseEnv(), "GG_DATA_DIR="+s.dataDir, "SMOKE_TIMEOUT=30")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("http://" + s.addr)
+	if err != nil {
+		t.Fatalf("smoke.sh failed against the demo: %v\n%s", err, out)
+	}
+	for _, step := range []string{"/health", "/auth/session", "/generate", "/status", "/results", "/admin/health"} {
+		if !strings.Contains(out, step) {
+			t.Errorf("smoke output does not mention %s:\n%s", step, out)
+		}
+	}
+	for _, name := range []string{"api_key", "admin_key"} {
+		key, _ := os.ReadFile(filepath.Join(s.dataDir, "secrets", name))
+		if k := strings.TrimSpace(string(key)); k != "" && strings.Contains(out, k) {
+			t.Errorf("smoke output shows the %s", name)
+		}
+	}
+	if out, err := run("http://" + freeAddr(t)); err == nil || !strings.Contains(out, "FAIL") {
+		t.Errorf("smoke.sh against nothing: err %v\n%s", err, out)
+	}
+}
+
+func readKey(t *testing.T, dataDir, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, "secrets", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// selfSigned writes a certificate and key for 127.0.0.1 and returns their paths and a pool trusting it.
+func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gooni test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+// TestTLS: with GG_TLS_CERT/GG_TLS_KEY the server speaks HTTPS only, TLS 1.2
+// or newer, sends HSTS and marks cookies Secure.
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	certFile, keyFile, pool := selfSigned(t)
+	addr := freeAddr(t)
+	p := newProcess(t, "gooni tls", nil, []string{"GG_ADDR=" + addr, "GG_DATA_DIR=" + t.TempDir(), "GG_TLS_CERT=" + certFile, "GG_TLS_KEY=" + keyFile})
+	p.start()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	var resp *http.Response
+	waitFor(t, 20*time.Second, "HTTPS /health", func() bool {
+		r, err := client.Get("https://" + addr + "/health")
+		if err != nil {
+			return false
+		}
+		r.Body.Close()
+		resp = r
+		return r.StatusCode == http.StatusOK
+	})
+	if !strings.Contains(resp.Header.Get("Strict-Transport-Security"), "max-age=") {
+		t.Errorf("no HSTS over HTTPS: %v", resp.Header)
+	}
+	r, err := client.Post("https://"+addr+"/auth/session", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	var secure bool
+	for _, c := range r.Cookies() {
+		secure = c.Name == "gg_session" && c.Secure && c.HttpOnly
+	}
+	if !secure {
+		t.Errorf("gg_session over HTTPS is not Secure+HttpOnly: %v", r.Header.Values("Set-Cookie"))
+	}
+	old := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MaxVersion: tls.VersionTLS11}}}
+	if r, err := old.Get("https://" + addr + "/health"); err == nil {
+		r.Body.Close()
+		t.Error("a TLS 1.1 client was served")
+	}
+	if r, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/health"); err == nil && r.StatusCode == http.StatusOK {
+		r.Body.Close()
+		t.Error("plain HTTP was served on the TLS port")
+	}
+}
+
+// TestPlainHTTPOnAllInterfacesWarns: bound beyond loopback without TLS, the
+// server says so at start.
+func TestPlainHTTPOnAllInterfacesWarns(t *testing.T) {
+	t.Parallel()
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	s := &server{addr: "127.0.0.1:" + port, dataDir: t.TempDir(), client: &http.Client{Timeout: 5 * time.Second}}
+	s.process = newProcess(t, "gooni 0.0.0.0", nil, []string{"GG_ADDR=0.0.0.0:" + port, "GG_DATA_DIR=" + s.dataDir})
+	s.start()
+	warned := false
+	for _, rec := range s.logs.records("serving plain HTTP on a non-loopback address: sessions and keys cross the network unencrypted; set GG_TLS_CERT and GG_TLS_KEY or put a TLS proxy in front") {
+		warned = rec["level"] == "WARN"
+	}
+	if !warned {
+		t.Errorf("no warning about plain HTTP on 0.0.0.0:\n%s", s.logs.String())
+	}
+}
+
+// TestOlderBinaryRefusesNewerDatabase: migrations are forward-only; a binary
+// that finds a database from a newer schema stops with a clear message and
+// leaves the file untouched.
+func TestOlderBinaryRefusesNewerDatabase(t *testing.T) {
+	t.Parallel()
+	s := startDemo(t)
+	s.apiKey = readKey(t, s.dataDir, "api_key")
+	s.mustGenerate(t, "image", 0)
+	if err := s.stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(s.dataDir, "gooni.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`PRAGMA user_version = 99`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	before, _ := os.ReadFile(path)
+	cmd := exec.Command(gooniBin)
+	cmd.Env = append(baseEnv(), "GG_ADDR="+freeAddr(t), "GG_DATA_DIR="+s.dataDir)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("the server started on a newer database:\n%s", out)
+	}
+	if !strings.Contains(string(out), "newer than this binary") {
+		t.Errorf("unclear refusal:\n%s", out)
+	}
+	after, _ := os.ReadFile(path)
+	if sha256.Sum256(before) != sha256.Sum256(after) || !bytes.Equal(before[:16], []byte("SQLite format 3\x00")) {
+		t.Error("the newer database was modified")
+	}
+}
