@@ -33,6 +33,7 @@ type config struct {
 	CatalogFile     string
 	Demo            bool
 	APIKeyGrace     time.Duration
+	AuditRetention  time.Duration // 0 = keep audit events forever
 }
 
 // envVars documents every variable `gooni --help` lists, with its default.
@@ -58,6 +59,7 @@ var envVars = []struct{ name, def, meaning string }{
 	{"GG_METRICS_ADDR", "empty", "optional separate listen address for /metrics (loopback recommended)"},
 	{"GG_CATALOG", "empty (the built-in inference_settings.json)", "path of a model catalog to use instead of the built-in one"},
 	{"GG_API_KEY_GRACE", "24h", "how long a rotated-out API key stays valid"},
+	{"GG_AUDIT_RETENTION", "empty (keep forever)", "remove audit events older than this, daily; at least 2160h (90 days)"},
 }
 
 func loadConfig(args []string, getenv func(string) string) (*config, error) {
@@ -91,6 +93,13 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	c.MetricsAddr = getenv("GG_METRICS_ADDR")
 	c.CatalogFile = getenv("GG_CATALOG")
 	c.APIKeyGrace = dur("GG_API_KEY_GRACE", "24h")
+	if v := getenv("GG_AUDIT_RETENTION"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 90*24*time.Hour {
+			errs = append(errs, fmt.Errorf("GG_AUDIT_RETENTION=%q: must be a duration of at least 2160h (90 days)", v))
+		}
+		c.AuditRetention = d
+	}
 	qm := str("GG_QUEUE_MAX", "1000")
 	n, err := strconv.Atoi(qm)
 	if err != nil || n < 1 {

@@ -41,6 +41,7 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		"GG_ADDR":            "8080",
 		"GG_WORKSPACE_URL":   "https://fixed.example",
 		"GG_TLS_CERT":        "/only/cert.pem",
+		"GG_AUDIT_RETENTION": "720h",
 	}
 	for k, v := range cases {
 		_, err := loadConfig(nil, func(name string) string {

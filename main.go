@@ -207,6 +207,9 @@ func serve(cfg *config, log *slog.Logger) error {
 			return fmt.Errorf("demo workspace: %w", err)
 		}
 	}
+	if cfg.AuditRetention > 0 {
+		go pruneAuditDaily(bg, db, cfg.AuditRetention, log)
+	}
 	dispatchDone := make(chan struct{})
 	go func() { d.Run(bg); close(dispatchDone) }()
 
@@ -358,4 +361,24 @@ func startDemo(ctx, bg context.Context, db *store.DB, d *dispatch.Dispatcher, lo
 	}
 	log.Info("demo workspace ready", "account_id", acc.ID, "base_url", base, "status", acc.Status)
 	return done, nil
+}
+
+// pruneAuditDaily removes audit events past the retention period once a day;
+// a sealed checkpoint keeps the rest of the chain verifiable.
+func pruneAuditDaily(ctx context.Context, db *store.DB, keep time.Duration, log *slog.Logger) {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		n, err := db.PruneAudit(ctx, time.Now().Add(-keep))
+		if err != nil && ctx.Err() == nil {
+			log.Error("audit retention", "error", err.Error())
+		} else if n > 0 {
+			log.Info("audit retention removed old events", "removed", n, "older_than", keep.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

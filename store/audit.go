@@ -208,8 +208,12 @@ func (db *DB) latestCheckpoint(ctx context.Context, tx *sql.Tx, below int64) (ch
 		if err := rows.Scan(&cp.uptoID, &cp.rowMAC, &mac); err != nil {
 			return checkpoint{}, false, err
 		}
-		if hmac.Equal(mac, db.sealMAC("checkpoint", cp.uptoID, cp.rowMAC)) {
-			return cp, true, nil
+		// A retention checkpoint is sealed with the key in force when it was
+		// written, which may since have been rotated out.
+		for _, key := range append([][]byte{db.auditKey}, db.retiredAuditKeys...) {
+			if hmac.Equal(mac, sealMACWith(key, "checkpoint", cp.uptoID, cp.rowMAC)) {
+				return cp, true, nil
+			}
 		}
 	}
 	return checkpoint{}, false, rows.Err()
@@ -239,9 +243,14 @@ func (db *DB) VerifyAudit(ctx context.Context) (AuditVerdict, error) {
 		return v, err
 	}
 	prevID, prev := int64(0), genesisMAC
-	if firstID > 1 {
-		// Leading rows are gone: fine only where a sealed checkpoint says so.
-		cp, ok, err := db.latestCheckpoint(ctx, tx, firstID)
+	if firstID != 1 {
+		// Leading rows (or all of them) are gone: fine only where a sealed
+		// retention checkpoint says so.
+		below := firstID
+		if firstID == 0 {
+			below = 1 << 62
+		}
+		cp, ok, err := db.latestCheckpoint(ctx, tx, below)
 		if err != nil {
 			return v, err
 		}
@@ -324,6 +333,50 @@ func (db *DB) VerifyAudit(ctx context.Context) (AuditVerdict, error) {
 	}
 	v.OK = true
 	return v, nil
+}
+
+// AuditRetention is the minimum age of audit rows that may be removed (the
+// triggers refuse younger ones too).
+const AuditRetention = 90 * 24 * time.Hour
+
+// PruneAudit removes the audit events older than before, which must be at
+// least AuditRetention ago, and seals a retention checkpoint at the newest
+// removed row so the rest of the chain still verifies. It returns how many
+// rows went.
+func (db *DB) PruneAudit(ctx context.Context, before time.Time) (int, error) {
+	if err := db.checkAuditKey(); err != nil {
+		return 0, err
+	}
+	if before.After(db.now().Add(-AuditRetention)) {
+		return 0, fmt.Errorf("store: audit events are kept at least %v", AuditRetention)
+	}
+	var n int64
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		var upto int64
+		var mac []byte
+		err := tx.QueryRowContext(ctx, `SELECT id, mac FROM audit_events WHERE ts < ? ORDER BY id DESC LIMIT 1`,
+			before.UnixMilli()).Scan(&upto, &mac)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO audit_checkpoints (upto_id, row_mac, mac, created_at, kind)
+			VALUES (?, ?, ?, ?, 'retention')`, upto, mac, db.sealMAC("checkpoint", upto, mac), db.now().UnixMilli()); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM audit_events WHERE id <= ?`, upto)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: prune audit: %w", err)
+	}
+	return int(n), nil
 }
 
 type rotation struct {

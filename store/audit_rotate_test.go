@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestRotateAuditKey: after a rotation the whole chain still verifies (old
@@ -81,5 +82,44 @@ func TestRotateAuditKey(t *testing.T) {
 	db4 := reopen(opts)
 	if v, err := db4.VerifyAudit(ctx); err != nil || v.OK || v.FirstBadID != 2 {
 		t.Fatalf("tampered old row: %+v %v", v, err)
+	}
+}
+
+// TestPruneAudit: only rows older than the retention period go, a sealed
+// checkpoint keeps the rest verifiable (also after a key rotation), and
+// appends continue the chain.
+func TestPruneAudit(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openTest(t, testOptions(t))
+	now := time.Now()
+	add := func(ts time.Time) {
+		if err := db.AppendAudit(ctx, &AuditEvent{Timestamp: ts, Actor: "system", Source: "local", Action: "account.health_check", Target: "account:1", Outcome: "success", CorrelationID: "c"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		add(now.Add(-200 * 24 * time.Hour))
+	}
+	add(now.Add(-time.Hour))
+	if _, err := db.PruneAudit(ctx, now.Add(-30*24*time.Hour)); err == nil {
+		t.Fatal("pruned inside the retention period")
+	}
+	n, err := db.PruneAudit(ctx, now.Add(-100*24*time.Hour))
+	if err != nil || n != 3 {
+		t.Fatalf("pruned %d, %v", n, err)
+	}
+	if v, err := db.VerifyAudit(ctx); err != nil || !v.OK || v.Checked != 1 {
+		t.Fatalf("after prune: %+v %v", v, err)
+	}
+	if err := db.RotateAuditKey(ctx, []byte(strings.Repeat("r", 40))); err != nil {
+		t.Fatal(err)
+	}
+	add(now)
+	if v, err := db.VerifyAudit(ctx); err != nil || !v.OK || v.Checked != 2 {
+		t.Fatalf("after rotation: %+v %v", v, err)
+	}
+	items, _, _ := db.ListAudit(ctx, AuditFilter{Limit: 10})
+	if len(items) != 2 || items[1].ID != 4 {
+		t.Fatalf("remaining rows: %d", len(items))
 	}
 }
