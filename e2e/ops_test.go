@@ -203,3 +203,22 @@ func TestOlderBinaryRefusesNewerDatabase(t *testing.T) {
 		t.Error("the newer database was modified")
 	}
 }
+
+// TestHealthcheckSubcommand: the Docker HEALTHCHECK (`gooni healthcheck`,
+// no shell or curl in the image) passes against a live server and fails
+// against none.
+func TestHealthcheckSubcommand(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	check := func(addr string) error {
+		cmd := exec.Command(gooniBin, "healthcheck")
+		cmd.Env = append(baseEnv(), "GG_ADDR="+addr)
+		return cmd.Run()
+	}
+	if err := check(s.addr); err != nil {
+		t.Errorf("healthcheck of a live server: %v", err)
+	}
+	if err := check(freeAddr(t)); err == nil {
+		t.Error("healthcheck passed with no server")
+	}
+}
