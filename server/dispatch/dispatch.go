@@ -536,6 +536,9 @@ func (d *Dispatcher) accountDown(ctx context.Context, accountID int64, reason st
 			if errors.Is(cause, workspace.ErrTargetInvalid) {
 				d.audit(ctx, "security.proxy_refused", accountID, "denied", map[string]any{"reason": reason})
 			}
+			// An explicit failure changes the account's status: admins see it in the audit log too.
+			d.audit(ctx, "account.update", accountID, "failure", map[string]any{
+				"name": acc.Name, "previous_status": acc.Status, "status": "failed", "reason": reason})
 		}
 	}
 	tasks, err := d.db.ListProcessing(ctx)

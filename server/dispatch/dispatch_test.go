@@ -646,10 +646,10 @@ func TestDispatchNeverSendsToInvalidTarget(t *testing.T) {
 	waitFor(t, 5*time.Second, "account to be marked failed", func() bool {
 		return e.getAccount(acc.ID).Status == "failed"
 	})
-	waitFor(t, 5*time.Second, "the refusal to be audited", func() bool {
+	waitFor(t, 5*time.Second, "the refusal and the status change to be audited", func() bool {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		return len(e.audits) > 0
+		return len(e.audits) >= 2
 	})
 	got := e.get(task.ID)
 	if got.Status != "pending" || got.Attempts != 0 {
@@ -657,8 +657,10 @@ func TestDispatchNeverSendsToInvalidTarget(t *testing.T) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(e.audits) != 1 || e.audits[0].Action != "security.proxy_refused" || e.audits[0].Outcome != "denied" {
-		t.Errorf("audit events %+v, want one security.proxy_refused", e.audits)
+	// One security event for the refusal, one for the account's change to failed.
+	if len(e.audits) != 2 || e.audits[0].Action != "security.proxy_refused" || e.audits[0].Outcome != "denied" ||
+		e.audits[1].Action != "account.update" || e.audits[1].Details["status"] != "failed" {
+		t.Errorf("audit events %+v, want security.proxy_refused then account.update to failed", e.audits)
 	}
 }
 
