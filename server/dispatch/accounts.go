@@ -258,11 +258,13 @@ func (d *Dispatcher) auditAs(ctx context.Context, who actorInfo, action string, 
 		CorrelationID: who.CorrelationID,
 		Details:       details,
 	}
+	if d.cfg.Audit != nil {
+		// The sink stores the row and writes its log line.
+		d.cfg.Audit(context.WithoutCancel(ctx), e)
+		return
+	}
 	d.log.Info("audit", "actor", e.Actor, "source", e.Source, "action", e.Action, "target", e.Target,
 		"outcome", e.Outcome, "timestamp", e.Timestamp.Format(time.RFC3339Nano), "correlation_id", e.CorrelationID)
-	if d.cfg.Audit != nil {
-		d.cfg.Audit(context.WithoutCancel(ctx), e)
-	}
 }
 
 // actorInfo names who started a background action, for its audit event.
