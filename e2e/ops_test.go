@@ -222,3 +222,67 @@ func TestHealthcheckSubcommand(t *testing.T) {
 		t.Error("healthcheck passed with no server")
 	}
 }
+
+// TestAccountStatusSurvivesRestart (FR-014, SC-004): a health-checked account
+// stays ready across a server restart (no reset to pending), and a failed one
+// stays failed with its reason until something explicit changes it.
+func TestAccountStatusSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	good := startSim(t, "sim-good")
+	bad := startSim(t, "sim-bad", "--fault", "5xx")
+	s := startServer(t)
+	s.adminLogin(t)
+	ready := s.mustAddReady(t, "ready-one", good, 1)
+	failed := s.addAccount(t, "failed-one", bad, 1)
+	if failed.Status != "failed" || failed.StatusReason == "" {
+		t.Fatalf("5xx workspace after a health check: %+v", failed)
+	}
+	if err := s.stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	s.start()
+	s.adminLogin(t)
+	for i := 0; i < 3; i++ { // like reloading the admin page
+		if a := s.getAccount(t, ready.ID); a.Status != "ready" {
+			t.Fatalf("after restart, read %d: ready account is %s", i+1, a.Status)
+		}
+		if a := s.getAccount(t, failed.ID); a.Status != "failed" || a.StatusReason != failed.StatusReason {
+			t.Fatalf("after restart, read %d: failed account is %+v", i+1, a)
+		}
+	}
+}
+
+// TestSlowLorisIsCutOff: a client that sends half a request header and then
+// nothing is disconnected by the server's ReadHeaderTimeout (10 s), and the
+// server keeps answering others meanwhile.
+func TestSlowLorisIsCutOff(t *testing.T) {
+	t.Parallel()
+	s := startServer(t)
+	conn, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")); err != nil {
+		t.Fatal(err)
+	}
+	if resp, _, err := s.do("GET", "/health", nil); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("server busy with a slow client: %v", err)
+	}
+	start := time.Now()
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	buf := make([]byte, 512)
+	for {
+		_, err := conn.Read(buf)
+		if err == nil {
+			continue // a 408 answer before the close is fine
+		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Fatalf("the slow client was still connected after %v", time.Since(start))
+		}
+		break
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Errorf("cut off after %v, want about 10 s", d)
+	}
+}
