@@ -235,6 +235,32 @@ func (db *DB) SetAccountStatus(ctx context.Context, id int64, status, reason str
 	return a, err
 }
 
+// SetAccountStatusUnless is SetAccountStatus for automatic changes (health
+// checks, dispatch failures): it changes nothing while the account is in one
+// of the unless statuses, so an admin's Disable made during a slow check is
+// never overwritten. It returns the account as it now is and whether it changed.
+func (db *DB) SetAccountStatusUnless(ctx context.Context, id int64, status, reason string, checkedAt time.Time, unless ...string) (*Account, bool, error) {
+	if !accountStatuses[status] {
+		return nil, false, fmt.Errorf("store: unknown account status %q", status)
+	}
+	q := `UPDATE accounts SET status = ?, status_reason = ?,
+		last_health_check_at = coalesce(?, last_health_check_at), updated_at = ? WHERE id = ?`
+	args := []any{status, reason, ms(checkedAt), db.nowMS(), id}
+	for _, u := range unless {
+		q += ` AND status <> ?`
+		args = append(args, u)
+	}
+	a, err := scanAccount(db.writer.QueryRowContext(ctx, q+` RETURNING `+accountColumns, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		a, err = db.GetAccount(ctx, id)
+		return a, false, err
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return a, true, nil
+}
+
 var deployStatuses = map[string]bool{"": true, "running": true, "succeeded": true, "failed": true}
 
 // SetDeploy records a deploy's state and (already redacted) output, keeping the

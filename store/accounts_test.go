@@ -211,3 +211,28 @@ func TestAccountKeys(t *testing.T) {
 		t.Fatalf("bad key: %v", err)
 	}
 }
+
+// TestSetAccountStatusUnless: automatic status changes never overwrite an
+// admin's Disable.
+func TestSetAccountStatusUnless(t *testing.T) {
+	ctx := bg
+	db, _ := openTest(t, testOptions(t))
+	a := &Account{Name: "w", Workspace: "w-one", Capacity: 1, Status: "pending"}
+	if err := db.CreateAccount(ctx, a, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, changed, err := db.SetAccountStatusUnless(ctx, a.ID, "ready", "", time.Now(), "disabled")
+	if err != nil || !changed || got.Status != "ready" {
+		t.Fatalf("pending -> ready: %+v %v %v", got, changed, err)
+	}
+	if _, err := db.SetAccountStatus(ctx, a.ID, "disabled", "by an admin", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	got, changed, err = db.SetAccountStatusUnless(ctx, a.ID, "failed", "dead", time.Time{}, "disabled", "failed")
+	if err != nil || changed || got.Status != "disabled" || got.StatusReason != "by an admin" {
+		t.Fatalf("disabled stayed? %+v %v %v", got, changed, err)
+	}
+	if _, _, err := db.SetAccountStatusUnless(ctx, 999, "ready", "", time.Time{}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown account: %v", err)
+	}
+}

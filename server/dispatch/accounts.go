@@ -126,11 +126,12 @@ func (d *Dispatcher) HealthCheck(ctx context.Context, accountID int64) (*store.A
 	if !ok {
 		status = "failed"
 	}
-	updated, err := d.db.SetAccountStatus(ctx, accountID, status, reason, d.cfg.Now())
+	// An admin may have disabled the account while the check ran: that wins.
+	updated, _, err := d.db.SetAccountStatusUnless(ctx, accountID, status, reason, d.cfg.Now(), "disabled")
 	if err != nil {
 		return nil, err
 	}
-	if ok {
+	if ok && updated.Status == "ready" {
 		d.pollOK(accountID)
 		d.Wake()
 	}

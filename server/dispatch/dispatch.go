@@ -526,11 +526,12 @@ func (d *Dispatcher) accountDown(ctx context.Context, accountID int64, reason st
 	d.pollFails[accountID] = 0
 	d.mu.Unlock()
 	if acc.Status != "disabled" && acc.Status != "failed" {
-		if _, err := d.db.SetAccountStatus(ctx, accountID, "failed", reason, time.Time{}); err != nil {
+		// Conditional: an admin's Disable in the meantime is not overwritten.
+		if _, changed, err := d.db.SetAccountStatusUnless(ctx, accountID, "failed", reason, time.Time{}, "disabled", "failed"); err != nil {
 			if ctx.Err() == nil {
 				d.log.Error("dispatch: mark account failed", "account_id", accountID, "err", err)
 			}
-		} else {
+		} else if changed {
 			d.log.Warn("worker account failed", "account_id", accountID, "account", acc.Name,
 				"previous_status", acc.Status, "reason", reason)
 			if errors.Is(cause, workspace.ErrTargetInvalid) {

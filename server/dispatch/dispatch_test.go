@@ -797,3 +797,37 @@ func TestStartRemovesPartialMedia(t *testing.T) {
 		return len(names) == 1 && names[0] == "01ABC.png"
 	})
 }
+
+// TestDisableDuringHealthCheckWins: an admin's Disable made while a slow
+// health check runs is not overwritten by the check's result.
+func TestDisableDuringHealthCheckWins(t *testing.T) {
+	e := newEnv(t)
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"status":"ok","models":[],"capacity":1,"running":0}`))
+	}))
+	defer slow.Close()
+	acc := e.account("slow", slow.URL, 1, "pending", nil)
+	d := New(e.config())
+	done := make(chan *store.Account)
+	go func() {
+		a, err := d.HealthCheck(context.Background(), acc.ID)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- a
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if _, err := e.db.SetAccountStatus(context.Background(), acc.ID, "disabled", "disabled by an admin", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if a := <-done; a == nil || a.Status != "disabled" {
+		t.Fatalf("after the check: %+v", a)
+	}
+	if got := e.getAccount(acc.ID); got.Status != "disabled" {
+		t.Fatalf("stored status %s", got.Status)
+	}
+}
