@@ -41,6 +41,10 @@ func TestAdminConsole(t *testing.T) {
 	// a wrong key is refused in plain words
 	p.click(`//nav//a[normalize-space()="Admin"]`)
 	p.waitFor("the sign-in form", `document.querySelector('input[aria-label="Admin key"]')`, 5*time.Second)
+	// A first visit shows the form without asking the server (no 401 in the console).
+	if eval[bool](p, `performance.getEntriesByType("resource").some((e) => e.name.includes("/admin/accounts"))`) {
+		t.Error("the Admin page asked /admin/accounts before anyone signed in")
+	}
 	p.typeInto(`input[aria-label="Admin key"]`, "not-the-key")
 	p.click(`//button[normalize-space()="Sign in"]`)
 	p.waitFor("the refusal", `[...document.querySelectorAll('[role="alert"]')].some((a) => a.textContent.trim() !== "")`, 5*time.Second)

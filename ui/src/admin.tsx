@@ -13,6 +13,28 @@ function isSignedOut(e: unknown): boolean {
   return e instanceof ApiError && e.status === 401;
 }
 
+// The admin cookie is HttpOnly, so the page keeps a hint that it signed in:
+// without it the page shows the sign-in form at once instead of asking the
+// server (a 401 the browser would log in the console).
+const signedInHint = 'gooni.admin.signedIn';
+
+function hasHint(): boolean {
+  try {
+    return localStorage.getItem(signedInHint) === '1';
+  } catch {
+    return true; // storage unavailable: ask the server
+  }
+}
+
+function setHint(on: boolean) {
+  try {
+    if (on) localStorage.setItem(signedInHint, '1');
+    else localStorage.removeItem(signedInHint);
+  } catch {
+    // storage unavailable: the page asks the server each time
+  }
+}
+
 export function AdminPage() {
   const [state, setState] = useState<'checking' | 'out' | 'in'>('checking');
   const [initial, setInitial] = useState<Account[] | null>(null);
@@ -24,15 +46,18 @@ export function AdminPage() {
     try {
       const res = await request<{ items: Account[] }>('/admin/accounts');
       setInitial(res.items ?? []);
+      setHint(true);
       setState('in');
     } catch (e) {
-      if (!isSignedOut(e)) setProbeError(e);
+      if (isSignedOut(e)) setHint(false);
+      else setProbeError(e);
       setState('out');
     }
   }, []);
 
   useEffect(() => {
-    void probe();
+    if (hasHint()) void probe();
+    else setState('out');
   }, [probe]);
 
   return (
@@ -44,6 +69,7 @@ export function AdminPage() {
         {state === 'in' ? (
           <SignOut
             onDone={() => {
+              setHint(false);
               setNotice('Signed out.');
               setState('out');
             }}
@@ -65,6 +91,7 @@ export function AdminPage() {
         <Console
           initial={initial ?? []}
           onSignedOut={(msg) => {
+            setHint(false);
             setNotice(msg);
             setState('out');
           }}
