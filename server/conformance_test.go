@@ -32,25 +32,10 @@ func newDispatchEnv(t *testing.T, simCfg workspace.SimConfig, deployCommand stri
 	if simCfg.Capacity == 0 {
 		simCfg.Capacity = 2
 	}
-	sim, err := workspace.NewSim(simCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(sim.Handler())
-	t.Cleanup(hs.Close)
 	e := newEnv(t, mods...)
-	var srv *Server
-	d := dispatch.New(dispatch.Config{
-		DB: e.db, DataDir: e.dataDir, WorkspaceURL: "https://{workspace}.invalid",
-		DeployCommand: deployCommand, DeployTimeout: 5 * time.Second, RequestTimeout: 2 * time.Second,
-		Logger: e.srv.log, Now: e.clock.Now,
-		OnTaskChange: func(id string) { srv.Hub().Notify(id) },
-		Audit:        func(ctx context.Context, ev *store.AuditEvent) { srv.WriteAudit(ctx, ev) },
+	d, hs := e.wireDispatcher(simCfg, func(c *dispatch.Config) {
+		c.DeployCommand, c.DeployTimeout, c.RequestTimeout = deployCommand, 5*time.Second, 2*time.Second
 	})
-	cfg := e.srv.cfg
-	cfg.Dispatcher = d
-	srv = New(cfg)
-	e.srv, e.h = srv, srv.Handler()
 	return &dispatchEnv{testEnv: e, d: d, sim: hs}
 }
 

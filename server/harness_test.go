@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"gooni/server/catalog"
+	"gooni/server/dispatch"
 	"gooni/server/secrets"
+	"gooni/server/workspace"
 	"gooni/store"
 )
 
@@ -218,4 +220,34 @@ func (e *testEnv) readyAccount() *store.Account {
 		e.t.Fatal(err)
 	}
 	return a
+}
+
+// wireDispatcher starts a simulated workspace on loopback, builds a
+// dispatcher over e's store (tune adjusts its config), and rebuilds e's
+// server with it wired in: task changes reach the event hub, background
+// audit events the server's audit writer. The dispatcher is not running.
+func (e *testEnv) wireDispatcher(simCfg workspace.SimConfig, tune func(*dispatch.Config)) (*dispatch.Dispatcher, *httptest.Server) {
+	e.t.Helper()
+	sim, err := workspace.NewSim(simCfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	hs := httptest.NewServer(sim.Handler())
+	e.t.Cleanup(hs.Close)
+	var srv *Server
+	dc := dispatch.Config{
+		DB: e.db, DataDir: e.dataDir, WorkspaceURL: "https://{workspace}.invalid",
+		Logger: e.srv.log, Now: e.clock.Now,
+		OnTaskChange: func(id string) { srv.Hub().Notify(id) },
+		Audit:        func(ctx context.Context, ev *store.AuditEvent) { srv.WriteAudit(ctx, ev) },
+	}
+	if tune != nil {
+		tune(&dc)
+	}
+	d := dispatch.New(dc)
+	cfg := e.srv.cfg
+	cfg.Dispatcher = d
+	srv = New(cfg)
+	e.srv, e.h = srv, srv.Handler()
+	return d, hs
 }

@@ -37,29 +37,14 @@ func newLiveEnv(t *testing.T, simCfg workspace.SimConfig, mods ...func(*Config))
 	if simCfg.Capacity == 0 {
 		simCfg.Capacity = 4
 	}
-	sim, err := workspace.NewSim(simCfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(sim.Handler())
-	t.Cleanup(hs.Close)
-	var srv *Server
-	var d *dispatch.Dispatcher
 	e := newEnv(t, mods...)
 	e.clock.mu.Lock()
 	e.clock.real = true // dispatcher, reaper and store must share the real clock
 	e.clock.mu.Unlock()
-	d = dispatch.New(dispatch.Config{
-		DB: e.db, DataDir: e.dataDir, WorkspaceURL: "https://{workspace}.invalid",
-		TTLImage: time.Minute, TTLVideo: time.Minute, PollInterval: 20 * time.Millisecond, ReapInterval: 50 * time.Millisecond,
-		Logger: e.srv.log, OnTaskChange: func(id string) { srv.Hub().Notify(id) },
-		Audit: func(ctx context.Context, ev *store.AuditEvent) { srv.WriteAudit(ctx, ev) },
+	d, hs := e.wireDispatcher(simCfg, func(c *dispatch.Config) {
+		c.TTLImage, c.TTLVideo = time.Minute, time.Minute
+		c.PollInterval, c.ReapInterval = 20*time.Millisecond, 50*time.Millisecond
 	})
-	// Rebuild the server with the dispatcher wired in.
-	cfg := e.srv.cfg
-	cfg.Dispatcher = d
-	srv = New(cfg)
-	e.srv, e.h = srv, srv.Handler()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
@@ -68,7 +53,8 @@ func newLiveEnv(t *testing.T, simCfg workspace.SimConfig, mods ...func(*Config))
 	if err := e.db.CreateAccount(context.Background(), acc, map[string]string{}); err != nil {
 		t.Fatal(err)
 	}
-	if acc, err = d.HealthCheck(context.Background(), acc.ID); err != nil || acc.Status != "ready" {
+	acc, err := d.HealthCheck(context.Background(), acc.ID)
+	if err != nil || acc.Status != "ready" {
 		t.Fatalf("health check of the sim: %v %+v", err, acc)
 	}
 	return &liveEnv{testEnv: e, d: d, sim: hs, acct: acc}
