@@ -54,7 +54,7 @@ var envVars = []struct{ name, def, meaning string }{
 	{"GG_ADMIN_SESSION_TTL", "8h", "admin session lifetime"},
 	{"GG_TTL_IMAGE / GG_TTL_VIDEO", "10m / 30m", "stale-processing limits"},
 	{"GG_WORKSPACE_URL", "https://{workspace}--gooni-inference.modal.run", "how a workspace name becomes a base URL"},
-	{"GG_DEPLOY_COMMAND", "modal deploy workspace/modal_app.py", "what deploy runs for an account"},
+	{"GG_DEPLOY_COMMAND", "modal deploy modal/modal_app.py", "what deploy runs for an account"},
 	{"GG_QUEUE_MAX", "1000", "pending tasks accepted before queue_full"},
 	{"GG_METRICS_ADDR", "empty", "optional separate listen address for /metrics (loopback recommended)"},
 	{"GG_CATALOG", "empty (the built-in inference_settings.json)", "path of a model catalog to use instead of the built-in one"},
@@ -89,7 +89,7 @@ func loadConfig(args []string, getenv func(string) string) (*config, error) {
 	c.TTLImage = dur("GG_TTL_IMAGE", "10m")
 	c.TTLVideo = dur("GG_TTL_VIDEO", "30m")
 	c.WorkspaceURL = str("GG_WORKSPACE_URL", "https://{workspace}--gooni-inference.modal.run")
-	c.DeployCommand = str("GG_DEPLOY_COMMAND", "modal deploy workspace/modal_app.py")
+	c.DeployCommand = str("GG_DEPLOY_COMMAND", "modal deploy modal/modal_app.py")
 	c.MetricsAddr = getenv("GG_METRICS_ADDR")
 	c.CatalogFile = getenv("GG_CATALOG")
 	c.APIKeyGrace = dur("GG_API_KEY_GRACE", "24h")

@@ -14,7 +14,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if c.Addr != "127.0.0.1:8080" || c.DataDir != "./data" || c.HealthInterval != time.Minute || c.SessionMode != "open" ||
 		c.SessionTTL != 24*time.Hour || c.AdminSessionTTL != 8*time.Hour || c.TTLImage != 10*time.Minute ||
-		c.TTLVideo != 30*time.Minute || c.QueueMax != 1000 || c.DeployCommand != "modal deploy workspace/modal_app.py" ||
+		c.TTLVideo != 30*time.Minute || c.QueueMax != 1000 || c.DeployCommand != "modal deploy modal/modal_app.py" ||
 		c.WorkspaceURL != "https://{workspace}--gooni-inference.modal.run" {
 		t.Fatalf("defaults: %+v", c)
 	}

@@ -1,6 +1,6 @@
 """Gooni's GPU workspace on Modal: serves Workspace API v1 (CONTRACT.md section 8).
 
-Deploy with `modal deploy workspace/modal_app.py`; the web endpoint then answers at
+Deploy with `modal deploy modal/modal_app.py`; the web endpoint then answers at
 https://{workspace}--gooni-inference.modal.run, the default GG_WORKSPACE_URL.
 
 The file has two halves. The top half is plain Python (stdlib only): request
@@ -23,6 +23,9 @@ import time
 
 try:  # Only the deploy machine and the containers have Modal; the unit tests do not.
     import modal
+
+    if not hasattr(modal, "App"):  # this repository's own modal/ directory, not the Modal client
+        modal = None
 except ImportError:  # pragma: no cover - exercised by the tests' environment
     modal = None
 

@@ -1,6 +1,6 @@
 """Tests of the pure half of modal_app.py: stdlib only, no Modal, FastAPI or GPU.
 
-Run: python3 -m unittest discover workspace -v
+Run: python3 -m unittest discover modal -v
 """
 
 import base64
