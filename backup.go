@@ -10,7 +10,7 @@ import (
 	"os"
 	"time"
 
-	"gooni/server/secrets"
+	"gooni/internal/secrets"
 	"gooni/store"
 )
 

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"gooni/internal/catalog"
+	"gooni/internal/secrets"
 	"gooni/server"
-	"gooni/server/catalog"
-	"gooni/server/secrets"
 	"gooni/store"
 )
 

@@ -20,11 +20,11 @@ import (
 	"syscall"
 	"time"
 
+	"gooni/internal/catalog"
+	"gooni/internal/dispatch"
+	"gooni/internal/secrets"
+	"gooni/internal/workspace"
 	"gooni/server"
-	"gooni/server/catalog"
-	"gooni/server/dispatch"
-	"gooni/server/secrets"
-	"gooni/server/workspace"
 	"gooni/store"
 )
 

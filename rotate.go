@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"gooni/server/secrets"
+	"gooni/internal/secrets"
 	"gooni/store"
 )
 

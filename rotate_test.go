@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"gooni/server/secrets"
+	"gooni/internal/secrets"
 	"gooni/store"
 )
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"gooni/server/secrets"
+	"gooni/internal/secrets"
 	"gooni/store"
 )
 

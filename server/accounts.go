@@ -13,9 +13,9 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"gooni/internal/dispatch"
+	"gooni/internal/workspace"
 	"gooni/server/apierr"
-	"gooni/server/dispatch"
-	"gooni/server/workspace"
 	"gooni/store"
 )
 

@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"gooni/internal/dispatch"
 	"gooni/server/apierr"
-	"gooni/server/dispatch"
 	"gooni/store"
 )
 

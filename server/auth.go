@@ -10,8 +10,8 @@ import (
 
 	"github.com/gorilla/securecookie"
 
+	"gooni/internal/secrets"
 	"gooni/server/apierr"
-	"gooni/server/secrets"
 	"gooni/store"
 )
 

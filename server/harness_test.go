@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"gooni/server/catalog"
-	"gooni/server/dispatch"
-	"gooni/server/secrets"
-	"gooni/server/workspace"
+	"gooni/internal/catalog"
+	"gooni/internal/dispatch"
+	"gooni/internal/secrets"
+	"gooni/internal/workspace"
 	"gooni/store"
 )
 

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"gooni/server/workspace"
+	"gooni/internal/workspace"
 	"gooni/store"
 )
 

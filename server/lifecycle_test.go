@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"gooni/server/dispatch"
-	"gooni/server/workspace"
+	"gooni/internal/dispatch"
+	"gooni/internal/workspace"
 	"gooni/store"
 )
 

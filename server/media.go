@@ -15,8 +15,8 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"gooni/internal/dispatch"
 	"gooni/server/apierr"
-	"gooni/server/workspace"
 	"gooni/store"
 )
 
@@ -174,47 +174,29 @@ func (s *Server) proxyMedia(w http.ResponseWriter, r *http.Request, t *store.Tas
 	if t.AccountID == 0 || s.cfg.Dispatcher == nil {
 		return apierr.ResultNotReady()
 	}
-	acc, err := s.cfg.DB.GetAccount(r.Context(), t.AccountID)
-	if errors.Is(err, store.ErrNotFound) {
-		s.securityEvent(r, "security.proxy_refused", "task:"+t.ID, "denied", map[string]any{"reason": "account no longer registered"})
-		return apierr.ProxyTargetInvalid()
-	}
-	if err != nil {
-		return apierr.Internal(err)
-	}
-	c, err := s.cfg.Dispatcher.Client(r.Context(), acc)
-	if err != nil {
-		if errors.Is(err, workspace.ErrTargetInvalid) {
-			s.securityEvent(r, "security.proxy_refused", "task:"+t.ID, "denied", map[string]any{"reason": "invalid workspace target", "account_id": acc.ID})
-			return apierr.ProxyTargetInvalid()
-		}
-		return apierr.ResultNotReady()
-	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
-	var resp *http.Response
-	if preview {
-		resp, err = c.Preview(ctx, t.ID)
-	} else {
-		resp, err = c.Result(ctx, t.ID)
-	}
-	if err != nil {
+	m, err := s.cfg.Dispatcher.LiveMedia(ctx, t, preview)
+	switch {
+	case errors.Is(err, dispatch.ErrProxyRefused):
+		s.securityEvent(r, "security.proxy_refused", "task:"+t.ID, "denied", map[string]any{"reason": strings.TrimPrefix(err.Error(), dispatch.ErrProxyRefused.Error()+": ")})
+		return apierr.ProxyTargetInvalid()
+	case errors.Is(err, dispatch.ErrNotLive):
 		return apierr.ResultNotReady()
+	case err != nil:
+		return apierr.Internal(err)
 	}
-	defer resp.Body.Close()
-	ct := resp.Header.Get("Content-Type")
-	if !strings.HasPrefix(ct, "image/") && !strings.HasPrefix(ct, "video/") {
-		return apierr.ResultNotReady()
-	}
+	defer m.Body.Close()
+	ct := m.ContentType
 	h := w.Header()
 	h.Set("Content-Type", ct)
 	h.Set("Cache-Control", "no-store")
-	if resp.ContentLength > 0 {
-		h.Set("Content-Length", fmt.Sprint(resp.ContentLength))
+	if m.Length > 0 {
+		h.Set("Content-Length", fmt.Sprint(m.Length))
 	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
-		io.Copy(w, resp.Body)
+		io.Copy(w, m.Body)
 	}
 	return nil
 }

@@ -14,17 +14,17 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/gorilla/securecookie"
 
+	"gooni/internal/catalog"
+	"gooni/internal/dispatch"
+	"gooni/internal/secrets"
 	"gooni/server/apierr"
-	"gooni/server/catalog"
-	"gooni/server/secrets"
-	"gooni/server/workspace"
 	"gooni/store"
 )
 
-// Dispatcher is what the HTTP surface needs of server/dispatch.
+// Dispatcher is what the HTTP surface needs of internal/dispatch.
 type Dispatcher interface {
 	Wake()
-	Client(ctx context.Context, acc *store.Account) (*workspace.Client, error)
+	LiveMedia(ctx context.Context, t *store.Task, preview bool) (*dispatch.LiveMedia, error)
 	HealthCheck(ctx context.Context, accountID int64) (*store.Account, error)
 	Deploy(ctx context.Context, accountID int64) error
 	RemoveAccount(ctx context.Context, accountID int64) error

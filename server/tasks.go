@@ -9,8 +9,8 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"gooni/internal/catalog"
 	"gooni/server/apierr"
-	"gooni/server/catalog"
 	"gooni/store"
 )
 

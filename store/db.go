@@ -36,7 +36,7 @@ var (
 // FileName is the database file inside the data directory.
 const FileName = "gooni.db"
 
-// Options carries the keys and knobs Open needs; keys come from server/secrets.
+// Options carries the keys and knobs Open needs; keys come from internal/secrets.
 type Options struct {
 	AccountKeys []string // Fernet keys, base64url, newest first (seal with [0], open with any)
 	AuditKey    []byte   // HMAC-SHA256 key of the audit chain (>= 32 bytes)

@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"gooni/server/workspace"
+	"gooni/internal/workspace"
 	"gooni/store"
 )
 

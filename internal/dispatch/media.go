@@ -12,8 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
-	"gooni/server/workspace"
+	"gooni/internal/workspace"
 	"gooni/store"
 )
 
@@ -68,7 +69,7 @@ func (d *Dispatcher) fetchMedia(ctx context.Context, c *workspace.Client, t *sto
 	}
 	defer resp.Body.Close()
 
-	declared := mediaType(resp.Header.Get("Content-Type"))
+	declared := mediaType(resp.ContentType)
 	if !allowedType(t.Type, preview, declared) {
 		return nil, &corruptError{msg: fmt.Sprintf("the workspace sent a %s of type %q, which a %s task cannot have", what, declared, t.Type)}
 	}
@@ -208,4 +209,58 @@ func (d *Dispatcher) removeStaleTemp() {
 			d.log.Info("removed a partial media file left by a crash", "file", filepath.Base(m))
 		}
 	}
+}
+
+// ErrProxyRefused means a task's media cannot be fetched from its workspace
+// because the workspace is not (or no longer) a valid registry entry; nothing
+// was sent. The wrapped text says why, without a credential.
+var ErrProxyRefused = errors.New("dispatch: proxy target refused")
+
+// ErrNotLive means a processing task's media could not be had from its
+// workspace right now (no account yet, the workspace did not answer usably).
+var ErrNotLive = errors.New("dispatch: media not available from the workspace")
+
+// LiveMedia is a processing task's result or preview streamed from its workspace.
+type LiveMedia struct {
+	Body        io.ReadCloser
+	ContentType string // declared by the workspace and checked: image/* or video/*
+	Length      int64  // -1 when unknown
+}
+
+// LiveMedia opens the result (or preview) of a task that is still on its
+// workspace. The target is resolved only from the account registry and
+// checked before any credential is opened. Errors: ErrProxyRefused (with the
+// reason), ErrNotLive. The caller closes Body.
+func (d *Dispatcher) LiveMedia(ctx context.Context, t *store.Task, preview bool) (*LiveMedia, error) {
+	if t.AccountID == 0 {
+		return nil, ErrNotLive
+	}
+	acc, err := d.db.GetAccount(ctx, t.AccountID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: account no longer registered", ErrProxyRefused)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := d.Client(ctx, acc)
+	if err != nil {
+		if errors.Is(err, workspace.ErrTargetInvalid) {
+			return nil, fmt.Errorf("%w: invalid workspace target (account %d)", ErrProxyRefused, acc.ID)
+		}
+		return nil, ErrNotLive
+	}
+	get := c.Result
+	if preview {
+		get = c.Preview
+	}
+	m, err := get(ctx, t.ID)
+	if err != nil {
+		return nil, ErrNotLive
+	}
+	ct := mediaType(m.ContentType)
+	if !strings.HasPrefix(ct, "image/") && !strings.HasPrefix(ct, "video/") {
+		m.Body.Close()
+		return nil, ErrNotLive
+	}
+	return &LiveMedia{Body: m.Body, ContentType: m.ContentType, Length: m.Length}, nil
 }

@@ -17,7 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"gooni/server/workspace"
+	"gooni/internal/workspace"
 	"gooni/store"
 )
 
@@ -423,7 +423,7 @@ func (d *Dispatcher) submit(ctx context.Context, t *store.Task, c *candidate) {
 			d.retryOrFail(ctx, t, "the input image could not be read")
 			return
 		}
-		req.Image = encodeBase64(img)
+		req.Image = img
 	}
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	began := time.Now()

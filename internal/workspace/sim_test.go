@@ -181,7 +181,7 @@ func fetch(t *testing.T, c *Client, id string, preview bool) ([]byte, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b, resp.Header.Get("Content-Type")
+	return b, resp.ContentType
 }
 
 func TestSimImageMedia(t *testing.T) {

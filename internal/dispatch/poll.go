@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"gooni/server/workspace"
+	"gooni/internal/workspace"
 	"gooni/store"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"gooni/server/workspace"
+	"gooni/internal/workspace"
 	"gooni/store"
 )
 

@@ -25,7 +25,7 @@ import (
 	"github.com/fernet/fernet-go"
 	_ "golang.org/x/image/webp"
 
-	"gooni/server/workspace"
+	"gooni/internal/workspace"
 	"gooni/store"
 )
 

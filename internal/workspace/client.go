@@ -87,7 +87,8 @@ type TaskRequest struct {
 	Prompt         string          `json:"prompt"`
 	NegativePrompt string          `json:"negative_prompt"`
 	Params         json.RawMessage `json:"params"`
-	Image          string          `json:"image,omitempty"` // base64
+	Image          []byte          `json:"image,omitempty"` // the i2v input image; base64 on the wire
+	ImageType      string          `json:"-"`               // its content type (image/png, image/jpeg, image/webp)
 }
 
 // TaskState is what a workspace says about one task.
@@ -373,16 +374,19 @@ func (c *Client) Status(ctx context.Context, id string) (*TaskState, error) {
 }
 
 // Result fetches the media bytes; the caller closes the body. Non-200 is an error.
-func (c *Client) Result(ctx context.Context, id string) (*http.Response, error) {
+func (c *Client) Result(ctx context.Context, id string) (*Media, error) {
 	return c.media(ctx, id, "/result")
 }
 
 // Preview fetches the preview image; the caller closes the body. Non-200 is an error.
-func (c *Client) Preview(ctx context.Context, id string) (*http.Response, error) {
+func (c *Client) Preview(ctx context.Context, id string) (*Media, error) {
 	return c.media(ctx, id, "/preview")
 }
 
-func (c *Client) media(ctx context.Context, id, suffix string) (*http.Response, error) {
+// Close is a no-op: a v1 client holds nothing between calls.
+func (c *Client) Close() error { return nil }
+
+func (c *Client) media(ctx context.Context, id, suffix string) (*Media, error) {
 	path, err := taskPath(id, suffix)
 	if err != nil {
 		return nil, err
@@ -398,9 +402,14 @@ func (c *Client) media(ctx context.Context, id, suffix string) (*http.Response, 
 		cancel()
 		return nil, err
 	}
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
-	return resp, nil
+	return &Media{
+		Body:        &cancelOnClose{ReadCloser: resp.Body, cancel: cancel},
+		ContentType: resp.Header.Get("Content-Type"),
+		Length:      resp.ContentLength,
+	}, nil
 }
+
+var _ Driver = (*Client)(nil)
 
 // cancelOnClose ties the download's timeout context to the body's lifetime.
 type cancelOnClose struct {
