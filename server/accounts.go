@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"gooni/internal/dispatch"
 	"gooni/internal/workspace"
 	"gooni/server/apierr"
 	"gooni/store"
@@ -171,7 +171,7 @@ func (s *Server) handleAccountCreate(w http.ResponseWriter, r *http.Request) err
 		s.audit(r, "account.create", "account", "failure", map[string]any{"reason": apierr.From(err).Message})
 		return err
 	}
-	a := &store.Account{Name: strings.TrimSpace(*body.Name), Workspace: *body.Workspace, Capacity: 1, Status: "pending"}
+	a := &store.Account{Name: strings.TrimSpace(*body.Name), Workspace: *body.Workspace, Capacity: 1, Status: store.AccountPending}
 	if body.BaseURL != nil {
 		a.BaseURL = *body.BaseURL
 	}
@@ -179,11 +179,7 @@ func (s *Server) handleAccountCreate(w http.ResponseWriter, r *http.Request) err
 		a.Capacity = *body.Capacity
 	}
 	if err := s.cfg.DB.CreateAccount(r.Context(), a, body.Credentials); err != nil {
-		if errors.Is(err, store.ErrDuplicate) {
-			err = apierr.Validation("name", "an account with that name already exists")
-		} else {
-			err = apierr.Internal(err)
-		}
+		err = accountErr(err)
 		s.audit(r, "account.create", "account", "failure", map[string]any{"reason": apierr.From(err).Message})
 		return err
 	}
@@ -203,6 +199,21 @@ func credentialNames(c map[string]string) []string {
 
 func accountTarget(id int64) string { return "account:" + strconv.FormatInt(id, 10) }
 
+// accountErr maps a store (or dispatcher) error about an account to its
+// contract code; the one place for this resource.
+func accountErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return apierr.AccountNotFound()
+	case errors.Is(err, store.ErrDuplicate):
+		return apierr.Validation("name", "an account with that name already exists")
+	default:
+		return apierr.Internal(err)
+	}
+}
+
 // accountID parses {id}; anything but a positive integer is account_not_found.
 func accountID(r *http.Request) (int64, error) {
 	raw := mux.Vars(r)["id"]
@@ -219,11 +230,8 @@ func (s *Server) loadAccount(r *http.Request) (*store.Account, error) {
 		return nil, err
 	}
 	a, err := s.cfg.DB.GetAccount(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, apierr.AccountNotFound()
-	}
 	if err != nil {
-		return nil, apierr.Internal(err)
+		return nil, accountErr(err)
 	}
 	return a, nil
 }
@@ -282,7 +290,7 @@ func (s *Server) handleAccountPatch(w http.ResponseWriter, r *http.Request) erro
 		p.Credentials = body.Credentials
 		changed = append(changed, "credentials")
 	}
-	if body.Status != nil && *body.Status != "disabled" && *body.Status != "pending" {
+	if body.Status != nil && *body.Status != store.AccountDisabled && *body.Status != store.AccountPending {
 		return fail(apierr.Validation("status", `status can only be set to "disabled" or "pending" (enable)`))
 	}
 	if len(changed) == 0 && body.Status == nil {
@@ -290,18 +298,12 @@ func (s *Server) handleAccountPatch(w http.ResponseWriter, r *http.Request) erro
 	}
 	if len(changed) > 0 {
 		if a, err = s.cfg.DB.UpdateAccount(r.Context(), a.ID, p); err != nil {
-			if errors.Is(err, store.ErrDuplicate) {
-				return fail(apierr.Validation("name", "an account with that name already exists"))
-			}
-			if errors.Is(err, store.ErrNotFound) {
-				return fail(apierr.AccountNotFound())
-			}
-			return fail(apierr.Internal(err))
+			return fail(accountErr(err))
 		}
 	}
 	if body.Status != nil {
 		reason := "disabled by an admin"
-		if *body.Status == "pending" {
+		if *body.Status == store.AccountPending {
 			reason = "enabled by an admin; waiting for a health check"
 		}
 		if a, err = s.cfg.DB.SetAccountStatus(r.Context(), a.ID, *body.Status, reason, time.Time{}); err != nil {
@@ -310,18 +312,9 @@ func (s *Server) handleAccountPatch(w http.ResponseWriter, r *http.Request) erro
 		changed = append(changed, "status")
 	}
 	s.audit(r, "account.update", target, "success", map[string]any{"changed": changed, "status": a.Status})
-	if body.Status != nil && *body.Status == "pending" && s.cfg.Dispatcher != nil {
+	if body.Status != nil && *body.Status == store.AccountPending && s.cfg.Dispatcher != nil {
 		// Enabling checks the workspace at once, so a healthy one is ready without another click.
-		go func(id int64) {
-			ctx := contextWithoutCancel(r)
-			if acc, err := s.cfg.Dispatcher.HealthCheck(ctx, id); err == nil {
-				outcome := "success"
-				if acc.Status != "ready" {
-					outcome = "failure"
-				}
-				s.auditAs(r, "system", "account.health_check", target, outcome, map[string]any{"status": acc.Status, "trigger": "enable"})
-			}
-		}(a.ID)
+		s.cfg.Dispatcher.HealthCheckInBackground(a.ID, "enable")
 	}
 	writeJSON(w, http.StatusOK, accountView(a, false))
 	return nil
@@ -335,13 +328,13 @@ func (s *Server) handleAccountHealthCheck(w http.ResponseWriter, r *http.Request
 	acc, err := s.cfg.Dispatcher.HealthCheck(r.Context(), a.ID)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return apierr.AccountNotFound()
+			return accountErr(err)
 		}
 		s.audit(r, "account.health_check", accountTarget(a.ID), "failure", map[string]any{"reason": "health check could not run"})
-		return apierr.Internal(err)
+		return accountErr(err)
 	}
 	outcome := "success"
-	if acc.Status != "ready" {
+	if acc.Status != store.AccountReady {
 		outcome = "failure"
 	}
 	s.audit(r, "account.health_check", accountTarget(a.ID), outcome, map[string]any{"status": acc.Status, "reason": acc.StatusReason})
@@ -355,14 +348,14 @@ func (s *Server) handleAccountDeploy(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	// The deploy finishes in the background; its audit event names this admin.
-	ctx := dispatch.WithActor(contextWithoutCancel(r), actorOf(r.Context()), s.clientIP(r), correlationID(r.Context()))
+	ctx := context.WithoutCancel(r.Context()) // carries the actor for the audit row written when it ends
 	err = s.cfg.Dispatcher.Deploy(ctx, a.ID)
 	running := err != nil && isDeployRunning(err)
 	if err != nil && !running {
 		s.audit(r, "account.deploy", accountTarget(a.ID), "failure", map[string]any{"reason": "deploy could not start"})
 		return apierr.Internal(err)
 	}
-	details := map[string]any{"deploy_status": "running"}
+	details := map[string]any{"deploy_status": store.DeployRunning}
 	if running {
 		details["note"] = "a deploy was already running"
 	}
@@ -381,10 +374,10 @@ func (s *Server) handleAccountDelete(w http.ResponseWriter, r *http.Request) err
 	}
 	if err := s.cfg.Dispatcher.RemoveAccount(r.Context(), a.ID); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return apierr.AccountNotFound()
+			return accountErr(err)
 		}
 		s.audit(r, "account.delete", accountTarget(a.ID), "failure", map[string]any{"reason": "delete failed"})
-		return apierr.Internal(err)
+		return accountErr(err)
 	}
 	s.audit(r, "account.delete", accountTarget(a.ID), "success", map[string]any{"name": a.Name, "workspace": a.Workspace})
 	w.WriteHeader(http.StatusNoContent)

@@ -103,7 +103,7 @@ func (s *Server) liveSession(r *http.Request, kind string) (*store.Session, stri
 	case errors.Is(err, store.ErrNotFound):
 		return nil, "", apierr.SessionExpired()
 	case err != nil:
-		s.securityEvent(r, "security.secret_denied", kind+"_session", "denied", map[string]any{"reason": "session storage unavailable"})
+		s.audit(r, "security.secret_denied", kind+"_session", "denied", map[string]any{"reason": "session storage unavailable"})
 		return nil, "", apierr.AuthUnavailable().With(err)
 	}
 	if !sess.RevokedAt.IsZero() || !s.now().Before(sess.ExpiresAt) {

@@ -195,6 +195,15 @@ func TestContractConformance(t *testing.T) {
 	os.Remove(filepath.Join(e.dataDir, goneTask.ResultPath))
 	os.Remove(filepath.Join(e.dataDir, goneTask.PreviewPath))
 
+	// noEcho checks that a value sent as a key shows in neither the answer nor the log.
+	noEcho := func(v string) func(t *testing.T, w *httptest.ResponseRecorder) {
+		return func(t *testing.T, w *httptest.ResponseRecorder) {
+			if strings.Contains(w.Body.String(), v) || strings.Contains(e.logs.String(), v) {
+				t.Errorf("the key %q was echoed", v)
+			}
+		}
+	}
+
 	user := e.userSession()
 	admin := e.adminSession()
 	throttledAdmin := e.adminSession()
@@ -476,6 +485,17 @@ func TestContractConformance(t *testing.T) {
 					t.Error("the unknown key was echoed")
 				}
 			}},
+		// POST /generate follows the admin routes' echo rule: a key that could
+		// be a pasted secret is not repeated, as a field, a parameter or a duplicate.
+		{name: "generate unknown field that looks like a secret is not echoed", r: req{method: "POST", path: "/generate", header: key,
+			body: `{"model":"flux","mode":"t2i","prompt":"x","Xy9-secret-value-43":1}`},
+			status: 400, code: "validation_failed", field: "(unknown)", check: noEcho("Xy9-secret-value-43")},
+		{name: "generate unknown param that looks like a secret is not echoed", r: req{method: "POST", path: "/generate", header: key,
+			body: `{"model":"flux","mode":"t2i","prompt":"x","params":{"Xy9-secret-value-44":1}}`},
+			status: 400, code: "validation_failed", field: "params.(unknown)", check: noEcho("Xy9-secret-value-44")},
+		{name: "generate duplicate key that looks like a secret is not echoed", r: req{method: "POST", path: "/generate", header: key,
+			body: `{"model":"flux","mode":"t2i","prompt":"x","Xy9-secret-value-45":1,"Xy9-secret-value-45":2}`},
+			status: 400, code: "validation_failed", field: "(unknown)", check: noEcho("Xy9-secret-value-45")},
 		{name: "preview done", r: req{method: "GET", path: "/preview/" + done.ID, header: key}, status: 200, check: func(t *testing.T, w *httptest.ResponseRecorder) {
 			if ct := w.Header().Get("Content-Type"); ct != "image/png" && ct != "image/webp" && ct != "image/jpeg" {
 				t.Errorf("preview type %q", ct)

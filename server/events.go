@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"gooni/store"
 	"net/http"
 	"sync"
 	"time"
@@ -97,7 +98,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	defer recheck.Stop()
 	ping := time.NewTicker(eventsPing)
 	defer ping.Stop()
-	for v.Status != "done" && v.Status != "failed" {
+	for v.Status != store.StatusDone && v.Status != store.StatusFailed {
 		select {
 		case <-r.Context().Done():
 			return nil

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"gooni/internal/config"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -82,7 +84,7 @@ func readFile(t testing.TB, p string) []byte {
 func newEnv(t testing.TB, mods ...func(*Config)) *testEnv {
 	t.Helper()
 	dir := t.TempDir()
-	sec, err := secrets.Load(dir, func(string) string { return "" })
+	sec, err := secrets.Load(dir, config.Secrets{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,12 +236,9 @@ func (e *testEnv) wireDispatcher(simCfg workspace.SimConfig, tune func(*dispatch
 	}
 	hs := httptest.NewServer(sim.Handler())
 	e.t.Cleanup(hs.Close)
-	var srv *Server
 	dc := dispatch.Config{
 		DB: e.db, DataDir: e.dataDir, WorkspaceURL: "https://{workspace}.invalid",
-		Logger: e.srv.log, Now: e.clock.Now,
-		OnTaskChange: func(id string) { srv.Hub().Notify(id) },
-		Audit:        func(ctx context.Context, ev *store.AuditEvent) { srv.WriteAudit(ctx, ev) },
+		Logger: e.srv.log, Now: e.clock.Now, Audit: e.srv.auditLog,
 	}
 	if tune != nil {
 		tune(&dc)
@@ -247,7 +246,8 @@ func (e *testEnv) wireDispatcher(simCfg workspace.SimConfig, tune func(*dispatch
 	d := dispatch.New(dc)
 	cfg := e.srv.cfg
 	cfg.Dispatcher = d
-	srv = New(cfg)
+	cfg.Audit = e.srv.auditLog
+	srv := New(cfg)
 	e.srv, e.h = srv, srv.Handler()
 	return d, hs
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"gooni/store"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -74,8 +75,8 @@ func (s *Server) handleAdminHealth(w http.ResponseWriter, r *http.Request) error
 	ctx := r.Context()
 	out := adminHealth{Status: "ok", Version: s.cfg.Version,
 		UptimeSeconds: int64(s.now().Sub(s.cfg.StartedAt) / time.Second),
-		Accounts:      map[string]int{"pending": 0, "ready": 0, "failed": 0, "disabled": 0},
-		Tasks:         map[string]int{"pending": 0, "processing": 0, "done": 0, "failed": 0},
+		Accounts:      map[string]int{store.AccountPending: 0, store.AccountReady: 0, store.AccountFailed: 0, store.AccountDisabled: 0},
+		Tasks:         map[string]int{store.StatusPending: 0, store.StatusProcessing: 0, store.StatusDone: 0, store.StatusFailed: 0},
 	}
 	out.Database.OK = true
 	if err := s.cfg.DB.Ping(ctx); err != nil {
@@ -103,7 +104,7 @@ func (s *Server) handleAdminHealth(w http.ResponseWriter, r *http.Request) error
 		for k, v := range counts {
 			out.Tasks[k] = v
 		}
-		out.QueueDepth = counts["pending"]
+		out.QueueDepth = counts[store.StatusPending]
 	} else {
 		return apierr.Internal(err)
 	}

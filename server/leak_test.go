@@ -20,7 +20,6 @@ import (
 
 	"gooni/internal/dispatch"
 	"gooni/internal/workspace"
-	"gooni/store"
 )
 
 // headerLog keeps every response header block the server wrote.
@@ -63,20 +62,18 @@ func TestNoSecretLeaks(t *testing.T) {
 	e.clock.mu.Lock()
 	e.clock.real = true // the dispatcher runs
 	e.clock.mu.Unlock()
-	var srv *Server
 	d := dispatch.New(dispatch.Config{
 		DB: e.db, DataDir: e.dataDir, WorkspaceURL: "https://{workspace}.invalid",
 		// Prints everything a careless command could: its whole environment and the tokens once more.
 		DeployCommand: `env; echo "id=$MODAL_TOKEN_ID secret=$MODAL_TOKEN_SECRET ws=$GG_WORKSPACE"; echo "to stderr $MODAL_TOKEN_SECRET" >&2`,
 		DeployTimeout: 5 * time.Second, TTLImage: time.Minute, TTLVideo: time.Minute,
 		PollInterval: 20 * time.Millisecond, ReapInterval: 50 * time.Millisecond,
-		Logger: e.srv.log, Now: e.clock.Now,
-		OnTaskChange: func(id string) { srv.Hub().Notify(id) },
-		Audit:        func(ctx context.Context, ev *store.AuditEvent) { srv.WriteAudit(ctx, ev) },
+		Logger: e.srv.log, Now: e.clock.Now, Audit: e.srv.auditLog,
 	})
 	cfg := e.srv.cfg
 	cfg.Dispatcher = d
-	srv = New(cfg)
+	cfg.Audit = e.srv.auditLog
+	srv := New(cfg)
 	headers := &headerLog{}
 	e.srv = srv
 	e.h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

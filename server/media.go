@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"gooni/internal/taskid"
 	"io"
 	"io/fs"
 	"mime"
@@ -37,15 +38,15 @@ func (s *Server) serveMedia(w http.ResponseWriter, r *http.Request, preview bool
 		return err
 	}
 	switch t.Status {
-	case "failed":
+	case store.StatusFailed:
 		msg := t.ErrorMessage
 		if msg == "" {
 			msg = "the task failed"
 		}
 		return apierr.TaskFailed(msg)
-	case "pending":
+	case store.StatusPending:
 		return apierr.ResultNotReady()
-	case "processing":
+	case store.StatusProcessing:
 		return s.proxyMedia(w, r, t, preview)
 	}
 	rel, ctype := t.ResultPath, t.ResultType
@@ -179,7 +180,7 @@ func (s *Server) proxyMedia(w http.ResponseWriter, r *http.Request, t *store.Tas
 	m, err := s.cfg.Dispatcher.LiveMedia(ctx, t, preview)
 	switch {
 	case errors.Is(err, dispatch.ErrProxyRefused):
-		s.securityEvent(r, "security.proxy_refused", "task:"+t.ID, "denied", map[string]any{"reason": strings.TrimPrefix(err.Error(), dispatch.ErrProxyRefused.Error()+": ")})
+		s.audit(r, "security.proxy_refused", "task:"+t.ID, "denied", map[string]any{"reason": strings.TrimPrefix(err.Error(), dispatch.ErrProxyRefused.Error()+": ")})
 		return apierr.ProxyTargetInvalid()
 	case errors.Is(err, dispatch.ErrNotLive):
 		return apierr.ResultNotReady()
@@ -218,7 +219,7 @@ func (s *Server) handleGallery(w http.ResponseWriter, r *http.Request) error {
 		limit = n
 	}
 	cursor := q.Get("cursor")
-	if cursor != "" && !taskIDPattern.MatchString(cursor) {
+	if cursor != "" && !taskid.Valid(cursor) {
 		return apierr.Validation("cursor", "cursor is not one this server gave out")
 	}
 	items, next, err := s.cfg.DB.Gallery(r.Context(), cursor, limit)
@@ -243,7 +244,7 @@ func (s *Server) handleGalleryDelete(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	if t.Status != "done" {
+	if t.Status != store.StatusDone {
 		return apierr.TaskNotDone()
 	}
 	for _, rel := range []string{t.ResultPath, t.PreviewPath} {
@@ -258,7 +259,6 @@ func (s *Server) handleGalleryDelete(w http.ResponseWriter, r *http.Request) err
 	if err := s.cfg.DB.DeleteTask(r.Context(), t.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 		return apierr.Internal(err)
 	}
-	s.hub.Notify(t.ID)
 	s.log.Info("gallery item deleted", "task_id", t.ID, "actor", actorOf(r.Context()), "correlation_id", correlationID(r.Context()))
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -133,7 +133,7 @@ func (c *dbCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(oldest, prometheus.GaugeValue, age)
 	if accs, err := c.db.ListAccounts(ctx); err == nil {
-		by := map[string]int{"pending": 0, "ready": 0, "failed": 0, "disabled": 0}
+		by := map[string]int{store.AccountPending: 0, store.AccountReady: 0, store.AccountFailed: 0, store.AccountDisabled: 0}
 		for _, a := range accs {
 			by[a.Status]++
 		}

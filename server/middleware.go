@@ -14,35 +14,27 @@ import (
 	"strings"
 	"time"
 
+	"gooni/internal/audit"
 	"gooni/server/apierr"
-	"gooni/store"
 )
 
 type ctxKey int
 
-const (
-	ctxCorrelation ctxKey = iota
-	ctxActor
-	ctxRoute
-)
+const ctxRoute ctxKey = iota
 
 var correlationPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
-func correlationID(ctx context.Context) string {
-	v, _ := ctx.Value(ctxCorrelation).(string)
-	return v
-}
+// correlationID is the request's correlation id (set by correlate).
+func correlationID(ctx context.Context) string { return audit.ActorFrom(ctx).CorrelationID }
 
-// actorOf names who made the request, for audit rows.
-func actorOf(ctx context.Context) string {
-	if v, _ := ctx.Value(ctxActor).(string); v != "" {
-		return v
-	}
-	return "anonymous"
-}
+// actorOf names who made the request, for audit rows and logs.
+func actorOf(ctx context.Context) string { return audit.ActorFrom(ctx).Name }
 
-func withActor(r *http.Request, actor string) *http.Request {
-	return r.WithContext(context.WithValue(r.Context(), ctxActor, actor))
+// withActor records who the request turned out to be (after authentication).
+func withActor(r *http.Request, name string) *http.Request {
+	a := audit.ActorFrom(r.Context())
+	a.Name = name
+	return r.WithContext(audit.WithActor(r.Context(), a))
 }
 
 func newCorrelationID() string {
@@ -60,7 +52,9 @@ func (s *Server) correlate(next http.Handler) http.Handler {
 			cid = newCorrelationID()
 		}
 		w.Header().Set("X-Correlation-ID", cid)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxCorrelation, cid)))
+		// Every request starts anonymous; authentication names the actor.
+		a := audit.Actor{Name: "anonymous", Source: s.clientIP(r), CorrelationID: cid}
+		next.ServeHTTP(w, r.WithContext(audit.WithActor(r.Context(), a)))
 	})
 }
 
@@ -139,7 +133,7 @@ func (s *Server) cors(next http.Handler) http.Handler {
 				return
 			}
 		default:
-			s.securityEvent(r, "security.cors_blocked", "origin", "denied", map[string]any{"origin": truncate(o, 200)})
+			s.audit(r, "security.cors_blocked", "origin", "denied", map[string]any{"origin": truncate(o, 200)})
 			s.writeError(w, r, apierr.CORSBlocked())
 			return
 		}
@@ -221,7 +215,7 @@ func (s *Server) throttle(l *Limiter, key func(*http.Request) string, next http.
 			s.metrics.throttled.WithLabelValues(l.Name).Inc()
 			if first {
 				target := r.Method + " " + safePath(r)
-				s.securityEvent(r, "security.throttled", target, "denied", map[string]any{"limit": l.N, "window_seconds": int(l.Window / time.Second)})
+				s.audit(r, "security.throttled", target, "denied", map[string]any{"limit": l.N, "window_seconds": int(l.Window / time.Second)})
 			}
 			s.writeError(w, r, apierr.RateLimited(int(math.Ceil(retry.Seconds()))))
 			return
@@ -230,47 +224,15 @@ func (s *Server) throttle(l *Limiter, key func(*http.Request) string, next http.
 	})
 }
 
-// securityEvent writes an audit row and its log line (CONTRACT.md section 9).
-func (s *Server) securityEvent(r *http.Request, action, target, outcome string, details map[string]any) {
-	s.auditAs(r, actorOf(r.Context()), action, target, outcome, details)
+// audit writes an audit row and its log line (CONTRACT section 9) as the
+// request's actor; it returns the append error so an admin action can fail closed.
+func (s *Server) audit(r *http.Request, action, target, outcome string, details map[string]any) error {
+	return s.auditLog.Record(r.Context(), action, target, outcome, details)
 }
 
-func (s *Server) audit(r *http.Request, action, target, outcome string, details map[string]any) {
-	s.auditAs(r, actorOf(r.Context()), action, target, outcome, details)
-}
-
-func (s *Server) auditAs(r *http.Request, actor, action, target, outcome string, details map[string]any) {
-	e := &store.AuditEvent{
-		Timestamp:     s.now().UTC(),
-		Actor:         actor,
-		Source:        s.clientIP(r),
-		Action:        action,
-		Target:        target,
-		Outcome:       outcome,
-		CorrelationID: correlationID(r.Context()),
-		Details:       details,
-	}
-	s.WriteAudit(context.WithoutCancel(r.Context()), e)
-}
-
-// WriteAudit appends an audit row and logs the same event; a failure to
-// append is logged loudly (the request itself has already been decided).
-func (s *Server) WriteAudit(ctx context.Context, e *store.AuditEvent) {
-	if e.Timestamp.IsZero() {
-		e.Timestamp = s.now().UTC()
-	}
-	err := s.cfg.DB.AppendAudit(ctx, e)
-	attrs := []any{"audit", true, "actor", e.Actor, "source", e.Source, "action", e.Action, "target", e.Target,
-		"outcome", e.Outcome, "timestamp", e.Timestamp.Format(time.RFC3339Nano), "correlation_id", e.CorrelationID}
-	if len(e.Details) > 0 {
-		attrs = append(attrs, "details", e.Details)
-	}
-	if err != nil {
-		attrs = append(attrs, "audit_write_error", err.Error())
-		s.log.Error("audit event not stored", attrs...)
-		return
-	}
-	s.log.Info("audit event", attrs...)
+// auditAs is audit with the actor named explicitly (a session being issued).
+func (s *Server) auditAs(r *http.Request, actor, action, target, outcome string, details map[string]any) error {
+	return s.audit(withActor(r, actor), action, target, outcome, details)
 }
 
 func truncate(s string, n int) string {

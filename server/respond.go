@@ -8,10 +8,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 
+	"gooni/internal/catalog"
 	"gooni/server/apierr"
 )
 
@@ -107,10 +107,6 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, dst any, limit int64) er
 	return nil
 }
 
-// echoableField is the shape of a field name safe to repeat in an error:
-// short snake_case, like every field the routes take.
-var echoableField = regexp.MustCompile(`^[a-z][a-z0-9_]{0,23}$`)
-
 func jsonError(err error, limit int64) error {
 	var mbe *http.MaxBytesError
 	var ute *json.UnmarshalTypeError
@@ -130,12 +126,8 @@ func jsonError(err error, limit int64) error {
 		return apierr.InvalidJSON(fmt.Sprintf("the body is not valid JSON (at byte %d)", se.Offset))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		if !echoableField.MatchString(name) {
-			// A key that does not look like a field name may be a pasted
-			// secret: it is not echoed, logged or written to the audit log.
-			return apierr.Validation("(unknown)", "the body has a field this route does not take")
-		}
-		return apierr.Validation(name, fmt.Sprintf("unknown field %q", name))
+		e := catalog.UnknownField("", name, "field")
+		return apierr.Validation(e.Field, e.Message)
 	default:
 		return apierr.InvalidJSON("the body is not the JSON this route takes")
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/gorilla/securecookie"
 
+	"gooni/internal/audit"
 	"gooni/internal/catalog"
 	"gooni/internal/dispatch"
 	"gooni/internal/secrets"
@@ -26,6 +27,7 @@ type Dispatcher interface {
 	Wake()
 	LiveMedia(ctx context.Context, t *store.Task, preview bool) (*dispatch.LiveMedia, error)
 	HealthCheck(ctx context.Context, accountID int64) (*store.Account, error)
+	HealthCheckInBackground(accountID int64, trigger string)
 	Deploy(ctx context.Context, accountID int64) error
 	RemoveAccount(ctx context.Context, accountID int64) error
 	LastReap() time.Time
@@ -49,6 +51,8 @@ type Config struct {
 	TLS             bool
 	// ExtraAPIKeys are older API keys still accepted (rotation grace).
 	ExtraAPIKeys []string
+	// Audit is the audit writer shared with the dispatcher; nil = one on DB.
+	Audit *audit.Writer
 	// Metrics, or nil for a fresh registry.
 	Metrics   *Metrics
 	Logger    *slog.Logger
@@ -64,8 +68,10 @@ type Server struct {
 	cookies *securecookie.SecureCookie
 	admin   *securecookie.SecureCookie
 	hub     *Hub
-	origins map[string]bool
-	apiKeys [][]byte
+	// auditLog is the one audit writer, shared with the dispatcher.
+	auditLog *audit.Writer
+	origins  map[string]bool
+	apiKeys  [][]byte
 
 	authLimit       *Limiter
 	adminLoginLimit *Limiter
@@ -105,6 +111,12 @@ func New(cfg Config) *Server {
 		hub:     NewHub(),
 		origins: map[string]bool{},
 	}
+	s.auditLog = cfg.Audit
+	if s.auditLog == nil {
+		s.auditLog = audit.NewWriter(cfg.DB, cfg.Logger, cfg.Now)
+	}
+	// Every committed task change wakes the event streams watching it.
+	cfg.DB.ListenTasks(s.hub.Notify)
 	s.cookies = newCodec(cfg.Secrets, cfg.SessionTTL)
 	s.admin = newCodec(cfg.Secrets, cfg.AdminSessionTTL)
 	for _, o := range cfg.FrontendOrigins {
@@ -137,9 +149,6 @@ func newCodec(sec *secrets.Set, ttl time.Duration) *securecookie.SecureCookie {
 
 // Handler is the whole HTTP surface.
 func (s *Server) Handler() http.Handler { return s.handler }
-
-// Hub lets the dispatcher tell event streams that a task changed.
-func (s *Server) Hub() *Hub { return s.hub }
 
 // Metrics is the server's Prometheus registry, for a separate listener.
 func (s *Server) Metrics() *Metrics { return s.metrics }

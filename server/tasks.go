@@ -3,8 +3,8 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"gooni/internal/taskid"
 	"net/http"
-	"regexp"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -13,8 +13,6 @@ import (
 	"gooni/server/apierr"
 	"gooni/store"
 )
-
-var taskIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 type taskError struct {
 	Code    string `json:"code"`
@@ -59,10 +57,10 @@ func view(t *store.Task) *TaskView {
 	if len(v.Params) == 0 {
 		v.Params = json.RawMessage("{}")
 	}
-	if t.Status == "failed" {
+	if t.Status == store.StatusFailed {
 		v.Error = &taskError{Code: t.ErrorCode, Message: t.ErrorMessage}
 	}
-	if t.Status != "done" && v.Progress >= 100 {
+	if t.Status != store.StatusDone && v.Progress >= 100 {
 		v.Progress = 99
 	}
 	return v
@@ -75,7 +73,7 @@ func (s *Server) taskView(r *http.Request, id string) (*TaskView, error) {
 		return nil, err
 	}
 	v := view(t)
-	if t.Status == "pending" {
+	if t.Status == store.StatusPending {
 		pos, err := s.cfg.DB.QueuePosition(r.Context(), id)
 		if err != nil {
 			return nil, apierr.Internal(err)
@@ -85,17 +83,29 @@ func (s *Server) taskView(r *http.Request, id string) (*TaskView, error) {
 	return v, nil
 }
 
+// taskErr maps a store error about a task to its contract code; the one
+// place for this resource.
+func taskErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return apierr.TaskNotFound()
+	case errors.Is(err, store.ErrQueueFull):
+		return apierr.QueueFull()
+	default:
+		return apierr.Internal(err)
+	}
+}
+
 // loadTask checks the id's shape before anything else touches it.
 func (s *Server) loadTask(r *http.Request, id string) (*store.Task, error) {
-	if !taskIDPattern.MatchString(id) {
+	if !taskid.Valid(id) {
 		return nil, apierr.TaskNotFound()
 	}
 	t, err := s.cfg.DB.GetTask(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, apierr.TaskNotFound()
-	}
 	if err != nil {
-		return nil, apierr.Internal(err)
+		return nil, taskErr(err)
 	}
 	return t, nil
 }
@@ -131,13 +141,10 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) error {
 	}
 	t := &store.Task{
 		ID: store.NewID(), Type: v.Type, Model: v.ModelID, Mode: v.Mode, Prompt: v.Prompt,
-		NegativePrompt: v.NegativePrompt, Params: v.ParamsJSON, Status: "pending",
+		NegativePrompt: v.NegativePrompt, Params: v.ParamsJSON, Status: store.StatusPending,
 	}
 	if err := s.cfg.DB.CreateTask(r.Context(), t, v.Image, s.cfg.QueueMax); err != nil {
-		if errors.Is(err, store.ErrQueueFull) {
-			return apierr.QueueFull()
-		}
-		return apierr.Internal(err)
+		return taskErr(err)
 	}
 	if s.cfg.Dispatcher != nil {
 		s.cfg.Dispatcher.Wake()
@@ -145,7 +152,7 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) error {
 	s.log.Info("task accepted", "task_id", t.ID, "type", t.Type, "model", t.Model, "mode", t.Mode,
 		"actor", actorOf(r.Context()), "correlation_id", correlationID(r.Context()))
 	writeJSON(w, http.StatusAccepted, generateAccepted{
-		TaskID: t.ID, Status: "pending", StatusURL: "/status/" + t.ID,
+		TaskID: t.ID, Status: store.StatusPending, StatusURL: "/status/" + t.ID,
 		ResultURL: "/results/" + t.ID, PreviewURL: "/preview/" + t.ID,
 	})
 	return nil

@@ -11,6 +11,21 @@ import (
 	"github.com/fernet/fernet-go"
 )
 
+// Account statuses (CONTRACT section 6).
+const (
+	AccountPending  = "pending"
+	AccountReady    = "ready"
+	AccountFailed   = "failed"
+	AccountDisabled = "disabled"
+)
+
+// Deploy statuses; "" means never deployed.
+const (
+	DeployRunning   = "running"
+	DeploySucceeded = "succeeded"
+	DeployFailed    = "failed"
+)
+
 // Account is a worker account: a GPU workspace Gooni dispatches to.
 type Account struct {
 	ID                       int64
@@ -107,7 +122,7 @@ func (db *DB) CreateAccount(ctx context.Context, a *Account, creds map[string]st
 		return err
 	}
 	if a.Status == "" {
-		a.Status = "pending"
+		a.Status = AccountPending
 	}
 	if a.Capacity == 0 {
 		a.Capacity = 1
@@ -219,7 +234,7 @@ func (db *DB) UpdateAccount(ctx context.Context, id int64, p AccountPatch) (*Acc
 	return out, nil
 }
 
-var accountStatuses = map[string]bool{"pending": true, "ready": true, "failed": true, "disabled": true}
+var accountStatuses = map[string]bool{AccountPending: true, AccountReady: true, AccountFailed: true, AccountDisabled: true}
 
 // SetAccountStatus sets status and reason; checkedAt zero keeps the last health-check time.
 func (db *DB) SetAccountStatus(ctx context.Context, id int64, status, reason string, checkedAt time.Time) (*Account, error) {
@@ -261,7 +276,7 @@ func (db *DB) SetAccountStatusUnless(ctx context.Context, id int64, status, reas
 	return a, true, nil
 }
 
-var deployStatuses = map[string]bool{"": true, "running": true, "succeeded": true, "failed": true}
+var deployStatuses = map[string]bool{"": true, DeployRunning: true, DeploySucceeded: true, DeployFailed: true}
 
 // SetDeploy records a deploy's state and (already redacted) output, keeping the
 // last MaxDeployOutput bytes; at zero keeps the last deploy time.

@@ -65,6 +65,7 @@ type DB struct {
 	pendingAdds atomic.Int64
 	closing     chan struct{}
 	committed   sync.WaitGroup
+	listeners   changeListeners
 	closeOnce   sync.Once
 	closeErr    error
 }

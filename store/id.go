@@ -20,6 +20,19 @@ func NewID() string {
 	return newIDAt(time.Now())
 }
 
+// IDAt returns an id whose time part is exactly t and whose 80 other bits
+// are random, for data seeded with past creation times (`gooni bench
+// --seed-done`); unlike NewID it makes no promise of order within one ms.
+func IDAt(t time.Time) string {
+	var b [16]byte
+	ms := t.UnixMilli()
+	for i := 0; i < 6; i++ {
+		b[i] = byte(ms >> (40 - 8*i))
+	}
+	rand.Read(b[6:])
+	return encodeCrockford(b)
+}
+
 func newIDAt(now time.Time) string {
 	msNow := now.UnixMilli()
 	var b [16]byte

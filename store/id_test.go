@@ -89,3 +89,18 @@ func TestNewIDConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestIDAtCarriesItsTime: a seeded id sorts by the time it was given, not by
+// when it was made, and is a valid id.
+func TestIDAtCarriesItsTime(t *testing.T) {
+	base := time.UnixMilli(1_700_000_000_000)
+	_ = NewID() // the process clock is later than base: IDAt must ignore it
+	a, b := IDAt(base), IDAt(base.Add(time.Millisecond))
+	const prefix = "01HF7YAT00" // 1,700,000,000,000 ms in Crockford base32, 48 bits in 10 digits
+	if !(a < b) || a[:10] != prefix {
+		t.Fatalf("IDAt(base) = %s, IDAt(base+1ms) = %s, want the time prefix %s and order", a, b, prefix)
+	}
+	if len(a) != 26 || IDAt(base) == a {
+		t.Fatalf("IDAt must give 26 chars and random low bits: %s", a)
+	}
+}

@@ -308,12 +308,18 @@ func (db *DB) commitBatch(batch []*createRequest) {
 	} else {
 		bound.valid = false
 	}
+	var created []string
 	for i, req := range batch {
 		if err != nil {
 			if results[i] == nil {
 				results[i] = fmt.Errorf("store: create task: %w", err)
 			}
+		} else if results[i] == nil {
+			created = append(created, req.task.ID)
 		}
+	}
+	db.taskChanged(created...)
+	for i, req := range batch {
 		req.done <- results[i]
 	}
 }
@@ -425,7 +431,7 @@ func (db *DB) RunningByAccount(ctx context.Context) (map[int64]int, error) {
 }
 
 // transitionError tells a missing task (ErrNotFound) from one in the wrong state (ErrConflict).
-func (db *DB) transitionError(ctx context.Context, q interface {
+func transitionError(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
 }, id string) error {
 	var status string
@@ -449,13 +455,14 @@ func (db *DB) ClaimTask(ctx context.Context, id string, accountID int64) (*Task,
 			attempts = attempts + 1, started_at = ?, updated_at = ?
 			WHERE id = ? AND status = 'pending' RETURNING `+taskColumns, nullID(accountID), now, now, id))
 		if errors.Is(err, sql.ErrNoRows) {
-			return db.transitionError(ctx, tx, id)
+			return transitionError(ctx, tx, id)
 		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
+	db.taskChanged(id)
 	return t, nil
 }
 
@@ -469,38 +476,120 @@ func nullID(id int64) any {
 // RequeueTask: processing -> pending, account cleared, reason appended to a retry log (ErrConflict if not processing).
 func (db *DB) RequeueTask(ctx context.Context, id string, reason string) error {
 	db.pendingAdds.Add(1) // keeps the committer's queue bound an upper bound
-	return db.writeTx(ctx, func(tx *sql.Tx) error {
-		now := db.nowMS()
-		var account sql.NullInt64
-		var status string
-		err := tx.QueryRowContext(ctx, `SELECT status, account_id FROM tasks WHERE id = ?`, id).Scan(&status, &account)
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		account, err := processingAccount(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		return requeue(ctx, tx, id, account, reason, db.nowMS())
+	})
+	if err == nil {
+		db.taskChanged(id)
+	}
+	return err
+}
+
+// processingAccount reads the account of a processing task: ErrNotFound when
+// there is no such task, ErrConflict when it is not processing.
+func processingAccount(ctx context.Context, tx *sql.Tx, id string) (sql.NullInt64, error) {
+	var account sql.NullInt64
+	var status string
+	err := tx.QueryRowContext(ctx, `SELECT status, account_id FROM tasks WHERE id = ?`, id).Scan(&status, &account)
+	if errors.Is(err, sql.ErrNoRows) {
+		return account, ErrNotFound
+	}
+	if err != nil {
+		return account, err
+	}
+	if status != StatusProcessing {
+		return account, ErrConflict
+	}
+	return account, nil
+}
+
+// requeue moves a processing task back to pending and records why.
+func requeue(ctx context.Context, tx *sql.Tx, id string, account sql.NullInt64, reason string, now int64) error {
+	// Progress is kept: a client's view never goes down (contract section 6);
+	// the next workspace's progress counts only once it passes it.
+	res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'pending', started_at = NULL,
+		updated_at = ?, account_id = NULL
+		WHERE id = ? AND status = 'processing'`, now, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrConflict
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO task_retries (task_id, account_id, reason, created_at) VALUES (?, ?, ?, ?)`,
+		id, account, reason, now)
+	return err
+}
+
+// RetryOutcome says what RequeueOrFail did.
+type RetryOutcome int
+
+// What RequeueOrFail did with the task.
+const (
+	Requeued RetryOutcome = iota + 1 // back to pending for another try
+	Failed                           // out of tries: failed with dispatch_failed
+)
+
+// RequeueOrFail ends one try of a processing task in one transaction, so the
+// attempt count cannot change between the check and the write. When the task
+// is still processing (on accountID, unless accountID is 0) and has used
+// fewer than maxAttempts tries, it goes back to pending and reason is
+// recorded; otherwise it fails with code dispatch_failed and the message
+// describe returns for its attempts and the reasons of every try, this one
+// last. ErrConflict when the task ended or moved to another account
+// meanwhile; ErrNotFound when it is gone.
+func (db *DB) RequeueOrFail(ctx context.Context, id string, accountID int64, reason string, maxAttempts int,
+	describe func(attempts int, reasons []string) string) (RetryOutcome, *Task, error) {
+	var out RetryOutcome
+	var t *Task
+	// Counted before the commit, so the committer's queue bound never
+	// falls below the truth (an over-count only costs a recount).
+	db.pendingAdds.Add(1)
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		t, err = scanTask(tx.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrNotFound
 		}
 		if err != nil {
 			return err
 		}
-		// Progress is kept: a client's view never goes down (contract section 6);
-		// the next workspace's progress counts only once it passes it.
-		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'pending', started_at = NULL,
-			updated_at = ?, account_id = NULL
-			WHERE id = ? AND status = 'processing'`, now, id)
+		if t.Status != StatusProcessing || (accountID != 0 && t.AccountID != accountID) {
+			return ErrConflict
+		}
+		now := db.nowMS()
+		if t.Attempts < maxAttempts {
+			out = Requeued
+			return requeue(ctx, tx, id, sql.NullInt64{Int64: t.AccountID, Valid: t.AccountID != 0}, reason, now)
+		}
+		reasons, err := retryReasons(ctx, tx, id)
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return ErrConflict
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO task_retries (task_id, account_id, reason, created_at) VALUES (?, ?, ?, ?)`,
-			id, account, reason, now)
-		return err
+		out = Failed
+		return failTask(ctx, tx, id, "dispatch_failed", describe(t.Attempts, append(reasons, reason)), now)
 	})
+	if err != nil {
+		return 0, nil, err
+	}
+	db.taskChanged(id)
+	return out, t, nil
 }
 
 // RetryReasons returns why a task was requeued, oldest first, so a final
 // failure can say what happened on each try.
 func (db *DB) RetryReasons(ctx context.Context, id string) ([]string, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT reason FROM task_retries WHERE task_id = ? ORDER BY id`, id)
+	return retryReasons(ctx, db.reader, id)
+}
+
+func retryReasons(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, id string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT reason FROM task_retries WHERE task_id = ? ORDER BY id`, id)
 	if err != nil {
 		return nil, err
 	}
@@ -519,13 +608,15 @@ func (db *DB) RetryReasons(ctx context.Context, id string) ([]string, error) {
 // SetProgress stores max(old, p) clamped to 0..99 while processing (never goes down).
 func (db *DB) SetProgress(ctx context.Context, id string, p int) error {
 	p = min(max(p, 0), 99)
-	return db.writeTx(ctx, func(tx *sql.Tx) error {
+	changed := false
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE tasks SET progress = ?, updated_at = ?
 			WHERE id = ? AND status = 'processing' AND progress < ?`, p, db.nowMS(), id, p)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
+			changed = true
 			return nil
 		}
 		// Nothing changed: fine if it is processing with progress already >= p.
@@ -542,11 +633,15 @@ func (db *DB) SetProgress(ctx context.Context, id string, p int) error {
 		}
 		return nil
 	})
+	if err == nil && changed {
+		db.taskChanged(id)
+	}
+	return err
 }
 
 // CompleteTask: processing -> done, progress 100, paths and types set, completed_at=now; deletes the input image.
 func (db *DB) CompleteTask(ctx context.Context, id, resultPath, resultType, previewPath, previewType string) error {
-	return db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		now := db.nowMS()
 		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'done', progress = 100, result_path = ?,
 			result_type = ?, preview_path = ?, preview_type = ?, completed_at = ?, updated_at = ?, has_image = 0
@@ -556,30 +651,41 @@ func (db *DB) CompleteTask(ctx context.Context, id, resultPath, resultType, prev
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return db.transitionError(ctx, tx, id)
+			return transitionError(ctx, tx, id)
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM task_inputs WHERE task_id = ?`, id)
 		return err
 	})
+	if err == nil {
+		db.taskChanged(id)
+	}
+	return err
 }
 
 // FailTask: pending|processing -> failed with code/message, completed_at=now
 // (ErrConflict if already terminal). The input image is dropped: nothing will use it.
 func (db *DB) FailTask(ctx context.Context, id, code, message string) error {
-	return db.writeTx(ctx, func(tx *sql.Tx) error {
-		now := db.nowMS()
-		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'failed', error_code = ?, error_message = ?,
-			completed_at = ?, updated_at = ?, has_image = 0
-			WHERE id = ? AND status IN ('pending', 'processing')`, code, message, now, now, id)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return db.transitionError(ctx, tx, id)
-		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM task_inputs WHERE task_id = ?`, id)
-		return err
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		return failTask(ctx, tx, id, code, message, db.nowMS())
 	})
+	if err == nil {
+		db.taskChanged(id)
+	}
+	return err
+}
+
+func failTask(ctx context.Context, tx *sql.Tx, id, code, message string, now int64) error {
+	res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'failed', error_code = ?, error_message = ?,
+		completed_at = ?, updated_at = ?, has_image = 0
+		WHERE id = ? AND status IN ('pending', 'processing')`, code, message, now, now, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return transitionError(ctx, tx, id)
+	}
+	_, err = tx.ExecContext(ctx, `DELETE FROM task_inputs WHERE task_id = ?`, id)
+	return err
 }
 
 // ListStale: processing tasks of type typ whose started_at is before cutoff.
@@ -621,6 +727,7 @@ func (db *DB) DeleteTask(ctx context.Context, id string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrNotFound
 	}
+	db.taskChanged(id)
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -199,7 +200,7 @@ func loadModel(raw json.RawMessage, path string) (*Model, error) {
 	seen := map[string]bool{}
 	for i, mode := range m.Modes {
 		p := fmt.Sprintf("%s.modes[%d]", path, i)
-		if !contains(allowed, mode) {
+		if !slices.Contains(allowed, mode) {
 			return nil, errAt(p, "%q is not %s mode (use %s)", mode, withArticle(m.Type), strings.Join(allowed, " or "))
 		}
 		if seen[mode] {
@@ -396,15 +397,6 @@ func withArticle(word string) string {
 	return "a " + word
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // checkSyntax rejects anything that is not exactly one JSON value, saying
 // where (line and column) it went wrong.
 func checkSyntax(data []byte) error {
@@ -453,7 +445,7 @@ func objectMembers(data []byte, path string, known, required []string) (map[stri
 	}
 	out := make(map[string]json.RawMessage, len(members))
 	for _, m := range members {
-		if !contains(known, m.key) {
+		if !slices.Contains(known, m.key) {
 			return nil, errAt(join(path, m.key), "unknown field")
 		}
 		if _, dup := out[m.key]; dup {

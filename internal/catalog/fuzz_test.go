@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -19,7 +20,7 @@ func checkValidated(t *testing.T, c *Catalog, v *Validated) {
 	if !ok || m.ID != v.ModelID || v.Model != m || v.Type != m.Type {
 		t.Fatalf("model %q / type %q is not canonical", v.ModelID, v.Type)
 	}
-	if !contains(m.Modes, v.Mode) {
+	if !slices.Contains(m.Modes, v.Mode) {
 		t.Fatalf("mode %q not offered by %s", v.Mode, m.ID)
 	}
 	for name, s := range map[string]string{"prompt": v.Prompt, "negative_prompt": v.NegativePrompt} {
@@ -54,7 +55,7 @@ func checkValidated(t *testing.T, c *Catalog, v *Validated) {
 			}
 		case KindEnum:
 			s, ok := val.(string)
-			if !ok || !contains(p.Options, s) {
+			if !ok || !slices.Contains(p.Options, s) {
 				t.Fatalf("enum %s = %#v not an option", p.Name, val)
 			}
 		case KindBool:

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -105,7 +106,8 @@ func DecodeGenerate(r io.Reader, maxBytes int64) (*GenerateRequest, error) {
 	seen := map[string]bool{}
 	for _, m := range members {
 		if seen[m.key] {
-			return nil, fieldErr(shortField(m.key), "%s is given twice", shortField(m.key))
+			name := echoName(m.key)
+			return nil, fieldErr(name, "%s is given twice", name)
 		}
 		seen[m.key] = true
 		var err error
@@ -125,14 +127,40 @@ func DecodeGenerate(r io.Reader, maxBytes int64) (*GenerateRequest, error) {
 		case "params":
 			req.Params, err = decodeParams(m.value)
 		default:
-			name := shortField(m.key)
-			return nil, fieldErr(name, "unknown field %q", name)
+			return nil, UnknownField("", m.key, "field")
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	return req, nil
+}
+
+// echoableField is the shape of a field name safe to repeat in an error:
+// short snake_case, like every field the routes take.
+var echoableField = regexp.MustCompile(`^[a-z][a-z0-9_]{0,23}$`)
+
+// Echoable reports whether a client-chosen field name may be repeated in an
+// error, a log line or an audit row. A key that does not look like a field
+// name may be a pasted secret, so it is never echoed. Every route uses this
+// one rule (the admin routes through the server's JSON decoder).
+func Echoable(name string) bool { return echoableField.MatchString(name) }
+
+func echoName(name string) string {
+	if Echoable(name) {
+		return name
+	}
+	return "(unknown)"
+}
+
+// UnknownField is the validation error for a field (or parameter: what) a
+// route does not take; its name is repeated only when Echoable. prefix is ""
+// or "params.".
+func UnknownField(prefix, name, what string) *FieldError {
+	if !Echoable(name) {
+		return fieldErr(prefix+"(unknown)", "the body has a %s this route does not take", what)
+	}
+	return fieldErr(prefix+name, "unknown %s %q", what, name)
 }
 
 // shortField keeps an attacker-chosen key from filling error messages and logs.
@@ -177,7 +205,7 @@ func decodeParams(raw json.RawMessage) (map[string]json.RawMessage, error) {
 	out := make(map[string]json.RawMessage, len(members))
 	for _, m := range members {
 		if _, dup := out[m.key]; dup {
-			name := shortField(m.key)
+			name := echoName(m.key)
 			return nil, fieldErr("params."+name, "%s is given twice", name)
 		}
 		out[m.key] = m.value
@@ -209,7 +237,7 @@ func (c *Catalog) Validate(req *GenerateRequest) (*Validated, error) {
 	if req.Mode == "" {
 		return nil, fieldErr("mode", "mode is required")
 	}
-	if !contains(m.Modes, req.Mode) {
+	if !slices.Contains(m.Modes, req.Mode) {
 		return nil, fieldErr("mode", "mode %q is not available for %s (choose %s)", shortField(req.Mode), m.ID, orList(m.Modes))
 	}
 	v.Mode = req.Mode
@@ -313,11 +341,11 @@ func checkParams(m *Model, given map[string]json.RawMessage) (map[string]any, er
 	for _, name := range names {
 		p, ok := byName[name]
 		if !ok {
-			short := shortField(name)
+			e := UnknownField("params.", name, "parameter")
 			if len(known) == 0 {
-				return nil, fieldErr("params."+short, "unknown parameter %q: model %s takes no parameters", short, m.ID)
+				return nil, fieldErr(e.Field, "%s: model %s takes no parameters", e.Message, m.ID)
 			}
-			return nil, fieldErr("params."+short, "unknown parameter %q for model %s (it takes %s)", short, m.ID, strings.Join(known, ", "))
+			return nil, fieldErr(e.Field, "%s for model %s (it takes %s)", e.Message, m.ID, strings.Join(known, ", "))
 		}
 		val, err := checkParam(p, given[name])
 		if err != nil {
@@ -373,7 +401,7 @@ func checkParam(p *Param, raw json.RawMessage) (any, error) {
 		return f, nil
 	case KindEnum:
 		var v string
-		if isNull(raw) || json.Unmarshal(raw, &v) != nil || !contains(p.Options, v) {
+		if isNull(raw) || json.Unmarshal(raw, &v) != nil || !slices.Contains(p.Options, v) {
 			return nil, fieldErr(field, "%s must be one of %s", p.Name, orList(quoted(p.Options)))
 		}
 		return v, nil

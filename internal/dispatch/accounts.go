@@ -118,20 +118,20 @@ func (d *Dispatcher) HealthCheck(ctx context.Context, accountID int64) (*store.A
 	if err != nil {
 		return nil, err
 	}
-	if acc.Status == "disabled" {
+	if acc.Status == store.AccountDisabled {
 		return acc, nil
 	}
 	ok, reason := d.probe(ctx, acc)
-	status := "ready"
+	status := store.AccountReady
 	if !ok {
-		status = "failed"
+		status = store.AccountFailed
 	}
 	// An admin may have disabled the account while the check ran: that wins.
-	updated, _, err := d.db.SetAccountStatusUnless(ctx, accountID, status, reason, d.cfg.Now(), "disabled")
+	updated, _, err := d.db.SetAccountStatusUnless(ctx, accountID, status, reason, d.cfg.Now(), store.AccountDisabled)
 	if err != nil {
 		return nil, err
 	}
-	if ok && updated.Status == "ready" {
+	if ok && updated.Status == store.AccountReady {
 		d.pollOK(accountID)
 		d.Wake()
 	}
@@ -170,7 +170,7 @@ func (d *Dispatcher) healthPass(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if acc.Status != "ready" && acc.Status != "failed" {
+		if acc.Status != store.AccountReady && acc.Status != store.AccountFailed {
 			continue
 		}
 		updated, err := d.HealthCheck(ctx, acc.ID)
@@ -184,7 +184,7 @@ func (d *Dispatcher) healthPass(ctx context.Context) {
 			continue
 		}
 		outcome := "success"
-		if updated.Status != "ready" {
+		if updated.Status != store.AccountReady {
 			outcome = "failure"
 		}
 		d.audit(ctx, "account.health_check", acc.ID, outcome, map[string]any{
@@ -216,10 +216,10 @@ func (d *Dispatcher) RemoveAccount(ctx context.Context, accountID int64) error {
 	}
 	c, cerr := d.Client(ctx, acc)
 	for _, t := range tasks {
-		if t.Status != "processing" && t.Status != "pending" {
+		if t.Status != store.StatusProcessing && t.Status != store.StatusPending {
 			continue
 		}
-		if d.fail(ctx, t, "worker_removed", "the worker account running this task was deleted") && cerr == nil && t.Status == "processing" {
+		if d.fail(ctx, t, "worker_removed", "the worker account running this task was deleted") && cerr == nil && t.Status == store.StatusProcessing {
 			cctx, cancel := context.WithTimeout(ctx, min(d.cfg.RequestTimeout, 2*time.Second))
 			if err := c.Cancel(cctx, t.ID); err != nil && !errors.Is(err, workspace.ErrNotFound) {
 				d.log.Debug("remote cancel failed", "task_id", t.ID, "err", err)
@@ -237,49 +237,34 @@ func (d *Dispatcher) RemoveAccount(ctx context.Context, accountID int64) error {
 	return nil
 }
 
-// audit writes a system audit event through cfg.Audit and a matching log line.
+// audit records an event about an account as the actor ctx carries (the
+// system when none).
 func (d *Dispatcher) audit(ctx context.Context, action string, accountID int64, outcome string, details map[string]any) {
-	d.auditAs(ctx, actorInfo{Actor: "system"}, action, accountID, outcome, details)
-}
-
-func (d *Dispatcher) auditAs(ctx context.Context, who actorInfo, action string, accountID int64, outcome string, details map[string]any) {
-	if who.Actor == "" {
-		who.Actor = "system"
-	}
-	if who.CorrelationID == "" {
-		who.CorrelationID = store.NewID()
-	}
-	e := &store.AuditEvent{
-		Timestamp:     d.cfg.Now().UTC(),
-		Actor:         who.Actor,
-		Source:        who.Source,
-		Action:        action,
-		Target:        "account:" + strconv.FormatInt(accountID, 10),
-		Outcome:       outcome,
-		CorrelationID: who.CorrelationID,
-		Details:       details,
-	}
-	if d.cfg.Audit != nil {
-		// The sink stores the row and writes its log line.
-		d.cfg.Audit(context.WithoutCancel(ctx), e)
+	if d.cfg.Audit == nil {
 		return
 	}
-	d.log.Info("audit", "actor", e.Actor, "source", e.Source, "action", e.Action, "target", e.Target,
-		"outcome", e.Outcome, "timestamp", e.Timestamp.Format(time.RFC3339Nano), "correlation_id", e.CorrelationID)
+	_ = d.cfg.Audit.Record(ctx, action, "account:"+strconv.FormatInt(accountID, 10), outcome, details)
 }
 
-// actorInfo names who started a background action, for its audit event.
-type actorInfo struct{ Actor, Source, CorrelationID string }
-
-type actorKey struct{}
-
-// WithActor records who asks for an action (e.g. a deploy), so the audit event
-// written when it finishes in the background names them instead of "system".
-func WithActor(ctx context.Context, actor, source, correlationID string) context.Context {
-	return context.WithValue(ctx, actorKey{}, actorInfo{Actor: actor, Source: source, CorrelationID: correlationID})
-}
-
-func actorFrom(ctx context.Context) actorInfo {
-	a, _ := ctx.Value(actorKey{}).(actorInfo)
-	return a
+// HealthCheckInBackground checks an account at once in a goroutine the
+// dispatcher owns (and awaits at shutdown), and records the outcome as an
+// account.health_check event by the system, naming what triggered it.
+func (d *Dispatcher) HealthCheckInBackground(accountID int64, trigger string) {
+	d.workers.Add(1)
+	go func() {
+		defer d.workers.Done()
+		acc, err := d.HealthCheck(d.life, accountID)
+		if err != nil {
+			if d.life.Err() == nil && !errors.Is(err, store.ErrNotFound) {
+				d.log.Error("health: check account", "account_id", accountID, "err", err)
+			}
+			return
+		}
+		outcome := "success"
+		if acc.Status != store.AccountReady {
+			outcome = "failure"
+		}
+		d.audit(context.WithoutCancel(d.life), "account.health_check", accountID, outcome,
+			map[string]any{"status": acc.Status, "trigger": trigger})
+	}()
 }

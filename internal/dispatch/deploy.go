@@ -1,6 +1,8 @@
 package dispatch
 
 import (
+	"gooni/internal/audit"
+
 	"context"
 	"errors"
 	"fmt"
@@ -25,7 +27,7 @@ var serverSecretEnv = map[string]bool{
 
 // Deploy starts GG_DEPLOY_COMMAND for one account in the background. Only one
 // deploy per account runs at a time (ErrDeployRunning). The audit event written
-// when it ends names the actor from WithActor, or "system".
+// when it ends names the actor ctx carries (audit.WithActor), or the system.
 func (d *Dispatcher) Deploy(ctx context.Context, accountID int64) error {
 	acc, err := d.db.GetAccount(ctx, accountID)
 	if err != nil {
@@ -53,11 +55,11 @@ func (d *Dispatcher) Deploy(ctx context.Context, accountID int64) error {
 			return fmt.Errorf("dispatch: open credentials of account %d: %w", accountID, err)
 		}
 	}
-	if err := d.db.SetDeploy(ctx, accountID, "running", "", d.cfg.Now()); err != nil {
+	if err := d.db.SetDeploy(ctx, accountID, store.DeployRunning, "", d.cfg.Now()); err != nil {
 		release()
 		return err
 	}
-	who := actorFrom(ctx)
+	who := audit.ActorFrom(ctx)
 	d.workers.Add(1)
 	go func() {
 		defer d.workers.Done()
@@ -67,7 +69,7 @@ func (d *Dispatcher) Deploy(ctx context.Context, accountID int64) error {
 	return nil
 }
 
-func (d *Dispatcher) runDeploy(acc *store.Account, creds map[string]string, who actorInfo) {
+func (d *Dispatcher) runDeploy(acc *store.Account, creds map[string]string, who audit.Actor) {
 	ctx, cancel := context.WithTimeout(d.life, d.cfg.DeployTimeout)
 	defer cancel()
 	start := d.cfg.Now()
@@ -90,16 +92,16 @@ func (d *Dispatcher) runDeploy(acc *store.Account, creds map[string]string, who 
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	}
 
-	status, outcome, last := "succeeded", "success", ""
+	status, outcome, last := store.DeploySucceeded, "success", ""
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
-		status, outcome = "failed", "failure"
+		status, outcome = store.DeployFailed, "failure"
 		last = "deploy failed: it ran longer than " + d.cfg.DeployTimeout.String() + " and was killed"
 	case d.life.Err() != nil:
-		status, outcome = "failed", "failure"
+		status, outcome = store.DeployFailed, "failure"
 		last = "deploy failed: the server shut down while it ran"
 	case runErr != nil:
-		status, outcome = "failed", "failure"
+		status, outcome = store.DeployFailed, "failure"
 		var ee *exec.ExitError
 		if errors.As(runErr, &ee) {
 			last = "deploy failed: the command ended with " + ee.ProcessState.String()
@@ -124,8 +126,8 @@ func (d *Dispatcher) runDeploy(acc *store.Account, creds map[string]string, who 
 	if last != "" {
 		details["reason"] = last
 	}
-	d.auditAs(bg, who, "account.deploy", acc.ID, outcome, details)
-	if status == "succeeded" && d.life.Err() == nil {
+	d.audit(audit.WithActor(bg, who), "account.deploy", acc.ID, outcome, details)
+	if status == store.DeploySucceeded && d.life.Err() == nil {
 		if _, err := d.HealthCheck(bg, acc.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
 			d.log.Error("deploy: health check after deploy", "account_id", acc.ID, "err", err)
 		}
@@ -225,7 +227,7 @@ func (d *Dispatcher) resumeDeploys(ctx context.Context) {
 		return
 	}
 	for _, acc := range accounts {
-		if acc.DeployStatus != "running" {
+		if acc.DeployStatus != store.DeployRunning {
 			continue
 		}
 		d.mu.Lock()
@@ -239,7 +241,7 @@ func (d *Dispatcher) resumeDeploys(ctx context.Context) {
 			out += "\n"
 		}
 		out += "deploy failed: the server restarted while it ran"
-		if err := d.db.SetDeploy(ctx, acc.ID, "failed", out, d.cfg.Now()); err != nil {
+		if err := d.db.SetDeploy(ctx, acc.ID, store.DeployFailed, out, d.cfg.Now()); err != nil {
 			d.log.Error("deploy: mark interrupted deploy failed", "account_id", acc.ID, "err", err)
 		}
 	}

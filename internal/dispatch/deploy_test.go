@@ -1,6 +1,8 @@
 package dispatch
 
 import (
+	"gooni/internal/audit"
+
 	"context"
 	"errors"
 	"io"
@@ -91,7 +93,7 @@ func TestDeploy(t *testing.T) {
 				cfg.DeployTimeout = tc.timeout
 			}
 			d := New(cfg)
-			ctx := WithActor(context.Background(), "admin:abcd", "127.0.0.1", "corr-1")
+			ctx := audit.WithActor(context.Background(), audit.Actor{Name: "admin:abcd", Source: "127.0.0.1", CorrelationID: "corr-1"})
 			start := time.Now()
 			if err := d.Deploy(ctx, acc.ID); err != nil {
 				t.Fatal(err)
@@ -141,10 +143,8 @@ func TestDeploy(t *testing.T) {
 				t.Errorf("deploy took %v, want under %v", took, tc.maxDuration)
 			}
 
-			e.mu.Lock()
-			defer e.mu.Unlock()
 			var deployEvents []*store.AuditEvent
-			for _, ev := range e.audits {
+			for _, ev := range e.audits() {
 				if ev.Action == "account.deploy" {
 					deployEvents = append(deployEvents, ev)
 				}

@@ -7,6 +7,8 @@
 package dispatch
 
 import (
+	"gooni/internal/audit"
+
 	"context"
 	"errors"
 	"log/slog"
@@ -38,8 +40,8 @@ type Config struct {
 	RequestTimeout time.Duration
 	Logger         *slog.Logger
 	Now            func() time.Time
-	OnTaskChange   func(taskID string)                            // called after every committed task change (SSE hub)
-	Audit          func(ctx context.Context, e *store.AuditEvent) // writes audit rows for health checks/deploys run in background
+	// Audit records account events (health checks, deploys, failures); nil = none.
+	Audit *audit.Writer
 	// Observer receives measurements for /metrics; nil = none.
 	Observer Observer
 }
@@ -211,12 +213,6 @@ func (d *Dispatcher) Wake() {
 	}
 }
 
-func (d *Dispatcher) changed(taskID string) {
-	if d.cfg.OnTaskChange != nil {
-		d.cfg.OnTaskChange(taskID)
-	}
-}
-
 // claimInflight marks a task as owned by one goroutine; false if another owns it.
 func (d *Dispatcher) claimInflight(id string) bool {
 	d.mu.Lock()
@@ -266,7 +262,7 @@ func (d *Dispatcher) dispatchPass(ctx context.Context) {
 	}
 	free := 0
 	for _, acc := range accounts {
-		if acc.Status == "ready" && acc.Capacity > running[acc.ID] {
+		if acc.Status == store.AccountReady && acc.Capacity > running[acc.ID] {
 			free += acc.Capacity - running[acc.ID]
 		}
 	}
@@ -286,7 +282,7 @@ func (d *Dispatcher) dispatchPass(ctx context.Context) {
 	// Clients (and so opened credentials) only when there is work to hand out.
 	var cands []*candidate
 	for _, acc := range accounts {
-		if acc.Status != "ready" || acc.Capacity <= 0 {
+		if acc.Status != store.AccountReady || acc.Capacity <= 0 {
 			continue
 		}
 		c, err := d.Client(ctx, acc)
@@ -373,7 +369,7 @@ func (d *Dispatcher) start(ctx context.Context, t *store.Task, c *candidate) boo
 	}
 	d.claimMu.Lock()
 	// The pass read the accounts a moment ago; one may have failed or been disabled since.
-	if acc, err := d.db.GetAccount(ctx, c.acc.ID); d.removing[c.acc.ID] || err != nil || acc.Status != "ready" {
+	if acc, err := d.db.GetAccount(ctx, c.acc.ID); d.removing[c.acc.ID] || err != nil || acc.Status != store.AccountReady {
 		d.claimMu.Unlock()
 		d.releaseInflight(t.ID)
 		return false
@@ -387,7 +383,6 @@ func (d *Dispatcher) start(ctx context.Context, t *store.Task, c *candidate) boo
 		}
 		return false
 	}
-	d.changed(t.ID)
 	if !claimed.StartedAt.IsZero() && !claimed.CreatedAt.IsZero() {
 		d.cfg.Observer.QueueWait(claimed.StartedAt.Sub(claimed.CreatedAt))
 	}
@@ -453,17 +448,16 @@ func (d *Dispatcher) submit(ctx context.Context, t *store.Task, c *candidate) {
 }
 
 // retryOrFail puts a processing task back in the queue, or fails it with
-// dispatch_failed once it used all its tries, naming what happened on each.
+// dispatch_failed once it used all its tries, naming what happened on each;
+// one store transaction decides, so the attempt count cannot change between
+// the check and the write.
 func (d *Dispatcher) retryOrFail(ctx context.Context, t *store.Task, reason string) {
-	cur, err := d.db.GetTask(ctx, t.ID)
+	out, cur, err := d.db.RequeueOrFail(ctx, t.ID, t.AccountID, reason, d.cfg.MaxAttempts, describeTries)
 	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, store.ErrNotFound) {
-			d.log.Error("dispatch: read task", "task_id", t.ID, "err", err)
+		// ErrConflict: it ended or moved on meanwhile, so this reason is about a try that is over.
+		if ctx.Err() == nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict) {
+			d.log.Error("dispatch: requeue task", "task_id", t.ID, "err", err)
 		}
-		return
-	}
-	if cur.Status != "processing" || (t.AccountID != 0 && cur.AccountID != t.AccountID) {
-		// It ended or moved on meanwhile: this reason is about a try that is over.
 		return
 	}
 	if cur.AccountID != 0 {
@@ -475,22 +469,12 @@ func (d *Dispatcher) retryOrFail(ctx context.Context, t *store.Task, reason stri
 		d.tried[t.ID][cur.AccountID] = true
 		d.mu.Unlock()
 	}
-	if cur.Attempts >= d.cfg.MaxAttempts {
-		earlier, err := d.db.RetryReasons(ctx, t.ID)
-		if err != nil && ctx.Err() == nil {
-			d.log.Error("dispatch: read retry reasons", "task_id", t.ID, "err", err)
-		}
-		d.fail(ctx, cur, "dispatch_failed", describeTries(cur.Attempts, append(earlier, reason)))
-		return
-	}
-	if err := d.db.RequeueTask(ctx, t.ID, reason); err != nil {
-		if !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
-			d.log.Error("dispatch: requeue task", "task_id", t.ID, "err", err)
-		}
+	if out == store.Failed {
+		d.forget(t.ID)
+		d.log.Warn("task failed", "task_id", t.ID, "type", cur.Type, "code", "dispatch_failed", "attempts", cur.Attempts)
 		return
 	}
 	d.log.Info("task requeued", "task_id", t.ID, "type", cur.Type, "attempt", cur.Attempts, "reason", reason)
-	d.changed(t.ID)
 }
 
 func describeTries(attempts int, reasons []string) string {
@@ -525,9 +509,9 @@ func (d *Dispatcher) accountDown(ctx context.Context, accountID int64, reason st
 	d.mu.Lock()
 	d.pollFails[accountID] = 0
 	d.mu.Unlock()
-	if acc.Status != "disabled" && acc.Status != "failed" {
+	if acc.Status != store.AccountDisabled && acc.Status != store.AccountFailed {
 		// Conditional: an admin's Disable in the meantime is not overwritten.
-		if _, changed, err := d.db.SetAccountStatusUnless(ctx, accountID, "failed", reason, time.Time{}, "disabled", "failed"); err != nil {
+		if _, changed, err := d.db.SetAccountStatusUnless(ctx, accountID, store.AccountFailed, reason, time.Time{}, store.AccountDisabled, store.AccountFailed); err != nil {
 			if ctx.Err() == nil {
 				d.log.Error("dispatch: mark account failed", "account_id", accountID, "err", err)
 			}
@@ -539,7 +523,7 @@ func (d *Dispatcher) accountDown(ctx context.Context, accountID int64, reason st
 			}
 			// An explicit failure changes the account's status: admins see it in the audit log too.
 			d.audit(ctx, "account.update", accountID, "failure", map[string]any{
-				"name": acc.Name, "previous_status": acc.Status, "status": "failed", "reason": reason})
+				"name": acc.Name, "previous_status": acc.Status, "status": store.AccountFailed, "reason": reason})
 		}
 	}
 	tasks, err := d.db.ListProcessing(ctx)

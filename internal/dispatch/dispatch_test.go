@@ -1,6 +1,9 @@
 package dispatch
 
 import (
+	"gooni/internal/audit"
+	"slices"
+
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -37,9 +40,8 @@ type env struct {
 	dataDir string
 
 	mu      sync.Mutex
-	changes map[string][]int // progress seen at each OnTaskChange, per task
-	audits  []*store.AuditEvent
-	logs    syncBuffer // the dispatcher's log, shown when a test fails
+	changes map[string][]int // progress seen at each committed change, per task
+	logs    syncBuffer       // the dispatcher's log, shown when a test fails
 }
 
 type syncBuffer struct {
@@ -79,6 +81,15 @@ func newEnv(t *testing.T) *env {
 	}
 	t.Cleanup(func() { db.Close() })
 	e := &env{t: t, db: db, dataDir: dir, changes: map[string][]int{}}
+	t.Cleanup(db.ListenTasks(func(id string) {
+		t, err := e.db.GetTask(context.Background(), id)
+		if err != nil {
+			return
+		}
+		e.mu.Lock()
+		e.changes[id] = append(e.changes[id], t.Progress)
+		e.mu.Unlock()
+	}))
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("dispatcher log:\n%s", e.logs.String())
@@ -98,21 +109,19 @@ func (e *env) config() Config {
 		RequestTimeout: 10 * time.Second,
 		DeployTimeout:  5 * time.Second,
 		Logger:         slogJSON(&e.logs),
-		OnTaskChange: func(id string) {
-			t, err := e.db.GetTask(context.Background(), id)
-			if err != nil {
-				return
-			}
-			e.mu.Lock()
-			e.changes[id] = append(e.changes[id], t.Progress)
-			e.mu.Unlock()
-		},
-		Audit: func(_ context.Context, ev *store.AuditEvent) {
-			e.mu.Lock()
-			e.audits = append(e.audits, ev)
-			e.mu.Unlock()
-		},
+		Audit:          audit.NewWriter(e.db, slogJSON(&e.logs), nil),
 	}
+}
+
+// audits returns the audit rows written so far, oldest first.
+func (e *env) audits() []*store.AuditEvent {
+	e.t.Helper()
+	items, _, err := e.db.ListAudit(context.Background(), store.AuditFilter{Limit: 500})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	slices.Reverse(items)
+	return items
 }
 
 // start runs a Dispatcher until the test ends.
@@ -411,16 +420,14 @@ func TestCapacityIsRespectedAndLoadSpread(t *testing.T) {
 	b := e.account("two", e.sim(workspace.SimConfig{Duration: 300 * time.Millisecond}).URL, 1, "ready", nil)
 	var maxRunning atomic.Int64
 	cfg := e.config()
-	inner := cfg.OnTaskChange
-	cfg.OnTaskChange = func(id string) {
-		inner(id)
+	t.Cleanup(e.db.ListenTasks(func(id string) {
 		run, _ := e.db.RunningByAccount(context.Background())
 		for _, n := range run {
 			if int64(n) > maxRunning.Load() {
 				maxRunning.Store(int64(n))
 			}
 		}
-	}
+	}))
 	e.start(cfg)
 	var ids []string
 	for range 4 {
@@ -594,12 +601,11 @@ func TestBackgroundHealthCheckRecoversAndAudits(t *testing.T) {
 	if a := e.getAccount(pending.ID); a.Status != "pending" {
 		t.Errorf("pending account changed by the background checker: %s", a.Status)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.audits) != 1 {
-		t.Fatalf("%d audit events, want 1: %+v", len(e.audits), e.audits)
+	audits := e.audits()
+	if len(audits) != 1 {
+		t.Fatalf("%d audit events, want 1: %+v", len(audits), audits)
 	}
-	ev := e.audits[0]
+	ev := audits[0]
 	if ev.Action != "account.health_check" || ev.Actor != "system" || ev.Outcome != "success" || ev.CorrelationID == "" {
 		t.Errorf("audit event %+v", ev)
 	}
@@ -647,20 +653,17 @@ func TestDispatchNeverSendsToInvalidTarget(t *testing.T) {
 		return e.getAccount(acc.ID).Status == "failed"
 	})
 	waitFor(t, 5*time.Second, "the refusal and the status change to be audited", func() bool {
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		return len(e.audits) >= 2
+		return len(e.audits()) >= 2
 	})
 	got := e.get(task.ID)
 	if got.Status != "pending" || got.Attempts != 0 {
 		t.Errorf("task %s attempts %d: it was claimed for an invalid target", got.Status, got.Attempts)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	// One security event for the refusal, one for the account's change to failed.
-	if len(e.audits) != 2 || e.audits[0].Action != "security.proxy_refused" || e.audits[0].Outcome != "denied" ||
-		e.audits[1].Action != "account.update" || e.audits[1].Details["status"] != "failed" {
-		t.Errorf("audit events %+v, want security.proxy_refused then account.update to failed", e.audits)
+	audits := e.audits()
+	if len(audits) != 2 || audits[0].Action != "security.proxy_refused" || audits[0].Outcome != "denied" ||
+		audits[1].Action != "account.update" || audits[1].Details["status"] != "failed" {
+		t.Errorf("audit events %+v, want security.proxy_refused then account.update to failed", audits)
 	}
 }
 

@@ -47,7 +47,7 @@ func (d *Dispatcher) pollPass(ctx context.Context) {
 func (d *Dispatcher) poll(ctx context.Context, listed *store.Task) {
 	// The list may be stale: the task may have ended, or moved to another account.
 	t, err := d.db.GetTask(ctx, listed.ID)
-	if err != nil || t.Status != "processing" {
+	if err != nil || t.Status != store.StatusProcessing {
 		return
 	}
 	if t.AccountID == 0 {
@@ -91,9 +91,9 @@ func (d *Dispatcher) poll(ctx context.Context, listed *store.Task) {
 	}
 	d.pollOK(acc.ID)
 	switch st.Status {
-	case "done":
+	case workspace.StatusDone:
 		d.finish(ctx, t, c, acc)
-	case "failed":
+	case workspace.StatusFailed:
 		msg := st.Error
 		if msg == "" {
 			msg = "the workspace reported a failure without a message"
@@ -108,7 +108,6 @@ func (d *Dispatcher) poll(ctx context.Context, listed *store.Task) {
 				}
 				return
 			}
-			d.changed(t.ID)
 		}
 	}
 }
@@ -133,7 +132,7 @@ func (d *Dispatcher) pollFailed(ctx context.Context, acc *store.Account, reason 
 	}
 }
 
-// fail ends a task with a code and message, and tells listeners.
+// fail ends a task with a code and message (the store tells the event streams).
 func (d *Dispatcher) fail(ctx context.Context, t *store.Task, code, msg string) bool {
 	if err := d.db.FailTask(ctx, t.ID, code, msg); err != nil {
 		if !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
@@ -143,7 +142,6 @@ func (d *Dispatcher) fail(ctx context.Context, t *store.Task, code, msg string) 
 	}
 	d.forget(t.ID)
 	d.log.Warn("task failed", "task_id", t.ID, "type", t.Type, "code", code, "message", msg)
-	d.changed(t.ID)
 	return true
 }
 
@@ -195,7 +193,6 @@ func (d *Dispatcher) finish(ctx context.Context, t *store.Task, c *workspace.Cli
 	}
 	d.log.Info("task done", "task_id", t.ID, "type", t.Type, "account_id", acc.ID,
 		"result_type", res.contentType, "runtime", runtime.String())
-	d.changed(t.ID)
 	d.cancelRemote(c, t.ID)
 }
 

@@ -23,7 +23,7 @@ func (d *Dispatcher) Reap(ctx context.Context) (int, error) {
 		}
 		for _, t := range stale {
 			// Requeued since the list was read: its clock started again.
-			if cur, err := d.db.GetTask(ctx, t.ID); err != nil || cur.Status != "processing" || !cur.StartedAt.Equal(t.StartedAt) {
+			if cur, err := d.db.GetTask(ctx, t.ID); err != nil || cur.Status != store.StatusProcessing || !cur.StartedAt.Equal(t.StartedAt) {
 				continue
 			}
 			runtime := now.Sub(t.StartedAt).Round(time.Millisecond)
@@ -38,7 +38,6 @@ func (d *Dispatcher) Reap(ctx context.Context) (int, error) {
 			d.forget(t.ID)
 			d.log.Warn("stale task failed", "task_id", t.ID, "type", t.Type, "runtime", runtime.String(),
 				"ttl", rule.ttl.String(), "code", "timeout", "account_id", t.AccountID)
-			d.changed(t.ID)
 			d.cancelStale(ctx, t)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"gooni/internal/config"
 )
 
 // Side files of rotation under secrets/, each line "<unix seconds> <key>".
@@ -16,10 +18,6 @@ const (
 	APIKeyPrevious  = "api_key.previous"
 	AuditKeyRetired = "audit_key.retired"
 )
-
-// DefaultAPIKeyGrace is how long a rotated-out API key keeps working when
-// GG_API_KEY_GRACE is not set: long enough to update every client in a day.
-const DefaultAPIKeyGrace = 24 * time.Hour
 
 // RotateNames maps the command-line names of rotatable secrets to their file names.
 var RotateNames = map[string]string{
@@ -52,7 +50,7 @@ type Rotation struct {
 // with a new random value, atomically and with mode 0600. It refuses a
 // secret that comes from the environment or a *_FILE: whoever manages that
 // variable rotates it.
-func Rotate(dataDir, name string, now time.Time, getenv func(string) string) (*Rotation, error) {
+func Rotate(dataDir, name string, now time.Time, src config.Secrets) (*Rotation, error) {
 	file, ok := RotateNames[name]
 	if !ok {
 		return nil, fmt.Errorf("unknown secret %q (want api-key, admin-key, session-keys, account-key or audit-key)", name)
@@ -63,9 +61,10 @@ func Rotate(dataDir, name string, now time.Time, getenv func(string) string) (*R
 			sp = x
 		}
 	}
-	for _, v := range []string{sp.envValue, sp.envFile} {
-		if v != "" && getenv(v) != "" {
-			return nil, fmt.Errorf("%s is provided by %s; rotate it where that variable is managed, then restart", name, v)
+	in := sp.source(src)
+	for _, v := range []struct{ name, value string }{{in.ValueVar, in.Value}, {in.FileVar, in.File}} {
+		if v.value != "" {
+			return nil, fmt.Errorf("%s is provided by %s; rotate it where that variable is managed, then restart", name, v.name)
 		}
 	}
 	dir := Dir(dataDir)
@@ -82,10 +81,7 @@ func Rotate(dataDir, name string, now time.Time, getenv func(string) string) (*R
 
 	switch file {
 	case APIKey:
-		grace, gerr := apiKeyGrace(getenv)
-		if gerr != nil {
-			return nil, gerr
-		}
+		grace := src.APIKeyGrace
 		prev, perr := readStamped(dir, APIKeyPrevious)
 		if perr != nil {
 			return nil, perr
@@ -200,19 +196,6 @@ func DropOldAccountKeys(dataDir string) error {
 		return nil
 	}
 	return ReplaceFile(dir, AccountKey, s.AccountKeys[0]+"\n")
-}
-
-// apiKeyGrace reads GG_API_KEY_GRACE (a Go duration, "0" = no grace).
-func apiKeyGrace(getenv func(string) string) (time.Duration, error) {
-	v := strings.TrimSpace(getenv("GG_API_KEY_GRACE"))
-	if v == "" {
-		return DefaultAPIKeyGrace, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("GG_API_KEY_GRACE %q: want a duration such as 24h or 0", v)
-	}
-	return d, nil
 }
 
 type stamped struct {

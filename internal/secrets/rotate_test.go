@@ -263,7 +263,7 @@ func TestRevertRestoresTheOldSecretAndSideFile(t *testing.T) {
 	}
 }
 
-func TestLoadFailsClosedOnBrokenSideFilesAndGrace(t *testing.T) {
+func TestLoadFailsClosedOnBrokenSideFiles(t *testing.T) {
 	cases := []struct {
 		name string
 		file string
@@ -274,8 +274,6 @@ func TestLoadFailsClosedOnBrokenSideFilesAndGrace(t *testing.T) {
 		{"malformed previous", APIKeyPrevious, "not-a-time somekey\n", nil, APIKeyPrevious},
 		{"previous without key", APIKeyPrevious, "1700000000\n", nil, "line 1"},
 		{"malformed retired", AuditKeyRetired, "x\n", nil, AuditKeyRetired},
-		{"bad grace", "", "", map[string]string{"GG_API_KEY_GRACE": "soon"}, "GG_API_KEY_GRACE"},
-		{"negative grace", "", "", map[string]string{"GG_API_KEY_GRACE": "-1h"}, "GG_API_KEY_GRACE"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

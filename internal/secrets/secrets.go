@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/fernet/fernet-go"
+
+	"gooni/internal/config"
 )
 
 // Names of the secrets, also their file names under secrets/.
@@ -68,26 +70,25 @@ func (s *Set) Values() []string {
 
 type spec struct {
 	name     string
-	envValue string // variable holding the value itself ("" = none)
-	envFile  string // variable holding a path
+	source   func(config.Secrets) config.SecretSource // where the environment may give it
 	generate func() (string, error)
 	parse    func(s *Set, raw string) error
 }
 
 var specs = []spec{
-	{APIKey, "GG_API_KEY", "GG_API_KEY_FILE", randomToken, func(s *Set, raw string) error {
+	{APIKey, func(c config.Secrets) config.SecretSource { return c.APIKey }, randomToken, func(s *Set, raw string) error {
 		k, err := parseToken(raw)
 		s.APIKey = k
 		return err
 	}},
-	{AdminKey, "GG_ADMIN_KEY", "GG_ADMIN_KEY_FILE", randomToken, func(s *Set, raw string) error {
+	{AdminKey, func(c config.Secrets) config.SecretSource { return c.AdminKey }, randomToken, func(s *Set, raw string) error {
 		k, err := parseToken(raw)
 		s.AdminKey = k
 		return err
 	}},
-	{SessionKeys, "", "GG_SESSION_KEYS_FILE", generateSessionKeys, parseSessionKeys},
-	{AccountKey, "GG_ACCOUNT_KEY", "GG_ACCOUNT_KEY_FILE", generateFernet, parseFernet},
-	{AuditKey, "GG_AUDIT_KEY", "GG_AUDIT_KEY_FILE", randomToken, func(s *Set, raw string) error {
+	{SessionKeys, func(c config.Secrets) config.SecretSource { return c.SessionKeys }, generateSessionKeys, parseSessionKeys},
+	{AccountKey, func(c config.Secrets) config.SecretSource { return c.AccountKey }, generateFernet, parseFernet},
+	{AuditKey, func(c config.Secrets) config.SecretSource { return c.AuditKey }, randomToken, func(s *Set, raw string) error {
 		k, err := parseKeyMaterial(raw)
 		s.AuditKey = []byte(k)
 		return err
@@ -97,24 +98,24 @@ var specs = []spec{
 // Dir is where generated secrets live.
 func Dir(dataDir string) string { return filepath.Join(dataDir, "secrets") }
 
-// Load reads every secret. getenv is os.Getenv in production.
-func Load(dataDir string, getenv func(string) string) (*Set, error) {
-	return load(dataDir, getenv, true)
+// Load reads every secret from where src says, generating what is not given.
+func Load(dataDir string, src config.Secrets) (*Set, error) {
+	return load(dataDir, src, true)
 }
 
 // LoadExisting reads every secret like Load but never generates one: a
 // missing secret file is an error. Offline commands use it so that a wrong
 // GG_DATA_DIR cannot mint a fresh set of secrets.
-func LoadExisting(dataDir string, getenv func(string) string) (*Set, error) {
-	return load(dataDir, getenv, false)
+func LoadExisting(dataDir string, src config.Secrets) (*Set, error) {
+	return load(dataDir, src, false)
 }
 
-func load(dataDir string, getenv func(string) string, generate bool) (*Set, error) {
+func load(dataDir string, src config.Secrets, generate bool) (*Set, error) {
 	s := &Set{Generated: map[string]bool{}, Sources: map[string]string{}}
 	dir := Dir(dataDir)
 	fresh := map[string]string{}
 	for _, sp := range specs {
-		raw, source, generated, err := read(sp, dir, getenv)
+		raw, source, generated, err := read(sp, dir, sp.source(src))
 		if err != nil {
 			return nil, err
 		}
@@ -130,10 +131,7 @@ func load(dataDir string, getenv func(string) string, generate bool) (*Set, erro
 			fresh[sp.name] = raw
 		}
 	}
-	grace, err := apiKeyGrace(getenv)
-	if err != nil {
-		return nil, err
-	}
+	grace := src.APIKeyGrace
 	prev, err := readStamped(dir, APIKeyPrevious)
 	if err != nil {
 		return nil, err
@@ -163,23 +161,18 @@ func load(dataDir string, getenv func(string) string, generate bool) (*Set, erro
 	return s, nil
 }
 
-func read(sp spec, dir string, getenv func(string) string) (raw, source string, generated bool, err error) {
-	val := ""
-	if sp.envValue != "" {
-		val = getenv(sp.envValue)
-	}
-	file := getenv(sp.envFile)
+func read(sp spec, dir string, in config.SecretSource) (raw, source string, generated bool, err error) {
 	switch {
-	case val != "" && file != "":
-		return "", "", false, fmt.Errorf("both %s and %s are set; set only one", sp.envValue, sp.envFile)
-	case val != "":
-		return val, "environment " + sp.envValue, false, nil
-	case file != "":
-		b, err := os.ReadFile(file)
+	case in.Value != "" && in.File != "":
+		return "", "", false, fmt.Errorf("both %s and %s are set; set only one", in.ValueVar, in.FileVar)
+	case in.Value != "":
+		return in.Value, "environment " + in.ValueVar, false, nil
+	case in.File != "":
+		b, err := os.ReadFile(in.File)
 		if err != nil {
-			return "", "", false, fmt.Errorf("cannot read %s (%s): %w", sp.envFile, file, pathErr(err))
+			return "", "", false, fmt.Errorf("cannot read %s (%s): %w", in.FileVar, in.File, pathErr(err))
 		}
-		return string(b), file, false, nil
+		return string(b), in.File, false, nil
 	}
 	path := filepath.Join(dir, sp.name)
 	b, err := os.ReadFile(path)

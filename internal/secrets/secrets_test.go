@@ -1,14 +1,21 @@
 package secrets
 
 import (
+	"gooni/internal/config"
+
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-func envOf(m map[string]string) func(string) string {
-	return func(k string) string { return m[k] }
+// envOf resolves the secret inputs the way the server does, from variables m.
+func envOf(m map[string]string) config.Secrets {
+	o, err := config.LoadOffline(func(k string) string { return m[k] })
+	if err != nil {
+		panic(err)
+	}
+	return o.Secrets
 }
 
 func TestGenerateOnFirstStartWithPrivateModes(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gooni/internal/taskid"
 	"io"
 	"net"
 	"net/http"
@@ -22,9 +23,6 @@ import (
 
 // WorkspaceName is the only shape of workspace name that may become part of a host name.
 var WorkspaceName = regexp.MustCompile(`^[a-z0-9-]{3,64}$`)
-
-// taskIDPattern keeps task ids to one safe path segment on the wire.
-var taskIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 var (
 	// ErrTargetInvalid means a base URL could carry credentials somewhere unsafe.
@@ -306,7 +304,7 @@ func (c *Client) callJSON(ctx context.Context, method, path string, body []byte)
 }
 
 func taskPath(id string, suffix string) (string, error) {
-	if !taskIDPattern.MatchString(id) {
+	if !taskid.Valid(id) {
 		return "", ErrTaskIDInvalid
 	}
 	return "/tasks/" + url.PathEscape(id) + suffix, nil
@@ -326,7 +324,7 @@ func (c *Client) Submit(ctx context.Context, req *TaskRequest) (*TaskState, erro
 	if req == nil {
 		return nil, errors.New("workspace: nil task request")
 	}
-	if !taskIDPattern.MatchString(req.TaskID) {
+	if !taskid.Valid(req.TaskID) {
 		return nil, ErrTaskIDInvalid
 	}
 	body := *req
@@ -464,7 +462,7 @@ func ParseTaskState(data []byte) (*TaskState, error) {
 		return nil, fmt.Errorf("%w: unknown task status", ErrBadResponse)
 	}
 	if raw.TaskID != nil {
-		if *raw.TaskID != "" && !taskIDPattern.MatchString(*raw.TaskID) {
+		if *raw.TaskID != "" && !taskid.Valid(*raw.TaskID) {
 			return nil, fmt.Errorf("%w: task id malformed", ErrBadResponse)
 		}
 		st.TaskID = *raw.TaskID

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"gooni/internal/taskid"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -318,7 +319,7 @@ func FuzzParseTaskState(f *testing.F) {
 		if st.Progress < 0 || st.Progress > 100 {
 			t.Fatalf("accepted progress %d", st.Progress)
 		}
-		if st.TaskID != "" && !taskIDPattern.MatchString(st.TaskID) {
+		if st.TaskID != "" && !taskid.Valid(st.TaskID) {
 			t.Fatalf("accepted task id %q", st.TaskID)
 		}
 		// What we accept must survive a round trip unchanged.

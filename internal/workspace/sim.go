@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gooni/internal/taskid"
 	"math"
 	"net"
 	"net/http"
@@ -224,7 +225,7 @@ func (s *Sim) hang(r *http.Request) {
 
 // preflight applies the per-task faults that precede any lookup; false = answered.
 func (s *Sim) preflight(w http.ResponseWriter, r *http.Request, id string) bool {
-	if !taskIDPattern.MatchString(id) {
+	if !taskid.Valid(id) {
 		writeSimError(w, http.StatusBadRequest, "invalid_task_id", "task id must match ^[A-Za-z0-9_-]{1,64}$")
 		return false
 	}

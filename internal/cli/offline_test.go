@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"gooni/internal/config"
 	"gooni/internal/secrets"
+	"gooni/internal/testutil"
 	"gooni/store"
 )
 
@@ -33,11 +35,11 @@ var (
 func newInstallation(t *testing.T) *installation {
 	t.Helper()
 	dir := t.TempDir()
-	sec, err := secrets.Load(dir, envFromMap(nil))
+	sec, err := secrets.Load(dir, noSecretInputs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(dir, schemaSQL, store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey})
+	db, err := store.Open(dir, testutil.Schema(t), store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,6 +67,21 @@ func envFromMap(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
 }
 
+// noSecretInputs is an environment that gives no secret (all come from
+// files), with every default (the 24h API key grace).
+var noSecretInputs = func() config.Secrets {
+	o, err := config.LoadOffline(func(string) string { return "" })
+	if err != nil {
+		panic(err)
+	}
+	return o.Secrets
+}()
+
+// testAssets are the repository's real schema and catalog, as the binary embeds them.
+func testAssets(t testing.TB) Assets {
+	return Assets{Schema: testutil.Schema(t), Catalog: testutil.Catalog(t), Version: "test"}
+}
+
 // env is the environment of a command run against this installation.
 func (in *installation) env(extra map[string]string) func(string) string {
 	m := map[string]string{"GG_DATA_DIR": in.dir}
@@ -75,7 +92,7 @@ func (in *installation) env(extra map[string]string) func(string) string {
 // load reads the secrets now on disk and remembers them as values that must not leak.
 func (in *installation) load(t *testing.T) *secrets.Set {
 	t.Helper()
-	s, err := secrets.LoadExisting(in.dir, envFromMap(nil))
+	s, err := secrets.LoadExisting(in.dir, noSecretInputs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +102,7 @@ func (in *installation) load(t *testing.T) *secrets.Set {
 
 func (in *installation) open(t *testing.T, accountKeys []string, auditKey []byte) *store.DB {
 	t.Helper()
-	db, err := store.Open(in.dir, schemaSQL, store.Options{AccountKeys: accountKeys, AuditKey: auditKey})
+	db, err := store.Open(in.dir, testutil.Schema(t), store.Options{AccountKeys: accountKeys, AuditKey: auditKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,14 +127,14 @@ type cmdResult struct {
 func (in *installation) secrets(t *testing.T, env map[string]string, now time.Time, args ...string) cmdResult {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := secretsCommand(args, in.env(env), func() time.Time { return now }, &out, &errb)
+	code := runSecrets(args, testAssets(t), in.env(env), func() time.Time { return now }, &out, &errb)
 	return cmdResult{code, out.String(), errb.String()}
 }
 
 func (in *installation) sessions(t *testing.T, args ...string) cmdResult {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := sessionsCommand(args, in.env(nil), &out, &errb)
+	code := runSessions(args, testAssets(t), in.env(nil), &out, &errb)
 	return cmdResult{code, out.String(), errb.String()}
 }
 
@@ -158,7 +175,7 @@ func TestRotateAPIKeyKeepsTheOldKeyForTheGrace(t *testing.T) {
 		t.Error("the old API key is still accepted after the grace period")
 	}
 	// A longer grace from the environment keeps it.
-	s, err := secrets.LoadExisting(in2.dir, envFromMap(map[string]string{"GG_API_KEY_GRACE": "48h"}))
+	s, err := secrets.LoadExisting(in2.dir, config.Secrets{APIKeyGrace: 48 * time.Hour})
 	if err != nil || !slices.Equal(s.PreviousAPIKeys, []string{in2.sec.APIKey}) {
 		t.Errorf("GG_API_KEY_GRACE=48h does not keep a 25h-old key: %v", err)
 	}
@@ -254,7 +271,7 @@ func TestRotateAuditKey(t *testing.T) {
 		t.Error("old audit key not retired")
 	}
 	// The server opens the store with the new key and the retired one: the whole chain verifies.
-	probe, err := store.Open(in.dir, schemaSQL, store.Options{AccountKeys: after.AccountKeys, AuditKey: after.AuditKey, RetiredAuditKeys: after.RetiredAuditKeys})
+	probe, err := store.Open(in.dir, testutil.Schema(t), store.Options{AccountKeys: after.AccountKeys, AuditKey: after.AuditKey, RetiredAuditKeys: after.RetiredAuditKeys})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +286,7 @@ func TestRotateAuditKey(t *testing.T) {
 
 func TestRotateRefusesWhileTheDataDirIsLocked(t *testing.T) {
 	in := newInstallation(t)
-	unlock, err := lockDataDir(in.dir)
+	unlock, err := config.DataDir(in.dir).Lock()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,20 +311,20 @@ func TestRotateRefusesWhileTheDataDirIsLocked(t *testing.T) {
 
 func TestLockDataDirIsExclusive(t *testing.T) {
 	dir := t.TempDir()
-	unlock, err := lockDataDir(dir)
+	unlock, err := config.DataDir(dir).Lock()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := lockDataDir(dir); err == nil {
+	if _, err := config.DataDir(dir).Lock(); err == nil {
 		t.Fatal("a second lock succeeded")
 	}
 	unlock()
-	again, err := lockDataDir(dir)
+	again, err := config.DataDir(dir).Lock()
 	if err != nil {
 		t.Fatalf("lock after unlock: %v", err)
 	}
 	again()
-	if fi, err := os.Stat(filepath.Join(dir, lockFileName)); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(filepath.Join(dir, config.LockFileName)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("lock file: %v %v", fi, err)
 	}
 }
@@ -348,7 +365,7 @@ func TestSecretsCommandUsage(t *testing.T) {
 	// A wrong GG_DATA_DIR must not mint a new installation.
 	empty := t.TempDir()
 	var out, errb bytes.Buffer
-	code := secretsCommand([]string{"rotate", "api-key"}, envFromMap(map[string]string{"GG_DATA_DIR": empty}), time.Now, &out, &errb)
+	code := runSecrets([]string{"rotate", "api-key"}, testAssets(t), envFromMap(map[string]string{"GG_DATA_DIR": empty}), time.Now, &out, &errb)
 	if code != 1 || !strings.Contains(errb.String(), "no database") {
 		t.Errorf("empty data dir: exit %d: %q", code, errb.String())
 	}
@@ -403,7 +420,7 @@ func TestRunSecretsReadsGGDataDir(t *testing.T) {
 		t.Setenv(v, "")
 	}
 	var out, errb bytes.Buffer
-	if code := runSecrets([]string{"rotate", "api-key"}, &out, &errb); code != 0 {
+	if code := Main([]string{"secrets", "rotate", "api-key"}, testAssets(t), &out, &errb); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	if after := in.load(t); after.APIKey == in.sec.APIKey {

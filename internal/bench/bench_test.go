@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"gooni/internal/catalog"
+	"gooni/internal/config"
 	"gooni/internal/secrets"
+	"gooni/internal/testutil"
 	"gooni/server"
 	"gooni/store"
 )
@@ -24,15 +26,15 @@ import (
 // port, with one ready worker account (no dispatcher: tasks stay pending).
 func benchServer(tb testing.TB, dataDir string) (url, apiKey string, db *store.DB) {
 	tb.Helper()
-	sec, err := secrets.Load(dataDir, func(string) string { return "" })
+	sec, err := secrets.Load(dataDir, config.Secrets{})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cat, err := catalog.Load(catalogJSON)
+	cat, err := catalog.Load(testutil.Catalog(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	db, err = store.Open(dataDir, schemaSQL, store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey})
+	db, err = store.Open(dataDir, testutil.Schema(tb), store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -68,15 +70,15 @@ func benchRows(out string) map[string][2]string {
 func TestBenchMixedRunMeasuresEveryOpAndTheRawFloor(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	if err := seedDoneTasks(data, 300); err != nil {
+	if err := seedDoneTasks(data, testutil.Schema(t), 300); err != nil {
 		t.Fatal(err)
 	}
 	url, key, _ := benchServer(t, data)
 	keyFile := filepath.Join(dir, "key")
 	os.WriteFile(keyFile, []byte(key+"\n"), 0o600)
 	var out, errb bytes.Buffer
-	code := runBench([]string{"--url", url, "--api-key-file", keyFile, "--clients", "3", "--duration", "400ms",
-		"--raw-duration", "200ms", "--data-dir", data}, &out, &errb)
+	code := Main([]string{"--url", url, "--api-key-file", keyFile, "--clients", "3", "--duration", "400ms",
+		"--raw-duration", "200ms", "--data-dir", data}, Env{}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
@@ -111,7 +113,7 @@ func TestBenchCountsRejectionsByCode(t *testing.T) {
 	url, _, _ := benchServer(t, t.TempDir())
 	var out, errb bytes.Buffer
 	// A wrong key is refused up front, before any load.
-	if code := runBench([]string{"--url", url, "--api-key", "wrong-key-wrong-key", "--duration", "100ms"}, &out, &errb); code != 1 ||
+	if code := Main([]string{"--url", url, "--api-key", "wrong-key-wrong-key", "--duration", "100ms"}, Env{}, &out, &errb); code != 1 ||
 		!strings.Contains(errb.String(), "401 invalid_api_key") {
 		t.Fatalf("wrong key: exit %d, %q", code, errb.String())
 	}
@@ -122,8 +124,8 @@ func TestBenchCountsRejectionsByCode(t *testing.T) {
 	url2, key, _ := benchServer(t, t.TempDir())
 	out.Reset()
 	errb.Reset()
-	code := runBench([]string{"--url", url2, "--api-key", key, "--clients", "2", "--duration", "200ms", "--raw-duration", "0",
-		"--workload", "submit", "--model", "nope"}, &out, &errb)
+	code := Main([]string{"--url", url2, "--api-key", key, "--clients", "2", "--duration", "200ms", "--raw-duration", "0",
+		"--workload", "submit", "--model", "nope"}, Env{}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
@@ -134,7 +136,7 @@ func TestBenchCountsRejectionsByCode(t *testing.T) {
 
 func TestBenchStatusAndGalleryWorkloads(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	if err := seedDoneTasks(data, 250); err != nil {
+	if err := seedDoneTasks(data, testutil.Schema(t), 250); err != nil {
 		t.Fatal(err)
 	}
 	url, key, db := benchServer(t, data)
@@ -149,7 +151,7 @@ func TestBenchStatusAndGalleryWorkloads(t *testing.T) {
 	}
 	for _, wl := range []string{"status", "gallery"} {
 		var out, errb bytes.Buffer
-		code := runBench([]string{"--url", url, "--api-key", key, "--clients", "2", "--duration", "200ms", "--workload", wl}, &out, &errb)
+		code := Main([]string{"--url", url, "--api-key", key, "--clients", "2", "--duration", "200ms", "--workload", wl}, Env{}, &out, &errb)
 		if code != 0 {
 			t.Fatalf("%s: exit %d: %s", wl, code, errb.String())
 		}
@@ -172,7 +174,7 @@ func TestBenchRefusesWhatItMustNotDo(t *testing.T) {
 	} {
 		var out, errb bytes.Buffer
 		t.Setenv("GG_API_KEY", "")
-		if code := runBench(args, &out, &errb); code != 2 {
+		if code := Main(args, Env{}, &out, &errb); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, errb.String())
 		}
 	}

@@ -1,4 +1,7 @@
-package main
+// Package bench is the load tool behind `gooni bench`: submit, status, result
+// and gallery workloads against a running server on loopback, side by side
+// with the raw SQLite insert floor on the same disk, and seeding of done tasks.
+package bench
 
 import (
 	"bytes"
@@ -26,6 +29,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"gooni/internal/config"
 	"gooni/store"
 )
 
@@ -53,7 +57,15 @@ type benchConfig struct {
 	Timeout     time.Duration
 }
 
-func runBench(args []string, stdout, stderr io.Writer) int {
+// Env is what the bench takes from outside its flags.
+type Env struct {
+	APIKey string // GG_API_KEY, the last place an API key is looked for
+	Schema string // schema.sql, to create a data dir for --seed-done
+}
+
+// Main runs `gooni bench` with args and returns the exit code (0 ok, 1 the
+// run failed, 2 bad arguments).
+func Main(args []string, env Env, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gooni bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := benchConfig{}
@@ -89,14 +101,14 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		start := time.Now()
-		if err := seedDoneTasks(cfg.DataDir, cfg.SeedDone); err != nil {
+		if err := seedDoneTasks(cfg.DataDir, env.Schema, cfg.SeedDone); err != nil {
 			fmt.Fprintln(stderr, "gooni bench:", err)
 			return 1
 		}
 		fmt.Fprintf(stdout, "seeded %d done tasks into %s in %s\n", cfg.SeedDone, cfg.DataDir, time.Since(start).Round(time.Millisecond))
 		return 0
 	}
-	if err := cfg.check(keyFile, os.Getenv); err != nil {
+	if err := cfg.check(keyFile, env.APIKey); err != nil {
 		fmt.Fprintln(stderr, "gooni bench:", err)
 		return 2
 	}
@@ -109,7 +121,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func (c *benchConfig) check(keyFile string, getenv func(string) string) error {
+func (c *benchConfig) check(keyFile, envKey string) error {
 	if c.APIKey == "" && keyFile != "" {
 		b, err := os.ReadFile(keyFile)
 		if err != nil {
@@ -118,7 +130,7 @@ func (c *benchConfig) check(keyFile string, getenv func(string) string) error {
 		c.APIKey = strings.TrimSpace(string(b))
 	}
 	if c.APIKey == "" {
-		c.APIKey = getenv("GG_API_KEY")
+		c.APIKey = envKey
 	}
 	if c.APIKey == "" {
 		return errors.New("an API key is needed: --api-key-file DATA_DIR/secrets/api_key, --api-key or GG_API_KEY")
@@ -525,14 +537,14 @@ func (b *benchClient) submitLoop(ctx context.Context, rng *rand.Rand, submit, st
 				continue
 			}
 			switch taskStatus(data) {
-			case "done":
+			case store.StatusDone:
 				if _, _, ok := b.do(ctx, result, http.MethodGet, "/results/"+id, nil, http.StatusOK); !ok {
 					return
 				}
 				fetched = true
 				tracked = slices.Delete(tracked, i, i+1)
 				i--
-			case "failed":
+			case store.StatusFailed:
 				tracked = slices.Delete(tracked, i, i+1)
 				i--
 			}
@@ -681,23 +693,19 @@ func runRawFloor(ctx context.Context, cfg *benchConfig) *rawResult {
 // seedDoneTasks fills a stopped server's data dir with n done tasks that all
 // share one small result and preview file, for the scale measurements
 // (gallery paging, startup, memory at 100k tasks).
-func seedDoneTasks(dataDir string, n int) error {
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return err
-	}
-	unlock, err := lockDataDir(dataDir)
+func seedDoneTasks(dataDir, schema string, n int) error {
+	dir := config.DataDir(dataDir)
+	unlock, err := dir.Lock()
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	db, err := store.Open(dataDir, schemaSQL, store.Options{})
+	db, err := store.Open(dir.Path(), schema, store.Options{})
 	if err != nil {
 		return err
 	}
-	path := db.Path()
-	db.Close()
-	media := filepath.Join(dataDir, "media")
-	if err := os.MkdirAll(media, 0o700); err != nil {
+	defer db.Close()
+	if err := os.MkdirAll(dir.Media(), 0o700); err != nil {
 		return err
 	}
 	img := image.NewRGBA(image.Rect(0, 0, 64, 64))
@@ -711,57 +719,13 @@ func seedDoneTasks(dataDir string, n int) error {
 		return err
 	}
 	for _, name := range []string{"bench-seed.png", "bench-seed.preview.png"} {
-		if err := os.WriteFile(filepath.Join(media, name), buf.Bytes(), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir.Media(), name), buf.Bytes(), 0o600); err != nil {
 			return err
 		}
 	}
-	sdb, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_txlock=immediate")
-	if err != nil {
-		return err
-	}
-	defer sdb.Close()
-	sdb.SetMaxOpenConns(1)
-	ctx := context.Background()
-	base := time.Now().Add(-time.Duration(n) * time.Second).UnixMilli()
-	for done := 0; done < n; {
-		tx, err := sdb.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO tasks (id, type, model, mode, prompt, params, status, progress,
-			attempts, created_at, started_at, completed_at, updated_at, result_path, result_type, preview_path, preview_type)
-			VALUES (?, 'image', 'flux', 't2i', ?, '{"guidance":3.5,"height":1024,"seed":-1,"steps":28,"width":1024}',
-			'done', 100, 1, ?, ?, ?, ?, 'media/bench-seed.png', 'image/png', 'media/bench-seed.preview.png', 'image/png')`)
-		if err != nil {
-			tx.Rollback()
-			return err
-		}
-		for end := min(done+10_000, n); done < end; done++ {
-			created := base + int64(done)*1000
-			id := seedID(created)
-			if _, err := stmt.ExecContext(ctx, id, fmt.Sprintf("seeded task %d: a lighthouse on a rocky coast", done),
-				created, created+100, created+3100, created+3100); err != nil {
-				stmt.Close()
-				tx.Rollback()
-				return err
-			}
-		}
-		stmt.Close()
-		if err := tx.Commit(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// seedID is a store-shaped id whose time part is the seeded creation time,
-// so seeded tasks sort in creation order like real ones.
-func seedID(createdMS int64) string {
-	id := []byte(store.NewID())
-	const alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-	for i := 9; i >= 0; i-- {
-		id[i] = alphabet[createdMS&31]
-		createdMS >>= 5
-	}
-	return string(id)
+	proto := store.Task{Type: "image", Model: "flux", Mode: "t2i", Prompt: "seeded task: a lighthouse on a rocky coast",
+		Params:     []byte(`{"guidance":3.5,"height":1024,"seed":7,"steps":28,"width":1024}`),
+		ResultPath: "media/bench-seed.png", ResultType: "image/png",
+		PreviewPath: "media/bench-seed.preview.png", PreviewType: "image/png"}
+	return db.SeedDone(context.Background(), proto, time.Now().Add(-time.Duration(n)*time.Second), n)
 }

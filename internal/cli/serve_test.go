@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -9,7 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"gooni/internal/config"
 	"gooni/internal/secrets"
+	"gooni/internal/testutil"
 	"gooni/store"
 )
 
@@ -18,11 +20,11 @@ import (
 // or the next.
 func TestRefusesToOrphanTheAuditChain(t *testing.T) {
 	dir := t.TempDir()
-	sec, err := secrets.Load(dir, func(string) string { return "" })
+	sec, err := secrets.Load(dir, noSecretInputs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(dir, schemaSQL, store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey})
+	db, err := store.Open(dir, testutil.Schema(t), store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,15 +34,15 @@ func TestRefusesToOrphanTheAuditChain(t *testing.T) {
 	db.Close()
 	keyFile := filepath.Join(dir, "secrets", secrets.AuditKey)
 	os.Remove(keyFile)
-	cfg, err := loadConfig(nil, func(k string) string {
+	cfg, err := config.Load(nil, func(k string) string {
 		return map[string]string{"GG_DATA_DIR": dir, "GG_ADDR": "127.0.0.1:0"}[k]
-	})
+	}, usage, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	for i := 0; i < 2; i++ {
-		err := serve(cfg, log)
+		err := serve(cfg, testAssets(t), log)
 		if err == nil || !strings.Contains(err.Error(), "audit key") {
 			t.Fatalf("start %d: %v", i+1, err)
 		}
@@ -53,15 +55,15 @@ func TestRefusesToOrphanTheAuditChain(t *testing.T) {
 // TestOneServerPerDataDir: a second server on the same data dir refuses.
 func TestOneServerPerDataDir(t *testing.T) {
 	dir := t.TempDir()
-	unlock, err := lockDataDir(dir)
+	unlock, err := config.DataDir(dir).Lock()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unlock()
-	cfg, _ := loadConfig(nil, func(k string) string {
+	cfg, _ := config.Load(nil, func(k string) string {
 		return map[string]string{"GG_DATA_DIR": dir, "GG_ADDR": "127.0.0.1:0"}[k]
-	})
-	if err := serve(cfg, slog.New(slog.NewJSONHandler(io.Discard, nil))); err == nil || !strings.Contains(err.Error(), "running") {
+	}, usage, io.Discard)
+	if err := serve(cfg, testAssets(t), slog.New(slog.NewJSONHandler(io.Discard, nil))); err == nil || !strings.Contains(err.Error(), "running") {
 		t.Fatalf("second server: %v", err)
 	}
 }

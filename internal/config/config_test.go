@@ -1,0 +1,89 @@
+package config
+
+import (
+	"io"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := Load(nil, func(string) string { return "" }, func(io.Writer) {}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:8080" || c.DataDir != "./data" || c.HealthInterval != time.Minute || c.SessionMode != "open" ||
+		c.SessionTTL != 24*time.Hour || c.AdminSessionTTL != 8*time.Hour || c.TTLImage != 10*time.Minute ||
+		c.TTLVideo != 30*time.Minute || c.QueueMax != 1000 || c.DeployCommand != "modal deploy modal/modal_app.py" ||
+		c.WorkspaceURL != "https://{workspace}--gooni-inference.modal.run" {
+		t.Fatalf("defaults: %+v", c)
+	}
+}
+
+func TestConfigFlagsOverrideEnvironment(t *testing.T) {
+	env := map[string]string{"GG_ADDR": "127.0.0.1:1", "GG_DATA_DIR": "/env"}
+	c, err := Load([]string{"--addr", "127.0.0.1:2", "--demo"}, func(k string) string { return env[k] }, func(io.Writer) {}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:2" || c.DataDir != "/env" || !c.Demo {
+		t.Fatalf("%+v", c)
+	}
+}
+
+func TestConfigRejectsBadValues(t *testing.T) {
+	cases := map[string]string{
+		"GG_SESSION_MODE":    "maybe",
+		"GG_TTL_IMAGE":       "soon",
+		"GG_QUEUE_MAX":       "-1",
+		"FRONTEND_ORIGINS":   "*",
+		"GG_TRUSTED_PROXIES": "not-a-cidr",
+		"GG_ADDR":            "8080",
+		"GG_WORKSPACE_URL":   "https://fixed.example",
+		"GG_TLS_CERT":        "/only/cert.pem",
+		"GG_AUDIT_RETENTION": "720h",
+		"GG_API_KEY_GRACE":   "soon",
+	}
+	for k, v := range cases {
+		_, err := Load(nil, func(name string) string {
+			if name == k {
+				return v
+			}
+			return ""
+		}, func(io.Writer) {}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=%q: err %v", k, v, err)
+		}
+	}
+}
+
+func TestLoopbackAddr(t *testing.T) {
+	for addr, want := range map[string]bool{"127.0.0.1:8080": true, "[::1]:80": true, "localhost:1": true,
+		"0.0.0.0:8080": false, ":8080": false, "192.168.1.2:80": false} {
+		if got := LoopbackAddr(addr); got != want {
+			t.Errorf("%s: %v", addr, got)
+		}
+	}
+}
+
+// TestAPIKeyGraceZeroMeansNone: SECURITY.md tells operators to set
+// GG_API_KEY_GRACE=0 after a compromise; the server must start with it (it
+// once refused with "must be a positive duration" while the rotation command
+// accepted it), and a negative or unreadable grace is refused by name.
+func TestAPIKeyGraceZeroMeansNone(t *testing.T) {
+	for v, want := range map[string]time.Duration{"": DefaultAPIKeyGrace, "0": 0, "0s": 0, "36h": 36 * time.Hour} {
+		c, err := Load(nil, func(k string) string { return map[string]string{"GG_API_KEY_GRACE": v}[k] }, func(io.Writer) {}, io.Discard)
+		if err != nil || c.Secrets.APIKeyGrace != want {
+			t.Errorf("GG_API_KEY_GRACE=%q: grace %v, err %v; want %v", v, c.Secrets.APIKeyGrace, err, want)
+		}
+		o, err := LoadOffline(func(k string) string { return map[string]string{"GG_API_KEY_GRACE": v}[k] })
+		if err != nil || o.Secrets.APIKeyGrace != want {
+			t.Errorf("offline GG_API_KEY_GRACE=%q: grace %v, err %v; want %v", v, o.Secrets.APIKeyGrace, err, want)
+		}
+	}
+	for _, v := range []string{"-1h", "soon"} {
+		if _, err := LoadOffline(func(k string) string { return map[string]string{"GG_API_KEY_GRACE": v}[k] }); err == nil || !strings.Contains(err.Error(), "GG_API_KEY_GRACE") {
+			t.Errorf("GG_API_KEY_GRACE=%q: err %v, want one naming the variable", v, err)
+		}
+	}
+}
