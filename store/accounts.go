@@ -171,20 +171,7 @@ func (db *DB) getAccount(ctx context.Context, q rowQuerier, query string, arg an
 
 // ListAccounts returns every account by id.
 func (db *DB) ListAccounts(ctx context.Context) ([]*Account, error) {
-	rows, err := db.reader.QueryContext(ctx, `SELECT `+accountColumns+` FROM accounts ORDER BY id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Account
-	for rows.Next() {
-		a, err := scanAccount(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return queryRows(ctx, db.reader, scanAccount, `SELECT `+accountColumns+` FROM accounts ORDER BY id`)
 }
 
 // UpdateAccount applies the patch in one transaction and returns the new state.
@@ -320,13 +307,7 @@ func (db *DB) AccountCredentials(ctx context.Context, id int64) (map[string]stri
 // DeleteAccount removes the account; its finished tasks keep no account id.
 func (db *DB) DeleteAccount(ctx context.Context, id int64) error {
 	res, err := db.writer.ExecContext(ctx, `DELETE FROM accounts WHERE id = ?`, id)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	return one(res, err, notFound)
 }
 
 // ResealCredentials re-seals every account's credentials under AccountKeys[0]

@@ -298,6 +298,56 @@ func (db *DB) Backup(ctx context.Context, dest string) error {
 	return nil
 }
 
+// queryRows runs a query and scans every row with scan.
+func queryRows[T any](ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, scan func(rowScanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// countBy runs a `SELECT key, count(*) ... GROUP BY key` query into a map.
+func countBy[K comparable](ctx context.Context, q *sql.DB, query string, args ...any) (map[K]int, error) {
+	type pair struct {
+		k K
+		n int
+	}
+	pairs, err := queryRows(ctx, q, func(r rowScanner) (pair, error) {
+		var p pair
+		return p, r.Scan(&p.k, &p.n)
+	}, query, args...)
+	out := make(map[K]int, len(pairs))
+	for _, p := range pairs {
+		out[p.k] = p.n
+	}
+	return out, err
+}
+
+// one checks that a write touched a row; none says what it means when it did not.
+func one(res sql.Result, err error, none func() error) error {
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return none()
+	}
+	return nil
+}
+
+func notFound() error { return ErrNotFound }
+
 // writeTx runs fn in one transaction on the writer and commits it.
 func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.writer.BeginTx(ctx, nil)

@@ -54,20 +54,7 @@ func scanTask(r rowScanner) (*Task, error) {
 }
 
 func (db *DB) queryTasks(ctx context.Context, q *sql.DB, query string, args ...any) ([]*Task, error) {
-	rows, err := q.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
+	return queryRows(ctx, q, scanTask, query, args...)
 }
 
 // createRequest is one CreateTask call waiting for the group committer.
@@ -364,21 +351,14 @@ func (db *DB) QueuePosition(ctx context.Context, id string) (int, error) {
 
 // CountByStatus returns a count for each of the four statuses (zero included).
 func (db *DB) CountByStatus(ctx context.Context) (map[string]int, error) {
-	out := map[string]int{StatusPending: 0, StatusProcessing: 0, StatusDone: 0, StatusFailed: 0}
-	rows, err := db.reader.QueryContext(ctx, `SELECT status, count(*) FROM tasks GROUP BY status`)
+	out, err := countBy[string](ctx, db.reader, `SELECT status, count(*) FROM tasks GROUP BY status`)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var s string
-		var n int
-		if err := rows.Scan(&s, &n); err != nil {
-			return nil, err
-		}
-		out[s] = n
+	for _, s := range []string{StatusPending, StatusProcessing, StatusDone, StatusFailed} {
+		out[s] += 0
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // OldestPending returns the creation time of the task at the head of the queue.
@@ -412,22 +392,8 @@ func (db *DB) ListProcessing(ctx context.Context) ([]*Task, error) {
 
 // RunningByAccount counts processing tasks per account.
 func (db *DB) RunningByAccount(ctx context.Context) (map[int64]int, error) {
-	rows, err := db.reader.QueryContext(ctx,
+	return countBy[int64](ctx, db.reader,
 		`SELECT account_id, count(*) FROM tasks WHERE status = 'processing' AND account_id IS NOT NULL GROUP BY account_id`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[int64]int{}
-	for rows.Next() {
-		var id int64
-		var n int
-		if err := rows.Scan(&id, &n); err != nil {
-			return nil, err
-		}
-		out[id] = n
-	}
-	return out, rows.Err()
 }
 
 // transitionError tells a missing task (ErrNotFound) from one in the wrong state (ErrConflict).
@@ -647,11 +613,8 @@ func (db *DB) CompleteTask(ctx context.Context, id, resultPath, resultType, prev
 			result_type = ?, preview_path = ?, preview_type = ?, completed_at = ?, updated_at = ?, has_image = 0
 			WHERE id = ? AND status = 'processing'`,
 			resultPath, resultType, previewPath, previewType, now, now, id)
-		if err != nil {
+		if err := one(res, err, func() error { return transitionError(ctx, tx, id) }); err != nil {
 			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return transitionError(ctx, tx, id)
 		}
 		_, err = tx.ExecContext(ctx, `DELETE FROM task_inputs WHERE task_id = ?`, id)
 		return err
@@ -678,11 +641,8 @@ func failTask(ctx context.Context, tx *sql.Tx, id, code, message string, now int
 	res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'failed', error_code = ?, error_message = ?,
 		completed_at = ?, updated_at = ?, has_image = 0
 		WHERE id = ? AND status IN ('pending', 'processing')`, code, message, now, now, id)
-	if err != nil {
+	if err := one(res, err, func() error { return transitionError(ctx, tx, id) }); err != nil {
 		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return transitionError(ctx, tx, id)
 	}
 	_, err = tx.ExecContext(ctx, `DELETE FROM task_inputs WHERE task_id = ?`, id)
 	return err
@@ -721,11 +681,8 @@ func (db *DB) Gallery(ctx context.Context, cursor string, limit int) (items []*T
 // DeleteTask removes the row (and its input image); caller removes files first.
 func (db *DB) DeleteTask(ctx context.Context, id string) error {
 	res, err := db.writer.ExecContext(ctx, `DELETE FROM tasks WHERE id = ?`, id)
-	if err != nil {
+	if err := one(res, err, notFound); err != nil {
 		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
 	}
 	db.taskChanged(id)
 	return nil

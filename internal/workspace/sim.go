@@ -257,15 +257,11 @@ func (s *Sim) handleHealth(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// simSubmit is a POST /tasks body: a TaskRequest whose image stays as sent
+// (base64 or a data URL), nil when absent.
 type simSubmit struct {
-	TaskID         string          `json:"task_id"`
-	Type           string          `json:"type"`
-	Model          string          `json:"model"`
-	Mode           string          `json:"mode"`
-	Prompt         string          `json:"prompt"`
-	NegativePrompt string          `json:"negative_prompt"`
-	Params         json.RawMessage `json:"params"`
-	Image          *string         `json:"image"`
+	TaskRequest
+	Image *string `json:"image"`
 }
 
 func (s *Sim) handleSubmit(w http.ResponseWriter, r *http.Request) {
@@ -385,28 +381,29 @@ func (s *Sim) lookup(id string) (*simTask, bool) {
 	return t, true
 }
 
-func (s *Sim) handleStatus(w http.ResponseWriter, r *http.Request) {
+// task resolves the request's task id, answering the error itself when it cannot.
+func (s *Sim) task(w http.ResponseWriter, r *http.Request) (*simTask, bool) {
 	id := r.PathValue("id")
 	if !s.preflight(w, r, id) {
-		return
+		return nil, false
 	}
 	t, ok := s.lookup(id)
 	if !ok {
 		writeSimError(w, http.StatusNotFound, "task_not_found", "no such task")
-		return
 	}
-	writeSimJSON(w, http.StatusOK, s.state(t, s.now()))
+	return t, ok
+}
+
+func (s *Sim) handleStatus(w http.ResponseWriter, r *http.Request) {
+	if t, ok := s.task(w, r); ok {
+		writeSimJSON(w, http.StatusOK, s.state(t, s.now()))
+	}
 }
 
 func (s *Sim) handleMedia(result bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		if !s.preflight(w, r, id) {
-			return
-		}
-		t, ok := s.lookup(id)
+		t, ok := s.task(w, r)
 		if !ok {
-			writeSimError(w, http.StatusNotFound, "task_not_found", "no such task")
 			return
 		}
 		if st := s.state(t, s.now()); st.Status != StatusDone {
@@ -422,7 +419,7 @@ func (s *Sim) handleMedia(result bool) http.HandlerFunc {
 		if result {
 			body, ctype = t.media.result, t.media.resultType
 			if t.fate == FaultCorrupt {
-				body = corruptBytes(id)
+				body = corruptBytes(t.id)
 			}
 		}
 		w.Header().Set("Content-Type", ctype)
