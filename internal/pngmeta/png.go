@@ -61,6 +61,7 @@ type FormatError struct {
 	Detail string
 }
 
+// Error reads like `pngmeta: "tEXt" chunk at byte 33: chunk CRC does not match its contents`.
 func (e *FormatError) Error() string {
 	msg := "pngmeta: "
 	if e.Chunk != "" {
@@ -75,6 +76,7 @@ func (e *FormatError) Error() string {
 	return msg
 }
 
+// Unwrap returns Err, so errors.Is(err, ErrCRC) and the like work.
 func (e *FormatError) Unwrap() error { return e.Err }
 
 // chunkHeader is a chunk's length and type, and where its length field starts.
