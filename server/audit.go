@@ -18,20 +18,25 @@ func isDeployRunning(err error) bool { return errors.Is(err, dispatch.ErrDeployR
 
 // AuditView is one audit event as admins read it (CONTRACT.md section 9).
 type AuditView struct {
-	ID            int64          `json:"id"`
-	Timestamp     string         `json:"timestamp"`
-	Actor         string         `json:"actor"`
-	Source        string         `json:"source"`
-	Action        string         `json:"action"`
-	Target        string         `json:"target"`
-	Outcome       string         `json:"outcome"`
-	CorrelationID string         `json:"correlation_id"`
-	Details       map[string]any `json:"details"`
+	ID            int64  `json:"id"`
+	Timestamp     string `json:"timestamp"`
+	Actor         string `json:"actor"`
+	Source        string `json:"source"`
+	Action        string `json:"action"`
+	Target        string `json:"target"`
+	Outcome       string `json:"outcome"`
+	CorrelationID string `json:"correlation_id"`
+	// Details is the event's details object, or the stored text when a row
+	// holds something that is not a JSON object.
+	Details any `json:"details"`
 }
 
 func auditView(e *store.AuditEvent) *AuditView {
-	d := e.Details
-	if d == nil {
+	var d any = e.Details
+	switch {
+	case e.Details == nil && e.DetailsText != "":
+		d = e.DetailsText
+	case e.Details == nil:
 		d = map[string]any{}
 	}
 	return &AuditView{ID: e.ID, Timestamp: e.Timestamp.UTC().Format(time.RFC3339Nano), Actor: e.Actor, Source: e.Source,

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -61,7 +63,7 @@ func (s *Server) requireUser(next handlerFunc) handlerFunc {
 			}
 			return next(w, withActor(r, "api_key"))
 		}
-		if vals, ok := r.URL.Query()["api_key"]; ok {
+		if vals, ok := queryAPIKey(r.URL.RawQuery); ok {
 			if len(vals) != 1 || !s.apiKeyOK(vals[0]) {
 				return apierr.InvalidAPIKey()
 			}
@@ -77,6 +79,36 @@ func (s *Server) requireUser(next handlerFunc) handlerFunc {
 		}
 		return apierr.SessionRequired()
 	}
+}
+
+// queryAPIKey finds the api_key query parameter without dropping what does
+// not parse: url.Values skips a malformed pair, so "?api_key=%zz" would look
+// like no key at all and fall through to the cookie. A pair named api_key
+// whose value cannot be decoded, and a malformed pair (bad escape, ';') that
+// mentions api, count as a key that is wrong.
+func queryAPIKey(raw string) (vals []string, present bool) {
+	const wrong = "\x00" // never equal to a key
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(pair, "=")
+		key, kerr := url.QueryUnescape(k)
+		if kerr != nil || strings.Contains(pair, ";") {
+			if strings.Contains(strings.ToLower(pair), "api") {
+				vals, present = append(vals, wrong), true
+			}
+			continue
+		}
+		if key != "api_key" {
+			continue
+		}
+		val, err := url.QueryUnescape(v)
+		if err != nil {
+			val = wrong
+		}
+		vals, present = append(vals, val), true
+	}
+	return vals, present
 }
 
 // liveSession decodes the kind's cookie and checks its row: a bad MAC, an

@@ -12,10 +12,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/mux"
 
+	"gooni/internal/config"
 	"gooni/internal/dispatch"
 	"gooni/server/apierr"
 	"gooni/store"
@@ -53,17 +55,17 @@ func (s *Server) serveMedia(w http.ResponseWriter, r *http.Request, preview bool
 	if preview {
 		rel, ctype = t.PreviewPath, t.PreviewType
 	}
-	path, ok := s.mediaPath(rel)
-	if !ok {
+	f, err := s.dataDir().OpenMedia(rel)
+	switch {
+	case errors.Is(err, config.ErrMediaPath), errors.Is(err, fs.ErrNotExist):
 		return apierr.ResultGone()
-	}
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return apierr.ResultGone()
-	}
-	if err != nil {
+	case errors.Is(err, syscall.ELOOP):
+		s.log.Warn("a media file is a symbolic link: refused", "task_id", t.ID, "path", rel)
+		return apierr.StorageFailed().With(err)
+	case err != nil:
 		return apierr.StorageFailed().With(err)
 	}
+	path := f.Name()
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil || !st.Mode().IsRegular() {
@@ -88,8 +90,27 @@ func (s *Server) serveMedia(w http.ResponseWriter, r *http.Request, preview bool
 		}
 		h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
 	}
+	dropForeignRange(r)
 	http.ServeContent(&contentErrorWriter{ResponseWriter: w, s: s, r: r}, r, "", st.ModTime(), f)
 	return nil
+}
+
+// dropForeignRange removes a Range header whose unit is not bytes: RFC 9110
+// section 14.2 says a server ignores a range unit it does not understand and
+// answers the whole representation (200), where http.ServeContent would
+// answer 416. The unit is case-insensitive, so "Bytes=" counts as bytes.
+func dropForeignRange(r *http.Request) {
+	v := r.Header.Get("Range")
+	if v == "" {
+		return
+	}
+	unit, rest, ok := strings.Cut(v, "=")
+	switch {
+	case !ok || !strings.EqualFold(strings.TrimSpace(unit), "bytes"):
+		r.Header.Del("Range")
+	case unit != "bytes":
+		r.Header.Set("Range", "bytes="+rest)
+	}
 }
 
 // contentErrorWriter turns the plain-text errors http.ServeContent writes (416
@@ -155,18 +176,7 @@ func extFor(ctype, path string) string {
 	return ""
 }
 
-// mediaPath resolves a stored relative path strictly inside DATA_DIR/media.
-func (s *Server) mediaPath(rel string) (string, bool) {
-	if rel == "" {
-		return "", false
-	}
-	media := filepath.Join(s.cfg.DataDir, "media")
-	p := filepath.Join(s.cfg.DataDir, filepath.FromSlash(rel))
-	if !strings.HasPrefix(p, media+string(filepath.Separator)) {
-		return "", false
-	}
-	return p, true
-}
+func (s *Server) dataDir() config.DataDir { return config.DataDir(s.cfg.DataDir) }
 
 // proxyMedia streams a processing task's media from its workspace, which
 // is resolved only from the account registry. Anything short of a usable
@@ -184,6 +194,8 @@ func (s *Server) proxyMedia(w http.ResponseWriter, r *http.Request, t *store.Tas
 		return apierr.ProxyTargetInvalid()
 	case errors.Is(err, dispatch.ErrNotLive):
 		return apierr.ResultNotReady()
+	case errors.Is(err, dispatch.ErrUnusable):
+		return apierr.WorkerUnavailable()
 	case err != nil:
 		return apierr.Internal(err)
 	}
@@ -248,8 +260,8 @@ func (s *Server) handleGalleryDelete(w http.ResponseWriter, r *http.Request) err
 		return apierr.TaskNotDone()
 	}
 	for _, rel := range []string{t.ResultPath, t.PreviewPath} {
-		p, ok := s.mediaPath(rel)
-		if !ok {
+		p, err := s.dataDir().MediaPath(rel)
+		if err != nil {
 			continue
 		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {

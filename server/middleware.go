@@ -190,7 +190,7 @@ func (s *Server) trusted(a netip.Addr) bool {
 
 // throttleIP limits a route per client IP (checked before auth).
 func (s *Server) throttleIP(l *Limiter, next http.Handler) http.Handler {
-	return s.throttle(l, func(r *http.Request) string { return "ip:" + s.clientIP(r) }, next)
+	return s.throttle(l, func(r *http.Request) string { return "ip:" + clientKey(s.clientIP(r)) }, next)
 }
 
 // throttleAdmin limits admin routes per admin session, or per IP without one.
@@ -201,7 +201,7 @@ func (s *Server) throttleAdmin(next http.Handler) http.Handler {
 				return "admin:" + tokenHashHex(token)
 			}
 		}
-		return "ip:" + s.clientIP(r)
+		return "ip:" + clientKey(s.clientIP(r))
 	}, next)
 }
 

@@ -131,7 +131,7 @@ func TestCORS(t *testing.T) {
 // TestRollingWindowLimiter: never more than N admitted in any window span.
 func TestRollingWindowLimiter(t *testing.T) {
 	clk := &clock{t: time.Unix(1000, 0)}
-	l := NewLimiter(3, time.Minute, clk.Now)
+	l := NewLimiter(3, time.Minute, clk.Now, 0)
 	at := func(sec int) (bool, time.Duration, bool) {
 		clk.mu.Lock()
 		clk.t = time.Unix(1000+int64(sec), 0)

@@ -49,6 +49,8 @@ type Config struct {
 	AdminSessionTTL time.Duration
 	QueueMax        int
 	TLS             bool
+	// ThrottleKeys bounds the keys each rate limiter remembers (0 = DefaultLimiterKeys).
+	ThrottleKeys int
 	// ExtraAPIKeys are older API keys still accepted (rotation grace).
 	ExtraAPIKeys []string
 	// Audit is the audit writer shared with the dispatcher; nil = one on DB.
@@ -126,11 +128,11 @@ func New(cfg Config) *Server {
 	for _, k := range cfg.ExtraAPIKeys {
 		s.apiKeys = append(s.apiKeys, []byte(k))
 	}
-	s.authLimit = NewLimiter(10, time.Minute, cfg.Now)
+	s.authLimit = NewLimiter(10, time.Minute, cfg.Now, cfg.ThrottleKeys)
 	s.authLimit.Name = "auth_session"
-	s.adminLoginLimit = NewLimiter(30, time.Minute, cfg.Now)
+	s.adminLoginLimit = NewLimiter(30, time.Minute, cfg.Now, cfg.ThrottleKeys)
 	s.adminLoginLimit.Name = "admin_session"
-	s.adminLimit = NewLimiter(120, time.Minute, cfg.Now)
+	s.adminLimit = NewLimiter(120, time.Minute, cfg.Now, cfg.ThrottleKeys)
 	s.adminLimit.Name = "admin"
 	s.metrics = cfg.Metrics
 	if s.metrics == nil {

@@ -20,6 +20,9 @@ type AuditEvent struct {
 	Timestamp                                             time.Time
 	Actor, Source, Action, Target, Outcome, CorrelationID string
 	Details                                               map[string]any
+	// DetailsText holds a stored details value that is not a JSON object (a
+	// row written by hand or damaged); ListAudit then leaves Details nil.
+	DetailsText string
 }
 
 // AuditFilter selects events for ListAudit; zero fields do not filter.
@@ -487,8 +490,10 @@ func (db *DB) ListAudit(ctx context.Context, f AuditFilter) (items []*AuditEvent
 		}
 		e.Timestamp = time.UnixMilli(ts).UTC()
 		e.Details = map[string]any{}
-		if err := json.Unmarshal([]byte(details), &e.Details); err != nil {
-			return nil, 0, fmt.Errorf("store: audit row %d details: %w", e.ID, err)
+		if err := json.Unmarshal([]byte(details), &e.Details); err != nil || e.Details == nil {
+			// One bad row must not take every page that holds it down: it is
+			// shown as text (VerifyAudit still judges the row by its MAC).
+			e.Details, e.DetailsText = nil, details
 		}
 		items = append(items, &e)
 	}

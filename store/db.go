@@ -284,6 +284,12 @@ func (db *DB) Path() string { return db.path }
 
 // Backup writes a consistent copy of the live database to dest, which must not exist.
 func (db *DB) Backup(ctx context.Context, dest string) error {
+	// VACUUM INTO reads a "file:" name as an SQLite URI, so "file:x.db"
+	// would write x.db (with the umask's mode) instead of the file made
+	// below; such names, and URI query parts, are refused.
+	if len(dest) >= 5 && strings.EqualFold(dest[:5], "file:") {
+		return fmt.Errorf("store: backup: %q looks like an SQLite URI; give a plain file path", dest)
+	}
 	// Pre-create the empty file (VACUUM INTO accepts an empty file) so the copy
 	// of sealed credentials and session hashes is never world-readable.
 	f, err := os.OpenFile(dest, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
@@ -295,7 +301,7 @@ func (db *DB) Backup(ctx context.Context, dest string) error {
 		os.Remove(dest)
 		return fmt.Errorf("store: backup: %w", err)
 	}
-	return nil
+	return os.Chmod(dest, 0o600)
 }
 
 // queryRows runs a query and scans every row with scan.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -448,5 +449,39 @@ func assertAudited(t *testing.T, db *store.DB, action, target string) {
 	}
 	if v, err := db.VerifyAudit(ctx); err != nil || !v.OK {
 		t.Errorf("audit chain broken: %+v %v", v, err)
+	}
+}
+
+// TestBackupRefusesURIsAndIsPrivate (issue 11 point 14): `gooni backup
+// file:plain.db` wrote the real backup to plain.db with the umask's mode
+// (0644) while creating an empty "file:plain.db": SQLite read the name as a
+// URI. URI forms are refused, and every backup file is 0600 whatever the
+// umask. Inputs tried: file:plain.db, FILE:x.db, file:///abs.db?mode=rwc, a
+// plain path under umask 000.
+func TestBackupRefusesURIsAndIsPrivate(t *testing.T) {
+	in := newInstallation(t)
+	work := t.TempDir()
+	t.Chdir(work)
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	for _, dest := range []string{"file:plain.db", "FILE:x.db", "file://" + filepath.Join(work, "abs.db") + "?mode=rwc"} {
+		var out, errb bytes.Buffer
+		if code := runBackup([]string{dest}, testAssets(t), in.env(nil), &out, &errb); code == 0 {
+			t.Errorf("backup to %q succeeded, want a refusal", dest)
+		}
+		for _, f := range []string{"plain.db", "x.db", "abs.db", dest} {
+			if _, err := os.Stat(filepath.Join(work, f)); err == nil {
+				t.Errorf("backup to %q left %s behind", dest, f)
+			}
+		}
+	}
+	dest := filepath.Join(work, "good.db")
+	var out, errb bytes.Buffer
+	if code := runBackup([]string{dest}, testAssets(t), in.env(nil), &out, &errb); code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, errb.String())
+	}
+	st, err := os.Stat(dest)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("backup file mode %v (%v), want 0600", st.Mode().Perm(), err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -57,4 +58,33 @@ func (d DataDir) Lock() (unlock func(), err error) {
 		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()
 	}, nil
+}
+
+// ErrMediaPath means a stored media path does not name a file inside media/.
+var ErrMediaPath = errors.New("config: not a path inside media/")
+
+// MediaPath resolves a stored path ("media/<name>", relative to the data
+// directory, slash-separated) strictly inside media/.
+func (d DataDir) MediaPath(rel string) (string, error) {
+	if rel == "" {
+		return "", ErrMediaPath
+	}
+	media := d.Media()
+	p := filepath.Join(string(d), filepath.FromSlash(rel))
+	if !strings.HasPrefix(p, media+string(filepath.Separator)) {
+		return "", ErrMediaPath
+	}
+	return p, nil
+}
+
+// OpenMedia opens a stored media file for reading without following a
+// symbolic link in its last element (O_NOFOLLOW; media/ itself is flat), so
+// a link planted in media/ is refused (ELOOP), never followed to another
+// file of the machine. Errors: ErrMediaPath, fs.ErrNotExist, or the open error.
+func (d DataDir) OpenMedia(rel string) (*os.File, error) {
+	p, err := d.MediaPath(rel)
+	if err != nil {
+		return nil, err
+	}
+	return os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 }

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 
 	"gooni/internal/workspace"
 	"gooni/store"
@@ -44,6 +43,7 @@ var extByType = map[string]string{
 	"image/jpeg": ".jpg",
 	"image/webp": ".webp",
 	"video/mp4":  ".mp4",
+	"video/webm": ".webm",
 }
 
 func (d *Dispatcher) mediaDir() string { return filepath.Join(d.cfg.DataDir, "media") }
@@ -162,7 +162,7 @@ func allowedType(taskType string, preview bool, ct string) bool {
 	switch ct {
 	case "image/png", "image/jpeg", "image/webp":
 		return preview || taskType == "image"
-	case "video/mp4":
+	case "video/mp4", "video/webm":
 		return !preview && taskType == "video"
 	}
 	return false
@@ -179,6 +179,8 @@ func sniff(b []byte) string {
 		return "image/webp"
 	case len(b) >= 8 && string(b[4:8]) == "ftyp":
 		return "video/mp4"
+	case bytes.HasPrefix(b, []byte{0x1A, 0x45, 0xDF, 0xA3}): // EBML, as WebM starts
+		return "video/webm"
 	}
 	return ""
 }
@@ -217,13 +219,18 @@ func (d *Dispatcher) removeStaleTemp() {
 var ErrProxyRefused = errors.New("dispatch: proxy target refused")
 
 // ErrNotLive means a processing task's media could not be had from its
-// workspace right now (no account yet, the workspace did not answer usably).
+// workspace right now (no account yet, or the workspace could not be reached).
 var ErrNotLive = errors.New("dispatch: media not available from the workspace")
+
+// ErrUnusable means the workspace answered with media that is not what it
+// claims or not a type Gooni serves (PNG, JPEG, WebP; MP4, WebM for a
+// video's result): nothing of it is passed on.
+var ErrUnusable = errors.New("dispatch: the workspace's media is not usable")
 
 // LiveMedia is a processing task's result or preview streamed from its workspace.
 type LiveMedia struct {
 	Body        io.ReadCloser
-	ContentType string // declared by the workspace and checked: image/* or video/*
+	ContentType string // checked against the bytes and the task's type
 	Length      int64  // -1 when unknown
 }
 
@@ -257,10 +264,20 @@ func (d *Dispatcher) LiveMedia(ctx context.Context, t *store.Task, preview bool)
 	if err != nil {
 		return nil, ErrNotLive
 	}
-	ct := mediaType(m.ContentType)
-	if !strings.HasPrefix(ct, "image/") && !strings.HasPrefix(ct, "video/") {
+	// The same allowlist and byte check as the copy into media/: a
+	// workspace's claim (image/svg+xml with a script, video/html) never
+	// reaches a browser.
+	declared := mediaType(m.ContentType)
+	head := make([]byte, 16)
+	n, rerr := io.ReadFull(m.Body, head)
+	head = head[:n]
+	if (rerr != nil && !errors.Is(rerr, io.ErrUnexpectedEOF)) || !allowedType(t.Type, preview, declared) || sniff(head) != declared {
 		m.Body.Close()
-		return nil, ErrNotLive
+		return nil, ErrUnusable
 	}
-	return &LiveMedia{Body: m.Body, ContentType: m.ContentType, Length: m.Length}, nil
+	body := struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(head), m.Body), m.Body}
+	return &LiveMedia{Body: body, ContentType: declared, Length: m.Length}, nil
 }

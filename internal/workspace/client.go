@@ -21,8 +21,10 @@ import (
 	"time"
 )
 
-// WorkspaceName is the only shape of workspace name that may become part of a host name.
-var WorkspaceName = regexp.MustCompile(`^[a-z0-9-]{3,64}$`)
+// WorkspaceName is the only shape of workspace name that may become part of
+// a host name: the contract's ^[a-z0-9-]{3,64}$ without a leading '-', which
+// no DNS label may have (RFC 1123 section 2.1).
+var WorkspaceName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{2,63}$`)
 
 var (
 	// ErrTargetInvalid means a base URL could carry credentials somewhere unsafe.
