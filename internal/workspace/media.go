@@ -2,46 +2,24 @@ package workspace
 
 import (
 	"bytes"
-	_ "embed"
 	"encoding/binary"
-	"encoding/json"
 	"hash/fnv"
 	"image"
 	"image/color"
 	"image/draw"
 	"image/jpeg"
 	"image/png"
-	"math"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 
-	xdraw "golang.org/x/image/draw"
 	"golang.org/x/image/font"
 	"golang.org/x/image/font/basicfont"
 	"golang.org/x/image/math/fixed"
 )
 
-// clipMP4 is the one video every simulated video task returns. It is committed so
-// that neither the build, the tests nor the simulator need ffmpeg. Made with
-// ffmpeg 5.1 (Debian 12):
-//
-//	ffmpeg -f lavfi -i testsrc2=size=640x360:rate=16 -t 3 -c:v libx264 \
-//	  -pix_fmt yuv420p -profile:v baseline -crf 28 -preset slow \
-//	  -movflags +faststart -an media/clip.mp4
-//
-// giving a 3 s, 640x360, 16 fps, constrained-baseline H.264 file (~130 KB) with
-// the moov box up front, which Chromium plays while it downloads.
-//
-//go:embed media/clip.mp4
-var clipMP4 []byte
-
-const (
-	maxImageSide   = 1024 // the simulator never draws larger than this
-	maxPreviewSide = 512
-	posterW        = 640 // the clip's frame size, so the poster matches the video
-	posterH        = 360
-)
+// The simulators' pictures are drawn with integer arithmetic only, so the
+// same task gives the same bytes on every machine and architecture (Go may
+// fuse floating-point multiply-adds differently per platform).
 
 // simMedia is what a finished task serves, encoded once and kept in memory.
 type simMedia struct {
@@ -49,36 +27,17 @@ type simMedia struct {
 	resultType, previewType string
 }
 
-// renderMedia builds the result and preview of a finished task.
-func renderMedia(typ, prompt string, params json.RawMessage) (*simMedia, error) {
-	p := readDrawParams(params)
-	if typ == "video" {
-		poster := drawPrompt(posterW, posterH, prompt, p.seed)
-		pj, err := encodeJPEG(poster)
-		if err != nil {
-			return nil, err
-		}
-		return &simMedia{result: clipMP4, resultType: "video/mp4", preview: pj, previewType: "image/jpeg"}, nil
-	}
-	w, h := fitWithin(p.width, p.height, maxImageSide)
-	img := drawPrompt(w, h, prompt, p.seed)
-	var buf bytes.Buffer
-	if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, img); err != nil {
-		return nil, err
-	}
-	tw, th := fitWithin(w, h, maxPreviewSide)
-	thumb := image.NewRGBA(image.Rect(0, 0, tw, th))
-	xdraw.ApproxBiLinear.Scale(thumb, thumb.Bounds(), img, img.Bounds(), xdraw.Src, nil)
-	pj, err := encodeJPEG(thumb)
-	if err != nil {
-		return nil, err
-	}
-	return &simMedia{result: buf.Bytes(), resultType: "image/png", preview: pj, previewType: "image/jpeg"}, nil
-}
-
 func encodeJPEG(img image.Image) ([]byte, error) {
 	var buf bytes.Buffer
 	if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: 82}); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func encodePNG(img image.Image) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, img); err != nil {
 		return nil, err
 	}
 	return buf.Bytes(), nil
@@ -96,135 +55,298 @@ func corruptBytes(id string) []byte {
 	return b
 }
 
-type drawParams struct {
-	width, height int
-	seed          string
+// fitWithin scales w x h down (keeping the aspect) so the longest side is at most limit.
+func fitWithin(w, h, limit int) (int, int) {
+	if w <= limit && h <= limit {
+		return w, h
+	}
+	if w >= h {
+		return limit, max(1, h*limit/w)
+	}
+	return max(1, w*limit/h), limit
 }
 
-// readDrawParams takes width/height/seed when present as numbers; anything else falls back.
-func readDrawParams(params json.RawMessage) drawParams {
-	p := drawParams{width: 1024, height: 1024}
-	var m map[string]any
-	if json.Unmarshal(params, &m) != nil {
-		return p
-	}
-	side := func(v any, def int) int {
-		f, ok := v.(float64)
-		if !ok || math.IsNaN(f) || f < 16 {
-			return def
-		}
-		return int(math.Min(f, 8192))
-	}
-	p.width = side(m["width"], p.width)
-	p.height = side(m["height"], p.height)
-	if s, ok := m["seed"].(float64); ok {
-		p.seed = strconv.FormatFloat(s, 'f', -1, 64)
+// palette is a scene's colours: a colour scheme around one seeded hue.
+type palette [5]color.RGBA
+
+// newPalette picks a base hue and one of four schemes (analogous,
+// complementary, triadic, split-complementary), so two seeds rarely share
+// colours.
+func newPalette(rng *rand.Rand) palette {
+	h := rng.IntN(360)
+	offsets := [][4]int{{30, 60, 90, 200}, {180, 20, 200, 160}, {120, 240, 60, 180}, {150, 210, 30, 90}}[rng.IntN(4)]
+	var p palette
+	p[0] = hsv(h, 150+rng.IntN(90), 200+rng.IntN(56))
+	for i, o := range offsets {
+		p[i+1] = hsv((h+o)%360, 120+rng.IntN(120), 90+rng.IntN(150))
 	}
 	return p
 }
 
-// fitWithin scales w x h down (keeping the aspect) so the longest side is at most max.
-func fitWithin(w, h, max int) (int, int) {
-	if w <= max && h <= max {
-		return w, h
+// hsv is an opaque colour from hue h (degrees), saturation s and value v (0..255).
+func hsv(h, s, v int) color.RGBA {
+	h = (h%360 + 360) % 360
+	region, rem := h/60, (h%60)*255/60
+	p := v * (255 - s) / 255
+	q := v * (255 - s*rem/255) / 255
+	t := v * (255 - s*(255-rem)/255) / 255
+	var r, g, b int
+	switch region {
+	case 0:
+		r, g, b = v, t, p
+	case 1:
+		r, g, b = q, v, p
+	case 2:
+		r, g, b = p, v, t
+	case 3:
+		r, g, b = p, q, v
+	case 4:
+		r, g, b = t, p, v
+	default:
+		r, g, b = v, p, q
 	}
-	if w >= h {
-		return max, maxInt(1, h*max/w)
-	}
-	return maxInt(1, w*max/h), max
+	return color.RGBA{uint8(r), uint8(g), uint8(b), 255}
 }
 
-func maxInt(a, b int) int {
-	if a > b {
-		return a
-	}
-	return b
+// mix is a + (b-a)*t/256 per channel, t in 0..256.
+func mix(a, b color.RGBA, t int) color.RGBA {
+	l := func(x, y uint8) uint8 { return uint8((int(x)*(256-t) + int(y)*t + 128) >> 8) }
+	return color.RGBA{l(a.R, b.R), l(a.G, b.G), l(a.B, b.B), 255}
 }
 
-func hash64(parts ...string) uint64 {
-	h := fnv.New64a()
-	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
+// blend paints c over the opaque pixel at (x, y) with alpha a (0..255).
+func blend(img *image.RGBA, x, y int, c color.RGBA, a int) {
+	if !(image.Point{x, y}).In(img.Rect) || a <= 0 {
+		return
 	}
-	return h.Sum64()
+	i := img.PixOffset(x, y)
+	p := img.Pix[i : i+3 : i+3]
+	a = min(a, 255)
+	p[0] = uint8((int(p[0])*(255-a) + int(c.R)*a + 127) / 255)
+	p[1] = uint8((int(p[1])*(255-a) + int(c.G)*a + 127) / 255)
+	p[2] = uint8((int(p[2])*(255-a) + int(c.B)*a + 127) / 255)
 }
 
-// drawPrompt paints a picture that is recognisably "this prompt": colours and
-// shapes seeded by the prompt and seed, and the prompt text itself.
-func drawPrompt(w, h int, prompt, seed string) *image.RGBA {
-	hv := hash64(prompt, seed)
-	rng := rand.New(rand.NewPCG(hv, hv^0x9e3779b97f4a7c15))
-	img := image.NewRGBA(image.Rect(0, 0, w, h))
+// disc paints a disc of radius r (pixels) at (cx, cy) with alpha a, its edge
+// smoothed by counting 4x4 subsamples inside.
+func disc(img *image.RGBA, cx, cy, r int, c color.RGBA, a int) {
+	box := image.Rect(cx-r-1, cy-r-1, cx+r+2, cy+r+2).Intersect(img.Rect)
+	r4 := int64(4*r) * int64(4*r)
+	for y := box.Min.Y; y < box.Max.Y; y++ {
+		for x := box.Min.X; x < box.Max.X; x++ {
+			n := 0
+			for sy := 0; sy < 4; sy++ {
+				dy := int64(4*(y-cy) + sy - 2)
+				for sx := 0; sx < 4; sx++ {
+					dx := int64(4*(x-cx) + sx - 2)
+					if dx*dx+dy*dy <= r4 {
+						n++
+					}
+				}
+			}
+			blend(img, x, y, c, a*n/16)
+		}
+	}
+}
 
-	hue := rng.Float64() * 360
-	c1 := hsv(hue, 0.75, 0.95)
-	c2 := hsv(math.Mod(hue+100+rng.Float64()*80, 360), 0.8, 0.55)
+// rect paints r with alpha a.
+func rect(img *image.RGBA, r image.Rectangle, c color.RGBA, a int) {
+	r = r.Intersect(img.Rect)
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			blend(img, x, y, c, a)
+		}
+	}
+}
+
+// drawBackground paints one of three seeded compositions over the whole of img.
+func drawBackground(img *image.RGBA, rng *rand.Rand, pal palette) {
+	w, h := img.Rect.Dx(), img.Rect.Dy()
+	side := min(w, h)
+	switch rng.IntN(3) {
+	case 0: // scattered discs and slabs over a diagonal gradient
+		gradient(img, pal[0], pal[1], rng.IntN(33)-16, rng.IntN(33)-16)
+		for n := 6 + rng.IntN(6); n > 0; n-- {
+			c := pal[1+rng.IntN(4)]
+			cx, cy := rng.IntN(w), rng.IntN(h)
+			r := side * (5 + rng.IntN(20)) / 100
+			if rng.IntN(2) == 0 {
+				disc(img, cx, cy, r, c, 90+rng.IntN(110))
+			} else {
+				rect(img, image.Rect(cx-r, cy-r/2, cx+r, cy+r/2), c, 90+rng.IntN(110))
+			}
+		}
+	case 1: // a landscape: sky, a sun, three ranges of hills
+		gradient(img, mix(pal[0], color.RGBA{255, 255, 255, 255}, 96), pal[0], 0, 16)
+		disc(img, rng.IntN(w), h/8+rng.IntN(max(1, h/3)), side*(6+rng.IntN(8))/100, pal[1], 230)
+		for k := 0; k < 3; k++ {
+			base := h * (45 + 15*k + rng.IntN(8)) / 100
+			amp := h * (4 + rng.IntN(8)) / 100
+			period := max(8, w*(20+rng.IntN(40))/100)
+			phase := rng.IntN(period)
+			c := mix(pal[2+k%3], color.RGBA{0, 0, 0, 255}, 40*k)
+			for x := 0; x < w; x++ {
+				// A triangle wave, folded twice for a less regular ridge.
+				t := (x + phase) % period
+				tri := min(t, period-t) * 2 * amp / period
+				t2 := (x*3 + phase) % period
+				tri2 := min(t2, period-t2) * amp / period / 2
+				rect(img, image.Rect(x, base-tri-tri2, x+1, h), c, 255)
+			}
+		}
+	default: // rings around a seeded centre
+		gradient(img, pal[1], pal[0], rng.IntN(33)-16, rng.IntN(33)-16)
+		cx, cy := rng.IntN(w), rng.IntN(h)
+		step := max(4, side*(4+rng.IntN(6))/100)
+		for r, k := side*(60+rng.IntN(40))/100, 0; r > 0; r, k = r-step, k+1 {
+			disc(img, cx, cy, r, pal[k%5], 150)
+		}
+		for n := 2 + rng.IntN(4); n > 0; n-- {
+			disc(img, rng.IntN(w), rng.IntN(h), side*(3+rng.IntN(6))/100, pal[4], 200)
+		}
+	}
+}
+
+// gradient fills img from a to b along direction (dx, dy).
+func gradient(img *image.RGBA, a, b color.RGBA, dx, dy int) {
+	if dx == 0 && dy == 0 {
+		dy = 1
+	}
+	w, h := img.Rect.Dx(), img.Rect.Dy()
+	// Project each pixel on (dx, dy); lo..hi spans the picture's corners.
+	lo, hi := 0, 0
+	for _, p := range [][2]int{{0, 0}, {w, 0}, {0, h}, {w, h}} {
+		v := p[0]*dx + p[1]*dy
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	span := max(1, hi-lo)
 	for y := 0; y < h; y++ {
 		row := img.Pix[y*img.Stride:]
 		for x := 0; x < w; x++ {
-			t := (float64(x)/float64(w) + float64(y)/float64(h)) / 2
-			i := x * 4
-			row[i] = lerp8(c1.R, c2.R, t)
-			row[i+1] = lerp8(c1.G, c2.G, t)
-			row[i+2] = lerp8(c1.B, c2.B, t)
-			row[i+3] = 255
+			c := mix(a, b, ((x*dx+y*dy)-lo)*256/span)
+			row[4*x], row[4*x+1], row[4*x+2], row[4*x+3] = c.R, c.G, c.B, 255
 		}
 	}
-
-	minSide := math.Min(float64(w), float64(h))
-	for n := 6 + rng.IntN(6); n > 0; n-- {
-		c := hsv(rng.Float64()*360, 0.6+rng.Float64()*0.4, 0.7+rng.Float64()*0.3)
-		src := image.NewUniform(color.NRGBA{c.R, c.G, c.B, uint8(90 + rng.IntN(110))})
-		cx, cy := rng.IntN(w), rng.IntN(h)
-		r := int(minSide * (0.05 + rng.Float64()*0.2))
-		if rng.IntN(2) == 0 {
-			rect := image.Rect(cx-r, cy-r, cx+r, cy+r)
-			draw.DrawMask(img, rect, src, image.Point{}, &disc{image.Pt(cx, cy), r}, rect.Min, draw.Over)
-		} else {
-			rect := image.Rect(cx-r, cy-r/2, cx+r, cy+r/2)
-			draw.Draw(img, rect, src, image.Point{}, draw.Over)
-		}
-	}
-
-	drawCaption(img, prompt)
-	return img
 }
 
-// drawCaption writes the prompt on a dark band, scaling the 7x13 bitmap font up
-// so it stays legible on large images.
-func drawCaption(img *image.RGBA, prompt string) {
-	w, h := img.Bounds().Dx(), img.Bounds().Dy()
-	scale := maxInt(1, (minInt(w, h)+150)/300)
-	face := basicfont.Face7x13
-	charW, lineH := 7, 15
-	perLine := maxInt(4, (w-16*scale)/(charW*scale))
+// scaleInto draws src over the whole of dst, scaled to cover it (cropping the
+// overflow, keeping the aspect), with 16.16 fixed-point bilinear sampling.
+func scaleInto(dst *image.RGBA, src *image.RGBA) {
+	dw, dh := dst.Rect.Dx(), dst.Rect.Dy()
+	sw, sh := src.Rect.Dx(), src.Rect.Dy()
+	// Source pixels per destination pixel (16.16): the smaller ratio covers.
+	step := min(int64(sw)<<16/int64(dw), int64(sh)<<16/int64(dh))
+	ox := (int64(sw)<<16 - step*int64(dw)) / 2
+	oy := (int64(sh)<<16 - step*int64(dh)) / 2
+	for y := 0; y < dh; y++ {
+		fy := max(0, oy+step*int64(y)+step/2-1<<15)
+		y0 := min(int(fy>>16), sh-1)
+		y1, ty := min(y0+1, sh-1), int64(fy&0xFFFF)
+		for x := 0; x < dw; x++ {
+			fx := max(0, ox+step*int64(x)+step/2-1<<15)
+			x0 := min(int(fx>>16), sw-1)
+			x1, tx := min(x0+1, sw-1), int64(fx&0xFFFF)
+			p00 := src.Pix[src.PixOffset(src.Rect.Min.X+x0, src.Rect.Min.Y+y0):]
+			p10 := src.Pix[src.PixOffset(src.Rect.Min.X+x1, src.Rect.Min.Y+y0):]
+			p01 := src.Pix[src.PixOffset(src.Rect.Min.X+x0, src.Rect.Min.Y+y1):]
+			p11 := src.Pix[src.PixOffset(src.Rect.Min.X+x1, src.Rect.Min.Y+y1):]
+			d := dst.Pix[dst.PixOffset(dst.Rect.Min.X+x, dst.Rect.Min.Y+y):]
+			for k := 0; k < 3; k++ {
+				top := int64(p00[k])*(1<<16-tx) + int64(p10[k])*tx
+				bot := int64(p01[k])*(1<<16-tx) + int64(p11[k])*tx
+				d[k] = uint8((top*(1<<16-ty) + bot*ty + 1<<31) >> 32)
+			}
+			d[3] = 255
+		}
+	}
+}
+
+// shrink is src reduced so its longest side is at most limit, each pixel the
+// mean of the source pixels it covers; src itself when it is small enough.
+func shrink(src *image.RGBA, limit int) *image.RGBA {
+	sw, sh := src.Rect.Dx(), src.Rect.Dy()
+	dw, dh := fitWithin(sw, sh, limit)
+	if dw == sw && dh == sh {
+		return src
+	}
+	dst := image.NewRGBA(image.Rect(0, 0, dw, dh))
+	for y := 0; y < dh; y++ {
+		y0, y1 := y*sh/dh, max((y+1)*sh/dh, y*sh/dh+1)
+		for x := 0; x < dw; x++ {
+			x0, x1 := x*sw/dw, max((x+1)*sw/dw, x*sw/dw+1)
+			var sum [4]int
+			for sy := y0; sy < y1; sy++ {
+				p := src.Pix[src.PixOffset(src.Rect.Min.X+x0, src.Rect.Min.Y+sy):]
+				for sx := 0; sx < x1-x0; sx++ {
+					for k := 0; k < 4; k++ {
+						sum[k] += int(p[4*sx+k])
+					}
+				}
+			}
+			n := (x1 - x0) * (y1 - y0)
+			d := dst.Pix[dst.PixOffset(x, y):]
+			for k := 0; k < 4; k++ {
+				d[k] = uint8((sum[k] + n/2) / n)
+			}
+		}
+	}
+	return dst
+}
+
+// textScale is how much the 7x13 bitmap font is enlarged on a w x h picture.
+func textScale(w, h int) int { return max(1, (min(w, h)+150)/300) }
+
+// drawText paints lines of ASCII text in white, enlarged scale times, with
+// the top-left corner of the first line at (x, y); lines are 15 pixels apart
+// before scaling.
+func drawText(img *image.RGBA, lines []string, x, y, scale int) {
+	width := 0
+	for _, l := range lines {
+		width = max(width, len(l)*7)
+	}
+	if width == 0 {
+		return
+	}
+	mask := image.NewAlpha(image.Rect(0, 0, width, len(lines)*15))
+	d := &font.Drawer{Dst: mask, Src: image.Opaque, Face: basicfont.Face7x13}
+	for i, l := range lines {
+		d.Dot = fixed.P(0, i*15+11)
+		d.DrawString(l)
+	}
+	white := color.RGBA{255, 255, 255, 255}
+	for my := 0; my < mask.Rect.Dy(); my++ {
+		for mx := 0; mx < width; mx++ {
+			a := int(mask.Pix[my*mask.Stride+mx])
+			if a == 0 {
+				continue
+			}
+			rect(img, image.Rect(x+mx*scale, y+my*scale, x+(mx+1)*scale, y+(my+1)*scale), white, a)
+		}
+	}
+}
+
+// captionHeight is the height of the prompt band drawCaption paints.
+func captionHeight(w, h int, prompt string) int {
+	return len(captionLines(w, h, prompt))*15*textScale(w, h) + 16*textScale(w, h)
+}
+
+func captionLines(w, h int, prompt string) []string {
+	scale := textScale(w, h)
+	perLine := max(4, (w-16*scale)/(7*scale))
 	lines := wrapText(printableASCII(prompt), perLine, 4)
 	if len(lines) == 0 {
 		lines = []string{"(no prompt)"}
 	}
-	textW := 0
-	for _, l := range lines {
-		textW = maxInt(textW, len(l)*charW)
-	}
-	small := image.NewRGBA(image.Rect(0, 0, maxInt(1, textW), len(lines)*lineH))
-	d := &font.Drawer{Dst: small, Src: image.White, Face: face}
-	for i, l := range lines {
-		d.Dot = fixed.P(0, i*lineH+11)
-		d.DrawString(l)
-	}
-	bandH := len(lines)*lineH*scale + 16*scale
-	band := image.Rect(0, h-bandH, w, h)
-	draw.Draw(img, band, image.NewUniform(color.RGBA{0, 0, 0, 150}), image.Point{}, draw.Over)
-	dst := image.Rect(8*scale, h-bandH+8*scale, 8*scale+small.Bounds().Dx()*scale, h-8*scale)
-	xdraw.NearestNeighbor.Scale(img, dst, small, small.Bounds(), xdraw.Over, nil)
+	return lines
 }
 
-func minInt(a, b int) int {
-	if a < b {
-		return a
-	}
-	return b
+// drawCaption writes the prompt on a dark band along the bottom.
+func drawCaption(img *image.RGBA, prompt string) {
+	w, h := img.Rect.Dx(), img.Rect.Dy()
+	scale := textScale(w, h)
+	bandH := captionHeight(w, h, prompt)
+	rect(img, image.Rect(0, h-bandH, w, h), color.RGBA{0, 0, 0, 255}, 150)
+	drawText(img, captionLines(w, h, prompt), 8*scale, h-bandH+8*scale, scale)
 }
 
 // printableASCII replaces what the bitmap font cannot draw.
@@ -275,53 +397,26 @@ func wrapText(s string, width, maxLines int) []string {
 	if (len(words) > 0 || cur != "") && len(lines) > 0 {
 		last := lines[len(lines)-1]
 		if len(last)+3 > width {
-			last = last[:maxInt(0, width-3)]
+			last = last[:max(0, width-3)]
 		}
 		lines[len(lines)-1] = last + "..."
 	}
 	return lines
 }
 
-func lerp8(a, b uint8, t float64) uint8 {
-	return uint8(float64(a) + (float64(b)-float64(a))*t + 0.5)
+// toRGBA converts any image to a fresh *image.RGBA with origin (0, 0).
+func toRGBA(src image.Image) *image.RGBA {
+	b := src.Bounds()
+	dst := image.NewRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
+	draw.Draw(dst, dst.Rect, src, b.Min, draw.Src)
+	return dst
 }
 
-// disc is a circular alpha mask for draw.DrawMask.
-type disc struct {
-	c image.Point
-	r int
-}
-
-func (d *disc) ColorModel() color.Model { return color.AlphaModel }
-func (d *disc) Bounds() image.Rectangle {
-	return image.Rect(d.c.X-d.r, d.c.Y-d.r, d.c.X+d.r, d.c.Y+d.r)
-}
-func (d *disc) At(x, y int) color.Color {
-	dx, dy := x-d.c.X, y-d.c.Y
-	if dx*dx+dy*dy <= d.r*d.r {
-		return color.Alpha{255}
+func hash64(parts ...string) uint64 {
+	h := fnv.New64a()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
 	}
-	return color.Alpha{0}
-}
-
-func hsv(h, s, v float64) color.RGBA {
-	c := v * s
-	x := c * (1 - math.Abs(math.Mod(h/60, 2)-1))
-	m := v - c
-	var r, g, b float64
-	switch {
-	case h < 60:
-		r, g, b = c, x, 0
-	case h < 120:
-		r, g, b = x, c, 0
-	case h < 180:
-		r, g, b = 0, c, x
-	case h < 240:
-		r, g, b = 0, x, c
-	case h < 300:
-		r, g, b = x, 0, c
-	default:
-		r, g, b = c, 0, x
-	}
-	return color.RGBA{uint8((r + m) * 255), uint8((g + m) * 255), uint8((b + m) * 255), 255}
+	return h.Sum64()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -75,7 +76,8 @@ type simTask struct {
 	params   json.RawMessage
 	accepted time.Time
 	fate     string
-	first    []byte // the first answer, repeated verbatim on a resubmit
+	first    []byte       // the first answer, repeated verbatim on a resubmit
+	render   *TaskRequest // what RenderMedia draws from
 
 	mediaOnce sync.Once
 	media     *simMedia
@@ -294,6 +296,15 @@ func (s *Sim) handleSubmit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	render := &TaskRequest{TaskID: req.TaskID, Type: req.Type, Model: req.Model, Mode: req.Mode,
+		Prompt: req.Prompt, NegativePrompt: req.NegativePrompt, Params: req.Params}
+	if req.Image != nil {
+		img, err := base64.StdEncoding.DecodeString(*req.Image)
+		if err != nil {
+			img = []byte(*req.Image) // not base64: still part of what is drawn from
+		}
+		render.Image = img
+	}
 
 	now := s.now()
 	s.mu.Lock()
@@ -311,7 +322,7 @@ func (s *Sim) handleSubmit(w http.ResponseWriter, r *http.Request) {
 	first, _ := json.Marshal(map[string]string{"task_id": req.TaskID, "status": StatusPending})
 	s.tasks[req.TaskID] = &simTask{
 		id: req.TaskID, typ: req.Type, prompt: req.Prompt, params: req.Params,
-		accepted: now, fate: s.fate(req.TaskID), first: first,
+		accepted: now, fate: s.fate(req.TaskID), first: first, render: render,
 	}
 	writeSimRaw(w, http.StatusAccepted, first)
 }
@@ -410,7 +421,10 @@ func (s *Sim) handleMedia(result bool) http.HandlerFunc {
 			writeSimError(w, http.StatusConflict, "not_ready", "task is "+st.Status+", media exists only when done")
 			return
 		}
-		t.mediaOnce.Do(func() { t.media, t.mediaErr = renderMedia(t.typ, t.prompt, t.params) })
+		t.mediaOnce.Do(func() {
+			t.media, t.mediaErr = renderMedia(t.render)
+			t.render.Image = nil // drawn: the media are kept, the input need not be
+		})
 		if t.mediaErr != nil {
 			writeSimError(w, http.StatusInternalServerError, "render_failed", "could not render media")
 			return

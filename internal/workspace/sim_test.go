@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	_ "image/jpeg"
 	_ "image/png"
 	"io"
@@ -18,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"gooni/internal/mp4"
 )
 
 // testClock is the Sim's injected clock: tests move it instead of sleeping.
@@ -196,8 +199,8 @@ func TestSimImageMedia(t *testing.T) {
 	if err != nil || format != "png" {
 		t.Fatalf("result does not decode as PNG: %v (%s)", err, format)
 	}
-	if b := img.Bounds(); b.Dx() != 1024 || b.Dy() != 576 {
-		t.Fatalf("result is %v, want 1600x900 scaled to 1024x576", b)
+	if b := img.Bounds(); b.Dx() != 1600 || b.Dy() != 900 {
+		t.Fatalf("result is %v, want the requested 1600x900", b)
 	}
 	again, _ := fetch(t, c, "img-1", false)
 	if !bytes.Equal(again, body) {
@@ -244,13 +247,54 @@ func TestSimVideoMedia(t *testing.T) {
 	if m, d := bytes.Index(body, []byte("moov")), bytes.Index(body, []byte("mdat")); m < 0 || d < 0 || m > d {
 		t.Fatalf("moov at %d, mdat at %d: not faststart", m, d)
 	}
-	if len(body) > 300<<10 {
-		t.Fatalf("clip is %d bytes, want < 300 KB", len(body))
+	// The requested size, and the catalog's 81 frames at 16 fps when the
+	// request names none; a still background keeps it small.
+	in, err := mp4.Probe(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Width != 832 || in.Height != 480 || len(in.SampleSizes) != 81 || in.FPS() != 16 {
+		t.Fatalf("video is %dx%d, %d frames at %v fps; want 832x480, 81 at 16", in.Width, in.Height, len(in.SampleSizes), in.FPS())
+	}
+	if len(body) > 4<<20 {
+		t.Fatalf("video is %d bytes, want < 4 MB", len(body))
 	}
 
 	pbody, _ := fetch(t, c, "vid-1", true)
-	if _, _, err := image.Decode(bytes.NewReader(pbody)); err != nil {
+	poster, _, err := image.Decode(bytes.NewReader(pbody))
+	if err != nil {
 		t.Fatalf("poster does not decode: %v", err)
+	}
+	if b := poster.Bounds(); b.Dx() != 832 || b.Dy() != 480 {
+		t.Fatalf("poster is %v, want the video's 832x480", b)
+	}
+}
+
+// TestSimSameRequestSameMedia: CONTRACT section 12, through the simulator:
+// two tasks with the same request get the same bytes, another seed other bytes.
+func TestSimSameRequestSameMedia(t *testing.T) {
+	_, c, clock := startSim(t, SimConfig{Capacity: 8})
+	params := func(seed int) json.RawMessage {
+		return json.RawMessage(fmt.Sprintf(`{"width":320,"height":240,"num_frames":9,"fps":8,"seed":%d}`, seed))
+	}
+	for _, typ := range []string{"image", "video"} {
+		var bodies [][]byte
+		for i, seed := range []int{42, 42, 43} {
+			req := videoTask(fmt.Sprintf("%s-%d", typ, i))
+			if typ == "image" {
+				req = imageTask(req.TaskID)
+			}
+			req.Params = params(seed)
+			finish(t, c, clock, req)
+			body, _ := fetch(t, c, req.TaskID, false)
+			bodies = append(bodies, body)
+		}
+		if !bytes.Equal(bodies[0], bodies[1]) {
+			t.Errorf("%s: two tasks with seed 42 got different bytes", typ)
+		}
+		if bytes.Equal(bodies[0], bodies[2]) {
+			t.Errorf("%s: seeds 42 and 43 got the same bytes", typ)
+		}
 	}
 }
 
@@ -612,5 +656,28 @@ func TestSimFlagsParse(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := RunSimCommand([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "--require-key") && !strings.Contains(stderr.String(), "-require-key") {
 		t.Fatalf("--help: exit %d, %q", code, stderr.String())
+	}
+}
+
+// TestSimDrawsWhatRenderMediaDraws: the simulator hands RenderMedia the whole
+// request (model, mode, negative prompt, params and the i2v image sent as
+// base64), so its media equal RenderMedia's for that request.
+func TestSimDrawsWhatRenderMediaDraws(t *testing.T) {
+	_, c, clock := startSim(t, SimConfig{})
+	req := videoTask("i2v-1")
+	req.Mode = "i2v"
+	req.Params = json.RawMessage(`{"width":256,"height":256,"num_frames":5,"fps":8,"seed":9}`)
+	req.Image, req.ImageType = testPNG(t, 64, 64, color.RGBA{10, 200, 90, 255}), "image/png"
+	finish(t, c, clock, req)
+	body, _ := fetch(t, c, req.TaskID, false)
+	poster, _ := fetch(t, c, req.TaskID, true)
+	want := mustRender(t, req)
+	if !bytes.Equal(body, want.Result) || !bytes.Equal(poster, want.Preview) {
+		t.Fatal("the simulator's media differ from RenderMedia's for the same request")
+	}
+	noImage := *req
+	noImage.Image = nil
+	if bytes.Equal(body, mustRender(t, &noImage).Result) {
+		t.Fatal("the i2v image made no difference")
 	}
 }
