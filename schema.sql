@@ -139,3 +139,13 @@ CREATE TABLE audit_checkpoints (
 -- or the end of one key's segment of the chain ('rotation').
 ALTER TABLE audit_checkpoints ADD COLUMN kind TEXT NOT NULL DEFAULT 'retention'
     CHECK (kind IN ('retention', 'rotation'));
+
+-- migrate: 3
+-- i2v input images move out of SQLite into files beside the task's media
+-- (media/<id>.input.<ext>), so queued bytes never bloat the database; the
+-- blobs of task_inputs are moved by store.Open right after this step. The
+-- partial index makes the input quota's sum a walk over image tasks only.
+ALTER TABLE tasks ADD COLUMN input_path  TEXT    NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN input_type  TEXT    NOT NULL DEFAULT '';
+ALTER TABLE tasks ADD COLUMN input_bytes INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX tasks_open_inputs ON tasks (status, input_bytes) WHERE input_bytes > 0;

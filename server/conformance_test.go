@@ -55,7 +55,7 @@ func (e *testEnv) task(status string, accountID int64) *store.Task {
 	ctx := context.Background()
 	t := &store.Task{ID: store.NewID(), Type: "image", Model: "flux", Mode: "t2i", Prompt: "a lighthouse",
 		Params: json.RawMessage(`{"width":512}`), Status: "pending"}
-	if err := e.db.CreateTask(ctx, t, nil, 0); err != nil {
+	if err := e.db.CreateTask(ctx, t, store.CreateOptions{QueueMax: 0}); err != nil {
 		e.t.Fatal(err)
 	}
 	if status == "pending" {

@@ -95,6 +95,38 @@ func (s *Server) serveMedia(w http.ResponseWriter, r *http.Request, preview bool
 	return nil
 }
 
+// handleInput answers GET /inputs/{task_id}: the i2v input image a task was
+// made from (CONTRACT section 12), input_not_found when it has none.
+func (s *Server) handleInput(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.loadTask(r, mux.Vars(r)["task_id"])
+	if err != nil {
+		return err
+	}
+	if !t.HasImage() {
+		return apierr.InputNotFound()
+	}
+	f, err := s.dataDir().OpenMedia(t.InputPath)
+	switch {
+	case errors.Is(err, config.ErrMediaPath), errors.Is(err, fs.ErrNotExist):
+		return apierr.InputNotFound()
+	case err != nil:
+		return apierr.StorageFailed().With(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return apierr.StorageFailed().With(err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", t.InputType)
+	h.Set("ETag", fmt.Sprintf(`"%s-i-%d"`, t.ID, st.Size()))
+	h.Set("Cache-Control", "private, max-age=86400")
+	h.Set("Accept-Ranges", "bytes")
+	dropForeignRange(r)
+	http.ServeContent(&contentErrorWriter{ResponseWriter: w, s: s, r: r}, r, "", st.ModTime(), f)
+	return nil
+}
+
 // dropForeignRange removes a Range header whose unit is not bytes: RFC 9110
 // section 14.2 says a server ignores a range unit it does not understand and
 // answers the whole representation (200), where http.ServeContent would
@@ -259,7 +291,7 @@ func (s *Server) handleGalleryDelete(w http.ResponseWriter, r *http.Request) err
 	if t.Status != store.StatusDone {
 		return apierr.TaskNotDone()
 	}
-	for _, rel := range []string{t.ResultPath, t.PreviewPath} {
+	for _, rel := range []string{t.ResultPath, t.PreviewPath, t.InputPath} {
 		p, err := s.dataDir().MediaPath(rel)
 		if err != nil {
 			continue

@@ -48,7 +48,15 @@ type Config struct {
 	SessionTTL      time.Duration
 	AdminSessionTTL time.Duration
 	QueueMax        int
-	TLS             bool
+	// InputQuota bounds the bytes of queued input images (0 = no limit).
+	InputQuota int64
+	// MaxUploads bounds large generate bodies read at once (0 = 4).
+	MaxUploads int
+	// UploadWait is how long a large body waits for a turn (0 = 10 s).
+	UploadWait time.Duration
+	// MaxStreams bounds open event streams in all (0 = 2000).
+	MaxStreams int
+	TLS        bool
 	// ThrottleKeys bounds the keys each rate limiter remembers (0 = DefaultLimiterKeys).
 	ThrottleKeys int
 	// ExtraAPIKeys are older API keys still accepted (rotation grace).
@@ -81,6 +89,7 @@ type Server struct {
 
 	metrics *Metrics
 	handler http.Handler
+	uploads *uploadGate
 }
 
 // Route body limits.
@@ -113,6 +122,7 @@ func New(cfg Config) *Server {
 		hub:     NewHub(),
 		origins: map[string]bool{},
 	}
+	s.uploads = newUploadGate(cfg.MaxUploads, cfg.UploadWait)
 	s.auditLog = cfg.Audit
 	if s.auditLog == nil {
 		s.auditLog = audit.NewWriter(cfg.DB, cfg.Logger, cfg.Now)
@@ -175,6 +185,7 @@ func (s *Server) routes() http.Handler {
 	r.Handle("/events/{task_id}", user(s.handleEvents)).Methods(http.MethodGet)
 	r.Handle("/results/{task_id}", user(s.handleResult)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/preview/{task_id}", user(s.handlePreview)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/inputs/{task_id}", user(s.handleInput)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/gallery", user(s.handleGallery)).Methods(http.MethodGet)
 	r.Handle("/gallery/{task_id}", user(s.handleGalleryDelete)).Methods(http.MethodDelete)
 

@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"gooni/internal/taskid"
+	"io"
 	"net/http"
+	"os"
+	"path"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -91,7 +94,7 @@ func taskErr(err error) error {
 		return nil
 	case errors.Is(err, store.ErrNotFound):
 		return apierr.TaskNotFound()
-	case errors.Is(err, store.ErrQueueFull):
+	case errors.Is(err, store.ErrQueueFull), errors.Is(err, store.ErrInputQuota):
 		return apierr.QueueFull()
 	default:
 		return apierr.Internal(err)
@@ -119,16 +122,22 @@ type generateAccepted struct {
 }
 
 // handleGenerate validates against the catalog and answers 202 only after
-// the task row has committed.
+// the task row has committed. An i2v image is decoded straight from the
+// body's buffer into a temp file in media/, checked whole, and renamed to
+// media/<id>.input.<ext> before the row commits.
 func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) error {
-	if r.ContentLength > maxGenerateBody {
-		return apierr.PayloadTooLarge(maxGenerateBody)
+	body, release, err := s.readGenerateBody(w, r)
+	if err != nil {
+		return err
 	}
-	req, err := catalog.DecodeGenerate(r.Body, maxGenerateBody)
+	defer release()
+	req, err := catalog.ParseGenerate(body)
 	if err != nil {
 		return generateError(err)
 	}
-	v, err := s.cfg.Catalog.Validate(req)
+	sink := &lazyInput{s: s}
+	defer sink.discard()
+	v, err := s.cfg.Catalog.ValidateInto(req, sink)
 	if err != nil {
 		return generateError(err)
 	}
@@ -143,7 +152,19 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) error {
 		ID: store.NewID(), Type: v.Type, Model: v.ModelID, Mode: v.Mode, Prompt: v.Prompt,
 		NegativePrompt: v.NegativePrompt, Params: v.ParamsJSON, Status: store.StatusPending,
 	}
-	if err := s.cfg.DB.CreateTask(r.Context(), t, v.Image, s.cfg.QueueMax); err != nil {
+	if v.ImageBytes > 0 {
+		t.InputPath, t.InputType, t.InputBytes = store.InputPath(t.ID, v.ImageType), v.ImageType, v.ImageBytes
+		if err := sink.in.keep(s.dataDir().Media(), path.Base(t.InputPath)); err != nil {
+			return apierr.StorageFailed().With(err)
+		}
+	}
+	opts := store.CreateOptions{QueueMax: s.cfg.QueueMax, InputQuota: s.cfg.InputQuota}
+	if err := s.cfg.DB.CreateTask(r.Context(), t, opts); err != nil {
+		if t.InputPath != "" {
+			if p, perr := s.dataDir().MediaPath(t.InputPath); perr == nil {
+				os.Remove(p)
+			}
+		}
 		return taskErr(err)
 	}
 	if s.cfg.Dispatcher != nil {
@@ -158,11 +179,40 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// lazyInput is the catalog's image sink: a temp file in media/ made on the
+// first byte, so a request without an image touches no file.
+type lazyInput struct {
+	s   *Server
+	in  *inputFile
+	err error
+}
+
+func (l *lazyInput) Write(p []byte) (int, error) {
+	if l.in == nil && l.err == nil {
+		l.in, l.err = l.s.newInputFile()
+	}
+	if l.err != nil {
+		return 0, l.err
+	}
+	return l.in.f.Write(p)
+}
+
+func (l *lazyInput) ReadAt(p []byte, off int64) (int, error) {
+	if l.in == nil {
+		return 0, io.EOF
+	}
+	return l.in.f.ReadAt(p, off)
+}
+
+func (l *lazyInput) discard() { l.in.discard() }
+
 func generateError(err error) error {
 	var fe *catalog.FieldError
 	switch {
 	case errors.As(err, &fe):
 		return apierr.Validation(fe.Field, fe.Message)
+	case errors.Is(err, catalog.ErrImageStorage):
+		return apierr.StorageFailed().With(err)
 	case errors.Is(err, catalog.ErrTooLarge):
 		return apierr.PayloadTooLarge(maxGenerateBody)
 	case errors.Is(err, catalog.ErrInvalidJSON):

@@ -150,6 +150,10 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 		db.writer.Close()
 		return nil, err
 	}
+	if err := db.moveInputBlobs(dataDir); err != nil {
+		db.writer.Close()
+		return nil, err
+	}
 
 	n := opts.ReadConns
 	if n <= 0 {

@@ -30,7 +30,7 @@ func TestOpenFileModes(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer db.Close()
-			if err := db.CreateTask(bg, &Task{Type: "image", Model: "flux", Mode: "t2i", Prompt: "x"}, nil, 0); err != nil {
+			if err := db.CreateTask(bg, &Task{Type: "image", Model: "flux", Mode: "t2i", Prompt: "x"}, CreateOptions{QueueMax: 0}); err != nil {
 				t.Fatal(err)
 			}
 			if db.Path() != filepath.Join(dir, FileName) {
@@ -92,7 +92,7 @@ func TestMigrations(t *testing.T) {
 		t.Fatal(err)
 	}
 	task := &Task{Type: "image", Model: "flux", Mode: "t2i", Prompt: "kept"}
-	if err := db.CreateTask(bg, task, nil, 0); err != nil {
+	if err := db.CreateTask(bg, task, CreateOptions{QueueMax: 0}); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
@@ -188,7 +188,8 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	task := &Task{Type: "video", Model: "anisora", Mode: "i2v", Prompt: "p"}
-	if err := db.CreateTask(bg, task, []byte("img"), 0); err != nil {
+	task.InputPath, task.InputType, task.InputBytes = "media/i.input.png", "image/png", 3
+	if err := db.CreateTask(bg, task, CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	acc := &Account{Name: "a", Workspace: "ws-a"}
@@ -204,7 +205,7 @@ func TestReopenKeepsData(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if err := db.CreateTask(bg, &Task{Prompt: "late"}, nil, 0); !errors.Is(err, ErrClosed) {
+	if err := db.CreateTask(bg, &Task{Prompt: "late"}, CreateOptions{QueueMax: 0}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("CreateTask after Close: %v, want ErrClosed", err)
 	}
 
@@ -213,8 +214,8 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if img, err := db.TaskImage(bg, task.ID); err != nil || string(img) != "img" {
-		t.Fatalf("image after reopen: %q %v", img, err)
+	if got, err := db.GetTask(bg, task.ID); err != nil || got.InputPath != "media/i.input.png" || got.InputBytes != 3 {
+		t.Fatalf("input image after reopen: %+v %v", got, err)
 	}
 	if creds, err := db.AccountCredentials(bg, acc.ID); err != nil || creds["token_id"] != "t" {
 		t.Fatalf("credentials after reopen: %v", err)
@@ -230,7 +231,7 @@ func TestPingAndBackup(t *testing.T) {
 		t.Fatal(err)
 	}
 	task := &Task{Type: "image", Model: "flux", Mode: "t2i", Prompt: "backed up"}
-	if err := db.CreateTask(bg, task, nil, 0); err != nil {
+	if err := db.CreateTask(bg, task, CreateOptions{QueueMax: 0}); err != nil {
 		t.Fatal(err)
 	}
 	dest := filepath.Join(t.TempDir(), "backup.db")

@@ -11,11 +11,11 @@ import (
 func TestQueueLimitExactAcrossClaimRequeueFailAndDelete(t *testing.T) {
 	db, _ := openTest(t, testOptions(t))
 	a := newAccount(t, db, "acc")
-	create := func(max int) error { return db.CreateTask(bg, newTask("q"), nil, max) }
+	create := func(max int) error { return db.CreateTask(bg, newTask("q"), CreateOptions{QueueMax: max}) }
 	mustCreate := func(max int) *Task {
 		t.Helper()
 		task := newTask("q")
-		if err := db.CreateTask(bg, task, nil, max); err != nil {
+		if err := db.CreateTask(bg, task, CreateOptions{QueueMax: max}); err != nil {
 			t.Fatal(err)
 		}
 		return task

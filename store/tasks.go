@@ -28,12 +28,19 @@ type Task struct {
 	ErrorCode, ErrorMessage                          string
 	CreatedAt, StartedAt, CompletedAt, UpdatedAt     time.Time // zero = null
 	ResultPath, ResultType, PreviewPath, PreviewType string    // paths relative to data dir media/, content types
-	HasImage                                         bool      // an i2v input image is stored (task_inputs)
+	// InputPath is the i2v input image ("media/<id>.input.<ext>", "" = none),
+	// InputType its content type and InputBytes its size; the file is written
+	// before the row commits and kept until the task is deleted.
+	InputPath, InputType string
+	InputBytes           int64
 }
+
+// HasImage reports whether the task has an i2v input image.
+func (t *Task) HasImage() bool { return t.InputPath != "" }
 
 const taskColumns = `id, type, model, mode, prompt, negative_prompt, params, status, progress,
 	account_id, attempts, error_code, error_message, created_at, started_at, completed_at, updated_at,
-	result_path, result_type, preview_path, preview_type, has_image`
+	result_path, result_type, preview_path, preview_type, input_path, input_type, input_bytes`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -43,7 +50,7 @@ func scanTask(r rowScanner) (*Task, error) {
 	var account, created, started, completed, updated sql.NullInt64
 	err := r.Scan(&t.ID, &t.Type, &t.Model, &t.Mode, &t.Prompt, &t.NegativePrompt, &params, &t.Status, &t.Progress,
 		&account, &t.Attempts, &t.ErrorCode, &t.ErrorMessage, &created, &started, &completed, &updated,
-		&t.ResultPath, &t.ResultType, &t.PreviewPath, &t.PreviewType, &t.HasImage)
+		&t.ResultPath, &t.ResultType, &t.PreviewPath, &t.PreviewType, &t.InputPath, &t.InputType, &t.InputBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -57,27 +64,48 @@ func (db *DB) queryTasks(ctx context.Context, q *sql.DB, query string, args ...a
 	return queryRows(ctx, q, scanTask, query, args...)
 }
 
-// createRequest is one CreateTask call waiting for the group committer.
+// createRequest is one CreateTasks call waiting for the group committer.
 type createRequest struct {
-	ctx      context.Context
-	task     *Task
-	image    []byte
-	queueMax int
-	done     chan error
+	ctx   context.Context
+	tasks []*Task
+	opts  CreateOptions
+	done  chan error
 }
 
 // maxCreateBatch bounds one group-commit transaction so a burst cannot hold the
 // writer for long.
 const maxCreateBatch = 256
 
-// CreateTask commits the task (status pending) and its optional input image in one
-// transaction; returns ErrQueueFull when queueMax pending tasks already exist
-// (queueMax <= 0 means no limit). It returns only after COMMIT. Concurrent calls
-// are group-committed into one transaction; each caller still returns only after
-// the shared COMMIT succeeded, and gets its own error.
-func (db *DB) CreateTask(ctx context.Context, t *Task, image []byte, queueMax int) error {
-	db.prepareTask(t, image)
-	req := &createRequest{ctx: ctx, task: t, image: image, queueMax: queueMax, done: make(chan error, 1)}
+// ErrInputQuota means the queued input images would exceed their quota
+// (GG_INPUT_QUOTA); the server answers it as queue_full.
+var ErrInputQuota = errors.New("store: input image quota reached")
+
+// CreateOptions are the limits one CreateTasks call is held to.
+type CreateOptions struct {
+	QueueMax   int   // pending tasks allowed in all, this call's included (<= 0: no limit)
+	InputQuota int64 // bytes of input images of pending and processing tasks allowed (<= 0: no limit)
+}
+
+// CreateTask commits one task; see CreateTasks.
+func (db *DB) CreateTask(ctx context.Context, t *Task, opts CreateOptions) error {
+	return db.CreateTasks(ctx, []*Task{t}, opts)
+}
+
+// CreateTasks commits tasks (status pending) all or none, in one
+// transaction: ErrQueueFull when they do not all fit under QueueMax pending
+// tasks, ErrInputQuota when their input images would pass InputQuota. A
+// task's input file must already be durable in media/. It returns only after
+// COMMIT. Concurrent calls are group-committed into one transaction; each
+// caller still returns only after the shared COMMIT succeeded, and gets its
+// own error.
+func (db *DB) CreateTasks(ctx context.Context, tasks []*Task, opts CreateOptions) error {
+	if len(tasks) == 0 {
+		return nil
+	}
+	for _, t := range tasks {
+		db.prepareTask(t)
+	}
+	req := &createRequest{ctx: ctx, tasks: tasks, opts: opts, done: make(chan error, 1)}
 	select {
 	case db.creates <- req:
 	case <-db.closing:
@@ -85,28 +113,12 @@ func (db *DB) CreateTask(ctx context.Context, t *Task, image []byte, queueMax in
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// Wait for the verdict even if ctx ends now: the row may be committing, and
+	// Wait for the verdict even if ctx ends now: the rows may be committing, and
 	// the caller must not hear "failed" about a task that is durable.
 	return <-req.done
 }
 
-// createTaskSingle is CreateTask without batching: one transaction per task.
-func (db *DB) createTaskSingle(ctx context.Context, t *Task, image []byte, queueMax int) error {
-	db.prepareTask(t, image)
-	db.pendingAdds.Add(1) // outside the committer: its bound must grow too
-	return db.writeTx(ctx, func(tx *sql.Tx) error {
-		pending, err := countPending(ctx, tx)
-		if err != nil {
-			return err
-		}
-		if queueMax > 0 && pending >= queueMax {
-			return ErrQueueFull
-		}
-		return db.insertTask(ctx, tx, t, image)
-	})
-}
-
-func (db *DB) prepareTask(t *Task, image []byte) {
+func (db *DB) prepareTask(t *Task) {
 	if t.ID == "" {
 		t.ID = NewID()
 	}
@@ -119,10 +131,18 @@ func (db *DB) prepareTask(t *Task, image []byte) {
 	t.CreatedAt, t.UpdatedAt = now, now
 	t.StartedAt, t.CompletedAt = time.Time{}, time.Time{}
 	t.ResultPath, t.ResultType, t.PreviewPath, t.PreviewType = "", "", "", ""
-	t.HasImage = len(image) > 0
 	if len(t.Params) == 0 {
 		t.Params = json.RawMessage("{}")
 	}
+}
+
+// openInputBytes is the size of the input images of pending and processing
+// tasks (a partial index makes it a walk over image tasks only).
+func openInputBytes(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var n int64
+	err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(input_bytes), 0) FROM tasks
+		WHERE input_bytes > 0 AND status IN ('pending', 'processing')`).Scan(&n)
+	return n, err
 }
 
 func countPending(ctx context.Context, tx *sql.Tx) (int, error) {
@@ -138,7 +158,7 @@ func countPending(ctx context.Context, tx *sql.Tx) (int, error) {
 //
 // It stays an upper bound because only two things add pending rows: the
 // committer's own inserts (counted after COMMIT) and paths outside it
-// (RequeueTask, createTaskSingle), which bump db.pendingAdds before their
+// (RequeueTask, RequeueOrFail), which bump db.pendingAdds before their
 // transaction; adds is read before the count, so an add racing the count is
 // counted twice, never missed. Claims, failures and deletes only lower the
 // real number, which a recount near the limit picks up.
@@ -165,29 +185,21 @@ func (b *pendingBound) recount(ctx context.Context, db *DB, tx *sql.Tx) (int, er
 }
 
 const insertTaskSQL = `INSERT INTO tasks (id, type, model, mode, prompt, negative_prompt, params,
-		status, progress, attempts, created_at, updated_at, has_image)
-		VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, ?, ?, ?)`
+		status, progress, attempts, created_at, updated_at, input_path, input_type, input_bytes)
+		VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, ?, ?, ?, ?, ?)`
 
-func (db *DB) insertTask(ctx context.Context, tx *sql.Tx, t *Task, image []byte) error {
+func (db *DB) insertTask(ctx context.Context, tx *sql.Tx, t *Task) error {
 	// The statement prepared once at Open: parsing the INSERT anew cost
 	// about as much as executing it.
 	stmt := tx.StmtContext(ctx, db.stmtInsertTask)
 	defer stmt.Close()
 	_, err := stmt.ExecContext(ctx,
 		t.ID, t.Type, t.Model, t.Mode, t.Prompt, t.NegativePrompt, string(t.Params),
-		t.CreatedAt.UnixMilli(), t.UpdatedAt.UnixMilli(), t.HasImage)
-	if err != nil {
-		if isUniqueViolation(err) {
-			return ErrDuplicate
-		}
-		return err
+		t.CreatedAt.UnixMilli(), t.UpdatedAt.UnixMilli(), t.InputPath, t.InputType, t.InputBytes)
+	if err != nil && isUniqueViolation(err) {
+		return ErrDuplicate
 	}
-	if len(image) > 0 {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO task_inputs (task_id, image) VALUES (?, ?)`, t.ID, image); err != nil {
-			return err
-		}
-	}
-	return nil
+	return err
 }
 
 // runCommitter batches concurrent CreateTask calls: it takes every request that
@@ -228,62 +240,87 @@ func (db *DB) commitBatch(batch []*createRequest) {
 		if bound.valid {
 			pending = bound.upper(db)
 		}
-		limit := 0
+		limit, want := 0, 0
 		for _, req := range batch {
-			if req.queueMax > 0 && (limit == 0 || req.queueMax < limit) {
-				limit = req.queueMax
+			want += len(req.tasks)
+			if req.opts.QueueMax > 0 && (limit == 0 || req.opts.QueueMax < limit) {
+				limit = req.opts.QueueMax
 			}
 		}
-		if limit > 0 && (!bound.valid || pending+len(batch) > limit) {
+		if limit > 0 && (!bound.valid || pending+want > limit) {
 			n, err := bound.recount(ctx, db, tx)
 			if err != nil {
 				return err
 			}
 			pending, exact = n, true
 		}
+		inputs, inputsKnown := int64(0), false
 		for i, req := range batch {
 			if err := req.ctx.Err(); err != nil {
 				results[i] = err
 				continue
 			}
-			if req.queueMax > 0 && pending >= req.queueMax {
+			n := len(req.tasks)
+			if req.opts.QueueMax > 0 && pending+n > req.opts.QueueMax {
 				if !exact {
-					n, err := bound.recount(ctx, db, tx)
+					c, err := bound.recount(ctx, db, tx)
 					if err != nil {
 						return err
 					}
 					// The count sees this transaction's own inserts.
-					pending, exact, inserted = n, true, 0
+					pending, exact, inserted = c, true, 0
 				}
-				if pending >= req.queueMax {
+				if pending+n > req.opts.QueueMax {
 					results[i] = ErrQueueFull
 					continue
 				}
 			}
-			// One bad row fails alone: a lone INSERT that fails is undone by
-			// SQLite's statement rollback; a task with an image is two
-			// statements, so it gets a savepoint.
-			savepoint := len(req.image) > 0
-			if savepoint {
-				if _, err := tx.ExecContext(ctx, "SAVEPOINT create_task"); err != nil {
-					return err
-				}
+			var size int64
+			for _, t := range req.tasks {
+				size += t.InputBytes
 			}
-			if err := db.insertTask(ctx, tx, req.task, req.image); err != nil {
-				results[i] = err
-				if savepoint {
-					if _, err := tx.ExecContext(ctx, "ROLLBACK TO create_task"); err != nil {
+			if size > 0 && req.opts.InputQuota > 0 {
+				if !inputsKnown {
+					var err error
+					if inputs, err = openInputBytes(ctx, tx); err != nil {
 						return err
 					}
+					inputsKnown = true
 				}
-			} else {
-				pending++
-				inserted++
+				if inputs+size > req.opts.InputQuota {
+					results[i] = ErrInputQuota
+					continue
+				}
 			}
+			// One bad request fails alone, all of its tasks with it: a lone
+			// INSERT that fails is undone by SQLite's statement rollback;
+			// several rows get a savepoint.
+			savepoint := n > 1
 			if savepoint {
-				if _, err := tx.ExecContext(ctx, "RELEASE create_task"); err != nil {
+				if _, err := tx.ExecContext(ctx, "SAVEPOINT create_tasks"); err != nil {
 					return err
 				}
+			}
+			for _, t := range req.tasks {
+				if err := db.insertTask(ctx, tx, t); err != nil {
+					results[i] = err
+					break
+				}
+			}
+			if results[i] != nil && savepoint {
+				if _, err := tx.ExecContext(ctx, "ROLLBACK TO create_tasks"); err != nil {
+					return err
+				}
+			}
+			if savepoint {
+				if _, err := tx.ExecContext(ctx, "RELEASE create_tasks"); err != nil {
+					return err
+				}
+			}
+			if results[i] == nil {
+				pending += n
+				inserted += n
+				inputs += size
 			}
 		}
 		return nil
@@ -302,7 +339,9 @@ func (db *DB) commitBatch(batch []*createRequest) {
 				results[i] = fmt.Errorf("store: create task: %w", err)
 			}
 		} else if results[i] == nil {
-			created = append(created, req.task.ID)
+			for _, t := range req.tasks {
+				created = append(created, t.ID)
+			}
 		}
 	}
 	db.taskChanged(created...)
@@ -318,16 +357,6 @@ func (db *DB) GetTask(ctx context.Context, id string) (*Task, error) {
 		return nil, ErrNotFound
 	}
 	return t, err
-}
-
-// TaskImage returns the stored i2v input image; ErrNotFound when there is none.
-func (db *DB) TaskImage(ctx context.Context, id string) ([]byte, error) {
-	var img []byte
-	err := db.reader.QueryRowContext(ctx, `SELECT image FROM task_inputs WHERE task_id = ?`, id).Scan(&img)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrNotFound
-	}
-	return img, err
 }
 
 // QueuePosition is the 1-based place among pending tasks by id; 0 if not pending.
@@ -610,14 +639,10 @@ func (db *DB) CompleteTask(ctx context.Context, id, resultPath, resultType, prev
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		now := db.nowMS()
 		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'done', progress = 100, result_path = ?,
-			result_type = ?, preview_path = ?, preview_type = ?, completed_at = ?, updated_at = ?, has_image = 0
+			result_type = ?, preview_path = ?, preview_type = ?, completed_at = ?, updated_at = ?
 			WHERE id = ? AND status = 'processing'`,
 			resultPath, resultType, previewPath, previewType, now, now, id)
-		if err := one(res, err, func() error { return transitionError(ctx, tx, id) }); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM task_inputs WHERE task_id = ?`, id)
-		return err
+		return one(res, err, func() error { return transitionError(ctx, tx, id) })
 	})
 	if err == nil {
 		db.taskChanged(id)
@@ -639,13 +664,9 @@ func (db *DB) FailTask(ctx context.Context, id, code, message string) error {
 
 func failTask(ctx context.Context, tx *sql.Tx, id, code, message string, now int64) error {
 	res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'failed', error_code = ?, error_message = ?,
-		completed_at = ?, updated_at = ?, has_image = 0
+		completed_at = ?, updated_at = ?
 		WHERE id = ? AND status IN ('pending', 'processing')`, code, message, now, now, id)
-	if err := one(res, err, func() error { return transitionError(ctx, tx, id) }); err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, `DELETE FROM task_inputs WHERE task_id = ?`, id)
-	return err
+	return one(res, err, func() error { return transitionError(ctx, tx, id) })
 }
 
 // ListStale: processing tasks of type typ whose started_at is before cutoff.

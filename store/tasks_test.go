@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -33,24 +32,24 @@ func TestCreateAndGetTask(t *testing.T) {
 	db, _ := openTest(t, opts)
 
 	for _, tc := range []struct {
-		name  string
-		task  *Task
-		image []byte
+		name string
+		task *Task
 	}{
-		{"t2i without image", &Task{Type: "image", Model: "pony", Mode: "t2i", Prompt: "a cat", NegativePrompt: "dogs", Params: []byte(`{"seed":-1}`)}, nil},
-		{"i2v with image", &Task{Type: "video", Model: "anisora", Mode: "i2v", Prompt: "move"}, []byte("\x89PNG fake")},
-		{"caller chosen id", &Task{ID: "fixed-id", Type: "image", Model: "flux", Mode: "t2i", Prompt: "x"}, nil},
+		{"t2i without image", &Task{Type: "image", Model: "pony", Mode: "t2i", Prompt: "a cat", NegativePrompt: "dogs", Params: []byte(`{"seed":-1}`)}},
+		{"i2v with image", &Task{Type: "video", Model: "anisora", Mode: "i2v", Prompt: "move",
+			InputPath: "media/x.input.png", InputType: "image/png", InputBytes: 1234}},
+		{"caller chosen id", &Task{ID: "fixed-id", Type: "image", Model: "flux", Mode: "t2i", Prompt: "x"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, create := range []struct {
 				name string
-				fn   func(context.Context, *Task, []byte, int) error
+				fn   func(context.Context, *Task, CreateOptions) error
 			}{{"grouped", db.CreateTask}, {"single", db.createTaskSingle}} {
 				task := *tc.task
 				if task.ID != "" {
 					task.ID += "-" + create.name
 				}
-				if err := create.fn(bg, &task, tc.image, 0); err != nil {
+				if err := create.fn(bg, &task, CreateOptions{}); err != nil {
 					t.Fatalf("%s: %v", create.name, err)
 				}
 				got, err := db.GetTask(bg, task.ID)
@@ -70,16 +69,10 @@ func TestCreateAndGetTask(t *testing.T) {
 				if !got.CreatedAt.Equal(clock.Now().Truncate(time.Millisecond)) || !got.StartedAt.IsZero() || !got.CompletedAt.IsZero() {
 					t.Errorf("%s: times %v %v %v", create.name, got.CreatedAt, got.StartedAt, got.CompletedAt)
 				}
-				if got.HasImage != (tc.image != nil) {
-					t.Errorf("%s: HasImage = %v", create.name, got.HasImage)
-				}
-				img, err := db.TaskImage(bg, task.ID)
-				if tc.image == nil {
-					if !errors.Is(err, ErrNotFound) {
-						t.Errorf("%s: TaskImage without image: %v", create.name, err)
-					}
-				} else if !bytes.Equal(img, tc.image) {
-					t.Errorf("%s: image %q", create.name, img)
+				if got.HasImage() != (tc.task.InputPath != "") || got.InputPath != tc.task.InputPath ||
+					got.InputType != tc.task.InputType || got.InputBytes != tc.task.InputBytes {
+					t.Errorf("%s: input %q %q %d, want %q %q %d", create.name, got.InputPath, got.InputType, got.InputBytes,
+						tc.task.InputPath, tc.task.InputType, tc.task.InputBytes)
 				}
 			}
 		})
@@ -88,17 +81,17 @@ func TestCreateAndGetTask(t *testing.T) {
 		t.Fatalf("GetTask unknown: %v", err)
 	}
 	dup := &Task{ID: "fixed-id-grouped", Prompt: "again"}
-	if err := db.CreateTask(bg, dup, nil, 0); !errors.Is(err, ErrDuplicate) {
+	if err := db.CreateTask(bg, dup, CreateOptions{QueueMax: 0}); !errors.Is(err, ErrDuplicate) {
 		t.Fatalf("duplicate id: %v", err)
 	}
 }
 
 func TestQueueFull(t *testing.T) {
 	db, _ := openTest(t, testOptions(t))
-	creates := []func(context.Context, *Task, []byte, int) error{db.CreateTask, db.createTaskSingle}
+	creates := []func(context.Context, *Task, CreateOptions) error{db.CreateTask, db.createTaskSingle}
 	for i := 0; i < 6; i++ {
 		// Each limit leaves room for exactly this one.
-		if err := creates[i%2](bg, newTask("q"), nil, i+1); err != nil {
+		if err := creates[i%2](bg, newTask("q"), CreateOptions{QueueMax: i + 1}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -107,11 +100,11 @@ func TestQueueFull(t *testing.T) {
 		max  int
 		want error
 	}{{6, ErrQueueFull}, {1, ErrQueueFull}, {0, nil}, {-1, nil}, {100, nil}} {
-		err := db.CreateTask(bg, newTask("x"), nil, tc.max)
+		err := db.CreateTask(bg, newTask("x"), CreateOptions{QueueMax: tc.max})
 		if !errors.Is(err, tc.want) {
 			t.Errorf("queueMax %d: %v, want %v", tc.max, err, tc.want)
 		}
-		err = db.createTaskSingle(bg, newTask("x"), nil, tc.max)
+		err = db.createTaskSingle(bg, newTask("x"), CreateOptions{QueueMax: tc.max})
 		if !errors.Is(err, tc.want) {
 			t.Errorf("single queueMax %d: %v, want %v", tc.max, err, tc.want)
 		}
@@ -124,7 +117,7 @@ func TestQueueFull(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := db.CreateTask(bg, newTask("x"), nil, 1); err != nil {
+	if err := db.CreateTask(bg, newTask("x"), CreateOptions{QueueMax: 1}); err != nil {
 		t.Fatalf("processing tasks counted as queued: %v", err)
 	}
 }
@@ -140,11 +133,10 @@ func TestGroupCommitConcurrent(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			task := newTask(fmt.Sprintf("p%d", i))
-			var img []byte
 			if i%5 == 0 {
-				img = []byte{byte(i)}
+				task.InputPath, task.InputType, task.InputBytes = fmt.Sprintf("media/p%d.input.png", i), "image/png", int64(i+1)
 			}
-			errs[i] = db.CreateTask(bg, task, img, 0)
+			errs[i] = db.CreateTask(bg, task, CreateOptions{})
 			ids[i] = task.ID
 		}(i)
 	}
@@ -163,10 +155,8 @@ func TestGroupCommitConcurrent(t *testing.T) {
 		if err != nil || got.Prompt != fmt.Sprintf("p%d", i) {
 			t.Fatalf("task %d not durable: %v", i, err)
 		}
-		if i%5 == 0 {
-			if img, err := other.TaskImage(bg, ids[i]); err != nil || img[0] != byte(i) {
-				t.Fatalf("image %d: %v", i, err)
-			}
+		if i%5 == 0 && (got.InputBytes != int64(i+1) || got.InputPath != fmt.Sprintf("media/p%d.input.png", i)) {
+			t.Fatalf("task %d: input %q %d not durable", i, got.InputPath, got.InputBytes)
 		}
 	}
 	counts, _ := other.CountByStatus(bg)
@@ -184,7 +174,7 @@ func TestGroupCommitQueueMaxExact(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			switch err := db.CreateTask(bg, newTask("q"), nil, limit); {
+			switch err := db.CreateTask(bg, newTask("q"), CreateOptions{QueueMax: limit}); {
 			case err == nil:
 				ok.Add(1)
 			case errors.Is(err, ErrQueueFull):
@@ -206,13 +196,13 @@ func TestGroupCommitQueueMaxExact(t *testing.T) {
 
 func TestGroupCommitBadRequestFailsAlone(t *testing.T) {
 	db, _ := openTest(t, testOptions(t))
-	if err := db.CreateTask(bg, &Task{ID: "taken", Prompt: "first"}, nil, 0); err != nil {
+	if err := db.CreateTask(bg, &Task{ID: "taken", Prompt: "first"}, CreateOptions{QueueMax: 0}); err != nil {
 		t.Fatal(err)
 	}
 	// Build one batch by hand so the duplicate and the good ones share a transaction.
 	mk := func(task *Task, max int) *createRequest {
-		db.prepareTask(task, nil)
-		return &createRequest{ctx: bg, task: task, queueMax: max, done: make(chan error, 1)}
+		db.prepareTask(task)
+		return &createRequest{ctx: bg, tasks: []*Task{task}, opts: CreateOptions{QueueMax: max}, done: make(chan error, 1)}
 	}
 	cancelled, cancel := context.WithCancel(bg)
 	cancel()
@@ -221,13 +211,15 @@ func TestGroupCommitBadRequestFailsAlone(t *testing.T) {
 		mk(&Task{ID: "taken", Prompt: "dup"}, 0),
 		mk(&Task{ID: "full", Prompt: "b"}, 1),
 		mk(&Task{ID: "good-2", Prompt: "c"}, 0),
-		{ctx: cancelled, task: &Task{ID: "gone", Prompt: "d"}, done: make(chan error, 1)},
+		{ctx: cancelled, tasks: []*Task{{ID: "gone", Prompt: "d"}}, done: make(chan error, 1)},
+		// A request of several tasks is all or none: one duplicate undoes its siblings.
+		{ctx: bg, tasks: []*Task{{ID: "sibling-1", Prompt: "e"}, {ID: "taken", Prompt: "f"}}, done: make(chan error, 1)},
 	}
 	db.commitBatch(batch)
-	want := []error{nil, ErrDuplicate, ErrQueueFull, nil, context.Canceled}
+	want := []error{nil, ErrDuplicate, ErrQueueFull, nil, context.Canceled, ErrDuplicate}
 	for i, req := range batch {
 		if err := <-req.done; !errors.Is(err, want[i]) {
-			t.Errorf("request %s: %v, want %v", req.task.ID, err, want[i])
+			t.Errorf("request %s: %v, want %v", req.tasks[0].ID, err, want[i])
 		}
 	}
 	for _, id := range []string{"good-1", "good-2"} {
@@ -235,7 +227,7 @@ func TestGroupCommitBadRequestFailsAlone(t *testing.T) {
 			t.Errorf("%s not committed: %v", id, err)
 		}
 	}
-	for _, id := range []string{"full", "gone"} {
+	for _, id := range []string{"full", "gone", "sibling-1"} {
 		if _, err := db.GetTask(bg, id); !errors.Is(err, ErrNotFound) {
 			t.Errorf("%s committed: %v", id, err)
 		}
@@ -256,7 +248,7 @@ func TestTaskTransitions(t *testing.T) {
 	setup := func(t *testing.T, status string) string {
 		t.Helper()
 		task := newTask("s")
-		if err := db.CreateTask(bg, task, []byte("img"), 0); err != nil {
+		if err := db.CreateTask(bg, task, CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if status == StatusPending {
@@ -330,7 +322,8 @@ func TestTaskLifecycleFields(t *testing.T) {
 	db, _ := openTest(t, opts)
 	acc := newAccount(t, db, "w1")
 	task := newTask("life")
-	if err := db.CreateTask(bg, task, []byte("img"), 0); err != nil {
+	task.InputPath, task.InputType, task.InputBytes = "media/life.input.png", "image/png", 3
+	if err := db.CreateTask(bg, task, CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(time.Second)
@@ -378,15 +371,17 @@ func TestTaskLifecycleFields(t *testing.T) {
 	}
 	got, _ = db.GetTask(bg, task.ID)
 	if got.Status != StatusDone || got.Progress != 100 || got.ResultPath != "media/x.png" || got.ResultType != "image/png" ||
-		got.PreviewPath != "media/x.preview.png" || got.PreviewType != "image/png" || !got.CompletedAt.Equal(clock.Now()) || got.HasImage {
+		got.PreviewPath != "media/x.preview.png" || got.PreviewType != "image/png" || !got.CompletedAt.Equal(clock.Now()) {
 		t.Fatalf("done: %+v", got)
 	}
-	if _, err := db.TaskImage(bg, task.ID); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("input image kept after done: %v", err)
+	// The input image stays with the task (the gallery shows it, Retry
+	// reuses it) until the task is deleted.
+	if got.InputPath != "media/life.input.png" || got.InputBytes != 3 {
+		t.Fatalf("input image dropped when the task finished: %+v", got)
 	}
 
 	failed := newTask("f")
-	db.CreateTask(bg, failed, []byte("img"), 0)
+	db.CreateTask(bg, failed, CreateOptions{})
 	if err := db.FailTask(bg, failed.ID, "dispatch_failed", "3 tries used"); err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +420,7 @@ func TestTaskQueries(t *testing.T) {
 		if i >= 3 {
 			task.Type = "video"
 		}
-		if err := db.CreateTask(bg, task, nil, 0); err != nil {
+		if err := db.CreateTask(bg, task, CreateOptions{QueueMax: 0}); err != nil {
 			t.Fatal(err)
 		}
 		ids = append(ids, task.ID)
@@ -518,7 +513,7 @@ func TestGalleryPaging(t *testing.T) {
 	var done []string
 	for i := 0; i < 7; i++ {
 		task := newTask(fmt.Sprint(i))
-		db.CreateTask(bg, task, nil, 0)
+		db.CreateTask(bg, task, CreateOptions{QueueMax: 0})
 		if i == 3 {
 			continue // stays pending: never in the gallery
 		}
@@ -597,7 +592,7 @@ func TestQueryPlans(t *testing.T) {
 func TestCreateTaskDurableAcrossOpen(t *testing.T) {
 	db, dir := openTest(t, testOptions(t))
 	task := newTask("durable")
-	if err := db.CreateTask(bg, task, nil, 0); err != nil {
+	if err := db.CreateTask(bg, task, CreateOptions{QueueMax: 0}); err != nil {
 		t.Fatal(err)
 	}
 	// Read the file with a plain connection, as a restarted process would.
@@ -613,7 +608,7 @@ func BenchmarkCreateTask(b *testing.B) {
 	b.SetParallelism(benchParallelism)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := db.CreateTask(bg, newTask("bench"), nil, 0); err != nil {
+			if err := db.CreateTask(bg, newTask("bench"), CreateOptions{QueueMax: 0}); err != nil {
 				b.Error(err)
 				return
 			}
@@ -626,7 +621,7 @@ func BenchmarkCreateTaskSingle(b *testing.B) {
 	b.SetParallelism(benchParallelism)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := db.createTaskSingle(bg, newTask("bench"), nil, 0); err != nil {
+			if err := db.createTaskSingle(bg, newTask("bench"), CreateOptions{}); err != nil {
 				b.Error(err)
 				return
 			}

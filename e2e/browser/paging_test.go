@@ -31,7 +31,7 @@ func seedDone(t *testing.T, srv *server, n int) []string {
 	for i := 0; i < n; i++ {
 		task := &store.Task{ID: store.NewID(), Type: "image", Model: "flux", Mode: "t2i", Prompt: "seeded picture",
 			Params: []byte(`{"width":512,"height":512,"steps":28,"guidance":3.5,"seed":-1}`), Status: "pending"}
-		if err := db.CreateTask(ctx, task, nil, 0); err != nil {
+		if err := db.CreateTask(ctx, task, store.CreateOptions{QueueMax: 0}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := db.ClaimTask(ctx, task.ID, demo.ID); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -126,7 +127,7 @@ func FuzzLoad(f *testing.F) {
 			for _, mode := range m.Modes {
 				req := &GenerateRequest{Model: m.ID, Mode: mode, Prompt: "p"}
 				if strings.Contains(mode, "i2") {
-					req.Image = &png
+					req.Image = json.RawMessage(strconv.Quote(png))
 				}
 				v, err := c.Validate(req)
 				if err != nil {

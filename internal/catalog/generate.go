@@ -25,7 +25,9 @@ type GenerateRequest struct {
 	Prompt         string                     `json:"prompt"`
 	NegativePrompt *string                    `json:"negative_prompt,omitempty"`
 	Params         map[string]json.RawMessage `json:"params,omitempty"`
-	Image          *string                    `json:"image,omitempty"`
+	// Image is the raw JSON value of "image" (a string literal, still
+	// escaped, sharing the body's memory); nil when absent or null.
+	Image json.RawMessage `json:"image,omitempty"`
 }
 
 // Decode errors; the server maps them to invalid_json and payload_too_large.
@@ -39,7 +41,9 @@ const (
 	DefaultMaxGenerateBytes = 16 << 20 // the route limit, used when DecodeGenerate gets maxBytes <= 0
 	MaxPromptRunes          = 2000
 	MaxImageBytes           = 10 << 20
-	MaxImageSide            = 8192
+	// MaxImageSide bounds an input image's width and height: it is decoded
+	// whole to check it, which takes up to 4096*4096*8 bytes (16-bit RGBA).
+	MaxImageSide = 4096
 )
 
 // FieldError is one violation of the catalog or a limit; it becomes
@@ -58,8 +62,9 @@ type Validated struct {
 	Type, ModelID, Mode, Prompt, NegativePrompt string         // ModelID canonical (alias resolved)
 	Params                                      map[string]any // every catalog param, defaults filled, ints as int64, floats as float64
 	ParamsJSON                                  []byte         // canonical JSON of Params (sorted keys)
-	Image                                       []byte         // decoded bytes (i2v), nil otherwise
+	Image                                       []byte         // decoded bytes (i2v) when Validate kept them in memory, nil otherwise
 	ImageType                                   string         // image/png|image/jpeg|image/webp
+	ImageBytes                                  int64          // size of the decoded image, 0 = none
 }
 
 // DecodeGenerate reads at most maxBytes (the route limit: 16 MiB) with DisallowUnknownFields;
@@ -85,6 +90,13 @@ func DecodeGenerate(r io.Reader, maxBytes int64) (*GenerateRequest, error) {
 	if int64(len(body)) > maxBytes {
 		return nil, ErrTooLarge
 	}
+	return ParseGenerate(body)
+}
+
+// ParseGenerate is DecodeGenerate on a body already read (the server reads
+// it into one buffer of its exact size). The request's Image shares body's
+// memory, so body must outlive it.
+func ParseGenerate(body []byte) (*GenerateRequest, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, fmt.Errorf("%w: the body is empty", ErrInvalidJSON)
 	}
@@ -123,7 +135,12 @@ func DecodeGenerate(r io.Reader, maxBytes int64) (*GenerateRequest, error) {
 		case "negative_prompt":
 			req.NegativePrompt, err = optionalString(m.key, m.value)
 		case "image":
-			req.Image, err = optionalString(m.key, m.value)
+			if !isNull(m.value) {
+				if len(m.value) == 0 || m.value[0] != '"' {
+					err = fmt.Errorf("%w: image must be a string", ErrInvalidJSON)
+				}
+				req.Image = m.value
+			}
 		case "params":
 			req.Params, err = decodeParams(m.value)
 		default:
@@ -213,9 +230,18 @@ func decodeParams(raw json.RawMessage) (map[string]json.RawMessage, error) {
 	return out, nil
 }
 
-// Validate checks the request strictly (see CONTRACT section 6 "Generate body").
-// Returns *FieldError on the first violation.
+// Validate checks the request strictly (see CONTRACT section 6 "Generate
+// body"), keeping an i2v image's decoded bytes in v.Image.
 func (c *Catalog) Validate(req *GenerateRequest) (*Validated, error) {
+	return c.ValidateInto(req, nil)
+}
+
+// ValidateInto is Validate writing an i2v image's decoded bytes to sink
+// (nil: kept in memory in v.Image) instead of holding them: the server
+// streams them into a file. Errors: *FieldError, or ErrImageStorage when
+// sink failed.
+// Returns *FieldError on the first violation.
+func (c *Catalog) ValidateInto(req *GenerateRequest, sink ImageSink) (*Validated, error) {
 	if c == nil || len(c.Models) == 0 {
 		return nil, errors.New("catalog: no catalog loaded")
 	}
@@ -270,18 +296,26 @@ func (c *Catalog) Validate(req *GenerateRequest) (*Validated, error) {
 	}
 
 	takesImage := strings.Contains(v.Mode, "i2")
-	given := req.Image != nil && *req.Image != ""
+	given := len(req.Image) > 0 && string(req.Image) != `""`
 	switch {
 	case takesImage && !given:
 		return nil, fieldErr("image", "image is required for mode %s", v.Mode)
 	case !takesImage && given:
 		return nil, fieldErr("image", "mode %s does not take an image", v.Mode)
 	case takesImage:
-		img, typ, ferr := decodeImage(*req.Image)
-		if ferr != nil {
-			return nil, ferr
+		mem, to := (*memImage)(nil), sink
+		if to == nil {
+			mem = &memImage{}
+			to = mem
 		}
-		v.Image, v.ImageType = img, typ
+		typ, n, err := saveImage(req.Image, to)
+		if err != nil {
+			return nil, err
+		}
+		v.ImageType, v.ImageBytes = typ, n
+		if mem != nil {
+			v.Image = mem.b
+		}
 	}
 	return v, nil
 }

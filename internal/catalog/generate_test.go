@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"hash/crc32"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -38,8 +39,29 @@ func jpegBytes(t testing.TB, w, h int) []byte {
 	return buf.Bytes()
 }
 
-// webpBytes builds a lossless (VP8L) WebP header of the given size: enough
-// for DecodeConfig, which is all validation reads. x/image has no encoder.
+// cutJPEG is a real JPEG cut in the middle of its scan data (its header
+// and frame are whole, so only the decode of the pixels can tell).
+func cutJPEG(t testing.TB) []byte {
+	b := jpegBytes(t, 64, 64)
+	sos := bytes.Index(b, []byte{0xFF, 0xDA})
+	return b[:sos+(len(b)-sos)/2]
+}
+
+// damagedPNG is a real PNG whose IDAT data was replaced by garbage (CRCs
+// fixed up, so only the decode of the pixels can tell).
+func damagedPNG(t testing.TB) []byte {
+	b := pngBytes(t, 32, 32)
+	i := bytes.Index(b, []byte("IDAT"))
+	n := int(binary.BigEndian.Uint32(b[i-4 : i]))
+	for k := 0; k < n; k++ {
+		b[i+4+k] = byte(k*7 + 1)
+	}
+	binary.BigEndian.PutUint32(b[i+4+n:], crc32.ChecksumIEEE(b[i:i+4+n]))
+	return b
+}
+
+// webpBytes builds a lossless (VP8L) WebP header of the given size with no
+// image data behind it: DecodeConfig reads it, a full decode does not.
 func webpBytes(w, h int) []byte {
 	var bits uint32 = uint32(w-1) | uint32(h-1)<<14
 	payload := []byte{0x2f, 0, 0, 0, 0, 0, 0, 0}
@@ -53,6 +75,9 @@ func webpBytes(w, h int) []byte {
 	return b.Bytes()
 }
 
+// webp1x1 is a whole lossless 1x1 WebP (x/image has no encoder to make one).
+const webp1x1 = "UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA=="
+
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 // body fills $PNG, $JPEG, $WEBP placeholders with base64 pictures.
@@ -61,7 +86,7 @@ func body(t testing.TB, s string) string {
 	return strings.NewReplacer(
 		"$PNG", b64(pngBytes(t, 4, 3)),
 		"$JPEG", b64(jpegBytes(t, 8, 8)),
-		"$WEBP", b64(webpBytes(16, 9)),
+		"$WEBP", webp1x1,
 	).Replace(s)
 }
 
@@ -205,7 +230,12 @@ func TestValidateRejects(t *testing.T) {
 		{"text bytes refused", `{"model":"anisora","mode":"i2v","prompt":"x","image":"` + b64([]byte("hello, this is not a picture")) + `"}`, "image", "image must be a PNG, JPEG or WebP picture"},
 		{"png magic then garbage", `{"model":"anisora","mode":"i2v","prompt":"x","image":"` + b64([]byte("\x89PNG\r\n\x1a\ngarbage garbage")) + `"}`, "image", "cannot be read as one"},
 		{"jpeg magic then garbage", `{"model":"anisora","mode":"i2v","prompt":"x","image":"` + b64([]byte("\xff\xd8\xff\xe0garbage")) + `"}`, "image", "cannot be read as one"},
-		{"too wide", `{"model":"anisora","mode":"i2v","prompt":"x","image":"` + b64(big) + `"}`, "image", "image must be at most 8192x8192 pixels"},
+		{"too wide", `{"model":"anisora","mode":"i2v","prompt":"x","image":"` + b64(big) + `"}`, "image", "image must be at most 4096x4096 pixels"},
+		// Issue 11 point 12: only the header used to be decoded, so a valid
+		// header followed by garbage reached the GPU.
+		{"webp header without image data", `{"model":"anisora","mode":"i2v","prompt":"x","image":"` + b64(webpBytes(16, 9)) + `"}`, "image", "image is a damaged webp"},
+		{"png header and IDAT of garbage", `{"model":"anisora","mode":"i2v","prompt":"x","image":"` + b64(damagedPNG(t)) + `"}`, "image", "image is a damaged png"},
+		{"jpeg cut after its header", `{"model":"anisora","mode":"i2v","prompt":"x","image":"` + b64(cutJPEG(t)) + `"}`, "image", "image is a damaged jpeg"},
 		{"over 10 MiB", `{"model":"anisora","mode":"i2v","prompt":"x","image":"` + b64(huge) + `"}`, "image", "image must be at most 10 MiB"},
 	}
 	for _, tc := range cases {

@@ -79,6 +79,7 @@ func serve(cfg *config.Config, a Assets, log *slog.Logger) error {
 		DB: db, Catalog: cat, Secrets: sec, Dispatcher: d, DataDir: dir.Path(), UI: a.UI, Version: a.Version, Audit: auditLog,
 		FrontendOrigins: cfg.FrontendOrigins, TrustedProxies: cfg.TrustedProxies, SessionMode: cfg.SessionMode,
 		SessionTTL: cfg.SessionTTL, AdminSessionTTL: cfg.AdminSessionTTL, QueueMax: cfg.QueueMax,
+		InputQuota: cfg.InputQuota, MaxUploads: cfg.MaxUploads, MaxStreams: cfg.MaxStreams,
 		TLS: cfg.TLSCert != "", Logger: log, ExtraAPIKeys: sec.PreviousAPIKeys, Metrics: metrics,
 	})
 
@@ -98,6 +99,8 @@ func serve(cfg *config.Config, a Assets, log *slog.Logger) error {
 	if cfg.AuditRetention > 0 {
 		go pruneAuditDaily(bg, db, cfg.AuditRetention, log)
 	}
+	// Before anything can upload: what a crash left in media/ goes first.
+	d.CleanMedia(ctx)
 	dispatchDone := make(chan struct{})
 	go func() { d.Run(bg); close(dispatchDone) }()
 

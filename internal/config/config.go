@@ -35,6 +35,9 @@ type Config struct {
 	MetricsAddr     string
 	CatalogFile     string
 	AuditRetention  time.Duration // 0 = keep audit events forever
+	MaxStreams      int           // open event streams in all (GG_MAX_STREAMS)
+	MaxUploads      int           // POST /generate bodies over 1 MiB read or decoded at once (GG_MAX_UPLOADS)
+	InputQuota      int64         // bytes of queued input images (GG_INPUT_QUOTA)
 	Demo            bool
 	Secrets         Secrets
 }
@@ -87,6 +90,9 @@ var Vars = []Var{
 	{"GG_CATALOG", "empty (the built-in inference_settings.json)", "path of a model catalog to use instead of the built-in one"},
 	{"GG_API_KEY_GRACE", "24h", "how long a rotated-out API key stays valid (0 = not at all)"},
 	{"GG_AUDIT_RETENTION", "empty (keep forever)", "remove audit events older than this, daily; at least 2160h (90 days)"},
+	{"GG_MAX_STREAMS", "2000", "open event streams in all; past it new streams get 503 server_busy"},
+	{"GG_MAX_UPLOADS", "4", "POST /generate bodies over 1 MiB read and decoded at once; others wait up to 10 s, then 503 server_busy"},
+	{"GG_INPUT_QUOTA", "2GiB", "bytes of i2v input images of pending and processing tasks; past it 503 queue_full"},
 }
 
 // ErrHelp is returned by Load when the flags asked for help.
@@ -127,6 +133,57 @@ func (r *reader) atLeast(name string, def, min time.Duration, want string) time.
 		return def
 	}
 	return d
+}
+
+// count reads a positive integer.
+func (r *reader) count(name string, def int) int {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		r.errs = append(r.errs, fmt.Errorf("%s=%q: must be a positive integer", name, v))
+		return def
+	}
+	return n
+}
+
+// size reads a byte size: a number with an optional unit B, KiB, MiB,
+// GiB, TiB (or KB, MB, GB, TB, taken as the binary units too).
+func (r *reader) size(name string, def int64) int64 {
+	v := strings.TrimSpace(r.getenv(name))
+	if v == "" {
+		return def
+	}
+	n, err := ParseSize(v)
+	if err != nil || n < 1 {
+		r.errs = append(r.errs, fmt.Errorf("%s=%q: must be a size like 2GiB, 512MiB or 1048576", name, v))
+		return def
+	}
+	return n
+}
+
+// ParseSize reads "2GiB", "512 MiB", "10MB" or "1048576" as bytes (units
+// are binary: 1 KiB = 1 KB = 1024 B).
+func ParseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	i := len(s)
+	for i > 0 && (s[i-1] < '0' || s[i-1] > '9') {
+		i--
+	}
+	num, unit := strings.TrimSpace(s[:i]), strings.ToLower(strings.TrimSpace(s[i:]))
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("not a size: %q", s)
+	}
+	shift := map[string]uint{"": 0, "b": 0, "k": 10, "kb": 10, "kib": 10, "m": 20, "mb": 20, "mib": 20,
+		"g": 30, "gb": 30, "gib": 30, "t": 40, "tb": 40, "tib": 40}
+	sh, ok := shift[unit]
+	if !ok || n > (1<<62)>>sh {
+		return 0, fmt.Errorf("not a size: %q", s)
+	}
+	return n << sh, nil
 }
 
 func (r *reader) secret(valueVar, fileVar string) SecretSource {
@@ -183,6 +240,9 @@ func Load(args []string, getenv func(string) string, usage func(io.Writer), out 
 	c.CatalogFile = getenv("GG_CATALOG")
 	c.AuditRetention = r.atLeast("GG_AUDIT_RETENTION", 0, 90*24*time.Hour, "a duration of at least 2160h (90 days)")
 	c.Secrets = r.secrets()
+	c.MaxStreams = r.count("GG_MAX_STREAMS", 2000)
+	c.MaxUploads = r.count("GG_MAX_UPLOADS", 4)
+	c.InputQuota = r.size("GG_INPUT_QUOTA", 2<<30)
 	qm := r.str("GG_QUEUE_MAX", "1000")
 	n, err := strconv.Atoi(qm)
 	if err != nil || n < 1 {

@@ -87,3 +87,27 @@ func TestAPIKeyGraceZeroMeansNone(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitsVariables: the version 2 limits (CONTRACT section 18) have their
+// defaults and refuse what is not a positive number or size.
+func TestLimitsVariables(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	c, err := Load(nil, env(nil), func(io.Writer) {}, io.Discard)
+	if err != nil || c.MaxStreams != 2000 || c.MaxUploads != 4 || c.InputQuota != 2<<30 {
+		t.Fatalf("defaults: streams %d uploads %d quota %d (%v)", c.MaxStreams, c.MaxUploads, c.InputQuota, err)
+	}
+	c, err = Load(nil, env(map[string]string{"GG_MAX_STREAMS": "10", "GG_MAX_UPLOADS": "1", "GG_INPUT_QUOTA": "512MiB"}), func(io.Writer) {}, io.Discard)
+	if err != nil || c.MaxStreams != 10 || c.MaxUploads != 1 || c.InputQuota != 512<<20 {
+		t.Fatalf("set: %+v %v", c, err)
+	}
+	for k, v := range map[string]string{"GG_MAX_STREAMS": "0", "GG_MAX_UPLOADS": "many", "GG_INPUT_QUOTA": "2 lots"} {
+		if _, err := Load(nil, env(map[string]string{k: v}), func(io.Writer) {}, io.Discard); err == nil || !strings.Contains(err.Error(), k) {
+			t.Errorf("%s=%q: %v, want an error naming it", k, v, err)
+		}
+	}
+	for in, want := range map[string]int64{"1048576": 1 << 20, "2GiB": 2 << 30, "10 MB": 10 << 20, "3k": 3 << 10} {
+		if n, err := ParseSize(in); err != nil || n != want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, n, err, want)
+		}
+	}
+}

@@ -98,8 +98,9 @@ type Dispatcher struct {
 	pollFails map[int64]int             // unanswered polls in a row per account
 	deploys   map[int64]bool            // accounts with a deploy running
 
-	lastReap atomic.Int64 // unix ms, 0 = never
-	workers  sync.WaitGroup
+	lastReap  atomic.Int64 // unix ms, 0 = never
+	cleanOnce sync.Once
+	workers   sync.WaitGroup
 
 	// life ends when Run returns; background deploys are bound to it, not to a request.
 	life    context.Context
@@ -166,7 +167,7 @@ func New(cfg Config) *Dispatcher {
 // Run resumes (processing tasks are polled again, pending ones dispatched) and
 // then runs the dispatch loop, poller, reaper and health checker until ctx is done.
 func (d *Dispatcher) Run(ctx context.Context) {
-	d.removeStaleTemp()
+	d.CleanMedia(ctx)
 	d.resumeDeploys(ctx)
 	d.pollPass(ctx)
 	d.Wake()
@@ -408,17 +409,14 @@ func (d *Dispatcher) submit(ctx context.Context, t *store.Task, c *candidate) {
 		NegativePrompt: t.NegativePrompt,
 		Params:         t.Params,
 	}
-	if t.HasImage {
-		img, err := d.db.TaskImage(ctx, t.ID)
+	if t.HasImage() {
+		img, err := d.readInput(t)
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
 			d.log.Error("dispatch: read input image", "task_id", t.ID, "err", err)
 			d.retryOrFail(ctx, t, "the input image could not be read")
 			return
 		}
-		req.Image = img
+		req.Image, req.ImageType = img, t.InputType
 	}
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	began := time.Now()

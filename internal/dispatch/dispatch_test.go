@@ -188,7 +188,7 @@ func (e *env) task(typ string) *store.Task {
 		t.Model, t.Mode = "anisora", "t2v"
 		t.Params = []byte(`{"fps":16,"height":256,"num_frames":17,"seed":7,"steps":4,"width":256}`)
 	}
-	if err := e.db.CreateTask(context.Background(), t, nil, 0); err != nil {
+	if err := e.db.CreateTask(context.Background(), t, store.CreateOptions{QueueMax: 0}); err != nil {
 		e.t.Fatalf("create task: %v", err)
 	}
 	return t
@@ -774,7 +774,13 @@ func TestImageToVideoSendsTheInputImage(t *testing.T) {
 	}
 	task := &store.Task{Type: "video", Model: "anisora", Mode: "i2v", Prompt: "the sea moves",
 		Params: []byte(`{"fps":16,"height":256,"num_frames":17,"seed":1,"steps":4,"width":256}`)}
-	if err := e.db.CreateTask(context.Background(), task, img.Bytes(), 0); err != nil {
+	task.ID = store.NewID()
+	task.InputPath, task.InputType, task.InputBytes = store.InputPath(task.ID, "image/png"), "image/png", int64(img.Len())
+	os.MkdirAll(filepath.Join(e.dataDir, "media"), 0o700)
+	if err := os.WriteFile(filepath.Join(e.dataDir, task.InputPath), img.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.CreateTask(context.Background(), task, store.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := e.waitTerminal(task.ID); got.Status != "done" {
@@ -832,5 +838,28 @@ func TestDisableDuringHealthCheckWins(t *testing.T) {
 	}
 	if got := e.getAccount(acc.ID); got.Status != "disabled" {
 		t.Fatalf("stored status %s", got.Status)
+	}
+}
+
+// TestStartRemovesOrphanInputs: an input image is renamed into media/ just
+// before its task's row commits; a crash between the two leaves a file no
+// task names, which the next start removes. The input of a real task stays.
+func TestStartRemovesOrphanInputs(t *testing.T) {
+	e := newEnv(t)
+	media := filepath.Join(e.dataDir, "media")
+	os.MkdirAll(media, 0o700)
+	task := &store.Task{ID: store.NewID(), Type: "video", Model: "anisora", Mode: "i2v", Prompt: "p"}
+	task.InputPath, task.InputType, task.InputBytes = store.InputPath(task.ID, "image/png"), "image/png", 4
+	if err := e.db.CreateTask(context.Background(), task, store.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(e.dataDir, task.InputPath), []byte("kept"), 0o600)
+	orphan := store.NewID() + ".input.png"
+	os.WriteFile(filepath.Join(media, orphan), []byte("orphan"), 0o600)
+	d := New(e.config())
+	d.CleanMedia(context.Background())
+	names := e.mediaFiles()
+	if len(names) != 1 || names[0] != filepath.Base(task.InputPath) {
+		t.Fatalf("media after start: %v, want only %s", names, filepath.Base(task.InputPath))
 	}
 }

@@ -12,7 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
+	"gooni/internal/config"
 	"gooni/internal/workspace"
 	"gooni/store"
 )
@@ -213,6 +215,26 @@ func (d *Dispatcher) removeStaleTemp() {
 	}
 }
 
+// CleanMedia removes what a crash can leave in media/: partial downloads
+// and uploads (.*.tmp), and input images whose task row never committed
+// (the file is renamed into place just before the row's COMMIT). It runs
+// once, before anything writes media/: the server calls it before it
+// listens, and Run calls it too (a second call does nothing).
+func (d *Dispatcher) CleanMedia(ctx context.Context) {
+	d.cleanOnce.Do(func() {
+		d.removeStaleTemp()
+		inputs, _ := filepath.Glob(filepath.Join(d.mediaDir(), "*.input.*"))
+		for _, m := range inputs {
+			id, _, _ := strings.Cut(filepath.Base(m), ".")
+			if _, err := d.db.GetTask(ctx, id); errors.Is(err, store.ErrNotFound) {
+				if os.Remove(m) == nil {
+					d.log.Info("removed an input image whose task never committed", "file", filepath.Base(m))
+				}
+			}
+		}
+	})
+}
+
 // ErrProxyRefused means a task's media cannot be fetched from its workspace
 // because the workspace is not (or no longer) a valid registry entry; nothing
 // was sent. The wrapped text says why, without a credential.
@@ -281,3 +303,22 @@ func (d *Dispatcher) LiveMedia(ctx context.Context, t *store.Task, preview bool)
 	}{io.MultiReader(bytes.NewReader(head), m.Body), m.Body}
 	return &LiveMedia{Body: body, ContentType: declared, Length: m.Length}, nil
 }
+
+// readInput reads a task's input image from media/ (never through a
+// symbolic link), at most MaxInputBytes.
+func (d *Dispatcher) readInput(t *store.Task) ([]byte, error) {
+	f, err := config.DataDir(d.cfg.DataDir).OpenMedia(t.InputPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxInputBytes+1))
+	if err == nil && len(b) > maxInputBytes {
+		err = fmt.Errorf("input image of task %s is over %d bytes", t.ID, maxInputBytes)
+	}
+	return b, err
+}
+
+// maxInputBytes is the catalog's 10 MiB image limit: a larger file in media/
+// was not written by the server.
+const maxInputBytes = 10 << 20

@@ -141,3 +141,29 @@ func Internal(cause error) *Error {
 	e.Err = cause
 	return e
 }
+
+// Version 2 codes (CONTRACT "Version 2 additions").
+
+func TaskFinished() *Error {
+	return newErr("task_finished", http.StatusConflict, "the task has already finished")
+}
+func IdempotencyConflict() *Error {
+	return newErr("idempotency_conflict", http.StatusUnprocessableEntity,
+		"this Idempotency-Key was already used with a different request body")
+}
+func InputNotFound() *Error {
+	return newErr("input_not_found", http.StatusNotFound, "this task has no input image")
+}
+func HostNotAllowed() *Error {
+	return newErr("host_not_allowed", http.StatusMisdirectedRequest, "this server does not answer for that host name")
+}
+
+// ServerBusy is a server-wide limit of section 18, with Retry-After.
+func ServerBusy(msg string, retryAfter int) *Error {
+	e := newErr("server_busy", http.StatusServiceUnavailable, msg)
+	e.RetryAfter = retryAfter
+	return e
+}
+func InviteInvalid() *Error {
+	return newErr("invite_invalid", http.StatusUnauthorized, "this sign-in link is unknown, expired, revoked or used up")
+}
