@@ -97,11 +97,12 @@ func (b *logBuffer) records(msg string) []map[string]any {
 // process is one gooni process that can be started again with the same
 // arguments and environment after it was killed or stopped.
 type process struct {
-	t    testing.TB
-	name string
-	args []string
-	env  []string
-	logs *logBuffer
+	t      testing.TB
+	name   string
+	args   []string
+	env    []string
+	logs   *logBuffer
+	prefix []string // a command the binary runs under (e.g. prlimit ...), or none
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd
@@ -133,6 +134,9 @@ func (p *process) start() {
 		p.t.Fatalf("%s: already running", p.name)
 	}
 	cmd := exec.Command(gooniBin, p.args...)
+	if len(p.prefix) > 0 {
+		cmd = exec.Command(p.prefix[0], append(append(p.prefix[1:len(p.prefix):len(p.prefix)], gooniBin), p.args...)...)
+	}
 	cmd.Env = append(baseEnv(), p.env...)
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	// Own process group, so a Ctrl-C of go test does not reach it before cleanup.
@@ -276,9 +280,17 @@ func startServer(t testing.TB, env ...string) *server {
 // startServerOn is startServer on an existing data directory.
 func startServerOn(t testing.TB, dataDir string, env ...string) *server {
 	t.Helper()
+	return startServerUnder(t, dataDir, nil, env...)
+}
+
+// startServerUnder is startServerOn with the binary run under prefix (a
+// command such as prlimit that then runs it).
+func startServerUnder(t testing.TB, dataDir string, prefix []string, env ...string) *server {
+	t.Helper()
 	s := &server{addr: freeAddr(t), dataDir: dataDir}
 	full := append([]string{"GG_ADDR=" + s.addr, "GG_DATA_DIR=" + dataDir}, env...)
 	s.process = newProcess(t, "gooni", nil, full)
+	s.process.prefix = prefix
 	s.client = &http.Client{Timeout: 10 * time.Second}
 	jar, _ := cookiejar.New(nil)
 	s.admin = &http.Client{Timeout: 30 * time.Second, Jar: jar}

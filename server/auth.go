@@ -57,28 +57,38 @@ func (s *Server) apiKeyOK(given string) bool {
 // credential present decides and a wrong one never falls through.
 func (s *Server) requireUser(next handlerFunc) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		if vals, ok := r.Header["X-Api-Key"]; ok {
-			if len(vals) != 1 || !s.apiKeyOK(vals[0]) {
-				return apierr.InvalidAPIKey()
-			}
-			return next(w, withActor(r, "api_key"))
+		actor, err := s.userActor(r)
+		if err != nil {
+			return err
 		}
-		if vals, ok := queryAPIKey(r.URL.RawQuery); ok {
-			if len(vals) != 1 || !s.apiKeyOK(vals[0]) {
-				return apierr.InvalidAPIKey()
-			}
-			return next(w, withActor(r, "api_key"))
-		}
-		if _, err := r.Cookie(userCookie); err == nil {
-			sess, token, err := s.liveSession(r, "user")
-			if err != nil {
-				return err
-			}
-			_ = sess
-			return next(w, withActor(r, "user:"+tokenHashHex(token)[:12]))
-		}
-		return apierr.SessionRequired()
+		return next(w, withActor(r, actor))
 	}
+}
+
+// userActor decides a user route's credential (CONTRACT section 3) and
+// names who it is: api_key or user:<session prefix>. An event stream calls
+// it again while it runs, so a revoked session ends the stream.
+func (s *Server) userActor(r *http.Request) (string, error) {
+	if vals, ok := r.Header["X-Api-Key"]; ok {
+		if len(vals) != 1 || !s.apiKeyOK(vals[0]) {
+			return "", apierr.InvalidAPIKey()
+		}
+		return "api_key", nil
+	}
+	if vals, ok := queryAPIKey(r.URL.RawQuery); ok {
+		if len(vals) != 1 || !s.apiKeyOK(vals[0]) {
+			return "", apierr.InvalidAPIKey()
+		}
+		return "api_key", nil
+	}
+	if _, err := r.Cookie(userCookie); err == nil {
+		_, token, err := s.liveSession(r, "user")
+		if err != nil {
+			return "", err
+		}
+		return "user:" + tokenHashHex(token)[:12], nil
+	}
+	return "", apierr.SessionRequired()
 }
 
 // queryAPIKey finds the api_key query parameter without dropping what does

@@ -53,10 +53,14 @@ func (h *Hub) subscribe(id string) (chan struct{}, func()) {
 	}
 }
 
-// Event streams re-read the task at least this often, even without a signal.
+// Event streams re-read the task at least this often, even without a
+// signal; ping proxies; recheck their credential (CONTRACT section 18); and
+// give a client that stops reading this long to take a write.
 const (
-	eventsRecheck = 2 * time.Second
-	eventsPing    = 15 * time.Second
+	eventsRecheck   = 2 * time.Second
+	eventsPing      = 15 * time.Second
+	eventsAuthCheck = 30 * time.Second
+	eventsWriteIdle = 30 * time.Second
 )
 
 // handleEvents streams the task view on every change until it is terminal.
@@ -66,6 +70,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	release, err := s.streams.acquire(actorOf(r.Context()), clientKey(s.clientIP(r)))
+	if err != nil {
+		return err
+	}
+	defer release()
 	rc := http.NewResponseController(w)
 	changed, unsubscribe := s.hub.subscribe(id)
 	defer unsubscribe()
@@ -75,19 +84,27 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	// The stream lives as long as the task runs: neither the server's read
-	// timeout (which would cancel the request context) nor a write timeout applies.
-	_ = rc.SetWriteDeadline(time.Time{})
+	// The stream lives as long as the task runs: the server's read timeout
+	// (which would cancel the request context) does not apply; each write
+	// gets its own deadline, so a client that stops reading is let go.
 	_ = rc.SetReadDeadline(time.Time{})
-
-	send := func(v *TaskView) bool {
-		b, _ := json.Marshal(v)
-		if _, err := fmt.Fprintf(w, "event: task\ndata: %s\n\n", b); err != nil {
+	write := func(format string, args ...any) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(eventsWriteIdle))
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
 			return false
 		}
 		return rc.Flush() == nil
 	}
-	if _, err := fmt.Fprint(w, "retry: 2000\n"); err != nil {
+	send := func(v *TaskView) bool {
+		b, _ := json.Marshal(v)
+		return write("event: task\ndata: %s\n\n", b)
+	}
+	endWith := func(err error) {
+		e := apierr.From(err)
+		b, _ := json.Marshal(errorBody{Error: errorPayload{Code: e.Code, Message: e.Message, CorrelationID: correlationID(r.Context())}})
+		write("event: error\ndata: %s\n\n", b)
+	}
+	if !write("retry: 2000\n") {
 		return nil
 	}
 	if !send(v) {
@@ -98,12 +115,21 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 	defer recheck.Stop()
 	ping := time.NewTicker(eventsPing)
 	defer ping.Stop()
+	auth := time.NewTicker(s.authCheckEvery())
+	defer auth.Stop()
 	for v.Status != store.StatusDone && v.Status != store.StatusFailed {
 		select {
 		case <-r.Context().Done():
 			return nil
 		case <-ping.C:
-			if _, err := fmt.Fprint(w, ": ping\n\n"); err != nil || rc.Flush() != nil {
+			if !write(": ping\n\n") {
+				return nil
+			}
+			continue
+		case <-auth.C:
+			// A revoked or expired session (or a rotated-out key) ends the stream.
+			if _, err := s.userActor(r); err != nil {
+				endWith(err)
 				return nil
 			}
 			continue
@@ -113,10 +139,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		nv, err := s.taskView(r, id)
 		if err != nil {
 			// Deleted under us or the store failed: end the stream with an error event.
-			e := apierr.From(err)
-			b, _ := json.Marshal(errorBody{Error: errorPayload{Code: e.Code, Message: e.Message, CorrelationID: correlationID(r.Context())}})
-			fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
-			rc.Flush()
+			endWith(err)
 			return nil
 		}
 		b, _ := json.Marshal(nv)
@@ -130,4 +153,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	return nil
+}
+
+func (s *Server) authCheckEvery() time.Duration {
+	if s.cfg.StreamAuthCheck > 0 {
+		return s.cfg.StreamAuthCheck
+	}
+	return eventsAuthCheck
 }

@@ -157,6 +157,14 @@ type contentErrorWriter struct {
 	failed bool
 }
 
+// mediaChunk is how much of a file goes out per write deadline: a client
+// that takes no byte for the idle time is let go, a slow steady one is not.
+const mediaChunk = 1 << 20
+
+func (w *contentErrorWriter) extend() {
+	_ = http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now().Add(w.s.mediaIdle()))
+}
+
 func (w *contentErrorWriter) WriteHeader(code int) {
 	if code < 400 || w.failed {
 		w.ResponseWriter.WriteHeader(code)
@@ -176,17 +184,32 @@ func (w *contentErrorWriter) Write(b []byte) (int, error) {
 	if w.failed {
 		return len(b), nil
 	}
+	w.extend()
 	return w.ResponseWriter.Write(b)
 }
 
+// ReadFrom sends the file in chunks (sendfile where the connection allows),
+// each under a fresh write deadline.
 func (w *contentErrorWriter) ReadFrom(src io.Reader) (int64, error) {
 	if w.failed {
 		return io.Copy(io.Discard, src)
 	}
-	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		return rf.ReadFrom(src)
+	rf, ok := w.ResponseWriter.(io.ReaderFrom)
+	var total int64
+	for {
+		w.extend()
+		var n int64
+		var err error
+		if ok {
+			n, err = rf.ReadFrom(io.LimitReader(src, mediaChunk))
+		} else {
+			n, err = io.Copy(w.ResponseWriter, io.LimitReader(src, mediaChunk))
+		}
+		total += n
+		if err != nil || n < mediaChunk {
+			return total, err
+		}
 	}
-	return io.Copy(w.ResponseWriter, src)
 }
 
 func (w *contentErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -241,7 +264,7 @@ func (s *Server) proxyMedia(w http.ResponseWriter, r *http.Request, t *store.Tas
 	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
-		io.Copy(w, m.Body)
+		io.Copy(&contentErrorWriter{ResponseWriter: w, s: s, r: r}, m.Body)
 	}
 	return nil
 }

@@ -56,7 +56,13 @@ type Config struct {
 	UploadWait time.Duration
 	// MaxStreams bounds open event streams in all (0 = 2000).
 	MaxStreams int
-	TLS        bool
+	// StreamAuthCheck is how often a stream rechecks its credential (0 = 30 s).
+	StreamAuthCheck time.Duration
+	// WriteTimeout bounds writing one answer of an ordinary route (0 = 60 s);
+	// media answers get MediaIdle per chunk instead (0 = 60 s), event
+	// streams a deadline per event.
+	WriteTimeout, MediaIdle time.Duration
+	TLS                     bool
 	// ThrottleKeys bounds the keys each rate limiter remembers (0 = DefaultLimiterKeys).
 	ThrottleKeys int
 	// ExtraAPIKeys are older API keys still accepted (rotation grace).
@@ -90,6 +96,7 @@ type Server struct {
 	metrics *Metrics
 	handler http.Handler
 	uploads *uploadGate
+	streams *streamLimits
 }
 
 // Route body limits.
@@ -123,6 +130,7 @@ func New(cfg Config) *Server {
 		origins: map[string]bool{},
 	}
 	s.uploads = newUploadGate(cfg.MaxUploads, cfg.UploadWait)
+	s.streams = newStreamLimits(cfg.MaxStreams)
 	s.auditLog = cfg.Audit
 	if s.auditLog == nil {
 		s.auditLog = audit.NewWriter(cfg.DB, cfg.Logger, cfg.Now)
@@ -150,6 +158,27 @@ func New(cfg Config) *Server {
 	}
 	s.handler = s.routes()
 	return s
+}
+
+func (s *Server) mediaIdle() time.Duration {
+	if s.cfg.MediaIdle > 0 {
+		return s.cfg.MediaIdle
+	}
+	return 60 * time.Second
+}
+
+// writeDeadline gives every answer a write deadline, so a client that never
+// reads cannot hold a connection (and its goroutine) forever; media and
+// event streams set their own, per chunk or per event.
+func (s *Server) writeDeadline(next http.Handler) http.Handler {
+	d := s.cfg.WriteTimeout
+	if d <= 0 {
+		d = 60 * time.Second
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
+		next.ServeHTTP(w, r)
+	})
 }
 
 func newCodec(sec *secrets.Set, ttl time.Duration) *securecookie.SecureCookie {
@@ -232,5 +261,5 @@ func (s *Server) routes() http.Handler {
 	}
 
 	r.Use(routeName)
-	return s.correlate(s.metrics.instrument(s.recoverPanics(s.secureHeaders(s.cors(r)))))
+	return s.correlate(s.writeDeadline(s.metrics.instrument(s.recoverPanics(s.secureHeaders(s.cors(r))))))
 }

@@ -83,10 +83,21 @@ func serve(cfg *config.Config, a Assets, log *slog.Logger) error {
 		TLS: cfg.TLSCert != "", Logger: log, ExtraAPIKeys: sec.PreviousAPIKeys, Metrics: metrics,
 	})
 
+	fileLimit, err := server.RaiseFileLimit()
+	if err != nil {
+		return fmt.Errorf("file limit: %w", err)
+	}
+	lim := server.DefaultConnLimits(fileLimit, cfg.TrustedProxies)
+	if lim.Total < cfg.MaxStreams {
+		log.Warn("the open-file limit allows fewer connections than GG_MAX_STREAMS; raise the hard limit (LimitNOFILE)",
+			"file_limit", fileLimit, "connections", lim.Total, "max_streams", cfg.MaxStreams)
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	ln = server.LimitConns(ln, lim)
+	log.Info("connection limits", "file_limit", fileLimit, "connections", lim.Total, "per_client", lim.PerIP)
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
 	var simDone chan struct{}
@@ -96,9 +107,7 @@ func serve(cfg *config.Config, a Assets, log *slog.Logger) error {
 			return fmt.Errorf("demo workspace: %w", err)
 		}
 	}
-	if cfg.AuditRetention > 0 {
-		go pruneAuditDaily(bg, db, cfg.AuditRetention, log)
-	}
+	go maintain(bg, db, cfg.AuditRetention, log)
 	// Before anything can upload: what a crash left in media/ goes first.
 	d.CleanMedia(ctx)
 	dispatchDone := make(chan struct{})
@@ -254,17 +263,30 @@ func startDemo(ctx, bg context.Context, db *store.DB, d *dispatch.Dispatcher, lo
 	return done, nil
 }
 
-// pruneAuditDaily removes audit events past the retention period once a day;
-// a sealed checkpoint keeps the rest of the chain verifiable.
-func pruneAuditDaily(ctx context.Context, db *store.DB, keep time.Duration, log *slog.Logger) {
-	t := time.NewTicker(24 * time.Hour)
+// maintenanceEvery is how often maintain runs: expired sessions go at least
+// hourly (CONTRACT section 18); audit retention is checked on the same beat.
+var maintenanceEvery = time.Hour
+
+// maintain purges expired sessions (every row a loop of POST /auth/session
+// left) and, with GG_AUDIT_RETENTION, audit events past it, at once and then
+// every maintenanceEvery until ctx ends.
+func maintain(ctx context.Context, db *store.DB, retention time.Duration, log *slog.Logger) {
+	t := time.NewTicker(maintenanceEvery)
 	defer t.Stop()
 	for {
-		n, err := db.PruneAudit(ctx, time.Now().Add(-keep))
-		if err != nil && ctx.Err() == nil {
-			log.Error("audit retention", "error", err.Error())
+		now := time.Now()
+		if n, err := db.PurgeExpiredSessions(ctx, now); err != nil && ctx.Err() == nil {
+			log.Error("session purge", "error", err.Error())
 		} else if n > 0 {
-			log.Info("audit retention removed old events", "removed", n, "older_than", keep.String())
+			log.Info("expired sessions purged", "removed", n)
+		}
+		if retention > 0 {
+			n, err := db.PruneAudit(ctx, now.Add(-retention))
+			if err != nil && ctx.Err() == nil {
+				log.Error("audit retention", "error", err.Error())
+			} else if n > 0 {
+				log.Info("audit retention removed old events", "removed", n, "older_than", retention.String())
+			}
 		}
 		select {
 		case <-ctx.Done():

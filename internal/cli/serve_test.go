@@ -2,12 +2,15 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gooni/internal/config"
 	"gooni/internal/secrets"
@@ -66,4 +69,49 @@ func TestOneServerPerDataDir(t *testing.T) {
 	if err := serve(cfg, testAssets(t), slog.New(slog.NewJSONHandler(io.Discard, nil))); err == nil || !strings.Contains(err.Error(), "running") {
 		t.Fatalf("second server: %v", err)
 	}
+}
+
+// TestMaintenancePurgesExpiredSessions (issue 11 point 5): expired sessions
+// were never purged, so a loop of POST /auth/session left every row
+// forever. The server purges them at once and then on every beat (hourly;
+// 20 ms here). Input tried: 50 expired sessions and one live one, then
+// another expired one after the first pass.
+func TestMaintenancePurgesExpiredSessions(t *testing.T) {
+	dir := t.TempDir()
+	db, err := store.Open(dir, testutil.Schema(t), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	past, future := time.Now().Add(-time.Minute), time.Now().Add(time.Hour)
+	for i := 0; i < 50; i++ {
+		if _, err := db.CreateSession(ctx, "user", []byte(fmt.Sprintf("expired-token-hash-%020d", i)), past); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live := []byte("live-token-hash-000000000000000000")
+	if _, err := db.CreateSession(ctx, "user", live, future); err != nil {
+		t.Fatal(err)
+	}
+	old := maintenanceEvery
+	maintenanceEvery = 20 * time.Millisecond
+	defer func() { maintenanceEvery = old }()
+	mctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { maintain(mctx, db, 0, slog.New(slog.DiscardHandler)); close(done) }()
+	defer func() { stop(); <-done }()
+	gone := func(tok []byte) bool {
+		_, err := db.GetSession(ctx, "user", tok)
+		return errors.Is(err, store.ErrNotFound)
+	}
+	testutil.WaitFor(t, 5*time.Second, "expired sessions purged", func() bool { return gone([]byte(fmt.Sprintf("expired-token-hash-%020d", 49))) })
+	if gone(live) {
+		t.Fatal("a live session was purged")
+	}
+	late := []byte("expired-later-hash-00000000000000000")
+	if _, err := db.CreateSession(ctx, "user", late, past); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 5*time.Second, "a later expired session purged on a later beat", func() bool { return gone(late) })
 }

@@ -95,18 +95,25 @@ func (d *Dispatcher) Client(ctx context.Context, acc *store.Account) (*workspace
 		return nil, fmt.Errorf("account %d: %w", acc.ID, err)
 	}
 	var key, secret string
+	var values []string
 	if acc.HasCredentials {
 		creds, err := d.db.AccountCredentials(ctx, acc.ID)
 		if err != nil {
 			return nil, fmt.Errorf("account %d: open credentials: %w", acc.ID, err)
 		}
 		key, secret = creds["proxy_key"], creds["proxy_secret"]
+		for _, v := range creds {
+			values = append(values, v)
+		}
 	}
 	c, err := workspace.NewClient(base, key, secret)
 	if err != nil {
 		return nil, fmt.Errorf("account %d: %w", acc.ID, err)
 	}
 	c.HTTP = d.http
+	// Every credential of the account, not only the two sent: a workspace
+	// may echo anything it was given (a deploy token in its environment).
+	c.Redactor = workspace.NewRedactor(values...)
 	return c, nil
 }
 

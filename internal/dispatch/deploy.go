@@ -6,9 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"gooni/internal/workspace"
 	"os"
 	"os/exec"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -171,15 +171,9 @@ func redactTail(b []byte, truncated bool, creds map[string]string, slack int) st
 func redact(s string, creds map[string]string) string {
 	vals := make([]string, 0, len(creds))
 	for _, v := range creds {
-		if len(v) > 3 {
-			vals = append(vals, v)
-		}
+		vals = append(vals, v)
 	}
-	sort.Slice(vals, func(i, j int) bool { return len(vals[i]) > len(vals[j]) })
-	for _, v := range vals {
-		s = strings.ReplaceAll(s, v, "[redacted]")
-	}
-	return s
+	return workspace.NewRedactor(vals...).Redact(s)
 }
 
 // tailBuffer keeps the last max bytes written to it.

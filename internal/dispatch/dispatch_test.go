@@ -1,7 +1,9 @@
 package dispatch
 
 import (
+	"fmt"
 	"gooni/internal/audit"
+	"net/url"
 	"slices"
 
 	"bytes"
@@ -861,5 +863,59 @@ func TestStartRemovesOrphanInputs(t *testing.T) {
 	names := e.mediaFiles()
 	if len(names) != 1 || names[0] != filepath.Base(task.InputPath) {
 		t.Fatalf("media after start: %v, want only %s", names, filepath.Base(task.InputPath))
+	}
+}
+
+// TestEchoedCredentialsNeverStored (issue 11 point 10): a workspace that
+// echoed its request headers in a task's error put the account's
+// Modal-Key/Modal-Secret into the task view every user sees, the tasks table
+// and the log. Every credential value of the account, and its base64 and
+// URL-encoded forms, is redacted from what the workspace sends back. Inputs
+// tried: an error text holding the headers as they are, base64 of the whole
+// header block, the URL-encoded deploy token, and a 500 body echoing them.
+func TestEchoedCredentialsNeverStored(t *testing.T) {
+	e := newEnv(t)
+	creds := map[string]string{"proxy_key": "wk-echo-key-1234", "proxy_secret": "ws+echo/secret=5678", "token_secret": "as-deploy-tok/9012"}
+	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var hdr strings.Builder
+		r.Header.Write(&hdr)
+		echo := hdr.String() + " b64:" + base64.StdEncoding.EncodeToString([]byte(hdr.String())) +
+			" tok:" + url.QueryEscape(creds["token_secret"])
+		switch {
+		case r.URL.Path == "/health":
+			fmt.Fprint(w, `{"status":"ok","models":["flux"],"capacity":1,"running":0}`)
+		case r.Method == "POST" && r.URL.Path == "/tasks":
+			var body struct {
+				TaskID string `json:"task_id"`
+			}
+			json.NewDecoder(r.Body).Decode(&body)
+			w.WriteHeader(202)
+			fmt.Fprintf(w, `{"task_id":%q,"status":"pending"}`, body.TaskID)
+		case strings.HasPrefix(r.URL.Path, "/tasks/"):
+			id := strings.TrimPrefix(r.URL.Path, "/tasks/")
+			b, _ := json.Marshal(map[string]any{"task_id": id, "status": "failed", "progress": 10, "error": echo})
+			w.Write(b)
+		}
+	}))
+	defer ws.Close()
+	e.account("echoer", ws.URL, 1, "ready", creds)
+	e.start(e.config())
+	task := e.task("image")
+	got := e.waitTerminal(task.ID)
+	if got.Status != "failed" || got.ErrorCode != "worker_error" || !strings.Contains(got.ErrorMessage, "[redacted]") {
+		t.Fatalf("task %s %s %q, want failed worker_error with redactions", got.Status, got.ErrorCode, got.ErrorMessage)
+	}
+	raw, err := os.ReadFile(filepath.Join(e.dataDir, "gooni.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wal, _ := os.ReadFile(filepath.Join(e.dataDir, "gooni.db-wal"))
+	for _, v := range creds {
+		for _, form := range []string{v, url.QueryEscape(v), base64.StdEncoding.EncodeToString([]byte(v))} {
+			if strings.Contains(got.ErrorMessage, form) || bytes.Contains(raw, []byte(form)) || bytes.Contains(wal, []byte(form)) ||
+				strings.Contains(e.logs.String(), form) {
+				t.Errorf("a form of a credential (%d bytes) reached the task, the database or the log", len(form))
+			}
+		}
 	}
 }

@@ -68,6 +68,9 @@ type Client struct {
 	BaseURL     string       // validated: https://host[:port], or http:// to a loopback host only
 	Key, Secret string       // sent as Modal-Key / Modal-Secret when non-empty
 	HTTP        *http.Client // nil = a client with sane timeouts; redirects are never followed either way
+	// Redactor removes every credential value of the account (and its
+	// encoded forms) from text the workspace sends back; nil = Key and Secret only.
+	Redactor *Redactor
 }
 
 // Health is the answer of GET /health.
@@ -255,9 +258,10 @@ func (c *Client) redactErr(err error) error {
 }
 
 func (c *Client) redact(s string) string {
+	s = c.Redactor.Redact(s)
 	for _, v := range []string{c.Secret, c.Key} {
 		if len(v) >= 1 {
-			s = strings.ReplaceAll(s, v, "[redacted]")
+			s = strings.ReplaceAll(s, v, Redacted)
 		}
 	}
 	return s
@@ -318,7 +322,11 @@ func (c *Client) Health(ctx context.Context) (*Health, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ParseHealth(b)
+	h, err := ParseHealth(b)
+	if err == nil {
+		h.Status = c.redact(h.Status)
+	}
+	return h, err
 }
 
 // Submit sends POST /tasks; resending the same task id is safe by contract (no twin).
@@ -370,6 +378,7 @@ func (c *Client) Status(ctx context.Context, id string) (*TaskState, error) {
 		return nil, fmt.Errorf("%w: answer names another task", ErrBadResponse)
 	}
 	st.TaskID = id
+	st.Error = c.redact(st.Error)
 	return st, nil
 }
 
