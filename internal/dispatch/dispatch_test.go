@@ -768,7 +768,6 @@ func TestImageToVideoSendsTheInputImage(t *testing.T) {
 	t.Cleanup(srv.Close)
 	t.Cleanup(sim.Close)
 	e.account("i2v", srv.URL, 1, "ready", nil)
-	e.start(e.config())
 
 	var img bytes.Buffer
 	if err := png.Encode(&img, image.NewRGBA(image.Rect(0, 0, 4, 4))); err != nil {
@@ -785,6 +784,9 @@ func TestImageToVideoSendsTheInputImage(t *testing.T) {
 	if err := e.db.CreateTask(context.Background(), task, store.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Started after the task and its file exist, as a server's start cleans
+	// media/ before it takes uploads.
+	e.start(e.config())
 	if got := e.waitTerminal(task.ID); got.Status != "done" {
 		t.Fatalf("status %s (%s)", got.Status, got.ErrorMessage)
 	}
