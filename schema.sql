@@ -139,3 +139,11 @@ CREATE TABLE audit_checkpoints (
 -- or the end of one key's segment of the chain ('rotation').
 ALTER TABLE audit_checkpoints ADD COLUMN kind TEXT NOT NULL DEFAULT 'retention'
     CHECK (kind IN ('retention', 'rotation'));
+
+-- migrate: 3
+-- Audit anchoring (CONTRACT section 19): the head counts every event ever
+-- appended and is sealed as HMAC(key, "head-v2" | count | last_id | last_mac).
+-- NULL marks a head written by an older binary; store.Open upgrades it
+-- (event_count = last_id) when its old seal is valid. The same head, sealed, is
+-- kept in DATA_DIR/audit.anchor outside the database.
+ALTER TABLE audit_head ADD COLUMN event_count INTEGER;

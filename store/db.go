@@ -68,6 +68,12 @@ type DB struct {
 	listeners   changeListeners
 	closeOnce   sync.Once
 	closeErr    error
+
+	// anchorMu serializes audit appends from their transaction to the rename
+	// of DATA_DIR/audit.anchor; lastAnchor is the anchor this process last
+	// put in place (nil: none yet).
+	anchorMu   sync.Mutex
+	lastAnchor *headPos
 }
 
 // schemaTooNewError keeps both versions in the message while matching ErrSchemaTooNew.
@@ -150,6 +156,11 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 		db.writer.Close()
 		return nil, err
 	}
+	if err := db.upgradeAuditHead(context.Background()); err != nil {
+		db.writer.Close()
+		return nil, err
+	}
+	db.removeStaleAnchorTemps()
 
 	n := opts.ReadConns
 	if n <= 0 {
