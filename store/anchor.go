@@ -120,7 +120,6 @@ func (db *DB) readAnchor() (headPos, anchorState, error) {
 type anchorWrite struct {
 	db  *DB
 	tmp string
-	pos headPos
 }
 
 // stageAnchor writes p, sealed with key, to a temp file beside the anchor
@@ -135,7 +134,7 @@ func (db *DB) stageAnchor(p headPos, key []byte) (*anchorWrite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: write %s: %w", AnchorFile, err)
 	}
-	w := &anchorWrite{db: db, tmp: f.Name(), pos: p}
+	w := &anchorWrite{db: db, tmp: f.Name()}
 	_, err = f.Write(append(b, '\n'))
 	if err == nil {
 		err = f.Chmod(0o600)
@@ -165,7 +164,6 @@ func (w *anchorWrite) place() error {
 		w.discard()
 		return err
 	}
-	w.db.lastAnchor = &w.pos
 	return nil
 }
 

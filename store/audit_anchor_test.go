@@ -50,6 +50,11 @@ func TestVerifyAuditReasons(t *testing.T) {
 		{"mac recomputed without the key", exec("UPDATE audit_events SET outcome = 'success', mac = zeroblob(32) WHERE id = 6"), false, AuditRowEdited, 6},
 		{"removed middle row", exec("DELETE FROM audit_events WHERE id = 3"), false, AuditRowRemoved, 3},
 		{"removed tail", exec("DELETE FROM audit_events WHERE id >= 5"), false, AuditTailRemoved, 5},
+		{"swapped neighbours", exec(`
+			CREATE TEMP TABLE s AS SELECT * FROM audit_events WHERE id IN (4, 5);
+			UPDATE audit_events SET (ts, actor, source, action, target, outcome, correlation_id, details, prev_mac, mac) =
+				(SELECT ts, actor, source, action, target, outcome, correlation_id, details, prev_mac, mac FROM s WHERE s.id = 9 - audit_events.id)
+				WHERE id IN (4, 5);`), false, AuditRowsReordered, 4},
 		{"swapped rows", exec(`
 			CREATE TEMP TABLE s AS SELECT * FROM audit_events WHERE id IN (2, 4);
 			UPDATE audit_events SET (ts, actor, source, action, target, outcome, correlation_id, details, prev_mac, mac) =

@@ -70,10 +70,8 @@ type DB struct {
 	closeErr    error
 
 	// anchorMu serializes audit appends from their transaction to the rename
-	// of DATA_DIR/audit.anchor; lastAnchor is the anchor this process last
-	// put in place (nil: none yet).
-	anchorMu   sync.Mutex
-	lastAnchor *headPos
+	// of DATA_DIR/audit.anchor, so an older anchor never replaces a newer one.
+	anchorMu sync.Mutex
 }
 
 // schemaTooNewError keeps both versions in the message while matching ErrSchemaTooNew.
