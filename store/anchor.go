@@ -257,3 +257,70 @@ func (db *DB) upgradeAuditHead(ctx context.Context) error {
 	}
 	return nil
 }
+
+// reanchorable are the verdicts Reanchor accepts: the rows and the head are
+// sound, only the anchor disagrees (a restored backup is behind it, or it was lost).
+var reanchorable = map[string]bool{
+	"": true, AuditAnchorMissing: true, AuditAnchorInvalid: true, AuditAnchorMismatch: true,
+	AuditHeadReplayed: true, AuditTableWiped: true,
+}
+
+// Reanchor is the admin's way out after restoring a backup (its head is
+// behind the anchor) or losing the anchor: the rows and head must verify, then
+// e is appended with what the anchor said (details "previous_anchor":
+// "missing", "invalid" or its event count, and "verdict": the reason the
+// chain did not verify, if any) and the anchor is rewritten from the new
+// head. It refuses a chain whose rows or head are broken: that is evidence.
+// It returns the verdict found before.
+func (db *DB) Reanchor(ctx context.Context, e *AuditEvent) (AuditVerdict, error) {
+	v, err := db.VerifyAudit(ctx)
+	if err != nil {
+		return v, err
+	}
+	if !reanchorable[v.Reason] {
+		return v, fmt.Errorf("store: the audit chain itself is broken (%s at event %d); it is not re-anchored", v.Reason, v.FirstBadID)
+	}
+	prev, st, err := db.readAnchor()
+	if err != nil {
+		return v, err
+	}
+	details := map[string]any{}
+	for k, val := range e.Details {
+		details[k] = val
+	}
+	switch st {
+	case anchorAbsent:
+		details["previous_anchor"] = "missing"
+	case anchorInvalid:
+		details["previous_anchor"] = "invalid"
+	default:
+		details["previous_anchor"] = prev.count
+	}
+	if v.Reason != "" {
+		details["verdict"] = v.Reason
+	}
+	e.Details = details
+
+	db.anchorMu.Lock()
+	defer db.anchorMu.Unlock()
+	var staged *anchorWrite
+	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+		a, err := db.appendAuditTx(ctx, tx, e)
+		if err != nil {
+			return auditErr(err)
+		}
+		if !a.sealed {
+			return errors.New("store: the audit head is not sealed; it is not re-anchored")
+		}
+		staged, err = db.stageAnchor(a.next, db.auditKey)
+		return err
+	})
+	if err != nil {
+		staged.discard()
+		return v, err
+	}
+	if err := staged.place(); err != nil {
+		return v, fmt.Errorf("store: write %s: %w", AnchorFile, err)
+	}
+	return v, nil
+}

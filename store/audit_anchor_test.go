@@ -292,3 +292,62 @@ func TestAuditHeadUpgrade(t *testing.T) {
 		}
 	})
 }
+
+// TestReanchor: after a backup is restored (its head behind the anchor) or
+// the anchor is lost, Reanchor records what the anchor said and anchors the
+// chain again; a chain whose rows are broken is refused and left as it is.
+func TestReanchor(t *testing.T) {
+	db, dir := openTest(t, testOptions(t))
+	appendEvents(t, db, 2)
+	backup := filepath.Join(t.TempDir(), "backup.db")
+	if err := db.Backup(bg, backup); err != nil {
+		t.Fatal(err)
+	}
+	appendEvents2(t, db)
+	db.Close()
+	b, _ := os.ReadFile(backup)
+	os.Remove(filepath.Join(dir, FileName+"-wal"))
+	os.Remove(filepath.Join(dir, FileName+"-shm"))
+	if err := os.WriteFile(filepath.Join(dir, FileName), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(dir, testSchema(t), testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v, _ := db.VerifyAudit(bg); v.OK || v.Reason != AuditHeadReplayed {
+		t.Fatalf("restored backup: %+v", v)
+	}
+	e := &AuditEvent{Actor: "admin:cli", Source: "local", Action: "audit.reanchor", Target: AnchorFile, Outcome: "success"}
+	if v, err := db.Reanchor(bg, e); err != nil || v.Reason != AuditHeadReplayed {
+		t.Fatalf("Reanchor = %+v %v", v, err)
+	}
+	if e.ID != 3 || e.Details["previous_anchor"] != int64(4) || e.Details["verdict"] != AuditHeadReplayed {
+		t.Fatalf("event %+v", e)
+	}
+	if v, err := db.VerifyAudit(bg); err != nil || !v.OK || v.Checked != 3 {
+		t.Fatalf("after Reanchor: %+v %v", v, err)
+	}
+
+	raw := rawDB(t, filepath.Join(dir, FileName))
+	mustExec(t, raw, "DROP TRIGGER audit_events_no_update")
+	mustExec(t, raw, "UPDATE audit_events SET outcome = 'x' WHERE id = 1")
+	before, _ := os.ReadFile(filepath.Join(dir, AnchorFile))
+	if _, err := db.Reanchor(bg, &AuditEvent{Actor: "admin:cli", Action: "audit.reanchor", Outcome: "success"}); err == nil {
+		t.Fatal("a broken chain was re-anchored")
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, AnchorFile))
+	if n := len(mustList(t, db)); n != 3 || string(before) != string(after) {
+		t.Fatalf("refused Reanchor changed something: %d rows, anchor %s -> %s", n, before, after)
+	}
+}
+
+func mustList(t *testing.T, db *DB) []*AuditEvent {
+	t.Helper()
+	items, _, err := db.ListAudit(bg, AuditFilter{Limit: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return items
+}
