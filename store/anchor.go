@@ -118,8 +118,9 @@ func (db *DB) readAnchor() (headPos, anchorState, error) {
 
 // anchorWrite is an anchor file written and synced but not yet in place.
 type anchorWrite struct {
-	db  *DB
-	tmp string
+	db    *DB
+	tmp   string
+	count int64
 }
 
 // stageAnchor writes p, sealed with key, to a temp file beside the anchor
@@ -134,7 +135,7 @@ func (db *DB) stageAnchor(p headPos, key []byte) (*anchorWrite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: write %s: %w", AnchorFile, err)
 	}
-	w := &anchorWrite{db: db, tmp: f.Name()}
+	w := &anchorWrite{db: db, tmp: f.Name(), count: p.count}
 	_, err = f.Write(append(b, '\n'))
 	if err == nil {
 		err = f.Chmod(0o600)
@@ -155,7 +156,8 @@ func (db *DB) stageAnchor(p headPos, key []byte) (*anchorWrite, error) {
 // place renames the staged file over the anchor. It runs after the commit
 // of the head it holds, so the anchor never gets ahead of the database; a
 // crash (or a failed rename) leaves the database ahead of the anchor, which
-// verification accepts while the anchored link is in the chain.
+// verification accepts while the anchored link is in the chain. The caller
+// holds anchorMu.
 func (w *anchorWrite) place() error {
 	if w == nil {
 		return nil
@@ -170,6 +172,37 @@ func (w *anchorWrite) place() error {
 func (w *anchorWrite) discard() {
 	if w != nil {
 		os.Remove(w.tmp)
+	}
+}
+
+// anchorAt brings DATA_DIR/audit.anchor up to the newest committed head this
+// process may anchor, p at least. Appends waiting here share one write (temp
+// file, fsync, rename): whoever holds anchorMu writes the newest head known,
+// and the others find their head covered. Only committed heads are written,
+// in increasing count, so an older anchor never replaces a newer one. A
+// failed write leaves the database ahead of the anchor (which verifies); the
+// next append tries again.
+func (db *DB) anchorAt(p headPos) {
+	db.headMu.Lock()
+	if p.count > db.latest.count {
+		db.latest = p
+	}
+	db.headMu.Unlock()
+
+	db.anchorMu.Lock()
+	defer db.anchorMu.Unlock()
+	db.headMu.Lock()
+	want := db.latest
+	db.headMu.Unlock()
+	if want.count <= db.anchored {
+		return
+	}
+	w, err := db.stageAnchor(want, db.auditKey)
+	if err != nil {
+		return
+	}
+	if w.place() == nil {
+		db.anchored = want.count
 	}
 }
 
@@ -322,5 +355,6 @@ func (db *DB) Reanchor(ctx context.Context, e *AuditEvent) (AuditVerdict, error)
 	if err := staged.place(); err != nil {
 		return v, fmt.Errorf("store: write %s: %w", AnchorFile, err)
 	}
+	db.anchored = staged.count
 	return v, nil
 }

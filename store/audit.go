@@ -232,42 +232,38 @@ func (db *DB) appendAuditTx(ctx context.Context, tx *sql.Tx, e *AuditEvent) (app
 	return res, nil
 }
 
-// stageAnchorFor decides, inside the append's transaction, whether the
-// anchor may move to the new head, and stages the file when it may. It keeps
-// the evidence of tampering: it never replaces an anchor that is ahead of the
-// database, unreadable, or whose link is no longer in the chain, and it
-// creates a missing anchor only for the first event of a new chain (after
-// that, only `gooni audit reanchor` does, on an admin's decision).
-func (db *DB) stageAnchorFor(ctx context.Context, tx *sql.Tx, a appended) (*anchorWrite, error) {
+// mayMoveAnchor decides, inside the append's transaction, whether the anchor
+// may move to the new head. It keeps the evidence of tampering: it never
+// moves an anchor that is ahead of the database, unreadable, or whose link is
+// no longer in the chain, and it creates a missing anchor only for the first
+// event of a new chain (after that, only `gooni audit reanchor` does, on an
+// admin's decision).
+func (db *DB) mayMoveAnchor(ctx context.Context, tx *sql.Tx, a appended) (bool, error) {
 	if !a.sealed {
-		return nil, nil
+		return false, nil
 	}
 	cur, st, err := db.readAnchor()
 	if err != nil {
-		return nil, nil // unreadable: leave it as evidence; VerifyAudit reports it
+		return false, nil // unreadable: leave it as evidence; VerifyAudit reports it
 	}
-	ok := st == anchorAbsent && a.emptyBefore
-	if st == anchorValid && cur.count <= a.prev.count {
-		if ok, err = db.anchoredLinkInChain(ctx, tx, cur); err != nil {
-			return nil, err
-		}
+	switch {
+	case st == anchorAbsent:
+		return a.emptyBefore, nil
+	case st == anchorValid && cur.count <= a.prev.count:
+		return db.anchoredLinkInChain(ctx, tx, cur)
 	}
-	if !ok {
-		return nil, nil
-	}
-	return db.stageAnchor(a.next, db.auditKey)
+	return false, nil
 }
 
 // auditedTx runs fn in one write transaction and appends the event it
 // returns (none when nil) in the same transaction, so a change and its audit
-// row commit together or not at all (FR-023). The anchor is staged before the
-// commit (a full disk fails the whole write) and put in place after it;
-// anchorMu keeps an older anchor from ever replacing a newer one.
+// row commit together or not at all (FR-023). After the commit the anchor is
+// brought up to the new head (anchorAt), outside the transaction so that its
+// fsync never holds the writer.
 func (db *DB) auditedTx(ctx context.Context, fn func(tx *sql.Tx) (*AuditEvent, error)) error {
-	db.anchorMu.Lock()
-	defer db.anchorMu.Unlock()
-	var staged *anchorWrite
+	var move *headPos
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		move = nil
 		e, err := fn(tx)
 		if err != nil || e == nil {
 			return err
@@ -276,16 +272,18 @@ func (db *DB) auditedTx(ctx context.Context, fn func(tx *sql.Tx) (*AuditEvent, e
 		if err != nil {
 			return auditErr(err)
 		}
-		staged, err = db.stageAnchorFor(ctx, tx, a)
+		ok, err := db.mayMoveAnchor(ctx, tx, a)
+		if ok {
+			move = &a.next
+		}
 		return err
 	})
 	if err != nil {
-		staged.discard()
 		return err
 	}
-	// A failed rename leaves the database ahead of the anchor, which verifies;
-	// the next append moves the anchor on.
-	_ = staged.place()
+	if move != nil {
+		db.anchorAt(*move)
+	}
 	return nil
 }
 
@@ -640,7 +638,9 @@ func (db *DB) RotateAuditKey(ctx context.Context, newKey []byte) error {
 	}
 	db.retiredAuditKeys = append(db.retiredAuditKeys, db.auditKey)
 	db.auditKey = append([]byte(nil), newKey...)
-	_ = staged.place()
+	if staged.place() == nil && staged != nil {
+		db.anchored = staged.count
+	}
 	return nil
 }
 

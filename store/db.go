@@ -69,9 +69,13 @@ type DB struct {
 	closeOnce   sync.Once
 	closeErr    error
 
-	// anchorMu serializes audit appends from their transaction to the rename
-	// of DATA_DIR/audit.anchor, so an older anchor never replaces a newer one.
+	// anchorMu serializes writes of DATA_DIR/audit.anchor; anchored is the
+	// count of the last anchor this process put in place. headMu guards
+	// latest, the newest committed head an append was allowed to anchor.
 	anchorMu sync.Mutex
+	anchored int64
+	headMu   sync.Mutex
+	latest   headPos
 }
 
 // schemaTooNewError keeps both versions in the message while matching ErrSchemaTooNew.
