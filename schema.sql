@@ -149,3 +149,11 @@ ALTER TABLE tasks ADD COLUMN input_path  TEXT    NOT NULL DEFAULT '';
 ALTER TABLE tasks ADD COLUMN input_type  TEXT    NOT NULL DEFAULT '';
 ALTER TABLE tasks ADD COLUMN input_bytes INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX tasks_open_inputs ON tasks (status, input_bytes) WHERE input_bytes > 0;
+
+-- migrate: 4
+-- Audit anchoring (CONTRACT section 19): the head counts every event ever
+-- appended and is sealed as HMAC(key, "head-v2" | count | last_id | last_mac).
+-- NULL marks a head written by an older binary; store.Open upgrades it
+-- (event_count = last_id) when its old seal is valid. The same head, sealed, is
+-- kept in DATA_DIR/audit.anchor outside the database.
+ALTER TABLE audit_head ADD COLUMN event_count INTEGER;

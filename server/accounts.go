@@ -8,12 +8,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
+	"gooni/internal/audit"
 	"gooni/internal/workspace"
 	"gooni/server/apierr"
 	"gooni/store"
@@ -178,13 +178,17 @@ func (s *Server) handleAccountCreate(w http.ResponseWriter, r *http.Request) err
 	if body.Capacity != nil {
 		a.Capacity = *body.Capacity
 	}
-	if err := s.cfg.DB.CreateAccount(r.Context(), a, body.Credentials); err != nil {
+	// The account and its audit row commit together or not at all (FR-023).
+	ev, logged := audit.InTx(s.auditLog, r.Context(), "account.create", "success", func(a *store.Account) (string, map[string]any) {
+		return accountTarget(a.ID), map[string]any{"name": a.Name, "workspace": a.Workspace, "capacity": a.Capacity,
+			"credential_names": credentialNames(body.Credentials)}
+	})
+	if err := s.cfg.DB.CreateAccountAudited(r.Context(), a, body.Credentials, ev); err != nil {
 		err = accountErr(err)
 		s.audit(r, "account.create", "account", "failure", map[string]any{"reason": apierr.From(err).Message})
 		return err
 	}
-	s.audit(r, "account.create", accountTarget(a.ID), "success", map[string]any{
-		"name": a.Name, "workspace": a.Workspace, "capacity": a.Capacity, "credential_names": credentialNames(body.Credentials)})
+	logged()
 	writeJSON(w, http.StatusCreated, accountView(a, false))
 	return nil
 }
@@ -296,22 +300,22 @@ func (s *Server) handleAccountPatch(w http.ResponseWriter, r *http.Request) erro
 	if len(changed) == 0 && body.Status == nil {
 		return fail(apierr.Validation("", "nothing to change: give name, capacity, credentials or status"))
 	}
-	if len(changed) > 0 {
-		if a, err = s.cfg.DB.UpdateAccount(r.Context(), a.ID, p); err != nil {
-			return fail(accountErr(err))
-		}
-	}
+	status, reason := "", ""
 	if body.Status != nil {
-		reason := "disabled by an admin"
-		if *body.Status == store.AccountPending {
+		status, reason = *body.Status, "disabled by an admin"
+		if status == store.AccountPending {
 			reason = "enabled by an admin; waiting for a health check"
-		}
-		if a, err = s.cfg.DB.SetAccountStatus(r.Context(), a.ID, *body.Status, reason, time.Time{}); err != nil {
-			return fail(apierr.Internal(err))
 		}
 		changed = append(changed, "status")
 	}
-	s.audit(r, "account.update", target, "success", map[string]any{"changed": changed, "status": a.Status})
+	// The changes and their audit row commit together or not at all (FR-023).
+	ev, logged := audit.InTx(s.auditLog, r.Context(), "account.update", "success", func(a *store.Account) (string, map[string]any) {
+		return target, map[string]any{"changed": changed, "status": a.Status}
+	})
+	if a, err = s.cfg.DB.UpdateAccountAudited(r.Context(), a.ID, p, status, reason, ev); err != nil {
+		return fail(accountErr(err))
+	}
+	logged()
 	if body.Status != nil && *body.Status == store.AccountPending && s.cfg.Dispatcher != nil {
 		// Enabling checks the workspace at once, so a healthy one is ready without another click.
 		s.cfg.Dispatcher.HealthCheckInBackground(a.ID, "enable")
@@ -349,17 +353,28 @@ func (s *Server) handleAccountDeploy(w http.ResponseWriter, r *http.Request) err
 	}
 	// The deploy finishes in the background; its audit event names this admin.
 	ctx := context.WithoutCancel(r.Context()) // carries the actor for the audit row written when it ends
-	err = s.cfg.Dispatcher.Deploy(ctx, a.ID)
+	// It starts only if its audit row commits with the running state (FR-023).
+	ev, logged := audit.InTx(s.auditLog, ctx, "account.deploy", "success", func(a *store.Account) (string, map[string]any) {
+		return accountTarget(a.ID), map[string]any{"deploy_status": store.DeployRunning}
+	})
+	err = s.cfg.Dispatcher.Deploy(ctx, a.ID, ev)
 	running := err != nil && isDeployRunning(err)
 	if err != nil && !running {
+		if errors.Is(err, store.ErrNotFound) {
+			return accountErr(err)
+		}
 		s.audit(r, "account.deploy", accountTarget(a.ID), "failure", map[string]any{"reason": "deploy could not start"})
 		return apierr.Internal(err)
 	}
-	details := map[string]any{"deploy_status": store.DeployRunning}
 	if running {
-		details["note"] = "a deploy was already running"
+		// Nothing changed, but the request is still an admin action on record.
+		if err := s.audit(r, "account.deploy", accountTarget(a.ID), "success", map[string]any{
+			"deploy_status": store.DeployRunning, "note": "a deploy was already running"}); err != nil {
+			return apierr.Internal(err)
+		}
+	} else {
+		logged()
 	}
-	s.audit(r, "account.deploy", accountTarget(a.ID), "success", details)
 	if a2, err := s.cfg.DB.GetAccount(r.Context(), a.ID); err == nil {
 		a = a2
 	}
@@ -372,14 +387,18 @@ func (s *Server) handleAccountDelete(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Dispatcher.RemoveAccount(r.Context(), a.ID); err != nil {
+	// The delete, its failed tasks and its audit row commit together or not at all (FR-023).
+	ev, logged := audit.InTx(s.auditLog, r.Context(), "account.delete", "success", func(a *store.Account) (string, map[string]any) {
+		return accountTarget(a.ID), map[string]any{"name": a.Name, "workspace": a.Workspace}
+	})
+	if err := s.cfg.Dispatcher.RemoveAccount(r.Context(), a.ID, ev); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return accountErr(err)
 		}
 		s.audit(r, "account.delete", accountTarget(a.ID), "failure", map[string]any{"reason": "delete failed"})
 		return accountErr(err)
 	}
-	s.audit(r, "account.delete", accountTarget(a.ID), "success", map[string]any{"name": a.Name, "workspace": a.Workspace})
+	logged()
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -95,19 +95,27 @@ func (s *Server) handleLogs(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// handleLogsVerify checks the audit chain against its anchor:
+// {"ok","checked","first_bad_id"} plus, when not ok, "reason" (a store.Audit*
+// code); first_bad_id is null when ok or when no one row is to blame.
 func (s *Server) handleLogsVerify(w http.ResponseWriter, r *http.Request) error {
 	v, err := s.cfg.DB.VerifyAudit(r.Context())
 	if err != nil {
 		return apierr.Internal(err)
 	}
 	out := struct {
-		OK         bool   `json:"ok"`
-		Checked    int    `json:"checked"`
-		FirstBadID *int64 `json:"first_bad_id"`
+		OK         bool    `json:"ok"`
+		Checked    int     `json:"checked"`
+		FirstBadID *int64  `json:"first_bad_id"`
+		Reason     *string `json:"reason,omitempty"`
 	}{OK: v.OK, Checked: v.Checked}
 	if v.FirstBadID != 0 {
 		id := v.FirstBadID
 		out.FirstBadID = &id
+	}
+	if v.Reason != "" {
+		reason := v.Reason
+		out.Reason = &reason
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/securecookie"
 
+	"gooni/internal/audit"
 	"gooni/internal/secrets"
 	"gooni/server/apierr"
 	"gooni/store"
@@ -171,28 +172,39 @@ type sessionView struct {
 	ExpiresAt     string `json:"expires_at"`
 }
 
-// issueSession stores a new session of kind and sets its cookie.
-func (s *Server) issueSession(w http.ResponseWriter, r *http.Request, kind string) (*store.Session, string, error) {
-	token, err := secrets.RandomToken()
-	if err != nil {
-		return nil, "", apierr.Internal(err)
+// issueSession stores a new session of kind and sets its cookie. event, when
+// not nil, gives the audit event (as the actor the new token names) that is
+// appended in the same transaction as the session: if it cannot be written,
+// no session exists and no cookie is set (FR-023); logged then writes its log line.
+func (s *Server) issueSession(w http.ResponseWriter, r *http.Request, kind string,
+	event func(actor string) (store.AuditOf[*store.Session], func())) (sess *store.Session, token string, logged func(), err error) {
+	logged = func() {}
+	if token, err = secrets.RandomToken(); err != nil {
+		return nil, "", logged, apierr.Internal(err)
 	}
 	ttl, name, codec, same := s.cfg.SessionTTL, userCookie, s.cookies, http.SameSiteLaxMode
 	if kind == "admin" {
 		ttl, name, codec, same = s.cfg.AdminSessionTTL, adminCookie, s.admin, http.SameSiteStrictMode
 	}
 	exp := s.now().Add(ttl).UTC().Truncate(time.Second)
-	sess, err := s.cfg.DB.CreateSession(r.Context(), kind, tokenHash(token), exp)
-	if err != nil {
-		return nil, "", apierr.AuthUnavailable().With(err)
-	}
 	val, err := codec.Encode(name, []byte(token))
 	if err != nil {
-		return nil, "", apierr.Internal(err)
+		return nil, "", logged, apierr.Internal(err)
+	}
+	var ev store.AuditOf[*store.Session]
+	if event != nil {
+		ev, logged = event(kind + ":" + tokenHashHex(token)[:12])
+	}
+	sess, err = s.cfg.DB.CreateSessionAudited(r.Context(), kind, tokenHash(token), exp, ev)
+	switch {
+	case errors.Is(err, store.ErrAuditWrite) || errors.Is(err, store.ErrAuditKey):
+		return nil, "", func() {}, apierr.Internal(err)
+	case err != nil:
+		return nil, "", func() {}, apierr.AuthUnavailable().With(err)
 	}
 	http.SetCookie(w, &http.Cookie{Name: name, Value: val, Path: "/", Expires: exp, MaxAge: int(ttl / time.Second),
 		HttpOnly: true, Secure: s.cfg.TLS, SameSite: same})
-	return sess, token, nil
+	return sess, token, logged, nil
 }
 
 func (s *Server) clearCookie(w http.ResponseWriter, name string, same http.SameSite) {
@@ -214,7 +226,7 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) err
 			return apierr.InvalidAPIKey()
 		}
 	}
-	sess, token, err := s.issueSession(w, r, "user")
+	sess, token, _, err := s.issueSession(w, r, "user", nil)
 	if err != nil {
 		return err
 	}
@@ -233,14 +245,23 @@ func (s *Server) handleSessionGet(w http.ResponseWriter, r *http.Request) error 
 }
 
 // handleSessionDelete revokes the caller's session if it has one; logging
-// out twice is not an error.
+// out twice is not an error. Revoking a live session is a success row; a
+// cookie whose session already ended (a replayed logout, which anyone holding
+// an old cookie can repeat at will) is a session.revoke denial, under the
+// one-row-per-minute rule of CONTRACT section 19.
 func (s *Server) handleSessionDelete(w http.ResponseWriter, r *http.Request) error {
 	if c, err := r.Cookie(userCookie); err == nil {
 		if token, ok := decodeToken(s.cookies, userCookie, c.Value); ok {
-			if err := s.cfg.DB.RevokeSession(r.Context(), "user", tokenHash(token)); err != nil && !errors.Is(err, store.ErrNotFound) {
+			live, err := s.cfg.DB.RevokeLiveSession(r.Context(), "user", tokenHash(token))
+			if err != nil {
 				return apierr.AuthUnavailable().With(err)
 			}
-			s.auditAs(r, "user:"+tokenHashHex(token)[:12], "session.revoke", "user_session", "success", nil)
+			actor := "user:" + tokenHashHex(token)[:12]
+			if live {
+				s.auditAs(r, actor, "session.revoke", "user_session", "success", nil)
+			} else {
+				s.auditAs(r, actor, "session.revoke", "user_session", "denied", map[string]any{"reason": "the session had already ended"})
+			}
 		}
 	}
 	s.clearCookie(w, userCookie, http.SameSiteLaxMode)
@@ -260,11 +281,15 @@ func (s *Server) handleAdminLogin(w http.ResponseWriter, r *http.Request) error 
 		s.audit(r, "admin.login", "admin_session", "failure", map[string]any{"reason": reason})
 		return apierr.InvalidAdminKey()
 	}
-	sess, token, err := s.issueSession(w, r, "admin")
+	// The admin session exists only if its admin.login row commits with it (FR-023).
+	sess, _, logged, err := s.issueSession(w, r, "admin", func(actor string) (store.AuditOf[*store.Session], func()) {
+		return audit.InTx(s.auditLog, withActor(r, actor).Context(), "admin.login", "success",
+			func(*store.Session) (string, map[string]any) { return "admin_session", nil })
+	})
 	if err != nil {
 		return err
 	}
-	s.auditAs(r, "admin:"+tokenHashHex(token)[:12], "admin.login", "admin_session", "success", nil)
+	logged()
 	writeJSON(w, http.StatusOK, sessionView{true, sess.ExpiresAt.UTC().Format(time.RFC3339)})
 	return nil
 }

@@ -22,6 +22,8 @@ type Metrics struct {
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	throttled *prometheus.CounterVec
+	// auditSuppressed counts repeated denials folded into an earlier audit row.
+	auditSuppressed *prometheus.CounterVec
 	// QueueWait observes how long tasks waited before dispatch (fed by the dispatcher).
 	QueueWait prometheus.Histogram
 	// DispatchLatency observes how long a workspace took to accept a task.
@@ -43,6 +45,10 @@ func NewMetrics(db *store.DB) *Metrics {
 	m.throttled = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gooni_throttle_rejections_total", Help: "Requests rejected with rate_limited, by limiter.",
 	}, []string{"limiter"})
+	m.auditSuppressed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gooni_audit_suppressed_total",
+		Help: "Repeated denials (same action and client within 60 s) counted instead of written to the audit log, by action.",
+	}, []string{"action"})
 	m.QueueWait = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "gooni_queue_wait_seconds", Help: "Time tasks waited as pending before a workspace took them.",
 		Buckets: prometheus.ExponentialBuckets(0.01, 3, 12),
@@ -54,7 +60,7 @@ func NewMetrics(db *store.DB) *Metrics {
 	m.WorkspaceErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gooni_workspace_errors_total", Help: "Failed workspace calls by worker account.",
 	}, []string{"account"})
-	m.Registry.MustRegister(m.requests, m.duration, m.throttled, m.QueueWait, m.DispatchLatency, m.WorkspaceErrors,
+	m.Registry.MustRegister(m.requests, m.duration, m.throttled, m.auditSuppressed, m.QueueWait, m.DispatchLatency, m.WorkspaceErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&dbCollector{db: db})
 	return m

@@ -133,6 +133,7 @@ func (s *Server) cors(next http.Handler) http.Handler {
 				return
 			}
 		default:
+			// One row per client per minute however the Origin varies (CONTRACT section 19).
 			s.audit(r, "security.cors_blocked", "origin", "denied", map[string]any{"origin": truncate(o, 200)})
 			s.writeError(w, r, apierr.CORSBlocked())
 			return
@@ -206,17 +207,17 @@ func (s *Server) throttleAdmin(next http.Handler) http.Handler {
 }
 
 // throttle is the reusable rolling-window middleware: it answers rate_limited
-// with Retry-After and audits the first rejection of a key in a window.
+// with Retry-After and audits the rejection; the audit writer keeps one row
+// per client per minute of these (CONTRACT section 19) and counts the rest.
 func (s *Server) throttle(l *Limiter, key func(*http.Request) string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		k := key(r)
-		ok, retry, first := l.Allow(k)
+		ok, retry, _ := l.Allow(k)
 		if !ok {
 			s.metrics.throttled.WithLabelValues(l.Name).Inc()
-			if first {
-				target := r.Method + " " + safePath(r)
-				s.audit(r, "security.throttled", target, "denied", map[string]any{"limit": l.N, "window_seconds": int(l.Window / time.Second)})
-			}
+			target := r.Method + " " + safePath(r)
+			s.audit(r, "security.throttled", target, "denied", map[string]any{"limiter": l.Name, "limit": l.N,
+				"window_seconds": int(l.Window / time.Second)})
 			s.writeError(w, r, apierr.RateLimited(int(math.Ceil(retry.Seconds()))))
 			return
 		}

@@ -28,8 +28,8 @@ type Dispatcher interface {
 	LiveMedia(ctx context.Context, t *store.Task, preview bool) (*dispatch.LiveMedia, error)
 	HealthCheck(ctx context.Context, accountID int64) (*store.Account, error)
 	HealthCheckInBackground(accountID int64, trigger string)
-	Deploy(ctx context.Context, accountID int64) error
-	RemoveAccount(ctx context.Context, accountID int64) error
+	Deploy(ctx context.Context, accountID int64, ev store.AuditOf[*store.Account]) error
+	RemoveAccount(ctx context.Context, accountID int64, ev store.AuditOf[*store.Account]) error
 	LastReap() time.Time
 }
 
@@ -156,6 +156,9 @@ func New(cfg Config) *Server {
 	if s.metrics == nil {
 		s.metrics = NewMetrics(cfg.DB)
 	}
+	// Repeated denials that wrote no audit row are counted here (CONTRACT section 19).
+	suppressed := s.metrics.auditSuppressed
+	s.auditLog.OnSuppressed(func(action string) { suppressed.WithLabelValues(action).Inc() })
 	s.handler = s.routes()
 	return s
 }

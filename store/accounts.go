@@ -117,10 +117,11 @@ func (db *DB) open(tok []byte) (map[string]string, error) {
 // CreateAccount seals creds and inserts the account; ErrDuplicate when the name is taken.
 // Empty Status means pending, zero Capacity means 1.
 func (db *DB) CreateAccount(ctx context.Context, a *Account, creds map[string]string) error {
-	tok, err := db.seal(creds)
-	if err != nil {
-		return err
-	}
+	return db.CreateAccountAudited(ctx, a, creds, nil)
+}
+
+// createAccountTx inserts a (credentials already sealed as tok) inside tx.
+func (db *DB) createAccountTx(ctx context.Context, tx *sql.Tx, a *Account, tok []byte) error {
 	if a.Status == "" {
 		a.Status = AccountPending
 	}
@@ -128,7 +129,7 @@ func (db *DB) CreateAccount(ctx context.Context, a *Account, creds map[string]st
 		a.Capacity = 1
 	}
 	now := db.now().UTC().Truncate(time.Millisecond)
-	res, err := db.writer.ExecContext(ctx, `INSERT INTO accounts (name, workspace, base_url, capacity, status,
+	res, err := tx.ExecContext(ctx, `INSERT INTO accounts (name, workspace, base_url, capacity, status,
 		status_reason, credentials, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		a.Name, a.Workspace, a.BaseURL, a.Capacity, a.Status, a.StatusReason, tok, now.UnixMilli(), now.UnixMilli())
 	if err != nil {
@@ -176,49 +177,39 @@ func (db *DB) ListAccounts(ctx context.Context) ([]*Account, error) {
 
 // UpdateAccount applies the patch in one transaction and returns the new state.
 func (db *DB) UpdateAccount(ctx context.Context, id int64, p AccountPatch) (*Account, error) {
-	var tok []byte
-	if p.Credentials != nil {
-		var err error
-		if tok, err = db.seal(p.Credentials); err != nil {
-			return nil, err
-		}
-	}
-	var out *Account
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		a, err := db.getAccount(ctx, tx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id)
-		if err != nil {
-			return err
-		}
-		if p.Name != nil {
-			a.Name = *p.Name
-		}
-		if p.Capacity != nil {
-			a.Capacity = *p.Capacity
-		}
-		if p.BaseURL != nil {
-			a.BaseURL = *p.BaseURL
-		}
-		now := db.nowMS()
-		_, err = tx.ExecContext(ctx, `UPDATE accounts SET name = ?, capacity = ?, base_url = ?, updated_at = ? WHERE id = ?`,
-			a.Name, a.Capacity, a.BaseURL, now, id)
-		if err != nil {
-			if isUniqueViolation(err) {
-				return ErrDuplicate
-			}
-			return err
-		}
-		if p.Credentials != nil {
-			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET credentials = ? WHERE id = ?`, tok, id); err != nil {
-				return err
-			}
-		}
-		out, err = db.getAccount(ctx, tx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id)
-		return err
-	})
+	return db.UpdateAccountAudited(ctx, id, p, "", "", nil)
+}
+
+// updateAccountTx applies p (credentials already sealed as tok) inside tx.
+func (db *DB) updateAccountTx(ctx context.Context, tx *sql.Tx, id int64, p AccountPatch, tok []byte) error {
+	a, err := db.getAccount(ctx, tx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return out, nil
+	if p.Name != nil {
+		a.Name = *p.Name
+	}
+	if p.Capacity != nil {
+		a.Capacity = *p.Capacity
+	}
+	if p.BaseURL != nil {
+		a.BaseURL = *p.BaseURL
+	}
+	now := db.nowMS()
+	_, err = tx.ExecContext(ctx, `UPDATE accounts SET name = ?, capacity = ?, base_url = ?, updated_at = ? WHERE id = ?`,
+		a.Name, a.Capacity, a.BaseURL, now, id)
+	if err != nil {
+		if isUniqueViolation(err) {
+			return ErrDuplicate
+		}
+		return err
+	}
+	if p.Credentials != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE accounts SET credentials = ? WHERE id = ?`, tok, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var accountStatuses = map[string]bool{AccountPending: true, AccountReady: true, AccountFailed: true, AccountDisabled: true}
@@ -279,17 +270,12 @@ func (db *DB) SetDeploy(ctx context.Context, id int64, status, output string, at
 		}
 		output = output[cut:]
 	}
-	res, err := db.writer.ExecContext(ctx, `UPDATE accounts SET deploy_status = ?, deploy_output = ?,
-		last_deploy_at = coalesce(?, last_deploy_at), updated_at = ? WHERE id = ?`,
-		status, output, ms(at), db.nowMS(), id)
-	if err != nil {
-		return err
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrNotFound
-	}
-	return nil
+	res, err := db.writer.ExecContext(ctx, setDeploySQL, status, output, ms(at), db.nowMS(), id)
+	return one(res, err, notFound)
 }
+
+const setDeploySQL = `UPDATE accounts SET deploy_status = ?, deploy_output = ?,
+	last_deploy_at = coalesce(?, last_deploy_at), updated_at = ? WHERE id = ?`
 
 // AccountCredentials opens the Fernet seal; an account without credentials gives an empty map.
 func (db *DB) AccountCredentials(ctx context.Context, id int64) (map[string]string, error) {

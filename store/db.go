@@ -68,6 +68,14 @@ type DB struct {
 	listeners   changeListeners
 	closeOnce   sync.Once
 	closeErr    error
+
+	// anchorMu serializes writes of DATA_DIR/audit.anchor; anchored is the
+	// count of the last anchor this process put in place. headMu guards
+	// latest, the newest committed head an append was allowed to anchor.
+	anchorMu sync.Mutex
+	anchored int64
+	headMu   sync.Mutex
+	latest   headPos
 }
 
 // schemaTooNewError keeps both versions in the message while matching ErrSchemaTooNew.
@@ -154,6 +162,11 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 		db.writer.Close()
 		return nil, err
 	}
+	if err := db.upgradeAuditHead(context.Background()); err != nil {
+		db.writer.Close()
+		return nil, err
+	}
+	db.removeStaleAnchorTemps()
 
 	n := opts.ReadConns
 	if n <= 0 {

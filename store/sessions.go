@@ -26,14 +26,12 @@ func checkKind(kind string) error {
 // CreateSession stores a new session; tokenHash is sha256 of the random token,
 // the token itself is never stored.
 func (db *DB) CreateSession(ctx context.Context, kind string, tokenHash []byte, expires time.Time) (*Session, error) {
-	if err := checkKind(kind); err != nil {
-		return nil, err
-	}
-	if len(tokenHash) == 0 {
-		return nil, errors.New("store: empty session token hash")
-	}
+	return db.CreateSessionAudited(ctx, kind, tokenHash, expires, nil)
+}
+
+func (db *DB) createSessionTx(ctx context.Context, tx *sql.Tx, kind string, tokenHash []byte, expires time.Time) (*Session, error) {
 	now := db.now().UTC().Truncate(time.Millisecond)
-	res, err := db.writer.ExecContext(ctx, `INSERT INTO sessions (kind, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?)`,
+	res, err := tx.ExecContext(ctx, `INSERT INTO sessions (kind, token_hash, created_at, expires_at) VALUES (?, ?, ?, ?)`,
 		kind, tokenHash, now.UnixMilli(), expires.UnixMilli())
 	if err != nil {
 		if isUniqueViolation(err) {
@@ -76,6 +74,20 @@ func (db *DB) RevokeSession(ctx context.Context, kind string, tokenHash []byte) 
 		return ErrNotFound
 	}
 	return nil
+}
+
+// RevokeLiveSession revokes one session if it is live (not revoked, not
+// expired) and reports whether it was; a session already ended, or unknown,
+// is (false, nil), so a replayed logout can be told from a real one.
+func (db *DB) RevokeLiveSession(ctx context.Context, kind string, tokenHash []byte) (bool, error) {
+	now := db.nowMS()
+	res, err := db.writer.ExecContext(ctx, `UPDATE sessions SET revoked_at = ?
+		WHERE kind = ? AND token_hash = ? AND revoked_at IS NULL AND expires_at > ?`, now, kind, tokenHash, now)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
 }
 
 // RevokeAllSessions revokes every live session of kind ("" = all kinds), for key

@@ -1,5 +1,5 @@
 // Package cli is Gooni's command layer: one file per subcommand (serve,
-// workspace-sim, bench, backup, secrets, sessions, healthcheck, version).
+// workspace-sim, bench, backup, secrets, sessions, audit, healthcheck, version).
 // main.go embeds the assets and calls Main.
 package cli
 
@@ -41,6 +41,8 @@ func Main(args []string, a Assets, stdout, stderr io.Writer) int {
 			return runSecrets(args[1:], a, os.Getenv, timeNow, stdout, stderr)
 		case "sessions":
 			return runSessions(args[1:], a, os.Getenv, stdout, stderr)
+		case "audit":
+			return runAudit(args[1:], a, os.Getenv, stdout, stderr)
 		case "serve":
 			args = args[1:]
 		case "help", "-h", "--help", "-help":
@@ -79,6 +81,7 @@ Usage:
   gooni secrets rotate api-key|admin-key|session-keys|account-key|audit-key
                                                        rotate one secret (server stopped); see SECURITY.md
   gooni sessions revoke --all [--kind user|admin]      revoke every session (works while the server runs)
+  gooni audit reanchor                                 rewrite the audit anchor after restoring a backup (server stopped)
   gooni healthcheck                                    exit 0 when the local server's /health is ok (for HEALTHCHECK)
   gooni version                                        print the version
   gooni --help                                         this text

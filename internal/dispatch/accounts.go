@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"syscall"
-	"time"
 
 	"gooni/internal/workspace"
 	"gooni/store"
@@ -200,10 +199,12 @@ func (d *Dispatcher) healthPass(ctx context.Context) {
 	}
 }
 
-// RemoveAccount fails the account's unfinished tasks with worker_removed
-// (cancelling them remotely, best-effort) and deletes the account. Done tasks
-// and their media stay.
-func (d *Dispatcher) RemoveAccount(ctx context.Context, accountID int64) error {
+// RemoveAccount fails the account's unfinished tasks with worker_removed and
+// deletes the account, with the audit event ev builds (nil: none), in one
+// transaction: if the event cannot be written nothing changes. Only after the
+// commit are its processing tasks cancelled on the workspace (best-effort, in
+// the background). Done tasks and their media stay.
+func (d *Dispatcher) RemoveAccount(ctx context.Context, accountID int64, ev store.AuditOf[*store.Account]) error {
 	acc, err := d.db.GetAccount(ctx, accountID)
 	if err != nil {
 		return err
@@ -217,30 +218,23 @@ func (d *Dispatcher) RemoveAccount(ctx context.Context, accountID int64) error {
 		d.claimMu.Unlock()
 	}()
 
-	tasks, err := d.db.UnfinishedTasksOfAccount(ctx, accountID)
+	// The client (and the credentials it opens) must be built before the row goes.
+	c, cerr := d.Client(ctx, acc)
+	failed, err := d.db.RemoveAccountAudited(ctx, accountID, "worker_removed", "the worker account running this task was deleted", ev)
 	if err != nil {
 		return err
 	}
-	c, cerr := d.Client(ctx, acc)
-	for _, t := range tasks {
-		if t.Status != store.StatusProcessing && t.Status != store.StatusPending {
-			continue
+	for _, t := range failed {
+		d.forget(t.ID)
+		d.log.Warn("task failed", "task_id", t.ID, "type", t.Type, "code", "worker_removed", "message", "the worker account running this task was deleted")
+		if cerr == nil && t.Status == store.StatusProcessing {
+			d.cancelRemote(c, t.ID)
 		}
-		if d.fail(ctx, t, "worker_removed", "the worker account running this task was deleted") && cerr == nil && t.Status == store.StatusProcessing {
-			cctx, cancel := context.WithTimeout(ctx, min(d.cfg.RequestTimeout, 2*time.Second))
-			if err := c.Cancel(cctx, t.ID); err != nil && !errors.Is(err, workspace.ErrNotFound) {
-				d.log.Debug("remote cancel failed", "task_id", t.ID, "err", err)
-			}
-			cancel()
-		}
-	}
-	if err := d.db.DeleteAccount(ctx, accountID); err != nil {
-		return err
 	}
 	d.mu.Lock()
 	delete(d.pollFails, accountID)
 	d.mu.Unlock()
-	d.log.Info("worker account removed", "account_id", accountID, "account", acc.Name, "failed_tasks", len(tasks))
+	d.log.Info("worker account removed", "account_id", accountID, "account", acc.Name, "failed_tasks", len(failed))
 	return nil
 }
 

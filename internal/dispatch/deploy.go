@@ -26,9 +26,11 @@ var serverSecretEnv = map[string]bool{
 }
 
 // Deploy starts GG_DEPLOY_COMMAND for one account in the background. Only one
-// deploy per account runs at a time (ErrDeployRunning). The audit event written
-// when it ends names the actor ctx carries (audit.WithActor), or the system.
-func (d *Dispatcher) Deploy(ctx context.Context, accountID int64) error {
+// deploy per account runs at a time (ErrDeployRunning). The deploy is marked
+// running with the audit event ev builds (nil: none) in one transaction; if
+// that event cannot be written, nothing starts. The audit event written when
+// it ends names the actor ctx carries (audit.WithActor), or the system.
+func (d *Dispatcher) Deploy(ctx context.Context, accountID int64, ev store.AuditOf[*store.Account]) error {
 	acc, err := d.db.GetAccount(ctx, accountID)
 	if err != nil {
 		return err
@@ -55,7 +57,7 @@ func (d *Dispatcher) Deploy(ctx context.Context, accountID int64) error {
 			return fmt.Errorf("dispatch: open credentials of account %d: %w", accountID, err)
 		}
 	}
-	if err := d.db.SetDeploy(ctx, accountID, store.DeployRunning, "", d.cfg.Now()); err != nil {
+	if err := d.db.StartDeployAudited(ctx, accountID, d.cfg.Now(), ev); err != nil {
 		release()
 		return err
 	}

@@ -95,10 +95,10 @@ func TestDeploy(t *testing.T) {
 			d := New(cfg)
 			ctx := audit.WithActor(context.Background(), audit.Actor{Name: "admin:abcd", Source: "127.0.0.1", CorrelationID: "corr-1"})
 			start := time.Now()
-			if err := d.Deploy(ctx, acc.ID); err != nil {
+			if err := d.Deploy(ctx, acc.ID, nil); err != nil {
 				t.Fatal(err)
 			}
-			if err := d.Deploy(ctx, acc.ID); !errors.Is(err, ErrDeployRunning) {
+			if err := d.Deploy(ctx, acc.ID, nil); !errors.Is(err, ErrDeployRunning) {
 				t.Errorf("second deploy: %v, want ErrDeployRunning", err)
 			}
 			got := e.waitDeploy(acc.ID)
@@ -166,7 +166,7 @@ func TestDeployUnknownAccount(t *testing.T) {
 	cfg := e.config()
 	cfg.DeployCommand = "true"
 	d := New(cfg)
-	if err := d.Deploy(context.Background(), 4242); !errors.Is(err, store.ErrNotFound) {
+	if err := d.Deploy(context.Background(), 4242, nil); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Deploy = %v, want ErrNotFound", err)
 	}
 }

@@ -680,7 +680,7 @@ func TestRemoveAccountFailsItsTasks(t *testing.T) {
 		got := e.get(task.ID)
 		return got.Status == "processing" && got.Progress > 0 || got.Status == "processing" && got.AccountID == acc.ID
 	})
-	if err := d.RemoveAccount(ctx, acc.ID); err != nil {
+	if err := d.RemoveAccount(ctx, acc.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	got := e.get(task.ID)
@@ -691,7 +691,7 @@ func TestRemoveAccountFailsItsTasks(t *testing.T) {
 	if _, err := e.db.GetAccount(ctx, acc.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("account still there: %v", err)
 	}
-	if err := d.RemoveAccount(ctx, acc.ID); !errors.Is(err, store.ErrNotFound) {
+	if err := d.RemoveAccount(ctx, acc.ID, nil); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("second remove: %v, want ErrNotFound", err)
 	}
 }
