@@ -36,10 +36,10 @@ import (
 
 const (
 	// Bounds on what ComfyUI can make the driver read and hold.
-	maxPromptAnswer  = 1 << 20  // POST /prompt, /upload/image answers
-	maxHistoryAnswer = 4 << 20  // one /history/{id} entry (graph, messages, outputs)
-	maxQueueAnswer   = 32 << 20 // /queue lists every queued graph; items are decoded one at a time
-	maxObjectInfo    = 8 << 20  // one /object_info/{class} answer
+	maxPromptAnswer  = 1 << 20   // POST /prompt, /upload/image answers
+	maxHistoryAnswer = 4 << 20   // one /history/{id} entry (graph, messages, outputs)
+	maxQueueAnswer   = 256 << 20 // /queue lists every queued graph; it is streamed, not held (queuescan.go)
+	maxObjectInfo    = 8 << 20   // one /object_info/{class} answer
 	mediaTimeout     = 5 * time.Minute
 )
 
@@ -348,65 +348,6 @@ func (d *Driver) getQueue(ctx context.Context, want string, busyOK bool) (*queue
 	q, err := parseQueue(io.LimitReader(resp.Body, maxQueueAnswer), want)
 	if err != nil {
 		return nil, fmt.Errorf("%w: GET /queue: %v", workspace.ErrBadResponse, err)
-	}
-	return q, nil
-}
-
-func parseQueue(r io.Reader, want string) (*queueInfo, error) {
-	dec := json.NewDecoder(r)
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, errors.New("not a JSON object")
-	}
-	q := &queueInfo{}
-	seen := 0
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, errors.New("invalid JSON")
-		}
-		key, _ := tok.(string)
-		if key != "queue_running" && key != "queue_pending" {
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
-				return nil, errors.New("invalid JSON")
-			}
-			continue
-		}
-		seen++
-		if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-			return nil, fmt.Errorf("%s is not a list", key)
-		}
-		for dec.More() {
-			// [number, prompt_id, prompt, extra_data, outputs_to_execute]
-			var item [4]json.RawMessage
-			if err := dec.Decode(&item); err != nil {
-				return nil, fmt.Errorf("%s holds an item that is not a list", key)
-			}
-			if key == "queue_running" {
-				q.running++
-			} else {
-				q.pending++
-			}
-			var id string
-			if json.Unmarshal(item[1], &id) == nil && id == want && want != "" {
-				q.found = workspace.StatusPending
-				if key == "queue_running" {
-					q.found = workspace.StatusProcessing
-				}
-				var extra struct {
-					Gooni gooniExtra `json:"gooni"`
-				}
-				if json.Unmarshal(item[3], &extra) == nil {
-					q.extra = extra.Gooni
-				}
-			}
-		}
-		if _, err := dec.Token(); err != nil {
-			return nil, errors.New("invalid JSON")
-		}
-	}
-	if seen != 2 {
-		return nil, errors.New("queue_running or queue_pending missing")
 	}
 	return q, nil
 }
