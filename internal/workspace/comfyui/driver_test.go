@@ -36,6 +36,14 @@ func TestDriverRunsEveryWorkflowOnTheSim(t *testing.T) {
 			if n := sim.Submissions(mustPromptID(t, req.TaskID)); n != 1 {
 				t.Errorf("ComfyUI got prompt_id %s %d times", mustPromptID(t, req.TaskID), n)
 			}
+			if mode == "i2v" {
+				sim.mu.Lock()
+				up := sim.uploads[req.TaskID+".png"]
+				sim.mu.Unlock()
+				if !bytes.Equal(up, req.Image) {
+					t.Errorf("the input image was not uploaded as %s.png", req.TaskID)
+				}
+			}
 			body, ctype := readMedia(t, d.Result, req.TaskID)
 			switch wf.Manifest.Type {
 			case "video":
