@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
+	github.com/coder/websocket v1.8.14
 	github.com/felixge/httpsnoop v1.0.3
 	github.com/fernet/fernet-go v0.0.0-20240119011108-303da6aec611
 	github.com/gorilla/mux v1.8.1

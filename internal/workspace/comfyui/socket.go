@@ -1,0 +1,110 @@
+package comfyui
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+const (
+	// maxSocketText bounds one JSON frame the driver parses; larger ones are skipped.
+	maxSocketText = 1 << 20
+	// maxSocketFrame bounds any frame; binary preview frames are read and
+	// discarded without being held, but a peer may not stream one without end.
+	maxSocketFrame    = 64 << 20
+	socketDialTimeout = 15 * time.Second
+	backoffMin        = 250 * time.Millisecond
+	backoffMax        = 15 * time.Second
+)
+
+// socketURL is the /ws address for this driver's client_id.
+func (d *Driver) socketURL() string {
+	u := "ws" + strings.TrimPrefix(d.base, "http") // http -> ws, https -> wss
+	return u + "/ws?clientId=" + url.QueryEscape(d.clientID)
+}
+
+// runSocket keeps one socket open, reconnecting with capped, jittered
+// exponential backoff; while it is down Status polls /queue and /history.
+func (d *Driver) runSocket(ctx context.Context) {
+	defer close(d.done)
+	backoff := backoffMin
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := d.socketOnce(ctx)
+		d.tr.socketDown()
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > 30*time.Second {
+			backoff = backoffMin // it was up for a while: this is a fresh failure
+		}
+		d.log.Info("comfyui: socket down, polling until it is back", "err", err, "retry_in", backoff)
+		wait := backoff/2 + time.Duration(rand.Int64N(int64(backoff/2)+1))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(backoff*2, backoffMax)
+	}
+}
+
+// socketOnce dials /ws and feeds its frames to the tracker until it fails.
+func (d *Driver) socketOnce(ctx context.Context) error {
+	dctx, cancel := context.WithTimeout(ctx, socketDialTimeout)
+	h := http.Header{}
+	d.authHeaders(h)
+	conn, _, err := websocket.Dial(dctx, d.socketURL(), &websocket.DialOptions{HTTPClient: d.hc, HTTPHeader: h})
+	cancel()
+	if err != nil {
+		return d.cleanErr(http.MethodGet, "/ws", err)
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(maxSocketFrame)
+	d.tr.socketUp()
+	d.log.Info("comfyui: socket up", "client_id", d.clientID)
+	for {
+		typ, r, err := conn.Reader(ctx)
+		if err != nil {
+			return d.cleanErr(http.MethodGet, "/ws", err)
+		}
+		if typ == websocket.MessageBinary {
+			// Preview images ([event type][image type][JPEG/PNG bytes]): not ours to keep.
+			var w io.Writer = io.Discard
+			var kept bytes.Buffer
+			if d.hooks.frame != nil {
+				w = &kept
+			}
+			if _, err := io.Copy(w, r); err != nil {
+				return d.cleanErr(http.MethodGet, "/ws", err)
+			}
+			if d.hooks.frame != nil {
+				d.hooks.frame(true, kept.Bytes())
+			}
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(r, maxSocketText+1))
+		if err != nil {
+			return d.cleanErr(http.MethodGet, "/ws", err)
+		}
+		if len(b) > maxSocketText {
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return d.cleanErr(http.MethodGet, "/ws", err)
+			}
+			continue
+		}
+		if d.hooks.frame != nil {
+			d.hooks.frame(false, b)
+		}
+		d.tr.handle(b)
+	}
+}
