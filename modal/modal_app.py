@@ -1317,7 +1317,7 @@ if modal is not None:
             _cache["reclaimed"] = time.monotonic()
         _reclaim()
 
-    @app.function(image=web_image, cpu=1.0, memory=2048, timeout=5 * 60,
+    @app.function(image=web_image, cpu=0.5, memory=2048, timeout=5 * 60,
                   min_containers=1,  # always warm: a health check or status poll is never a cold start
                   max_containers=1,  # one process owns slot releases (see Slots)
                   env={"GOONI_HF_TOKEN_PRESENT": HAS_HF_SECRET})
