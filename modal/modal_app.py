@@ -117,13 +117,12 @@ _SEED = _p("int", -1, SEED_MAX, -1)
 # only to accounts whose /health lists it, so this app never sees them.
 MODELS = {
     "anisora": {
-        "type": "video", "modes": ("i2v",), "gated": False, "fps": 16,
-        "frames_step": 8,  # AniSora's README: "must satisfy F=8x+1"
+        "type": "video", "modes": ("i2v",), "gated": False,
         "label": "AniSora V3.1 (image to video)",
         "params": {
             "width": _p("int", 256, 832, 832, 16),
             "height": _p("int", 256, 832, 480, 16),
-            "num_frames": _p("int", 17, 81, 81, 8),
+            "num_frames": _p("int", 17, 81, 81, 8),  # AniSora's README: "must satisfy F=8x+1"
             "fps": _p("int", 16, 16, 16),
             "steps": _p("int", 1, 50, 40),
             "guidance": _p("float", 1, 10, 5),
