@@ -63,6 +63,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil = time.Now.
 	Now func() time.Time
+	// Secrets are the account's other credential values: redacted from
+	// anything ComfyUI sends back, like the ones the driver sends.
+	Secrets []string
 }
 
 // Driver is one ComfyUI server as a workspace.Driver. Create it with New and
@@ -122,7 +125,7 @@ func newDriver(cfg Config, h hooks) (*Driver, error) {
 		base: base, clientID: cfg.ClientID,
 		bearer: cfg.BearerToken, key: cfg.ProxyKey, secret: cfg.ProxySecret,
 		wfs: wfs, log: cfg.Logger, now: cfg.Now,
-		red:  newRedactor(cfg.BearerToken, cfg.ProxyKey, cfg.ProxySecret),
+		red:  newRedactor(cfg.BearerToken, cfg.ProxyKey, cfg.ProxySecret, cfg.Secrets),
 		done: make(chan struct{}), hooks: h,
 	}
 	if d.now == nil {

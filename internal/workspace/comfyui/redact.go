@@ -1,12 +1,11 @@
 package comfyui
 
 import (
-	"encoding/base64"
-	"net/url"
-	"sort"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"gooni/internal/workspace"
 )
 
 const (
@@ -17,38 +16,19 @@ const (
 )
 
 // redactor replaces an account's credential values, and the forms they take
-// on the wire (base64, URL-encoded), with [redacted].
-type redactor struct {
-	forms []string // longest first, so a longer form is never half-replaced by a shorter one
-}
+// on the wire, with [redacted] (workspace.Redactor, the one rule for every
+// driver).
+type redactor struct{ r *workspace.Redactor }
 
-func newRedactor(bearer, key, secret string) *redactor {
-	seen := map[string]bool{}
-	var forms []string
-	add := func(s string) {
-		if s != "" && !seen[s] {
-			seen[s] = true
-			forms = append(forms, s)
-		}
-	}
-	for _, v := range []string{bearer, key, secret} {
-		if v == "" {
-			continue
-		}
-		add(v)
-		add(base64.StdEncoding.EncodeToString([]byte(v)))
-		add(base64.RawStdEncoding.EncodeToString([]byte(v)))
-		add(base64.URLEncoding.EncodeToString([]byte(v)))
-		add(base64.RawURLEncoding.EncodeToString([]byte(v)))
-		add(url.QueryEscape(v))
-		add(url.PathEscape(v))
-	}
-	// A proxy may echo HTTP basic credentials built from key and secret.
+// newRedactor covers the credentials the driver sends plus every other
+// credential value of the account (extra), and the basic-auth form a proxy
+// may build from key and secret.
+func newRedactor(bearer, key, secret string, extra []string) *redactor {
+	vals := append([]string{bearer, key, secret}, extra...)
 	if key != "" && secret != "" {
-		add(base64.StdEncoding.EncodeToString([]byte(key + ":" + secret)))
+		vals = append(vals, key+":"+secret)
 	}
-	sort.Slice(forms, func(i, j int) bool { return len(forms[i]) > len(forms[j]) })
-	return &redactor{forms: forms}
+	return &redactor{r: workspace.NewRedactor(vals...)}
 }
 
 // redact replaces every credential form in s.
@@ -56,10 +36,7 @@ func (r *redactor) redact(s string) string {
 	if r == nil {
 		return s
 	}
-	for _, f := range r.forms {
-		s = strings.ReplaceAll(s, f, "[redacted]")
-	}
-	return s
+	return r.r.Redact(s)
 }
 
 // clean makes peer text safe for an error: redacted, valid UTF-8, control

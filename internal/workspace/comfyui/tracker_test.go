@@ -16,7 +16,7 @@ func frame(kind string, data map[string]any) []byte {
 }
 
 func newTestTracker(pid string, samplers ...string) *tracker {
-	tr := newTracker(time.Now, newRedactor("", "", ""))
+	tr := newTracker(time.Now, newRedactor("", "", "", nil))
 	tr.socketUp()
 	tr.begin(pid, &Manifest{Model: "wan22", Mode: "t2v", Samplers: samplers})
 	return tr
@@ -114,7 +114,7 @@ func TestTrackerDistrustsLiveStatesAfterAnEmptyQueue(t *testing.T) {
 }
 
 func TestTaskErrorText(t *testing.T) {
-	red := newRedactor("sekret-token-123", "", "")
+	red := newRedactor("sekret-token-123", "", "", nil)
 	cases := []struct {
 		name, node, typ, msg, want string
 	}{

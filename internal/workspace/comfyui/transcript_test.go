@@ -191,7 +191,7 @@ func TestTranscriptsReplay(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			golden := readTranscript(t, c.name)
 			var got []workspace.TaskState
-			tr := newTracker(time.Now, newRedactor("", "", ""))
+			tr := newTracker(time.Now, newRedactor("", "", "", nil))
 			tr.observe = func(_ string, st workspace.TaskState) { got = append(got, st) }
 			tr.socketUp()
 			tr.begin(golden.header.PromptID, &Manifest{Model: golden.header.Model, Mode: golden.header.Mode, Samplers: golden.header.Samplers})
