@@ -157,3 +157,17 @@ CREATE INDEX tasks_open_inputs ON tasks (status, input_bytes) WHERE input_bytes 
 -- (event_count = last_id) when its old seal is valid. The same head, sealed, is
 -- kept in DATA_DIR/audit.anchor outside the database.
 ALTER TABLE audit_head ADD COLUMN event_count INTEGER;
+
+-- migrate: 5
+-- Workspace drivers and model-aware routing (CONTRACT section 14). An
+-- account has a driver (Workspace API v1 "gooni", or "comfyui"), the catalog
+-- models its last successful health check found it able to serve (a JSON
+-- array), and a config revision that changes whenever its target or
+-- credentials do (the dispatcher rebuilds its driver then). A task handed to
+-- a workspace that has not started it yet stays pending with its account and
+-- handed_at set; it becomes processing (started_at) when the workspace
+-- reports it running, and the TTL clock starts then.
+ALTER TABLE accounts ADD COLUMN driver     TEXT    NOT NULL DEFAULT 'gooni' CHECK (driver IN ('gooni', 'comfyui'));
+ALTER TABLE accounts ADD COLUMN models     TEXT    NOT NULL DEFAULT '[]';
+ALTER TABLE accounts ADD COLUMN config_rev INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE tasks ADD COLUMN handed_at INTEGER;

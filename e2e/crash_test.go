@@ -175,11 +175,12 @@ func TestSimKill9MidTask(t *testing.T) {
 	waitFor(t, 10*time.Second, "account ready again", func() bool { return srv.getAccount(t, acc.ID).Status == "ready" })
 }
 
-// TestReaperFailsStale: a task on a workspace that never answers ends failed
+// TestReaperFailsStale: a task that runs on its workspace longer than its
+// TTL (the clock starts when the workspace reports it running) ends failed
 // with code timeout within a few seconds of its TTL, and the log says why.
 func TestReaperFailsStale(t *testing.T) {
 	const ttl = 3 * time.Second
-	w := startSim(t, "sim-hang", "--fault", "hang")
+	w := startSim(t, "sim-slow", "--duration", "10m")
 	srv := startServer(t, "GG_TTL_IMAGE="+ttl.String())
 	srv.adminLogin(t)
 	srv.mustAddReady(t, "sim-hang", w, 2)
@@ -193,6 +194,10 @@ func TestReaperFailsStale(t *testing.T) {
 	}
 	if took > ttl+6*time.Second {
 		t.Errorf("task failed %v after submission; TTL %v (want within a few seconds of it)", took, ttl)
+	}
+	// Bounded from below too: a task must never be reaped before its TTL.
+	if took < ttl {
+		t.Errorf("task failed %v after submission, before its TTL of %v", took, ttl)
 	}
 	t.Logf("RESULT reaper: timeout after %v (ttl %v): %s", took.Round(time.Millisecond), ttl, v.Error.Message)
 

@@ -26,6 +26,7 @@ type faultCase struct {
 	wantAccount, wantReason string
 	// logMsg and logReason: a server log line proving the fault was met.
 	logMsg, logReason string
+	env               []string // extra server environment
 }
 
 // TestWorkspaceFaults runs each `workspace-sim --fault` through real processes
@@ -33,19 +34,21 @@ type faultCase struct {
 // is left unfinished.
 func TestWorkspaceFaults(t *testing.T) {
 	cases := []faultCase{
+		// A 503 on submit is a busy workspace (CONTRACT section 14): the
+		// task goes elsewhere without using a try; alone, see TestBusyWorkspaceAlone.
 		{name: "refuse/failover", fault: "refuse", healthy: true, tasks: 3, deadline: 20 * time.Second,
 			wantStatus: "done", wantAccount: "ready",
-			logMsg: "workspace did not take the task", logReason: "refused (503)"},
-		{name: "refuse/alone", fault: "refuse", tasks: 1, deadline: 20 * time.Second,
-			wantStatus: "failed", wantCode: "dispatch_failed", wantMessage: "3 tries", wantAccount: "ready"},
+			logMsg: "workspace busy: task back in the queue"},
 		{name: "drop/failover", fault: "drop", healthy: true, tasks: 3, deadline: 20 * time.Second,
 			wantStatus: "done", wantAccount: "ready",
 			logMsg: "task requeued", logReason: "lost the task"},
 		{name: "drop/alone", fault: "drop", tasks: 1, deadline: 20 * time.Second,
 			wantStatus: "failed", wantCode: "dispatch_failed", wantMessage: "lost the task", wantAccount: "ready"},
+		// A hung workspace is failed after 3 timeouts in a row (one slow
+		// cold start is not enough); 1 s calls keep the test short.
 		{name: "hang/failover", fault: "hang", healthy: true, tasks: 2, deadline: 40 * time.Second,
 			wantStatus: "done", wantAccount: "failed", wantReason: "did not answer in time",
-			logMsg: "worker account failed", logReason: "did not answer in time"},
+			logMsg: "worker account failed", logReason: "did not answer in time", env: []string{"GG_WORKSPACE_TIMEOUT=1s"}},
 		{name: "5xx/failover", fault: "5xx", faultLate: true, healthy: true, tasks: 2, deadline: 20 * time.Second,
 			wantStatus: "done", wantAccount: "failed", wantReason: "server error (500)",
 			logMsg: "worker account failed", logReason: "server error (500)"},
@@ -70,7 +73,7 @@ func runFault(t *testing.T, tc faultCase) {
 	}
 	// The background health check would put a failed account back to ready
 	// and hide what the fault did; it is left at its 60 s default.
-	srv := startServer(t)
+	srv := startServer(t, tc.env...)
 	srv.adminLogin(t)
 	// The faulty account is registered first: on a tie the dispatcher picks
 	// the lowest id, so the first task meets the fault.
@@ -194,5 +197,44 @@ func TestHealthCheckOfBrokenWorkspace(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"no_workers"`) {
 		t.Errorf("generate with only a failed account: %d %s, want 503 no_workers", resp.StatusCode, body)
+	}
+}
+
+// TestBusyWorkspaceAlone (CONTRACT section 14): a workspace that answers
+// 503 to every submit is busy, not broken: with no other account the task
+// stays pending without using its tries and the account stays ready; once
+// the workspace takes tasks again, the task runs on its first try.
+func TestBusyWorkspaceAlone(t *testing.T) {
+	flags := []string{"--capacity", "2", "--duration", "500ms"}
+	w := startSim(t, "sim-busy", append(flags, "--fault", "refuse")...)
+	srv := startServer(t)
+	srv.adminLogin(t)
+	acc := srv.mustAddReady(t, "busy", w, 2)
+	id := srv.mustGenerate(t, "image", 1)
+	waitFor(t, 10*time.Second, "the workspace to refuse twice", func() bool {
+		return len(srv.logs.records("workspace busy: task back in the queue")) >= 2
+	})
+	v, _, err := srv.status(id)
+	if err != nil || v.Status != "pending" {
+		t.Fatalf("task while the workspace is busy: %+v %v, want pending", v, err)
+	}
+	if a := srv.getAccount(t, acc.ID); a.Status != "ready" {
+		t.Fatalf("a busy workspace was marked %s (%q)", a.Status, a.StatusReason)
+	}
+	w.restartWith(flags...)
+	v = srv.waitTerminal(t, []string{id}, 30*time.Second)[id]
+	if v.Status != "done" {
+		t.Fatalf("task ended %s (%s) once the workspace was free", v.Status, v.errCode())
+	}
+	attempts := 0
+	for _, rec := range srv.logs.records("task dispatched") {
+		if rec["task_id"] == id {
+			if a, _ := rec["attempt"].(float64); int(a) > attempts {
+				attempts = int(a)
+			}
+		}
+	}
+	if attempts != 1 {
+		t.Errorf("the task ran on try %d, want 1: busy answers must not use tries", attempts)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -14,7 +15,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"gooni/internal/audit"
-	"gooni/internal/workspace"
+	"gooni/internal/dispatch"
 	"gooni/server/apierr"
 	"gooni/store"
 )
@@ -35,13 +36,20 @@ type AccountView struct {
 	HasCredentials    bool    `json:"has_credentials"`
 	CreatedAt         *string `json:"created_at"`
 	UpdatedAt         *string `json:"updated_at"`
+	// Driver is gooni (Workspace API v1) or comfyui; Models the catalog
+	// model ids its last successful health check found served (CONTRACT section 14).
+	Driver string   `json:"driver"`
+	Models []string `json:"models"`
 }
 
 func accountView(a *store.Account, withOutput bool) *AccountView {
 	v := &AccountView{ID: a.ID, Name: a.Name, Workspace: a.Workspace, BaseURL: a.BaseURL, Capacity: a.Capacity,
 		Status: a.Status, StatusReason: a.StatusReason, LastHealthCheckAt: rfc3339(a.LastHealthCheckAt),
 		LastDeployAt: rfc3339(a.LastDeployAt), HasCredentials: a.HasCredentials,
-		CreatedAt: rfc3339(a.CreatedAt), UpdatedAt: rfc3339(a.UpdatedAt)}
+		CreatedAt: rfc3339(a.CreatedAt), UpdatedAt: rfc3339(a.UpdatedAt), Driver: a.Driver, Models: a.Models}
+	if v.Models == nil {
+		v.Models = []string{}
+	}
 	if a.DeployStatus != "" {
 		ds := a.DeployStatus
 		v.DeployStatus = &ds
@@ -103,7 +111,7 @@ func checkBaseURL(u string) error {
 	if len(u) > 2048 {
 		return apierr.Validation("base_url", "base_url is too long")
 	}
-	if _, err := workspace.NewClient(u, "", ""); err != nil {
+	if err := dispatch.CheckBaseURL(u); err != nil {
 		return apierr.Validation("base_url", "base_url must be https://, or http:// to a loopback address, with no user, query or fragment")
 	}
 	return nil
@@ -115,6 +123,19 @@ type accountCreate struct {
 	Credentials map[string]string `json:"credentials"`
 	BaseURL     *string           `json:"base_url"`
 	Capacity    *int              `json:"capacity"`
+	Driver      *string           `json:"driver"`
+}
+
+// checkDriver refuses a driver Gooni does not have, and a comfyui account
+// without a base URL (there is no name-to-URL rule for a ComfyUI box).
+func checkDriver(driver, baseURL string) error {
+	if !slices.Contains(dispatch.Drivers, driver) {
+		return apierr.Validation("driver", "driver must be gooni or comfyui")
+	}
+	if driver == store.DriverComfyUI && baseURL == "" {
+		return apierr.Validation("base_url", "a comfyui account needs its base_url (https://..., or http:// to a loopback address)")
+	}
+	return nil
 }
 
 func (s *Server) handleAccountsList(w http.ResponseWriter, r *http.Request) error {
@@ -146,7 +167,7 @@ func (s *Server) handleAccountCreate(w http.ResponseWriter, r *http.Request) err
 		if body.Workspace == nil {
 			return apierr.Validation("workspace", "workspace is required")
 		}
-		if !workspace.WorkspaceName.MatchString(*body.Workspace) {
+		if !dispatch.ValidWorkspaceName(*body.Workspace) {
 			return apierr.Validation("workspace", "workspace must be 3 to 64 of a-z, 0-9 and -")
 		}
 		if body.Credentials == nil {
@@ -165,7 +186,14 @@ func (s *Server) handleAccountCreate(w http.ResponseWriter, r *http.Request) err
 				return err
 			}
 		}
-		return nil
+		driver, base := store.DriverGooni, ""
+		if body.Driver != nil {
+			driver = *body.Driver
+		}
+		if body.BaseURL != nil {
+			base = *body.BaseURL
+		}
+		return checkDriver(driver, base)
 	}()
 	if err != nil {
 		s.audit(r, "account.create", "account", "failure", map[string]any{"reason": apierr.From(err).Message})
@@ -177,6 +205,9 @@ func (s *Server) handleAccountCreate(w http.ResponseWriter, r *http.Request) err
 	}
 	if body.Capacity != nil {
 		a.Capacity = *body.Capacity
+	}
+	if body.Driver != nil {
+		a.Driver = *body.Driver
 	}
 	// The account and its audit row commit together or not at all (FR-023).
 	ev, logged := audit.InTx(s.auditLog, r.Context(), "account.create", "success", func(a *store.Account) (string, map[string]any) {
@@ -254,6 +285,8 @@ type accountPatch struct {
 	Capacity    *int              `json:"capacity"`
 	Credentials map[string]string `json:"credentials"`
 	Status      *string           `json:"status"`
+	BaseURL     *string           `json:"base_url"`
+	Driver      *string           `json:"driver"`
 }
 
 func (s *Server) handleAccountPatch(w http.ResponseWriter, r *http.Request) error {
@@ -294,11 +327,34 @@ func (s *Server) handleAccountPatch(w http.ResponseWriter, r *http.Request) erro
 		p.Credentials = body.Credentials
 		changed = append(changed, "credentials")
 	}
+	if body.BaseURL != nil {
+		if err := checkBaseURL(*body.BaseURL); err != nil {
+			return fail(err)
+		}
+		p.BaseURL = body.BaseURL
+		changed = append(changed, "base_url")
+	}
+	if body.Driver != nil {
+		p.Driver = body.Driver
+		changed = append(changed, "driver")
+	}
+	if body.BaseURL != nil || body.Driver != nil {
+		driver, base := a.Driver, a.BaseURL
+		if body.Driver != nil {
+			driver = *body.Driver
+		}
+		if body.BaseURL != nil {
+			base = *body.BaseURL
+		}
+		if err := checkDriver(driver, base); err != nil {
+			return fail(err)
+		}
+	}
 	if body.Status != nil && *body.Status != store.AccountDisabled && *body.Status != store.AccountPending {
 		return fail(apierr.Validation("status", `status can only be set to "disabled" or "pending" (enable)`))
 	}
 	if len(changed) == 0 && body.Status == nil {
-		return fail(apierr.Validation("", "nothing to change: give name, capacity, credentials or status"))
+		return fail(apierr.Validation("", "nothing to change: give name, capacity, credentials, base_url, driver or status"))
 	}
 	status, reason := "", ""
 	if body.Status != nil {

@@ -70,6 +70,9 @@ func (e *testEnv) task(status string, accountID int64) *store.Task {
 	if _, err := e.db.ClaimTask(ctx, t.ID, accountID); err != nil {
 		e.t.Fatal(err)
 	}
+	if _, err := e.db.StartTask(ctx, t.ID, accountID); err != nil {
+		e.t.Fatal(err)
+	}
 	if status == "done" {
 		res, prev := "media/"+t.ID+".png", "media/"+t.ID+".preview.png"
 		for _, p := range []string{res, prev} {
@@ -130,7 +133,8 @@ func checkKeys(t *testing.T, what string, m map[string]any, want, optional []str
 
 var (
 	accountKeys = []string{"id", "name", "workspace", "base_url", "capacity", "status", "status_reason",
-		"last_health_check_at", "deploy_status", "last_deploy_at", "has_credentials", "created_at", "updated_at"}
+		"last_health_check_at", "deploy_status", "last_deploy_at", "has_credentials", "created_at", "updated_at",
+		"driver", "models"}
 	// deploy_output is the redacted deploy log the contract shows to admins (section 7).
 	accountOptional = []string{"deploy_output"}
 	taskViewKeys    = []string{"task_id", "type", "model", "mode", "prompt", "params", "status", "progress",

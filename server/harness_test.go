@@ -217,6 +217,9 @@ func (e *testEnv) readyAccount() *store.Account {
 	if err := e.db.CreateAccount(ctx, a, map[string]string{}); err != nil {
 		e.t.Fatal(err)
 	}
+	if err := e.db.SetAccountModels(ctx, a.ID, a.ConfigRev, workspace.SimModels); err != nil {
+		e.t.Fatal(err)
+	}
 	a, err := e.db.SetAccountStatus(ctx, a.ID, "ready", "", e.clock.Now())
 	if err != nil {
 		e.t.Fatal(err)

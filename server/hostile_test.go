@@ -304,7 +304,9 @@ func TestHostileInput(t *testing.T) {
 	patchPath := fmt.Sprintf("/admin/accounts/%d", good.ID)
 	for _, b := range []string{`{"name":1}`, `{"name":"` + strings.Repeat("n", 101) + `"}`, `{"capacity":1e400}`, `{"capacity":"1"}`, `{"capacity":-1}`,
 		`{"credentials":{"token_id":1}}`, `{"credentials":"x"}`, `{"status":"ready"}`, `{"status":"'; DROP TABLE accounts; --"}`, `{"status":1}`,
-		`{"base_url":"http://` + trapHost + `"}`, `{"workspace":"$(reboot)"}`, `{"id":2}`, `{}`, `[]`} {
+		`{"base_url":"http://10.0.0.1"}`, `{"base_url":"gopher://` + trapHost + `"}`, `{"base_url":"https://u:p@` + trapHost + `"}`,
+		`{"driver":"ssh"}`, `{"driver":"comfyui","base_url":""}`, `{"driver":1}`,
+		`{"workspace":"$(reboot)"}`, `{"id":2}`, `{}`, `[]`} {
 		run("patch account "+b, authed(hostileRoute{method: "PATCH", path: patchPath}, []byte(b)), true)
 	}
 
@@ -347,7 +349,7 @@ func TestHostileInput(t *testing.T) {
 			t.Errorf("account %d stored with workspace %q", a.ID, a.Workspace)
 		}
 		if a.BaseURL != "" {
-			if _, err := workspace.NewClient(a.BaseURL, "", ""); err != nil {
+			if _, err := workspace.CheckBaseURL(a.BaseURL); err != nil {
 				t.Errorf("account %d stored with invalid base_url %q", a.ID, a.BaseURL)
 			}
 		}

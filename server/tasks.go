@@ -141,12 +141,12 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return generateError(err)
 	}
-	ready, err := s.anyReadyAccount(r)
+	ready, err := s.cfg.DB.HasReadyAccountFor(r.Context(), v.ModelID)
 	if err != nil {
-		return err
+		return apierr.Internal(err)
 	}
 	if !ready {
-		return apierr.NoWorkers()
+		return apierr.NoWorkersFor(v.ModelID)
 	}
 	t := &store.Task{
 		ID: store.NewID(), Type: v.Type, Model: v.ModelID, Mode: v.Mode, Prompt: v.Prompt,
@@ -219,16 +219,6 @@ func generateError(err error) error {
 		return apierr.InvalidJSON(err.Error())
 	}
 	return apierr.InvalidJSON("the body is not the JSON this route takes")
-}
-
-// anyReadyAccount asks one EXISTS query (listing every account per submit
-// was the submit path's second cost after the queue count).
-func (s *Server) anyReadyAccount(r *http.Request) (bool, error) {
-	ok, err := s.cfg.DB.HasReadyAccount(r.Context())
-	if err != nil {
-		return false, apierr.Internal(err)
-	}
-	return ok, nil
 }
 
 func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) error {

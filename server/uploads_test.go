@@ -198,6 +198,9 @@ func (e *testEnv) finish(id string, accountID int64) {
 	if _, err := e.db.ClaimTask(ctx, id, accountID); err != nil {
 		e.t.Fatal(err)
 	}
+	if _, err := e.db.StartTask(ctx, id, accountID); err != nil {
+		e.t.Fatal(err)
+	}
 	res, prev := "media/"+id+".png", "media/"+id+".preview.png"
 	for _, p := range []string{res, prev} {
 		if err := os.WriteFile(filepath.Join(e.dataDir, p), pngBytes, 0o600); err != nil {

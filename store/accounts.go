@@ -19,6 +19,12 @@ const (
 	AccountDisabled = "disabled"
 )
 
+// Workspace drivers (CONTRACT section 14).
+const (
+	DriverGooni   = "gooni"   // Workspace API v1 (section 8): the Modal app, workspace-sim
+	DriverComfyUI = "comfyui" // a ComfyUI server
+)
+
 // Deploy statuses; "" means never deployed.
 const (
 	DeployRunning   = "running"
@@ -39,6 +45,21 @@ type Account struct {
 	LastDeployAt             time.Time
 	HasCredentials           bool
 	CreatedAt, UpdatedAt     time.Time
+	Driver                   string   // DriverGooni | DriverComfyUI
+	Models                   []string // catalog model ids the last successful health check found served
+	// ConfigRev changes whenever the account's target, driver or
+	// credentials do: a driver built for one revision is stale after it.
+	ConfigRev int64
+}
+
+// Serves reports whether the account's last health check found model served.
+func (a *Account) Serves(model string) bool {
+	for _, m := range a.Models {
+		if m == model {
+			return true
+		}
+	}
+	return false
 }
 
 // AccountPatch changes only the fields that are set.
@@ -47,6 +68,7 @@ type AccountPatch struct {
 	Capacity    *int
 	Credentials map[string]string // nil = keep; empty = remove
 	BaseURL     *string
+	Driver      *string
 }
 
 // MaxDeployOutput is how much deploy output is kept (the tail).
@@ -59,15 +81,21 @@ var ErrNoAccountKey = errors.New("store: no account key configured (GG_ACCOUNT_K
 var errCredentialsUnreadable = errors.New("store: stored credentials cannot be opened with the configured account keys")
 
 const accountColumns = `id, name, workspace, base_url, capacity, status, status_reason, last_health_check_at,
-	deploy_status, deploy_output, last_deploy_at, credentials IS NOT NULL, created_at, updated_at`
+	deploy_status, deploy_output, last_deploy_at, credentials IS NOT NULL, created_at, updated_at,
+	driver, models, config_rev`
 
 func scanAccount(r rowScanner) (*Account, error) {
 	var a Account
 	var checked, deployed, created, updated sql.NullInt64
+	var models string
 	err := r.Scan(&a.ID, &a.Name, &a.Workspace, &a.BaseURL, &a.Capacity, &a.Status, &a.StatusReason, &checked,
-		&a.DeployStatus, &a.DeployOutput, &deployed, &a.HasCredentials, &created, &updated)
+		&a.DeployStatus, &a.DeployOutput, &deployed, &a.HasCredentials, &created, &updated,
+		&a.Driver, &models, &a.ConfigRev)
 	if err != nil {
 		return nil, err
+	}
+	if json.Unmarshal([]byte(models), &a.Models) != nil {
+		a.Models = nil // a hand-edited row: serves nothing until the next health check
 	}
 	a.LastHealthCheckAt, a.LastDeployAt = fromMS(checked), fromMS(deployed)
 	a.CreatedAt, a.UpdatedAt = fromMS(created), fromMS(updated)
@@ -128,10 +156,13 @@ func (db *DB) createAccountTx(ctx context.Context, tx *sql.Tx, a *Account, tok [
 	if a.Capacity == 0 {
 		a.Capacity = 1
 	}
+	if a.Driver == "" {
+		a.Driver = DriverGooni
+	}
 	now := db.now().UTC().Truncate(time.Millisecond)
 	res, err := tx.ExecContext(ctx, `INSERT INTO accounts (name, workspace, base_url, capacity, status,
-		status_reason, credentials, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		a.Name, a.Workspace, a.BaseURL, a.Capacity, a.Status, a.StatusReason, tok, now.UnixMilli(), now.UnixMilli())
+		status_reason, credentials, created_at, updated_at, driver) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.Name, a.Workspace, a.BaseURL, a.Capacity, a.Status, a.StatusReason, tok, now.UnixMilli(), now.UnixMilli(), a.Driver)
 	if err != nil {
 		if isUniqueViolation(err) {
 			return ErrDuplicate
@@ -143,6 +174,7 @@ func (db *DB) createAccountTx(ctx context.Context, tx *sql.Tx, a *Account, tok [
 	}
 	a.HasCredentials = tok != nil
 	a.CreatedAt, a.UpdatedAt = now, now
+	a.Models, a.ConfigRev = nil, 1
 	a.DeployStatus, a.DeployOutput = "", ""
 	a.LastHealthCheckAt, a.LastDeployAt = time.Time{}, time.Time{}
 	return nil
@@ -192,12 +224,26 @@ func (db *DB) updateAccountTx(ctx context.Context, tx *sql.Tx, id int64, p Accou
 	if p.Capacity != nil {
 		a.Capacity = *p.Capacity
 	}
+	rev := a.ConfigRev
+	if (p.BaseURL != nil && *p.BaseURL != a.BaseURL) || (p.Driver != nil && *p.Driver != a.Driver) || p.Credentials != nil {
+		rev++
+	}
 	if p.BaseURL != nil {
 		a.BaseURL = *p.BaseURL
 	}
+	if p.Driver != nil {
+		a.Driver = *p.Driver
+	}
+	models := a.Models
+	if rev != a.ConfigRev {
+		// Another target: what the old one served says nothing of it.
+		models = nil
+	}
+	mj, _ := json.Marshal(nonNil(models))
 	now := db.nowMS()
-	_, err = tx.ExecContext(ctx, `UPDATE accounts SET name = ?, capacity = ?, base_url = ?, updated_at = ? WHERE id = ?`,
-		a.Name, a.Capacity, a.BaseURL, now, id)
+	_, err = tx.ExecContext(ctx, `UPDATE accounts SET name = ?, capacity = ?, base_url = ?, driver = ?, models = ?,
+		config_rev = ?, updated_at = ? WHERE id = ?`,
+		a.Name, a.Capacity, a.BaseURL, a.Driver, string(mj), rev, now, id)
 	if err != nil {
 		if isUniqueViolation(err) {
 			return ErrDuplicate
@@ -210,6 +256,22 @@ func (db *DB) updateAccountTx(ctx context.Context, tx *sql.Tx, id int64, p Accou
 		}
 	}
 	return nil
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// SetAccountModels records the catalog models a successful health check
+// found the account able to serve (CONTRACT section 14), unless its config
+// revision moved on meanwhile (the check was of the old target).
+func (db *DB) SetAccountModels(ctx context.Context, id, configRev int64, models []string) error {
+	mj, _ := json.Marshal(nonNil(models))
+	_, err := db.writer.ExecContext(ctx, `UPDATE accounts SET models = ? WHERE id = ? AND config_rev = ?`, string(mj), id, configRev)
+	return err
 }
 
 var accountStatuses = map[string]bool{AccountPending: true, AccountReady: true, AccountFailed: true, AccountDisabled: true}
@@ -353,5 +415,14 @@ func (db *DB) ResealCredentials(ctx context.Context) (int, error) {
 func (db *DB) HasReadyAccount(ctx context.Context) (bool, error) {
 	var ok bool
 	err := db.stmtHasReady.QueryRowContext(ctx).Scan(&ok)
+	return ok, err
+}
+
+// HasReadyAccountFor reports whether a ready account serves model
+// (CONTRACT section 14: POST /generate for a model nobody ready serves is
+// no_workers).
+func (db *DB) HasReadyAccountFor(ctx context.Context, model string) (bool, error) {
+	var ok bool
+	err := db.stmtReadyFor.QueryRowContext(ctx, model).Scan(&ok)
 	return ok, err
 }

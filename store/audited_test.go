@@ -152,6 +152,9 @@ func TestRemoveAccountAudited(t *testing.T) {
 		if _, err := db.ClaimTask(bg, task.ID, a.ID); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := db.StartTask(bg, task.ID, a.ID); err != nil {
+			t.Fatal(err)
+		}
 		ids = append(ids, task.ID)
 	}
 	if err := db.CompleteTask(bg, ids[2], "media/x.png", "image/png", "", ""); err != nil {

@@ -60,7 +60,7 @@ type DB struct {
 	creates chan *createRequest
 	pending pendingBound // committer-only
 	// Statements of the submit path, prepared once.
-	stmtInsertTask, stmtHasReady *sql.Stmt
+	stmtInsertTask, stmtHasReady, stmtReadyFor *sql.Stmt
 	// pendingAdds counts pending rows added outside the committer (requeues).
 	pendingAdds atomic.Int64
 	closing     chan struct{}
@@ -188,6 +188,10 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 	if db.stmtInsertTask, err = db.writer.Prepare(insertTaskSQL); err == nil {
 		db.stmtHasReady, err = db.reader.Prepare(`SELECT EXISTS (SELECT 1 FROM accounts WHERE status = 'ready')`)
 	}
+	if err == nil {
+		db.stmtReadyFor, err = db.reader.Prepare(`SELECT EXISTS (SELECT 1 FROM accounts, json_each(accounts.models)
+			WHERE accounts.status = 'ready' AND json_each.value = ?)`)
+	}
 	if err != nil {
 		db.reader.Close()
 		db.writer.Close()
@@ -279,6 +283,7 @@ func (db *DB) Close() error {
 		db.committed.Wait()
 		db.stmtInsertTask.Close()
 		db.stmtHasReady.Close()
+		db.stmtReadyFor.Close()
 		errR := db.reader.Close()
 		errW := db.writer.Close()
 		db.closeErr = errors.Join(errR, errW)

@@ -33,30 +33,37 @@ type Task struct {
 	// before the row commits and kept until the task is deleted.
 	InputPath, InputType string
 	InputBytes           int64
+	// HandedAt is when a workspace took the task (zero = not handed out).
+	// A handed task stays pending until its workspace reports it running.
+	HandedAt time.Time
 }
+
+// Handed reports whether a pending task waits in a workspace's own queue.
+func (t *Task) Handed() bool { return t.Status == StatusPending && t.AccountID != 0 }
 
 // HasImage reports whether the task has an i2v input image.
 func (t *Task) HasImage() bool { return t.InputPath != "" }
 
 const taskColumns = `id, type, model, mode, prompt, negative_prompt, params, status, progress,
 	account_id, attempts, error_code, error_message, created_at, started_at, completed_at, updated_at,
-	result_path, result_type, preview_path, preview_type, input_path, input_type, input_bytes`
+	result_path, result_type, preview_path, preview_type, input_path, input_type, input_bytes, handed_at`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
 func scanTask(r rowScanner) (*Task, error) {
 	var t Task
 	var params string
-	var account, created, started, completed, updated sql.NullInt64
+	var account, created, started, completed, updated, handed sql.NullInt64
 	err := r.Scan(&t.ID, &t.Type, &t.Model, &t.Mode, &t.Prompt, &t.NegativePrompt, &params, &t.Status, &t.Progress,
 		&account, &t.Attempts, &t.ErrorCode, &t.ErrorMessage, &created, &started, &completed, &updated,
-		&t.ResultPath, &t.ResultType, &t.PreviewPath, &t.PreviewType, &t.InputPath, &t.InputType, &t.InputBytes)
+		&t.ResultPath, &t.ResultType, &t.PreviewPath, &t.PreviewType, &t.InputPath, &t.InputType, &t.InputBytes, &handed)
 	if err != nil {
 		return nil, err
 	}
 	t.Params = json.RawMessage(params)
 	t.AccountID = account.Int64
 	t.CreatedAt, t.StartedAt, t.CompletedAt, t.UpdatedAt = fromMS(created), fromMS(started), fromMS(completed), fromMS(updated)
+	t.HandedAt = fromMS(handed)
 	return &t, nil
 }
 
@@ -147,7 +154,7 @@ func openInputBytes(ctx context.Context, tx *sql.Tx) (int64, error) {
 
 func countPending(ctx context.Context, tx *sql.Tx) (int, error) {
 	var n int
-	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM tasks WHERE status = 'pending'`).Scan(&n)
+	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM tasks WHERE status = 'pending' AND account_id IS NULL`).Scan(&n)
 	return n, err
 }
 
@@ -359,21 +366,24 @@ func (db *DB) GetTask(ctx context.Context, id string) (*Task, error) {
 	return t, err
 }
 
-// QueuePosition is the 1-based place among pending tasks by id; 0 if not pending.
+// QueuePosition is the 1-based place among the tasks not yet handed to a
+// workspace, by id; 0 if the task is not waiting in Gooni's queue.
 func (db *DB) QueuePosition(ctx context.Context, id string) (int, error) {
 	var status string
 	var pos int
+	var handed bool
 	err := db.reader.QueryRowContext(ctx, `SELECT status,
-		(SELECT count(*) FROM tasks p WHERE p.status = 'pending' AND p.id < t.id)
-		FROM tasks t WHERE t.id = ?`, id).Scan(&status, &pos)
+		(SELECT count(*) FROM tasks p WHERE p.status = 'pending' AND p.account_id IS NULL AND p.id < t.id),
+		t.account_id IS NOT NULL
+		FROM tasks t WHERE t.id = ?`, id).Scan(&status, &pos, &handed)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNotFound
 	}
 	if err != nil {
 		return 0, err
 	}
-	if status != StatusPending {
-		return 0, nil
+	if status != StatusPending || handed {
+		return 0, nil // handed to a workspace: no longer in Gooni's queue
 	}
 	return pos + 1, nil
 }
@@ -394,7 +404,7 @@ func (db *DB) CountByStatus(ctx context.Context) (map[string]int, error) {
 func (db *DB) OldestPending(ctx context.Context) (time.Time, bool, error) {
 	var created int64
 	err := db.reader.QueryRowContext(ctx,
-		`SELECT created_at FROM tasks WHERE status = 'pending' ORDER BY id LIMIT 1`).Scan(&created)
+		`SELECT created_at FROM tasks WHERE status = 'pending' AND account_id IS NULL ORDER BY id LIMIT 1`).Scan(&created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, false, nil
 	}
@@ -410,7 +420,14 @@ func (db *DB) ListPending(ctx context.Context, limit int) ([]*Task, error) {
 		limit = -1
 	}
 	return db.queryTasks(ctx, db.reader,
-		`SELECT `+taskColumns+` FROM tasks WHERE status = 'pending' ORDER BY id LIMIT ?`, limit)
+		`SELECT `+taskColumns+` FROM tasks WHERE status = 'pending' AND account_id IS NULL ORDER BY id LIMIT ?`, limit)
+}
+
+// ListInFlight returns every task on a workspace, oldest first: handed
+// (pending with an account) and processing.
+func (db *DB) ListInFlight(ctx context.Context) ([]*Task, error) {
+	return db.queryTasks(ctx, db.reader, `SELECT `+taskColumns+` FROM tasks
+		WHERE status = 'processing' OR (status = 'pending' AND account_id IS NOT NULL) ORDER BY id`)
 }
 
 // ListProcessing returns every processing task, oldest first.
@@ -419,10 +436,11 @@ func (db *DB) ListProcessing(ctx context.Context) ([]*Task, error) {
 		`SELECT `+taskColumns+` FROM tasks WHERE status = 'processing' ORDER BY id`)
 }
 
-// RunningByAccount counts processing tasks per account.
+// RunningByAccount counts the tasks each account holds (handed or
+// processing): what its capacity is measured against.
 func (db *DB) RunningByAccount(ctx context.Context) (map[int64]int, error) {
 	return countBy[int64](ctx, db.reader,
-		`SELECT account_id, count(*) FROM tasks WHERE status = 'processing' AND account_id IS NOT NULL GROUP BY account_id`)
+		`SELECT account_id, count(*) FROM tasks WHERE account_id IS NOT NULL AND status IN ('pending', 'processing') GROUP BY account_id`)
 }
 
 // transitionError tells a missing task (ErrNotFound) from one in the wrong state (ErrConflict).
@@ -440,15 +458,18 @@ func transitionError(ctx context.Context, q interface {
 	return ErrConflict
 }
 
-// ClaimTask: pending -> processing on accountID, attempts+1, started_at=now (ErrConflict if not pending).
+// ClaimTask hands a queued task to accountID: it stays pending, now bound
+// to the account with handed_at=now and one more attempt (CONTRACT section
+// 14: a task waiting in a workspace's own queue stays pending). ErrConflict
+// when it is not a queued (unhanded) pending task.
 func (db *DB) ClaimTask(ctx context.Context, id string, accountID int64) (*Task, error) {
 	var t *Task
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		now := db.nowMS()
 		var err error
-		t, err = scanTask(tx.QueryRowContext(ctx, `UPDATE tasks SET status = 'processing', account_id = ?,
-			attempts = attempts + 1, started_at = ?, updated_at = ?
-			WHERE id = ? AND status = 'pending' RETURNING `+taskColumns, nullID(accountID), now, now, id))
+		t, err = scanTask(tx.QueryRowContext(ctx, `UPDATE tasks SET account_id = ?, handed_at = ?,
+			attempts = attempts + 1, started_at = NULL, updated_at = ?
+			WHERE id = ? AND status = 'pending' AND account_id IS NULL RETURNING `+taskColumns, nullID(accountID), now, now, id))
 		if errors.Is(err, sql.ErrNoRows) {
 			return transitionError(ctx, tx, id)
 		}
@@ -459,6 +480,43 @@ func (db *DB) ClaimTask(ctx context.Context, id string, accountID int64) (*Task,
 	}
 	db.taskChanged(id)
 	return t, nil
+}
+
+// StartTask records that a handed task's workspace reports it running:
+// pending -> processing with started_at=now, which starts its TTL clock.
+// ErrConflict when it is not pending on accountID.
+func (db *DB) StartTask(ctx context.Context, id string, accountID int64) (*Task, error) {
+	var t *Task
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		now := db.nowMS()
+		var err error
+		t, err = scanTask(tx.QueryRowContext(ctx, `UPDATE tasks SET status = 'processing', started_at = ?, updated_at = ?
+			WHERE id = ? AND status = 'pending' AND account_id = ? RETURNING `+taskColumns, now, now, id, accountID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return transitionError(ctx, tx, id)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	db.taskChanged(id)
+	return t, nil
+}
+
+// ReleaseTask takes a handed task back from a workspace that was busy (it
+// answered 429 or 503): queued again, its attempt not counted, no retry
+// reason recorded. ErrConflict when it is not pending on accountID.
+func (db *DB) ReleaseTask(ctx context.Context, id string, accountID int64) error {
+	db.pendingAdds.Add(1)
+	res, err := db.writer.ExecContext(ctx, `UPDATE tasks SET account_id = NULL, handed_at = NULL,
+		attempts = max(attempts - 1, 0), updated_at = ?
+		WHERE id = ? AND status = 'pending' AND account_id = ?`, db.nowMS(), id, accountID)
+	if err := one(res, err, func() error { return transitionError(ctx, db.writer, id) }); err != nil {
+		return err
+	}
+	db.taskChanged(id)
+	return nil
 }
 
 func nullID(id int64) any {
@@ -496,7 +554,7 @@ func processingAccount(ctx context.Context, tx *sql.Tx, id string) (sql.NullInt6
 	if err != nil {
 		return account, err
 	}
-	if status != StatusProcessing {
+	if status != StatusProcessing && !(status == StatusPending && account.Valid) {
 		return account, ErrConflict
 	}
 	return account, nil
@@ -506,9 +564,9 @@ func processingAccount(ctx context.Context, tx *sql.Tx, id string) (sql.NullInt6
 func requeue(ctx context.Context, tx *sql.Tx, id string, account sql.NullInt64, reason string, now int64) error {
 	// Progress is kept: a client's view never goes down (contract section 6);
 	// the next workspace's progress counts only once it passes it.
-	res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'pending', started_at = NULL,
+	res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'pending', started_at = NULL, handed_at = NULL,
 		updated_at = ?, account_id = NULL
-		WHERE id = ? AND status = 'processing'`, now, id)
+		WHERE id = ? AND (status = 'processing' OR (status = 'pending' AND account_id IS NOT NULL))`, now, id)
 	if err != nil {
 		return err
 	}
@@ -553,7 +611,7 @@ func (db *DB) RequeueOrFail(ctx context.Context, id string, accountID int64, rea
 		if err != nil {
 			return err
 		}
-		if t.Status != StatusProcessing || (accountID != 0 && t.AccountID != accountID) {
+		if !(t.Status == StatusProcessing || t.Handed()) || (accountID != 0 && t.AccountID != accountID) {
 			return ErrConflict
 		}
 		now := db.nowMS()
@@ -673,6 +731,13 @@ func failTask(ctx context.Context, tx *sql.Tx, id, code, message string, now int
 func (db *DB) ListStale(ctx context.Context, typ string, cutoff time.Time) ([]*Task, error) {
 	return db.queryTasks(ctx, db.reader, `SELECT `+taskColumns+` FROM tasks
 		WHERE status = 'processing' AND type = ? AND started_at < ? ORDER BY id`, typ, cutoff.UnixMilli())
+}
+
+// ListQueuedStale: tasks handed to a workspace before cutoff that it has not
+// started yet (GG_TTL_QUEUED, CONTRACT section 14).
+func (db *DB) ListQueuedStale(ctx context.Context, cutoff time.Time) ([]*Task, error) {
+	return db.queryTasks(ctx, db.reader, `SELECT `+taskColumns+` FROM tasks
+		WHERE status = 'pending' AND account_id IS NOT NULL AND handed_at < ? ORDER BY id`, cutoff.UnixMilli())
 }
 
 // Gallery: done tasks newest first (ORDER BY id DESC), cursor = last id seen ("" = start), limit 1..100.

@@ -237,6 +237,9 @@ func TestGroupCommitBadRequestFailsAlone(t *testing.T) {
 	}
 }
 
+// handed names, in the transition table, a pending task a workspace took.
+const handed = "handed"
+
 func TestTaskTransitions(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)}
 	opts := testOptions(t)
@@ -244,7 +247,8 @@ func TestTaskTransitions(t *testing.T) {
 	db, _ := openTest(t, opts)
 	acc := newAccount(t, db, "w1")
 
-	// setup brings a fresh task to a status.
+	// setup brings a fresh task to a status; "handed" is a pending task a
+	// workspace took but has not started.
 	setup := func(t *testing.T, status string) string {
 		t.Helper()
 		task := newTask("s")
@@ -255,6 +259,12 @@ func TestTaskTransitions(t *testing.T) {
 			return task.ID
 		}
 		if _, err := db.ClaimTask(bg, task.ID, acc.ID); err != nil {
+			t.Fatal(err)
+		}
+		if status == handed {
+			return task.ID
+		}
+		if _, err := db.StartTask(bg, task.ID, acc.ID); err != nil {
 			t.Fatal(err)
 		}
 		switch status {
@@ -271,6 +281,8 @@ func TestTaskTransitions(t *testing.T) {
 	}
 	ops := map[string]func(id string) error{
 		"claim":    func(id string) error { _, err := db.ClaimTask(bg, id, acc.ID); return err },
+		"start":    func(id string) error { _, err := db.StartTask(bg, id, acc.ID); return err },
+		"release":  func(id string) error { return db.ReleaseTask(bg, id, acc.ID) },
 		"requeue":  func(id string) error { return db.RequeueTask(bg, id, "refused") },
 		"progress": func(id string) error { return db.SetProgress(bg, id, 50) },
 		"complete": func(id string) error { return db.CompleteTask(bg, id, "r.png", "image/png", "p.png", "image/png") },
@@ -280,21 +292,33 @@ func TestTaskTransitions(t *testing.T) {
 		op, from, to string
 		want         error
 	}{
-		{"claim", StatusPending, StatusProcessing, nil},
+		{"claim", StatusPending, StatusPending, nil}, // handed: pending until the workspace runs it
+		{"claim", handed, StatusPending, ErrConflict},
 		{"claim", StatusProcessing, StatusProcessing, ErrConflict},
 		{"claim", StatusDone, StatusDone, ErrConflict},
 		{"claim", StatusFailed, StatusFailed, ErrConflict},
+		{"start", handed, StatusProcessing, nil},
+		{"start", StatusPending, StatusPending, ErrConflict},
+		{"start", StatusProcessing, StatusProcessing, ErrConflict},
+		{"start", StatusDone, StatusDone, ErrConflict},
+		{"release", handed, StatusPending, nil},
+		{"release", StatusPending, StatusPending, ErrConflict},
+		{"release", StatusProcessing, StatusProcessing, ErrConflict},
 		{"requeue", StatusProcessing, StatusPending, nil},
+		{"requeue", handed, StatusPending, nil},
 		{"requeue", StatusPending, StatusPending, ErrConflict},
 		{"requeue", StatusDone, StatusDone, ErrConflict},
 		{"progress", StatusProcessing, StatusProcessing, nil},
 		{"progress", StatusPending, StatusPending, ErrConflict},
+		{"progress", handed, StatusPending, ErrConflict},
 		{"progress", StatusDone, StatusDone, ErrConflict},
 		{"complete", StatusProcessing, StatusDone, nil},
 		{"complete", StatusPending, StatusPending, ErrConflict},
+		{"complete", handed, StatusPending, ErrConflict},
 		{"complete", StatusDone, StatusDone, ErrConflict},
 		{"complete", StatusFailed, StatusFailed, ErrConflict},
 		{"fail", StatusPending, StatusFailed, nil},
+		{"fail", handed, StatusFailed, nil},
 		{"fail", StatusProcessing, StatusFailed, nil},
 		{"fail", StatusDone, StatusDone, ErrConflict},
 		{"fail", StatusFailed, StatusFailed, ErrConflict},
@@ -331,14 +355,23 @@ func TestTaskLifecycleFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if claimed.Status != StatusProcessing || claimed.AccountID != acc.ID || claimed.Attempts != 1 || !claimed.StartedAt.Equal(clock.Now()) {
-		t.Fatalf("claimed: %+v", claimed)
+	if claimed.Status != StatusPending || claimed.AccountID != acc.ID || claimed.Attempts != 1 ||
+		!claimed.HandedAt.Equal(clock.Now()) || !claimed.StartedAt.IsZero() {
+		t.Fatalf("claimed (handed, not started): %+v", claimed)
+	}
+	if pos, _ := db.QueuePosition(bg, task.ID); pos != 0 {
+		t.Fatalf("a handed task has queue position %d, want 0", pos)
+	}
+	clock.Advance(time.Second)
+	started, err := db.StartTask(bg, task.ID, acc.ID)
+	if err != nil || started.Status != StatusProcessing || !started.StartedAt.Equal(clock.Now()) || !started.HandedAt.Equal(clock.Now().Add(-time.Second)) {
+		t.Fatalf("started: %+v %v", started, err)
 	}
 	if err := db.RequeueTask(bg, task.ID, "workspace refused: 503"); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := db.GetTask(bg, task.ID)
-	if got.AccountID != 0 || got.Attempts != 1 || !got.StartedAt.IsZero() {
+	if got.AccountID != 0 || got.Attempts != 1 || !got.StartedAt.IsZero() || !got.HandedAt.IsZero() {
 		t.Fatalf("requeued: %+v", got)
 	}
 	if _, err := db.ClaimTask(bg, task.ID, acc.ID); err != nil {
@@ -354,6 +387,20 @@ func TestTaskLifecycleFields(t *testing.T) {
 	claimed, _ = db.ClaimTask(bg, task.ID, acc.ID)
 	if claimed.Attempts != 3 {
 		t.Fatalf("attempts = %d, want 3", claimed.Attempts)
+	}
+	// A busy workspace gives a task back without using a try.
+	if err := db.ReleaseTask(bg, task.ID, acc.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.GetTask(bg, task.ID); got.Attempts != 2 || got.AccountID != 0 || !got.HandedAt.IsZero() {
+		t.Fatalf("released: %+v", got)
+	}
+	if r, _ := db.RetryReasons(bg, task.ID); len(r) != 2 {
+		t.Fatalf("a release recorded a retry reason: %q", r)
+	}
+	claimed, _ = db.ClaimTask(bg, task.ID, acc.ID)
+	if _, err := db.StartTask(bg, task.ID, acc.ID); err != nil {
+		t.Fatal(err)
 	}
 
 	for _, step := range []struct{ set, want int }{{10, 10}, {5, 10}, {-3, 10}, {100, 99}, {250, 99}, {42, 99}} {
@@ -435,6 +482,9 @@ func TestTaskQueries(t *testing.T) {
 		if _, err := db.ClaimTask(bg, ids[c.i], c.acc); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := db.StartTask(bg, ids[c.i], c.acc); err != nil {
+			t.Fatal(err)
+		}
 		clock.Advance(time.Minute)
 	}
 	db.FailTask(bg, ids[5], "timeout", "x")
@@ -497,6 +547,32 @@ func TestTaskQueries(t *testing.T) {
 			t.Errorf("ListStale(%s, -%v) = %s %v, want %s", tc.typ, tc.cutoff, taskIDs(stale), err, tc.want)
 		}
 	}
+	// A task handed to a workspace but not started: still pending, out of
+	// Gooni's queue, counted against its account, polled, and timed by
+	// handed_at (GG_TTL_QUEUED), not by the processing TTL.
+	if _, err := db.ClaimTask(bg, ids[1], a2.ID); err != nil {
+		t.Fatal(err)
+	}
+	if pos, _ := db.QueuePosition(bg, ids[1]); pos != 0 {
+		t.Errorf("QueuePosition of a handed task = %d, want 0", pos)
+	}
+	if p, _ := db.ListPending(bg, 0); taskIDs(p) != ids[0] {
+		t.Errorf("ListPending with a handed task = %s, want only %s", taskIDs(p), ids[0])
+	}
+	if r, _ := db.RunningByAccount(bg); r[a2.ID] != 2 {
+		t.Errorf("RunningByAccount with a handed task = %v, want 2 on a2", r)
+	}
+	if f, _ := db.ListInFlight(bg); taskIDs(f) != strings.Join(ids[1:5], ",") {
+		t.Errorf("ListInFlight = %s", taskIDs(f))
+	}
+	clock.Advance(10 * time.Minute)
+	if q, _ := db.ListQueuedStale(bg, clock.Now().Add(-5*time.Minute)); taskIDs(q) != ids[1] {
+		t.Errorf("ListQueuedStale = %s, want %s", taskIDs(q), ids[1])
+	}
+	if q, _ := db.ListQueuedStale(bg, clock.Now().Add(-11*time.Minute)); len(q) != 0 {
+		t.Errorf("ListQueuedStale before it was handed = %s", taskIDs(q))
+	}
+	db.RequeueTask(bg, ids[1], "back")
 	// Deleting an account leaves its finished tasks without one.
 	db.CompleteTask(bg, ids[4], "r", "video/mp4", "p", "image/webp")
 	if err := db.DeleteAccount(bg, a2.ID); err != nil {
@@ -518,6 +594,7 @@ func TestGalleryPaging(t *testing.T) {
 			continue // stays pending: never in the gallery
 		}
 		db.ClaimTask(bg, task.ID, acc.ID)
+		db.StartTask(bg, task.ID, acc.ID)
 		if err := db.CompleteTask(bg, task.ID, "r", "image/png", "p", "image/png"); err != nil {
 			t.Fatal(err)
 		}

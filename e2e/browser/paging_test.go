@@ -37,6 +37,9 @@ func seedDone(t *testing.T, srv *server, n int) []string {
 		if _, err := db.ClaimTask(ctx, task.ID, demo.ID); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := db.StartTask(ctx, task.ID, demo.ID); err != nil {
+			t.Fatal(err)
+		}
 		res, prev := "media/"+task.ID+".png", "media/"+task.ID+".preview.png"
 		for _, p := range []string{res, prev} {
 			if err := os.WriteFile(filepath.Join(srv.DataDir, p), png, 0o600); err != nil {

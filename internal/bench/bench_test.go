@@ -47,6 +47,10 @@ func benchServer(tb testing.TB, dataDir string) (url, apiKey string, db *store.D
 	if _, err := db.SetAccountStatus(context.Background(), acc.ID, "ready", "", time.Now()); err != nil {
 		tb.Fatal(err)
 	}
+	// As a health check of a workspace serving the whole catalog records.
+	if err := db.SetAccountModels(context.Background(), acc.ID, acc.ConfigRev, []string{"anisora", "phr00t", "pony", "flux"}); err != nil {
+		tb.Fatal(err)
+	}
 	srv := server.New(server.Config{
 		DB: db, Catalog: cat, Secrets: sec, DataDir: dataDir, Version: "test", SessionMode: "open",
 		QueueMax: 1_000_000, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),

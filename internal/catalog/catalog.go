@@ -141,6 +141,15 @@ func Load(data []byte) (*Catalog, error) {
 	return c, nil
 }
 
+// ModelIDs lists the catalog's model ids in catalog order.
+func (c *Catalog) ModelIDs() []string {
+	ids := make([]string, 0, len(c.Models))
+	for _, m := range c.Models {
+		ids = append(ids, m.ID)
+	}
+	return ids
+}
+
 // Lookup finds a model by id or alias (exact match).
 func (c *Catalog) Lookup(idOrAlias string) (*Model, bool) {
 	if c == nil {

@@ -320,13 +320,7 @@ func (c *Catalog) ValidateInto(req *GenerateRequest, sink ImageSink) (*Validated
 	return v, nil
 }
 
-func (c *Catalog) modelList() string {
-	ids := make([]string, 0, len(c.Models))
-	for _, m := range c.Models {
-		ids = append(ids, m.ID)
-	}
-	return orList(ids)
-}
+func (c *Catalog) modelList() string { return orList(c.ModelIDs()) }
 
 func orList(items []string) string {
 	switch len(items) {

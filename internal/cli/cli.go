@@ -12,6 +12,7 @@ import (
 	"os"
 
 	"gooni/internal/config"
+	"gooni/internal/workspace/comfyui"
 )
 
 // Assets are the files embedded in the binary.
@@ -29,6 +30,8 @@ func Main(args []string, a Assets, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "workspace-sim":
 			return runWorkspaceSim(args[1:], stdout, stderr)
+		case "comfy-sim":
+			return comfyui.RunSimCommand(args[1:], stdout, stderr)
 		case "version":
 			return runVersion(a, stdout)
 		case "backup":
@@ -74,7 +77,11 @@ Usage:
   gooni serve [flags]                                  the same
   gooni workspace-sim [--addr 127.0.0.1:9100] [--duration 3s] [--capacity 2]
                       [--fault none|refuse|drop|hang|corrupt|error|5xx] [--fault-rate 0..1]
-                      [--require-key KEY:SECRET]       serve the simulated GPU workspace (Workspace API v1)
+                      [--require-key KEY:SECRET] [--models ids]
+                                                       serve the simulated GPU workspace (Workspace API v1)
+  gooni comfy-sim [--addr 127.0.0.1:8188] [--duration 3s] [--models files]
+                  [--fault none|validation|exec_error|oom|interrupt|restart|ws_drop|old_version]
+                                                       serve a simulated ComfyUI (the API subset the comfyui driver uses)
   gooni bench --url URL [--clients 10] [--duration 20s] ...
                                                        load test an installation (see docs/PERFORMANCE.md)
   gooni backup PATH                                    consistent copy of the live database to PATH
@@ -88,6 +95,7 @@ Usage:
 
 Flags of serve:
   --demo            also run the simulated workspace in-process as the worker account "demo"
+  --demo-driver D   with --demo: gooni (workspace-sim, the default) or comfyui (comfy-sim)
   --addr HOST:PORT  listen address (overrides GG_ADDR)
   --data-dir DIR    data directory (overrides GG_DATA_DIR)
 

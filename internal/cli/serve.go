@@ -19,6 +19,7 @@ import (
 	"gooni/internal/dispatch"
 	"gooni/internal/secrets"
 	"gooni/internal/workspace"
+	"gooni/internal/workspace/comfyui"
 	"gooni/server"
 	"gooni/store"
 )
@@ -67,6 +68,10 @@ func serve(cfg *config.Config, a Assets, log *slog.Logger) error {
 		}
 		return err
 	}
+	wfs, err := comfyui.LoadWorkflows(comfyui.EmbeddedWorkflows(), cfg.WorkflowsDir)
+	if err != nil {
+		return fmt.Errorf("workflows: %w", err)
+	}
 	auditLog := audit.NewWriter(db, log, nil)
 	metrics := server.NewMetrics(db)
 	d := dispatch.New(dispatch.Config{
@@ -74,6 +79,8 @@ func serve(cfg *config.Config, a Assets, log *slog.Logger) error {
 		DB:       db, DataDir: dir.Path(), WorkspaceURL: cfg.WorkspaceURL,
 		TTLImage: cfg.TTLImage, TTLVideo: cfg.TTLVideo, HealthInterval: cfg.HealthInterval,
 		DeployCommand: cfg.DeployCommand, Logger: log, Audit: auditLog,
+		RequestTimeout: cfg.WorkspaceTimeout, TTLQueued: cfg.TTLQueued,
+		Models: cat.ModelIDs(), Workflows: wfs,
 	})
 	srv := server.New(server.Config{
 		DB: db, Catalog: cat, Secrets: sec, Dispatcher: d, DataDir: dir.Path(), UI: a.UI, Version: a.Version, Audit: auditLog,
@@ -102,7 +109,7 @@ func serve(cfg *config.Config, a Assets, log *slog.Logger) error {
 	defer cancelBG()
 	var simDone chan struct{}
 	if cfg.Demo {
-		simDone, err = startDemo(ctx, bg, db, d, log)
+		simDone, err = startDemo(ctx, bg, db, d, cfg.DemoDriver, wfs, log)
 		if err != nil {
 			return fmt.Errorf("demo workspace: %w", err)
 		}
@@ -219,16 +226,28 @@ func checkOrphans(ctx context.Context, db *store.DB, sec *secrets.Set) error {
 
 // startDemo runs the simulated workspace in-process on a loopback port and
 // registers it as the ready worker account "demo".
-func startDemo(ctx, bg context.Context, db *store.DB, d *dispatch.Dispatcher, log *slog.Logger) (chan struct{}, error) {
-	sim, err := workspace.NewSim(workspace.SimConfig{Addr: "127.0.0.1:0", Duration: 3 * time.Second, Capacity: 2})
-	if err != nil {
-		return nil, err
+func startDemo(ctx, bg context.Context, db *store.DB, d *dispatch.Dispatcher, driver string, wfs *comfyui.Workflows, log *slog.Logger) (chan struct{}, error) {
+	var handler http.Handler
+	capacity := 2
+	if driver == store.DriverComfyUI {
+		// comfy-sim runs one prompt at a time, as ComfyUI does.
+		sim, err := comfyui.NewSim(comfyui.SimConfig{Duration: 3 * time.Second, Workflows: wfs})
+		if err != nil {
+			return nil, err
+		}
+		handler, capacity = sim.Handler(), 1
+	} else {
+		sim, err := workspace.NewSim(workspace.SimConfig{Addr: "127.0.0.1:0", Duration: 3 * time.Second, Capacity: 2})
+		if err != nil {
+			return nil, err
+		}
+		handler = sim.Handler()
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	hs := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		hs.Serve(ln)
@@ -244,14 +263,14 @@ func startDemo(ctx, bg context.Context, db *store.DB, d *dispatch.Dispatcher, lo
 	acc, err := db.GetAccountByName(ctx, "demo")
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		acc = &store.Account{Name: "demo", Workspace: "demo", BaseURL: base, Capacity: 2, Status: store.AccountPending}
+		acc = &store.Account{Name: "demo", Workspace: "demo", BaseURL: base, Capacity: capacity, Status: store.AccountPending, Driver: driver}
 		if err := db.CreateAccount(ctx, acc, map[string]string{}); err != nil {
 			return nil, err
 		}
 	case err != nil:
 		return nil, err
 	default:
-		if _, err := db.UpdateAccount(ctx, acc.ID, store.AccountPatch{BaseURL: &base}); err != nil {
+		if _, err := db.UpdateAccount(ctx, acc.ID, store.AccountPatch{BaseURL: &base, Driver: &driver, Capacity: &capacity}); err != nil {
 			return nil, err
 		}
 	}

@@ -18,28 +18,32 @@ import (
 
 // Config is the resolved configuration of `gooni serve`.
 type Config struct {
-	Addr            string
-	DataDir         DataDir
-	TLSCert, TLSKey string
-	HealthInterval  time.Duration
-	FrontendOrigins []string
-	TrustedProxies  []netip.Prefix
-	SessionMode     string // open | key
-	SessionTTL      time.Duration
-	AdminSessionTTL time.Duration
-	TTLImage        time.Duration
-	TTLVideo        time.Duration
-	WorkspaceURL    string
-	DeployCommand   string
-	QueueMax        int
-	MetricsAddr     string
-	CatalogFile     string
-	AuditRetention  time.Duration // 0 = keep audit events forever
-	MaxStreams      int           // open event streams in all (GG_MAX_STREAMS)
-	MaxUploads      int           // POST /generate bodies over 1 MiB read or decoded at once (GG_MAX_UPLOADS)
-	InputQuota      int64         // bytes of queued input images (GG_INPUT_QUOTA)
-	Demo            bool
-	Secrets         Secrets
+	Addr             string
+	DataDir          DataDir
+	TLSCert, TLSKey  string
+	HealthInterval   time.Duration
+	FrontendOrigins  []string
+	TrustedProxies   []netip.Prefix
+	SessionMode      string // open | key
+	SessionTTL       time.Duration
+	AdminSessionTTL  time.Duration
+	TTLImage         time.Duration
+	TTLVideo         time.Duration
+	WorkspaceURL     string
+	DeployCommand    string
+	QueueMax         int
+	MetricsAddr      string
+	CatalogFile      string
+	AuditRetention   time.Duration // 0 = keep audit events forever
+	MaxStreams       int           // open event streams in all (GG_MAX_STREAMS)
+	WorkspaceTimeout time.Duration // one workspace call (GG_WORKSPACE_TIMEOUT)
+	TTLQueued        time.Duration // waiting in a workspace's own queue (GG_TTL_QUEUED)
+	WorkflowsDir     string        // ComfyUI workflows overriding the built-in ones, file by file (GG_WORKFLOWS_DIR)
+	DemoDriver       string        // --demo-driver: gooni (workspace-sim) or comfyui (comfy-sim)
+	MaxUploads       int           // POST /generate bodies over 1 MiB read or decoded at once (GG_MAX_UPLOADS)
+	InputQuota       int64         // bytes of queued input images (GG_INPUT_QUOTA)
+	Demo             bool
+	Secrets          Secrets
 }
 
 // Secrets is where each secret may be given: a value in the environment
@@ -90,6 +94,9 @@ var Vars = []Var{
 	{"GG_CATALOG", "empty (the built-in inference_settings.json)", "path of a model catalog to use instead of the built-in one"},
 	{"GG_API_KEY_GRACE", "24h", "how long a rotated-out API key stays valid (0 = not at all)"},
 	{"GG_AUDIT_RETENTION", "empty (keep forever)", "remove audit events older than this, daily; at least 2160h (90 days)"},
+	{"GG_WORKSPACE_TIMEOUT", "30s", "limit of one workspace call; an account is marked failed after 3 timeouts in a row"},
+	{"GG_TTL_QUEUED", "60m", "a task handed to a workspace that has not started it fails with timeout after this"},
+	{"GG_WORKFLOWS_DIR", "empty (the built-in workflows)", "directory of ComfyUI workflows (<model>-<mode>.json and .manifest.json) overriding the built-in ones file by file"},
 	{"GG_MAX_STREAMS", "2000", "open event streams in all; past it new streams get 503 server_busy"},
 	{"GG_MAX_UPLOADS", "4", "POST /generate bodies over 1 MiB read and decoded at once; others wait up to 10 s, then 503 server_busy"},
 	{"GG_INPUT_QUOTA", "2GiB", "bytes of i2v input images of pending and processing tasks; past it 503 queue_full"},
@@ -241,6 +248,9 @@ func Load(args []string, getenv func(string) string, usage func(io.Writer), out 
 	c.AuditRetention = r.atLeast("GG_AUDIT_RETENTION", 0, 90*24*time.Hour, "a duration of at least 2160h (90 days)")
 	c.Secrets = r.secrets()
 	c.MaxStreams = r.count("GG_MAX_STREAMS", 2000)
+	c.WorkspaceTimeout = r.positive("GG_WORKSPACE_TIMEOUT", "30s")
+	c.TTLQueued = r.positive("GG_TTL_QUEUED", "60m")
+	c.WorkflowsDir = getenv("GG_WORKFLOWS_DIR")
 	c.MaxUploads = r.count("GG_MAX_UPLOADS", 4)
 	c.InputQuota = r.size("GG_INPUT_QUOTA", 2<<30)
 	qm := r.str("GG_QUEUE_MAX", "1000")
@@ -275,6 +285,7 @@ func Load(args []string, getenv func(string) string, usage func(io.Writer), out 
 	fs.StringVar(&addr, "addr", addr, "listen address (GG_ADDR)")
 	fs.StringVar(&dataDir, "data-dir", dataDir, "data directory (GG_DATA_DIR)")
 	fs.BoolVar(&c.Demo, "demo", false, "also run the built-in simulated workspace as the `demo` worker account")
+	fs.StringVar(&c.DemoDriver, "demo-driver", "gooni", "with --demo: the simulated workspace's driver, gooni (workspace-sim) or comfyui (comfy-sim)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, ErrHelp
@@ -284,6 +295,9 @@ func Load(args []string, getenv func(string) string, usage func(io.Writer), out 
 	c.Addr, c.DataDir = addr, DataDir(dataDir)
 	if fs.NArg() > 0 {
 		r.errs = append(r.errs, fmt.Errorf("unexpected argument %q (see gooni --help)", fs.Arg(0)))
+	}
+	if c.DemoDriver != "gooni" && c.DemoDriver != "comfyui" {
+		r.errs = append(r.errs, fmt.Errorf("--demo-driver=%q: must be gooni or comfyui", c.DemoDriver))
 	}
 	if c.SessionMode != "open" && c.SessionMode != "key" {
 		r.errs = append(r.errs, fmt.Errorf("GG_SESSION_MODE=%q: must be open or key", c.SessionMode))

@@ -3,10 +3,10 @@ package dispatch
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"syscall"
 
@@ -20,6 +20,7 @@ type failKind int
 const (
 	failRefused failKind = iota // this task was refused or dropped: try another account
 	failDown                    // the account does not answer usably: mark it failed
+	failTimeout                 // the call timed out: a run of them marks the account failed
 )
 
 // classify sorts a workspace call's error and names it in plain words, with no
@@ -27,9 +28,15 @@ const (
 func classify(err error) (failKind, string) {
 	var se *workspace.StatusError
 	var ne net.Error
+	var busy *workspace.BusyError
+	var refused *workspace.RefusedError
 	switch {
 	case errors.Is(err, workspace.ErrTargetInvalid):
 		return failDown, "the workspace address is not a valid target"
+	case errors.As(err, &busy):
+		return failRefused, "the workspace is busy (" + strconv.Itoa(busy.Status) + ")"
+	case errors.As(err, &refused):
+		return failRefused, "the workspace refused the task: " + refused.Message
 	case errors.As(err, &se):
 		switch {
 		case se.Code == http.StatusServiceUnavailable || se.Code == http.StatusTooManyRequests:
@@ -43,7 +50,7 @@ func classify(err error) (failKind, string) {
 		}
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ETIMEDOUT) ||
 		(errors.As(err, &ne) && ne.Timeout()):
-		return failDown, "the workspace did not answer in time"
+		return failTimeout, "the workspace did not answer in time"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return failDown, "the workspace refused the connection"
 	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
@@ -69,53 +76,6 @@ func clientErrorReason(err error) string {
 	return "its credentials could not be opened"
 }
 
-// Client builds a workspace client for an account. The target comes only from
-// the account registry row, and the credentials are opened only after it checked.
-func (d *Dispatcher) Client(ctx context.Context, acc *store.Account) (*workspace.Client, error) {
-	if !workspace.WorkspaceName.MatchString(acc.Workspace) {
-		return nil, fmt.Errorf("account %d: workspace name is not valid: %w", acc.ID, workspace.ErrTargetInvalid)
-	}
-	base := acc.BaseURL
-	if base == "" {
-		u, err := workspace.BaseURLFor(d.cfg.WorkspaceURL, acc.Workspace)
-		if err != nil {
-			if !errors.Is(err, workspace.ErrTargetInvalid) {
-				err = fmt.Errorf("%w: %v", workspace.ErrTargetInvalid, err)
-			}
-			return nil, fmt.Errorf("account %d: %w", acc.ID, err)
-		}
-		base = u
-	}
-	// Validate before opening the credentials, so a bad target never sees them.
-	if _, err := workspace.NewClient(base, "", ""); err != nil {
-		if !errors.Is(err, workspace.ErrTargetInvalid) {
-			err = fmt.Errorf("%w: %v", workspace.ErrTargetInvalid, err)
-		}
-		return nil, fmt.Errorf("account %d: %w", acc.ID, err)
-	}
-	var key, secret string
-	var values []string
-	if acc.HasCredentials {
-		creds, err := d.db.AccountCredentials(ctx, acc.ID)
-		if err != nil {
-			return nil, fmt.Errorf("account %d: open credentials: %w", acc.ID, err)
-		}
-		key, secret = creds["proxy_key"], creds["proxy_secret"]
-		for _, v := range creds {
-			values = append(values, v)
-		}
-	}
-	c, err := workspace.NewClient(base, key, secret)
-	if err != nil {
-		return nil, fmt.Errorf("account %d: %w", acc.ID, err)
-	}
-	c.HTTP = d.http
-	// Every credential of the account, not only the two sent: a workspace
-	// may echo anything it was given (a deploy token in its environment).
-	c.Redactor = workspace.NewRedactor(values...)
-	return c, nil
-}
-
 // HealthCheck calls the account's workspace /health and records the outcome:
 // ready on success, failed with a plain reason otherwise. A disabled account
 // is left as it is (only an admin enables it) and returned unchanged.
@@ -127,10 +87,19 @@ func (d *Dispatcher) HealthCheck(ctx context.Context, accountID int64) (*store.A
 	if acc.Status == store.AccountDisabled {
 		return acc, nil
 	}
-	ok, reason := d.probe(ctx, acc)
+	ok, reason, models := d.probe(ctx, acc)
 	status := store.AccountReady
 	if !ok {
 		status = store.AccountFailed
+	} else if len(models) == 0 {
+		// It answers, but can serve nothing of the catalog: ready, and said
+		// so, so an admin sees why no task goes there.
+		reason = "the workspace serves none of the catalog's models"
+	}
+	if ok {
+		if err := d.db.SetAccountModels(ctx, accountID, acc.ConfigRev, models); err != nil {
+			return nil, err
+		}
 	}
 	// An admin may have disabled the account while the check ran: that wins.
 	updated, _, err := d.db.SetAccountStatusUnless(ctx, accountID, status, reason, d.cfg.Now(), store.AccountDisabled)
@@ -145,22 +114,38 @@ func (d *Dispatcher) HealthCheck(ctx context.Context, accountID int64) (*store.A
 }
 
 // probe runs one /health call; reason is empty on success.
-func (d *Dispatcher) probe(ctx context.Context, acc *store.Account) (bool, string) {
-	c, err := d.Client(ctx, acc)
+func (d *Dispatcher) probe(ctx context.Context, acc *store.Account) (bool, string, []string) {
+	c, err := d.Driver(ctx, acc)
 	if err != nil {
-		return false, "health check failed: " + clientErrorReason(err)
+		return false, "health check failed: " + clientErrorReason(err), nil
 	}
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
 	h, err := c.Health(cctx)
 	if err != nil {
 		_, reason := classify(err)
-		return false, "health check failed: " + reason
+		return false, "health check failed: " + reason, nil
 	}
 	if h.Status != "" && h.Status != "ok" {
-		return false, "health check failed: the workspace reports status " + strconv.Quote(h.Status)
+		return false, "health check failed: the workspace reports status " + strconv.Quote(h.Status), nil
 	}
-	return true, ""
+	return true, "", d.servedModels(h.Models)
+}
+
+// servedModels keeps the catalog's ids among what a workspace says it
+// serves, in catalog order (a Workspace API v1 workspace may list names the
+// catalog does not know; the ComfyUI driver already answers in catalog ids).
+func (d *Dispatcher) servedModels(reported []string) []string {
+	if d.cfg.Models == nil {
+		return reported
+	}
+	out := []string{}
+	for _, m := range d.cfg.Models {
+		if slices.Contains(reported, m) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // healthPass re-checks ready and failed accounts; a change of status is audited.
@@ -199,6 +184,21 @@ func (d *Dispatcher) healthPass(ctx context.Context) {
 	}
 }
 
+// checkUnknownModels health-checks, in the background, the ready accounts
+// that have no models recorded (an account from before model-aware routing,
+// or one whose target changed): until then no task can be routed to them.
+func (d *Dispatcher) checkUnknownModels(ctx context.Context) {
+	accounts, err := d.db.ListAccounts(ctx)
+	if err != nil {
+		return
+	}
+	for _, acc := range accounts {
+		if acc.Status == store.AccountReady && len(acc.Models) == 0 {
+			d.HealthCheckInBackground(acc.ID, "models unknown")
+		}
+	}
+}
+
 // RemoveAccount fails the account's unfinished tasks with worker_removed and
 // deletes the account, with the audit event ev builds (nil: none), in one
 // transaction: if the event cannot be written nothing changes. Only after the
@@ -219,7 +219,7 @@ func (d *Dispatcher) RemoveAccount(ctx context.Context, accountID int64, ev stor
 	}()
 
 	// The client (and the credentials it opens) must be built before the row goes.
-	c, cerr := d.Client(ctx, acc)
+	c, cerr := d.Driver(ctx, acc)
 	failed, err := d.db.RemoveAccountAudited(ctx, accountID, "worker_removed", "the worker account running this task was deleted", ev)
 	if err != nil {
 		return err
@@ -233,7 +233,9 @@ func (d *Dispatcher) RemoveAccount(ctx context.Context, accountID int64, ev stor
 	}
 	d.mu.Lock()
 	delete(d.pollFails, accountID)
+	delete(d.busyUntil, accountID)
 	d.mu.Unlock()
+	d.dropDriver(accountID)
 	d.log.Info("worker account removed", "account_id", accountID, "account", acc.Name, "failed_tasks", len(failed))
 	return nil
 }

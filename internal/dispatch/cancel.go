@@ -24,7 +24,7 @@ func (d *Dispatcher) CancelRemote(ctx context.Context, taskID string, accountID 
 		}
 		return
 	}
-	c, err := d.Client(ctx, acc)
+	c, err := d.Driver(ctx, acc)
 	if err != nil {
 		d.log.Warn("cancel: no client for the account", "task_id", taskID, "account_id", accountID, "reason", clientErrorReason(err))
 		return

@@ -128,6 +128,20 @@ func (d *Dispatcher) runDeploy(acc *store.Account, creds map[string]string, who 
 	if last != "" {
 		details["reason"] = last
 	}
+	if status == store.DeploySucceeded {
+		// Where the app really lives (CONTRACT section 15): Modal truncates
+		// long host labels and prefixes other environments, so the URL the
+		// deploy printed replaces the derived one; an output that names no
+		// URL keeps the old base_url.
+		if u, ok := DeployURL(output); ok && u != acc.BaseURL && CheckBaseURL(u) == nil {
+			if _, err := d.db.UpdateAccount(bg, acc.ID, store.AccountPatch{BaseURL: &u}); err != nil {
+				d.log.Error("deploy: store the workspace URL", "account_id", acc.ID, "err", err)
+			} else {
+				details["base_url"] = u
+				d.log.Info("deploy: workspace URL recorded", "account_id", acc.ID, "base_url", u)
+			}
+		}
+	}
 	d.audit(audit.WithActor(bg, who), "account.deploy", acc.ID, outcome, details)
 	if status == store.DeploySucceeded && d.life.Err() == nil {
 		if _, err := d.HealthCheck(bg, acc.ID); err != nil && !errors.Is(err, store.ErrNotFound) {

@@ -190,3 +190,40 @@ func TestRedactTail(t *testing.T) {
 		})
 	}
 }
+
+// TestDeployRecordsTheWorkspaceURL (issue 13 point 6, CONTRACT section 15):
+// after a successful deploy the web function's real URL, read from the
+// deploy output, becomes the account's base_url (Modal truncates long host
+// labels, so the derived one can be wrong); an output naming no URL keeps
+// the old base_url. Inputs tried: Modal's tree line with a URL, a failing
+// deploy that prints one, and a success that prints none.
+func TestDeployRecordsTheWorkspaceURL(t *testing.T) {
+	const url = "https://a-very-long-workspace-name-for-gooni-x--gooni-inferen-3f2a.modal.run"
+	for _, tc := range []struct {
+		name, command, want string
+	}{
+		{"named", `echo "✓ App deployed!"; echo "└── 🔨 Created web function web => ` + url + ` 🔑"`, url},
+		{"failed deploy keeps the old", `echo "Created web function web => ` + url + `"; exit 1`, ""},
+		{"none named keeps the old", `echo deployed`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			acc := e.account("long-workspace", "", 1, "pending", map[string]string{"token_id": testTokenID, "token_secret": testTokenSecret})
+			cfg := e.config()
+			cfg.DeployCommand = tc.command
+			d := New(cfg)
+			if err := d.Deploy(context.Background(), acc.ID, nil); err != nil {
+				t.Fatal(err)
+			}
+			e.waitDeploy(acc.ID)
+			d.workers.Wait()
+			got := e.getAccount(acc.ID)
+			if got.BaseURL != tc.want {
+				t.Fatalf("base_url %q, want %q (deploy %s: %s)", got.BaseURL, tc.want, got.DeployStatus, got.DeployOutput)
+			}
+			if tc.want != "" && got.ConfigRev == acc.ConfigRev {
+				t.Error("a new base_url did not change the account's config revision (its driver would be stale)")
+			}
+		})
+	}
+}

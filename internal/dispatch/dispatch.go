@@ -7,8 +7,6 @@
 package dispatch
 
 import (
-	"gooni/internal/audit"
-
 	"context"
 	"errors"
 	"log/slog"
@@ -19,7 +17,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gooni/internal/audit"
 	"gooni/internal/workspace"
+	"gooni/internal/workspace/comfyui"
 	"gooni/store"
 )
 
@@ -35,11 +35,21 @@ type Config struct {
 	PollInterval       time.Duration // 0 = 500 ms
 	ReapInterval       time.Duration // 0 = 2 s
 	MaxAttempts        int           // 0 = 3
-	// RequestTimeout bounds one workspace call (submit, status, health, cancel)
-	// and the wait for a download's response headers; 0 = 10 s.
+	// RequestTimeout bounds one workspace call (submit, status, health,
+	// cancel) and the wait for a download's response headers
+	// (GG_WORKSPACE_TIMEOUT); 0 = 30 s. An account is marked failed only
+	// after timeoutLimit timeouts in a row (cold starts are slow).
 	RequestTimeout time.Duration
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// TTLQueued bounds how long a task handed to a workspace may wait in
+	// that workspace's own queue before it fails with timeout (GG_TTL_QUEUED); 0 = 60 min.
+	TTLQueued time.Duration
+	// Models are the catalog's model ids: what a Workspace API v1 health
+	// check's models are intersected with.
+	Models []string
+	// Workflows are the ComfyUI driver's workflows; nil = the embedded set.
+	Workflows *comfyui.Workflows
+	Logger    *slog.Logger
+	Now       func() time.Time
 	// Audit records account events (health checks, deploys, failures); nil = none.
 	Audit *audit.Writer
 	// Observer receives measurements for /metrics; nil = none.
@@ -69,7 +79,8 @@ const (
 	defaultPollInterval   = 500 * time.Millisecond
 	defaultReapInterval   = 2 * time.Second
 	defaultMaxAttempts    = 3
-	defaultRequestTimeout = 10 * time.Second
+	defaultRequestTimeout = 30 * time.Second
+	defaultTTLQueued      = 60 * time.Minute
 	// pollWorkers bounds concurrent status polls and downloads.
 	pollWorkers = 8
 	// pollFailLimit is how many unanswered polls in a row mark an account failed.
@@ -97,6 +108,9 @@ type Dispatcher struct {
 	reasons   map[string][]string       // why each try of a task ended, for dispatch_failed
 	pollFails map[int64]int             // unanswered polls in a row per account
 	deploys   map[int64]bool            // accounts with a deploy running
+	busyUntil map[int64]time.Time       // accounts that said they are busy get no task until then
+
+	drivers drivers
 
 	lastReap  atomic.Int64 // unix ms, 0 = never
 	cleanOnce sync.Once
@@ -133,6 +147,9 @@ func New(cfg Config) *Dispatcher {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = defaultRequestTimeout
 	}
+	if cfg.TTLQueued <= 0 {
+		cfg.TTLQueued = defaultTTLQueued
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -159,6 +176,7 @@ func New(cfg Config) *Dispatcher {
 		tried:     map[string]map[int64]bool{},
 		pollFails: map[int64]int{},
 		deploys:   map[int64]bool{},
+		busyUntil: map[int64]time.Time{},
 		life:      life,
 		endLife:   endLife,
 	}
@@ -171,6 +189,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	d.resumeDeploys(ctx)
 	d.pollPass(ctx)
 	d.Wake()
+	d.checkUnknownModels(ctx)
 
 	var loops sync.WaitGroup
 	loop := func(every time.Duration, wakeup <-chan struct{}, pass func(context.Context)) {
@@ -204,6 +223,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	d.endLife()
 	loops.Wait()
 	d.workers.Wait()
+	d.closeDrivers()
 }
 
 // Wake asks for a dispatch pass now (a new pending task, or an account changed).
@@ -241,7 +261,7 @@ func (d *Dispatcher) forget(id string) {
 // candidate is a ready account with room for more tasks.
 type candidate struct {
 	acc     *store.Account
-	client  *workspace.Client
+	client  workspace.Driver
 	running int
 }
 
@@ -262,8 +282,9 @@ func (d *Dispatcher) dispatchPass(ctx context.Context) {
 		return
 	}
 	free := 0
+	now := d.cfg.Now()
 	for _, acc := range accounts {
-		if acc.Status == store.AccountReady && acc.Capacity > running[acc.ID] {
+		if acc.Status == store.AccountReady && acc.Capacity > running[acc.ID] && !d.busy(acc.ID, now) {
 			free += acc.Capacity - running[acc.ID]
 		}
 	}
@@ -283,10 +304,10 @@ func (d *Dispatcher) dispatchPass(ctx context.Context) {
 	// Clients (and so opened credentials) only when there is work to hand out.
 	var cands []*candidate
 	for _, acc := range accounts {
-		if acc.Status != store.AccountReady || acc.Capacity <= 0 {
+		if acc.Status != store.AccountReady || acc.Capacity <= 0 || len(acc.Models) == 0 || d.busy(acc.ID, now) {
 			continue
 		}
-		c, err := d.Client(ctx, acc)
+		c, err := d.Driver(ctx, acc)
 		if err != nil {
 			d.accountDown(ctx, acc.ID, "cannot reach the workspace: "+clientErrorReason(err), err)
 			continue
@@ -297,7 +318,7 @@ func (d *Dispatcher) dispatchPass(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		c := d.pick(t.ID, cands)
+		c := d.pick(t, cands)
 		if c == nil {
 			continue
 		}
@@ -307,12 +328,25 @@ func (d *Dispatcher) dispatchPass(ctx context.Context) {
 	}
 }
 
-// pick chooses the least loaded account with room, preferring one that has not
-// refused this task yet. When only refusers have room but a ready account that
-// has not refused is merely busy, the task waits for it.
-func (d *Dispatcher) pick(taskID string, cands []*candidate) *candidate {
+// busy reports whether an account said it was busy less than its
+// Retry-After ago.
+func (d *Dispatcher) busy(accountID int64, now time.Time) bool {
 	d.mu.Lock()
-	tried := d.tried[taskID]
+	defer d.mu.Unlock()
+	until, ok := d.busyUntil[accountID]
+	if ok && !now.Before(until) {
+		delete(d.busyUntil, accountID)
+		return false
+	}
+	return ok
+}
+
+// pick chooses the least loaded account with room that serves the task's
+// model, preferring one that has not refused this task yet. When only refusers have room but a ready account that
+// has not refused is merely busy, the task waits for it.
+func (d *Dispatcher) pick(t *store.Task, cands []*candidate) *candidate {
+	d.mu.Lock()
+	tried := d.tried[t.ID]
 	d.mu.Unlock()
 	d.claimMu.Lock()
 	removing := make(map[int64]bool, len(d.removing))
@@ -324,7 +358,9 @@ func (d *Dispatcher) pick(taskID string, cands []*candidate) *candidate {
 	var fresh, stale []*candidate
 	untriedBusy := false
 	for _, c := range cands {
-		if removing[c.acc.ID] {
+		// Only an account whose last health check found the task's model
+		// served may take it (CONTRACT section 14).
+		if removing[c.acc.ID] || !c.acc.Serves(t.Model) {
 			continue
 		}
 		hasRoom := c.running < c.acc.Capacity
@@ -420,20 +456,46 @@ func (d *Dispatcher) submit(ctx context.Context, t *store.Task, c *candidate) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	began := time.Now()
-	_, err := c.client.Submit(cctx, req)
+	st, err := c.client.Submit(cctx, req)
 	cancel()
 	if err == nil {
 		d.cfg.Observer.DispatchLatency(time.Since(began))
 		d.pollOK(c.acc.ID)
+		if st != nil && (st.Status == workspace.StatusProcessing || st.Status == workspace.StatusDone) {
+			d.started(ctx, t, st)
+		}
 		return
 	}
 	if ctx.Err() != nil {
-		// Shutting down: the task stays processing; resume polls it and requeues it if unknown.
+		// Shutting down: the task stays handed; resume polls it and requeues it if unknown.
 		return
 	}
 	d.cfg.Observer.WorkspaceError(c.acc.Name)
+	var busy *workspace.BusyError
+	if errors.As(err, &busy) {
+		// Backpressure, not a failed try (CONTRACT section 14): the task
+		// goes back to the queue as it was, and the account is left alone
+		// for its Retry-After.
+		d.mu.Lock()
+		d.busyUntil[c.acc.ID] = d.cfg.Now().Add(busy.RetryAfter)
+		d.mu.Unlock()
+		if err := d.db.ReleaseTask(ctx, t.ID, c.acc.ID); err != nil && !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
+			d.log.Error("dispatch: give a task back", "task_id", t.ID, "err", err)
+		}
+		d.log.Info("workspace busy: task back in the queue", "task_id", t.ID, "account_id", c.acc.ID,
+			"retry_after", busy.RetryAfter.String())
+		return
+	}
 	kind, reason := classify(err)
 	reason = "account " + c.acc.Name + ": " + reason
+	if kind == failTimeout {
+		// The workspace may have taken the task after all (a slow cold
+		// start): it stays handed and the poller finds out; only a run of
+		// timeouts marks the account failed.
+		d.log.Warn("workspace did not answer the submit in time", "task_id", t.ID, "account_id", c.acc.ID, "reason", reason)
+		d.timedOut(ctx, c.acc, reason, err)
+		return
+	}
 	d.log.Warn("workspace did not take the task", "task_id", t.ID, "account_id", c.acc.ID,
 		"reason", reason, "account_down", kind == failDown)
 	if kind == failDown {
@@ -524,7 +586,7 @@ func (d *Dispatcher) accountDown(ctx context.Context, accountID int64, reason st
 				"name": acc.Name, "previous_status": acc.Status, "status": store.AccountFailed, "reason": reason})
 		}
 	}
-	tasks, err := d.db.ListProcessing(ctx)
+	tasks, err := d.db.ListInFlight(ctx)
 	if err != nil {
 		return
 	}

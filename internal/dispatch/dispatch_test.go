@@ -65,6 +65,13 @@ func (b *syncBuffer) String() string {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvClock(t, nil)
+}
+
+// newEnvClock is newEnv with the store on clock now (nil = real time), so a
+// test can move the store's and the dispatcher's time together.
+func newEnvClock(t *testing.T, now func() time.Time) *env {
+	t.Helper()
 	schema, err := os.ReadFile(filepath.Join("..", "..", "schema.sql"))
 	if err != nil {
 		t.Fatalf("read schema: %v", err)
@@ -77,6 +84,7 @@ func newEnv(t *testing.T) *env {
 	db, err := store.Open(dir, string(schema), store.Options{
 		AccountKeys: []string{k.Encode()},
 		AuditKey:    bytes.Repeat([]byte("k"), 32),
+		Now:         now,
 	})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -173,6 +181,12 @@ func (e *env) account(name, baseURL string, capacity int, status string, creds m
 	if status != "" && status != "pending" {
 		if _, err := e.db.SetAccountStatus(ctx, a.ID, status, "", time.Now()); err != nil {
 			e.t.Fatalf("set status: %v", err)
+		}
+	}
+	if status == "ready" {
+		// As a health check of the simulator would record.
+		if err := e.db.SetAccountModels(ctx, a.ID, a.ConfigRev, workspace.SimModels); err != nil {
+			e.t.Fatal(err)
 		}
 	}
 	got, err := e.db.GetAccount(ctx, a.ID)
@@ -352,7 +366,6 @@ func TestFaultsAndFailover(t *testing.T) {
 		firstStatus string // status of the faulty account afterwards
 	}{
 		{name: "refuse lands on the other", fault: "refuse", second: true, wantStatus: "done", firstStatus: "ready"},
-		{name: "all refuse", fault: "refuse", wantStatus: "failed", wantCode: "dispatch_failed", wantMessage: "busy", firstStatus: "ready"},
 		{name: "drop is requeued", fault: "drop", second: true, wantStatus: "done", firstStatus: "ready"},
 		{name: "drop everywhere", fault: "drop", wantStatus: "failed", wantCode: "dispatch_failed", wantMessage: "lost the task", firstStatus: "ready"},
 		{name: "error", fault: "error", wantStatus: "failed", wantCode: "worker_error", wantMessage: "simulated failure: the model crashed", firstStatus: "ready"},
@@ -497,6 +510,9 @@ func TestReaperFailsStaleTasks(t *testing.T) {
 		if _, err := e.db.ClaimTask(ctx, task.ID, acc.ID); err != nil {
 			t.Fatal(err)
 		}
+		if _, err := e.db.StartTask(ctx, task.ID, acc.ID); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var logs bytes.Buffer
 	var mu sync.Mutex
@@ -631,15 +647,19 @@ func TestClientRefusesInvalidTargets(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			d.cfg.WorkspaceURL = tc.template
 			acc := &store.Account{ID: 1, Workspace: tc.workspace, BaseURL: tc.baseURL}
-			if _, err := d.Client(ctx, acc); !errors.Is(err, workspace.ErrTargetInvalid) {
+			if _, err := d.Driver(ctx, acc); !errors.Is(err, workspace.ErrTargetInvalid) {
 				t.Errorf("Client = %v, want ErrTargetInvalid", err)
 			}
 		})
 	}
 	d.cfg.WorkspaceURL = "https://{workspace}--gooni-inference.modal.run"
-	c, err := d.Client(ctx, &store.Account{Workspace: "my-ws"})
-	if err != nil || c.BaseURL != "https://my-ws--gooni-inference.modal.run" {
+	c, err := d.Driver(ctx, &store.Account{ID: 2, Workspace: "my-ws"})
+	if v1, ok := c.(*workspace.Client); err != nil || !ok || v1.BaseURL != "https://my-ws--gooni-inference.modal.run" {
 		t.Errorf("derived URL: %v %v", c, err)
+	}
+	// A ComfyUI account names its box: there is nothing to derive.
+	if _, err := d.Driver(ctx, &store.Account{ID: 3, Workspace: "my-box", Driver: store.DriverComfyUI}); !errors.Is(err, workspace.ErrTargetInvalid) {
+		t.Errorf("comfyui account without a base URL: %v, want ErrTargetInvalid", err)
 	}
 	if hits.Load() != 0 {
 		t.Errorf("%d requests reached the trap", hits.Load())

@@ -52,7 +52,7 @@ func (d *Dispatcher) mediaDir() string { return filepath.Join(d.cfg.DataDir, "me
 
 // fetchMedia downloads a task's result (or preview) into media/ the durable way:
 // temp file, fsync, type check against the bytes, rename, fsync of the directory.
-func (d *Dispatcher) fetchMedia(ctx context.Context, c *workspace.Client, t *store.Task, preview bool) (*storedMedia, error) {
+func (d *Dispatcher) fetchMedia(ctx context.Context, c workspace.Driver, t *store.Task, preview bool) (*storedMedia, error) {
 	ctx, cancel := context.WithTimeout(ctx, downloadTimeout)
 	defer cancel()
 	what := "result"
@@ -271,7 +271,7 @@ func (d *Dispatcher) LiveMedia(ctx context.Context, t *store.Task, preview bool)
 	if err != nil {
 		return nil, err
 	}
-	c, err := d.Client(ctx, acc)
+	c, err := d.Driver(ctx, acc)
 	if err != nil {
 		if errors.Is(err, workspace.ErrTargetInvalid) {
 			return nil, fmt.Errorf("%w: invalid workspace target (account %d)", ErrProxyRefused, acc.ID)

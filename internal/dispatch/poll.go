@@ -9,10 +9,10 @@ import (
 	"gooni/store"
 )
 
-// pollPass polls every processing task that no goroutine owns yet, at most
-// pollWorkers at a time, without waiting for slow ones.
+// pollPass polls every task on a workspace (handed or processing) that no
+// goroutine owns yet, at most pollWorkers at a time, without waiting for slow ones.
 func (d *Dispatcher) pollPass(ctx context.Context) {
-	tasks, err := d.db.ListProcessing(ctx)
+	tasks, err := d.db.ListInFlight(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.Error("poll: list processing", "err", err)
@@ -47,7 +47,7 @@ func (d *Dispatcher) pollPass(ctx context.Context) {
 func (d *Dispatcher) poll(ctx context.Context, listed *store.Task) {
 	// The list may be stale: the task may have ended, or moved to another account.
 	t, err := d.db.GetTask(ctx, listed.ID)
-	if err != nil || t.Status != store.StatusProcessing {
+	if err != nil || !(t.Status == store.StatusProcessing || t.Handed()) {
 		return
 	}
 	if t.AccountID == 0 {
@@ -67,7 +67,7 @@ func (d *Dispatcher) poll(ctx context.Context, listed *store.Task) {
 		}
 		return
 	}
-	c, err := d.Client(ctx, acc)
+	c, err := d.Driver(ctx, acc)
 	if err != nil {
 		d.accountDown(ctx, acc.ID, "cannot reach the workspace: "+clientErrorReason(err), err)
 		return
@@ -92,6 +92,9 @@ func (d *Dispatcher) poll(ctx context.Context, listed *store.Task) {
 	d.pollOK(acc.ID)
 	switch st.Status {
 	case workspace.StatusDone:
+		if t = d.started(ctx, t, st); t == nil {
+			return
+		}
 		d.finish(ctx, t, c, acc)
 	case workspace.StatusFailed:
 		msg := st.Error
@@ -100,7 +103,13 @@ func (d *Dispatcher) poll(ctx context.Context, listed *store.Task) {
 		}
 		d.fail(ctx, t, "worker_error", msg)
 		d.cancelRemote(c, t.ID)
+	case workspace.StatusPending:
+		// Still in the workspace's own queue (a cold start, a busy box):
+		// the task stays pending, and GG_TTL_QUEUED bounds the wait.
 	default:
+		if t = d.started(ctx, t, st); t == nil {
+			return
+		}
 		if st.Progress > t.Progress {
 			if err := d.db.SetProgress(ctx, t.ID, st.Progress); err != nil {
 				if !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
@@ -110,6 +119,30 @@ func (d *Dispatcher) poll(ctx context.Context, listed *store.Task) {
 			}
 		}
 	}
+}
+
+// started moves a handed task to processing once its workspace reports it
+// running (or done): its TTL clock starts now. It returns the task as it now
+// is, or nil when it ended or moved on meanwhile.
+func (d *Dispatcher) started(ctx context.Context, t *store.Task, st *workspace.TaskState) *store.Task {
+	if !t.Handed() {
+		return t
+	}
+	nt, err := d.db.StartTask(ctx, t.ID, t.AccountID)
+	if err != nil {
+		if !errors.Is(err, store.ErrConflict) && ctx.Err() == nil {
+			d.log.Error("poll: mark started", "task_id", t.ID, "err", err)
+		}
+		return nil
+	}
+	d.log.Info("task started on its workspace", "task_id", t.ID, "account_id", t.AccountID, "workspace_status", st.Status)
+	return nt
+}
+
+// timedOut counts a workspace call that timed out like an unanswered poll:
+// a run of them, not one slow cold start, marks the account failed.
+func (d *Dispatcher) timedOut(ctx context.Context, acc *store.Account, reason string, cause error) {
+	d.pollFailed(ctx, acc, reason, cause)
 }
 
 // pollOK resets an account's run of unanswered polls.
@@ -146,7 +179,7 @@ func (d *Dispatcher) fail(ctx context.Context, t *store.Task, code, msg string) 
 }
 
 // cancelRemote asks the workspace to drop a task, in the background and best-effort.
-func (d *Dispatcher) cancelRemote(c *workspace.Client, taskID string) {
+func (d *Dispatcher) cancelRemote(c workspace.Driver, taskID string) {
 	d.workers.Add(1)
 	go func() {
 		defer d.workers.Done()
@@ -159,7 +192,7 @@ func (d *Dispatcher) cancelRemote(c *workspace.Client, taskID string) {
 }
 
 // finish copies a done task's media into DataDir/media and marks it done.
-func (d *Dispatcher) finish(ctx context.Context, t *store.Task, c *workspace.Client, acc *store.Account) {
+func (d *Dispatcher) finish(ctx context.Context, t *store.Task, c workspace.Driver, acc *store.Account) {
 	res, err := d.fetchMedia(ctx, c, t, false)
 	if err != nil {
 		d.mediaProblem(ctx, t, acc, err)

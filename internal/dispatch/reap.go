@@ -41,6 +41,26 @@ func (d *Dispatcher) Reap(ctx context.Context) (int, error) {
 			d.cancelStale(ctx, t)
 		}
 	}
+	// Handed to a workspace that never started it (a cold start that never
+	// ends, a box whose queue is stuck): GG_TTL_QUEUED.
+	queued, err := d.db.ListQueuedStale(ctx, now.Add(-d.cfg.TTLQueued))
+	if err != nil {
+		return failed, err
+	}
+	for _, t := range queued {
+		msg := "the workspace did not start the task within the " + d.cfg.TTLQueued.String() + " limit for waiting in its queue"
+		if err := d.db.FailTask(ctx, t.ID, "timeout", msg); err != nil {
+			if errors.Is(err, store.ErrConflict) {
+				continue
+			}
+			return failed, err
+		}
+		failed++
+		d.forget(t.ID)
+		d.log.Warn("stale task failed", "task_id", t.ID, "type", t.Type, "waited", now.Sub(t.HandedAt).Round(time.Millisecond).String(),
+			"ttl", d.cfg.TTLQueued.String(), "code", "timeout", "account_id", t.AccountID, "state", "queued on the workspace")
+		d.cancelStale(ctx, t)
+	}
 	d.lastReap.Store(now.UnixMilli())
 	return failed, nil
 }
@@ -54,7 +74,7 @@ func (d *Dispatcher) cancelStale(ctx context.Context, t *store.Task) {
 	if err != nil {
 		return
 	}
-	c, err := d.Client(ctx, acc)
+	c, err := d.Driver(ctx, acc)
 	if err != nil {
 		return
 	}

@@ -267,9 +267,14 @@ func (c *Client) redact(s string) string {
 	return s
 }
 
-// statusErr turns a non-2xx answer into ErrNotFound or *StatusError and closes the body.
+// statusErr turns a non-2xx answer into ErrNotFound, *BusyError (429 or
+// 503: CONTRACT section 14) or *StatusError and closes the body.
 func (c *Client) statusErr(resp *http.Response) error {
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+		return &BusyError{Status: resp.StatusCode, RetryAfter: RetryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	}
 	if resp.StatusCode == http.StatusNotFound {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
 		return ErrNotFound

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -51,6 +54,28 @@ type BusyError struct {
 
 // DefaultRetryAfter is how long a busy workspace is left alone when it names no time.
 const DefaultRetryAfter = 5 * time.Second
+
+// RetryAfter reads a Retry-After header (RFC 9110 section 10.2.3: delay
+// seconds or an HTTP date) as a wait from now, at most one hour;
+// DefaultRetryAfter when it is absent or unreadable.
+func RetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return DefaultRetryAfter
+	}
+	var d time.Duration
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n < 0 {
+			return DefaultRetryAfter
+		}
+		d = time.Duration(min(n, 3600)) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	} else {
+		return DefaultRetryAfter
+	}
+	return min(max(d, 0), time.Hour)
+}
 
 func (e *BusyError) Error() string {
 	return fmt.Sprintf("workspace busy (status %d), retry after %s", e.Status, e.RetryAfter)

@@ -52,6 +52,9 @@ type SimConfig struct {
 	RequireKey, RequireSecret string
 	Seed                      int64            // varies which task ids a partial fault rate hits
 	Now                       func() time.Time // nil = time.Now; tests move time instead of sleeping
+	// Models are what GET /health says it serves; nil = SimModels (every
+	// catalog model). Routing tests give two simulators different lists.
+	Models []string
 }
 
 // Sim is an in-memory Workspace API v1 server with synthetic but real media.
@@ -242,6 +245,13 @@ func (s *Sim) preflight(w http.ResponseWriter, r *http.Request, id string) bool 
 	return true
 }
 
+func (s *Sim) models() []string {
+	if s.cfg.Models == nil {
+		return SimModels
+	}
+	return s.cfg.Models
+}
+
 func (s *Sim) handleHealth(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Fault == Fault5xx {
 		n := s.healthCalls.Add(1)
@@ -255,7 +265,7 @@ func (s *Sim) handleHealth(w http.ResponseWriter, r *http.Request) {
 	running := s.runningLocked(now)
 	s.mu.Unlock()
 	writeSimJSON(w, http.StatusOK, map[string]any{
-		"status": "ok", "models": SimModels, "capacity": s.cfg.Capacity, "running": running,
+		"status": "ok", "models": s.models(), "capacity": s.cfg.Capacity, "running": running,
 	})
 }
 
@@ -340,10 +350,9 @@ func (s *Sim) state(t *simTask, now time.Time) TaskState {
 	if elapsed >= d {
 		return TaskState{TaskID: t.id, Status: StatusDone, Progress: 100}
 	}
+	// Accepted means running: the simulator refuses (429) rather than queues
+	// when it is at capacity.
 	step := int(int64(elapsed) * simSteps / int64(d))
-	if step == 0 {
-		return TaskState{TaskID: t.id, Status: StatusPending}
-	}
 	return TaskState{TaskID: t.id, Status: StatusProcessing, Progress: step * 100 / simSteps}
 }
 

@@ -83,6 +83,10 @@ func statusCode(err error) int {
 	if errors.As(err, &se) {
 		return se.Code
 	}
+	var be *BusyError
+	if errors.As(err, &be) {
+		return be.Status
+	}
 	return 0
 }
 
@@ -147,11 +151,12 @@ func TestSimSubmitIsIdempotentAndProgresses(t *testing.T) {
 		t.Fatalf("running = %d after done", h.Running)
 	}
 
-	// A fresh task starts pending.
+	// A fresh task runs at once (the simulator refuses rather than queues
+	// past its capacity), at progress 0.
 	if _, err := c.Submit(ctx, imageTask("task-2")); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := c.Status(ctx, "task-2"); st.Status != StatusPending || st.Progress != 0 {
+	if st, _ := c.Status(ctx, "task-2"); st.Status != StatusProcessing || st.Progress != 0 {
 		t.Fatalf("fresh task = %+v", st)
 	}
 }
@@ -341,10 +346,20 @@ func TestSimCapacity(t *testing.T) {
 	if code := statusCode(err); code != http.StatusTooManyRequests && code != http.StatusServiceUnavailable {
 		t.Fatalf("over capacity: err = %v, want 429/503", err)
 	}
-	var se *StatusError
-	errors.As(err, &se)
-	if !json.Valid([]byte(se.Body)) {
-		t.Fatalf("over-capacity body is not JSON: %q", se.Body)
+	// Busy is backpressure (CONTRACT section 14), with the simulator's Retry-After.
+	var be *BusyError
+	if !errors.As(err, &be) || be.RetryAfter != time.Second {
+		t.Fatalf("over capacity: %v, want a BusyError with Retry-After 1s", err)
+	}
+	raw, _ := json.Marshal(imageTask("b"))
+	resp, rerr := http.Post(c.BaseURL+"/tasks", "application/json", bytes.NewReader(raw))
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "1" || !json.Valid(body) {
+		t.Fatalf("over-capacity answer %d %q %q, want 429 with Retry-After 1 and a JSON body", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
 	if _, err := c.Submit(ctx, imageTask("a")); err != nil {
 		t.Fatalf("resubmit of an accepted task at capacity: %v", err)
@@ -635,11 +650,12 @@ func TestSimFlagsParse(t *testing.T) {
 		args []string
 		want SimConfig
 	}{
-		{nil, SimConfig{Addr: "127.0.0.1:9100", Duration: 3 * time.Second, Capacity: 2, Fault: "none"}},
-		{[]string{"--fault", "drop"}, SimConfig{Addr: "127.0.0.1:9100", Duration: 3 * time.Second, Capacity: 2, Fault: "drop", FaultRate: 1}},
+		{nil, SimConfig{Addr: "127.0.0.1:9100", Duration: 3 * time.Second, Capacity: 2, Fault: "none", Models: SimModels}},
+		{[]string{"--fault", "drop"}, SimConfig{Addr: "127.0.0.1:9100", Duration: 3 * time.Second, Capacity: 2, Fault: "drop", FaultRate: 1, Models: SimModels}},
 		{[]string{"--addr", "127.0.0.1:0", "--duration", "500ms", "--capacity", "5", "--fault", "5xx", "--fault-rate", "0.25", "--require-key", "k:s:x"},
-			SimConfig{Addr: "127.0.0.1:0", Duration: 500 * time.Millisecond, Capacity: 5, Fault: "5xx", FaultRate: 0.25, RequireKey: "k", RequireSecret: "s:x"}},
-		{[]string{"--fault", "error", "--fault-rate", "0"}, SimConfig{Addr: "127.0.0.1:9100", Duration: 3 * time.Second, Capacity: 2, Fault: "none"}},
+			SimConfig{Addr: "127.0.0.1:0", Duration: 500 * time.Millisecond, Capacity: 5, Fault: "5xx", FaultRate: 0.25, RequireKey: "k", RequireSecret: "s:x", Models: SimModels}},
+		{[]string{"--fault", "error", "--fault-rate", "0"}, SimConfig{Addr: "127.0.0.1:9100", Duration: 3 * time.Second, Capacity: 2, Fault: "none", Models: SimModels}},
+		{[]string{"--models", "flux, pony"}, SimConfig{Addr: "127.0.0.1:9100", Duration: 3 * time.Second, Capacity: 2, Fault: "none", Models: []string{"flux", "pony"}}},
 	}
 	for _, tt := range tests {
 		got, _, ok := parseSimFlags(tt.args, io.Discard)

@@ -57,6 +57,7 @@ func parseSimFlags(args []string, stderr io.Writer) (cfg SimConfig, code int, ok
 	rate := fs.Float64("fault-rate", 1, "share of tasks the fault hits, 0-1")
 	requireKey := fs.String("require-key", "", "answer 401 unless Modal-Key/Modal-Secret match `KEY:SECRET`")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "varies which task ids a partial fault rate hits")
+	models := fs.String("models", strings.Join(SimModels, ","), "comma-separated model ids GET /health reports served")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return cfg, 0, false
@@ -84,6 +85,12 @@ func parseSimFlags(args []string, stderr io.Writer) (cfg SimConfig, code int, ok
 		return fail("--fault-rate must be within 0 and 1")
 	}
 	cfg.FaultRate = *rate
+	cfg.Models = []string{}
+	for _, m := range strings.Split(*models, ",") {
+		if m = strings.TrimSpace(m); m != "" {
+			cfg.Models = append(cfg.Models, m)
+		}
+	}
 	if cfg.FaultRate == 0 {
 		// An explicit 0 share means no task is hit; SimConfig reads 0 as "default 1".
 		cfg.Fault = FaultNone

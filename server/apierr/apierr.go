@@ -121,6 +121,13 @@ func NoWorkers() *Error {
 	return newErr("no_workers", http.StatusServiceUnavailable,
 		"no worker is ready to take the task; an admin must add or health-check a worker account")
 }
+
+// NoWorkersFor is no_workers for a model no ready account serves (CONTRACT
+// section 14): the message names the model.
+func NoWorkersFor(model string) *Error {
+	return newErr("no_workers", http.StatusServiceUnavailable,
+		"no ready worker serves the model "+model+"; an admin must add or health-check a workspace that has it")
+}
 func QueueFull() *Error {
 	return newErr("queue_full", http.StatusServiceUnavailable, "the queue is full; try again when some tasks have finished")
 }

@@ -21,7 +21,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -243,30 +242,9 @@ func (d *Driver) statusErr(resp *http.Response, busyOK bool) error {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorText))
 	if busyOK && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) {
-		return &workspace.BusyError{Status: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), d.now())}
+		return &workspace.BusyError{Status: resp.StatusCode, RetryAfter: workspace.RetryAfter(resp.Header.Get("Retry-After"), d.now())}
 	}
 	return &workspace.StatusError{Code: resp.StatusCode, Body: d.red.clean(string(b), maxErrorText)}
-}
-
-// retryAfter reads Retry-After as seconds or an HTTP date (RFC 9110 10.2.3),
-// capped at one hour; absent or unreadable = workspace.DefaultRetryAfter.
-func retryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return workspace.DefaultRetryAfter
-	}
-	var d time.Duration
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if n < 0 {
-			return workspace.DefaultRetryAfter
-		}
-		d = time.Duration(min(n, 3600)) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = max(0, t.Sub(now))
-	} else {
-		return workspace.DefaultRetryAfter
-	}
-	return min(d, time.Hour)
 }
 
 // withCallTimeout applies a per-call limit unless the caller's deadline is sooner.

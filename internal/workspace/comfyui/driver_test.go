@@ -433,8 +433,8 @@ func TestRetryAfter(t *testing.T) {
 		"later":                         workspace.DefaultRetryAfter,
 	}
 	for in, want := range cases {
-		if got := retryAfter(in, now); got != want {
-			t.Errorf("retryAfter(%q) = %s, want %s", in, got, want)
+		if got := workspace.RetryAfter(in, now); got != want {
+			t.Errorf("RetryAfter(%q) = %s, want %s", in, got, want)
 		}
 	}
 }

@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"io/fs"
 	"os"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gooni/internal/workspace"
@@ -353,6 +355,16 @@ func (wf *Workflow) Fill(req *workspace.TaskRequest, imageName string) (map[stri
 		dec.UseNumber()
 		if err := dec.Decode(&params); err != nil {
 			return nil, errors.New("params must be a JSON object")
+		}
+	}
+	// A seed of -1 ("random", from a task queued before the server resolved
+	// seeds) is not a value ComfyUI takes: a seed drawn from the task id
+	// stands in, the same on every re-send.
+	if n, ok := params["seed"].(json.Number); ok {
+		if v, err := n.Int64(); err == nil && v < 0 {
+			h := fnv.New32a()
+			h.Write([]byte(req.TaskID))
+			params["seed"] = json.Number(strconv.FormatUint(uint64(h.Sum32()&0x7fffffff), 10))
 		}
 	}
 	special := map[string]any{

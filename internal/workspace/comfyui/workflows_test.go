@@ -1,6 +1,7 @@
 package comfyui
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -386,5 +387,35 @@ func TestLoadWorkflowsRefusesBrokenFiles(t *testing.T) {
 	writeFile(t, dir, "big-t2i.manifest.json", "{}")
 	if _, err := LoadWorkflows(EmbeddedWorkflows(), dir); err == nil || !strings.Contains(err.Error(), "over "+strconv.Itoa(maxWorkflowFile)) {
 		t.Errorf("an oversized file: %v", err)
+	}
+}
+
+// TestFillReplacesARandomSeed: ComfyUI refuses a seed of -1 (KSampler's
+// minimum is 0); a task queued before seeds were resolved gets one drawn
+// from its id, the same on every re-send, in 0..2147483647.
+func TestFillReplacesARandomSeed(t *testing.T) {
+	wfs, err := LoadWorkflows(EmbeddedWorkflows(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wf, _ := wfs.Get("pony", "t2i")
+	req := &workspace.TaskRequest{TaskID: "01M8PRCHCKA5QW5R33EH020ZQ4", Prompt: "p", Params: json.RawMessage(`{"seed":-1,"steps":5}`)}
+	seedOf := func() string {
+		g, err := wf.Fill(req, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(g)
+		i := bytes.Index(b, []byte(`"seed":`))
+		j := bytes.IndexAny(b[i+7:], ",}")
+		return string(b[i+7 : i+7+j])
+	}
+	first := seedOf()
+	if first == "-1" || first != seedOf() {
+		t.Fatalf("seed %s, then %s: want one fixed non-negative seed", first, seedOf())
+	}
+	req.Params = json.RawMessage(`{"seed":42}`)
+	if got := seedOf(); got != "42" {
+		t.Fatalf("a real seed was changed to %s", got)
 	}
 }
