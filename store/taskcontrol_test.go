@@ -174,7 +174,7 @@ func TestListTasksFilters(t *testing.T) {
 			var want []string
 			for i := n - 1; i >= 0; i-- {
 				if c.want(i) {
-					want = append(want, IDAt(first.Add(time.Duration(i)*time.Second))[:10])
+					want = append(want, IDAt(first.Add(time.Duration(i) * time.Second))[:10])
 				}
 			}
 			var ids []string
