@@ -43,13 +43,13 @@ type TaskView struct {
 	QueuePosition *int            `json:"queue_position,omitempty"`
 	// EtaSeconds is set on pending and processing views: an integer or
 	// null (CONTRACT section 12); absent on finished ones.
-	EtaSeconds json.RawMessage `json:"eta_seconds,omitempty"`
-	CreatedAt     *string         `json:"created_at"`
-	StartedAt     *string         `json:"started_at"`
-	CompletedAt   *string         `json:"completed_at"`
-	Error         *taskError      `json:"error,omitempty"`
-	ResultURL     string          `json:"result_url"`
-	PreviewURL    string          `json:"preview_url"`
+	EtaSeconds  json.RawMessage `json:"eta_seconds,omitempty"`
+	CreatedAt   *string         `json:"created_at"`
+	StartedAt   *string         `json:"started_at"`
+	CompletedAt *string         `json:"completed_at"`
+	Error       *taskError      `json:"error,omitempty"`
+	ResultURL   string          `json:"result_url"`
+	PreviewURL  string          `json:"preview_url"`
 }
 
 func rfc3339(t time.Time) *string {
