@@ -262,7 +262,7 @@ export function etaText(t: TaskView): string {
 export function statusText(t: TaskView): string {
   switch (t.status) {
     case 'pending':
-      return t.queue_position ? `Queued, position ${t.queue_position}` : 'Waiting for a worker';
+      return t.queue_position ? `Waiting in queue, position ${t.queue_position}` : 'Waiting for a worker';
     case 'processing':
       return `Generating… ${Math.max(0, Math.min(99, Math.round(t.progress ?? 0)))}%`;
     case 'done':
