@@ -42,6 +42,8 @@ func BenchmarkListTasks(b *testing.B) {
 		{"q_rare", "/tasks?q=take+99999"},
 		{"status_failed", "/tasks?status=failed"},
 		{"model", "/tasks?model=anisora&status=done"},
+		{"status_done_failed", "/tasks?status=done,failed"},
+		{"all", "/tasks"},
 		{"status_failed_page_500", ""}, // filled below: a deep page
 	} {
 		path := c.path

@@ -163,10 +163,14 @@ func TestListTasksFilters(t *testing.T) {
 		{"type", TaskFilter{Type: "image"}, func(i int) bool { return i%2 == 0 }},
 		{"q one word, any case", TaskFilter{Query: "LIGHTHOUSE", Limit: 3}, func(i int) bool { return i%3 == 0 }},
 		{"q all words", TaskFilter{Query: "red dusk", Limit: 3}, func(i int) bool { return i%3 == 0 }},
-		{"q word prefix and accents", TaskFilter{Query: "eclair pla"}, func(i int) bool { return i%3 == 2 }},
+		{"q whole words and accents", TaskFilter{Query: "eclair plate"}, func(i int) bool { return i%3 == 2 }},
 		{"q red (two prompts)", TaskFilter{Query: "red", Limit: 4}, func(i int) bool { return i%3 != 1 }},
 		{"q with model and status", TaskFilter{Query: "red", Model: "flux", Statuses: []string{StatusDone}, Limit: 2}, func(i int) bool { return i%3 != 1 && i%2 == 0 && i%4 == 0 }},
 		{"q matching nothing", TaskFilter{Query: "zebra"}, func(i int) bool { return false }},
+		{"q a word's prefix is not the word", TaskFilter{Query: "lighthous"}, func(i int) bool { return false }},
+		{"three statuses merged", TaskFilter{Statuses: []string{StatusDone, StatusFailed, StatusPending}, Limit: 9}, func(i int) bool { return i%4 != 3 }},
+		{"a status twice", TaskFilter{Statuses: []string{StatusFailed, StatusFailed}, Limit: 6}, func(i int) bool { return i%4 == 1 }},
+		{"statuses with model and type", TaskFilter{Statuses: []string{StatusDone, StatusFailed}, Model: "anisora", Type: "video", Limit: 3}, func(i int) bool { return i%2 == 1 && i%4 <= 1 }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
