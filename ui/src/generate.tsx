@@ -241,6 +241,7 @@ export function GeneratePage({ catalog }: GenerateProps) {
   const [fieldErrors, setFieldErrors] = useState<Record<string, string>>({});
   const [submitError, setSubmitError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  const [sending, setSending] = useState(false);
   const [count, setCount] = useState('1');
   const busyRef = useRef(false);
   const formRef = useRef<HTMLFormElement>(null);
@@ -320,6 +321,7 @@ export function GeneratePage({ catalog }: GenerateProps) {
     if (busyRef.current) return;
     busyRef.current = true;
     setBusy(true);
+    setSending(true);
     setSubmitError(null);
     try {
       const res = await make();
@@ -334,6 +336,7 @@ export function GeneratePage({ catalog }: GenerateProps) {
       }
       setSubmitError(err);
     } finally {
+      setSending(false);
       window.setTimeout(() => {
         busyRef.current = false;
         setBusy(false);
@@ -557,7 +560,7 @@ export function GeneratePage({ catalog }: GenerateProps) {
             >
               Generate
             </button>
-            {busy ? <span class="muted">Sending…</span> : null}
+            {sending ? <span class="muted">Sending…</span> : null}
           </div>
           {fe('count') ? <p class="field-error">{fe('count')}</p> : null}
         </form>
