@@ -272,6 +272,10 @@ func (s *Server) loadEvent(id string) ([]byte, bool) {
 	return b, err == nil
 }
 
+// allEventsPing is how often GET /events sends a comment when nothing
+// changes (CONTRACT section 12: at least every 15 s); tests shorten it.
+var allEventsPing = eventsPing
+
 // handleAllEvents answers GET /events: every changed task view as an event
 // named task, a ping comment every 15 s, under the same stream limits and
 // credential recheck as GET /events/{task_id}.
@@ -300,7 +304,7 @@ func (s *Server) handleAllEvents(w http.ResponseWriter, r *http.Request) error {
 	if !write("retry: 2000\n: connected\n\n") {
 		return nil
 	}
-	ping := time.NewTicker(eventsPing)
+	ping := time.NewTicker(allEventsPing)
 	defer ping.Stop()
 	auth := time.NewTicker(s.authCheckEvery())
 	defer auth.Stop()

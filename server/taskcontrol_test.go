@@ -560,6 +560,34 @@ func TestGlobalEvents(t *testing.T) {
 	}
 }
 
+// TestGlobalEventsPing: a quiet stream still gets a comment line, so
+// proxies keep it open (the interval is 15 s; shortened here).
+func TestGlobalEventsPing(t *testing.T) {
+	old := allEventsPing
+	allEventsPing = 30 * time.Millisecond
+	t.Cleanup(func() { allEventsPing = old })
+	if eventsPing > 15*time.Second {
+		t.Fatalf("the ping interval is %v, over the contract's 15 s", eventsPing)
+	}
+	e := newEnv(t)
+	hs := httptest.NewServer(e.h)
+	t.Cleanup(hs.Close)
+	r, _ := http.NewRequest("GET", hs.URL+"/events", nil)
+	r.Header.Set("X-API-Key", e.sec.APIKey)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if sc.Text() == ": ping" {
+			return
+		}
+	}
+	t.Fatalf("the stream ended without a ping: %v", sc.Err())
+}
+
 // TestBroadcasterLoadsOncePerChange: one read per change, whatever the
 // number of streams; a stream that falls too far behind is closed.
 func TestBroadcasterLoadsOncePerChange(t *testing.T) {
