@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 )
 
@@ -62,6 +63,26 @@ func (c *apiClient) listTasks(query string) []struct {
 	return page.Items
 }
 
+// countStreams makes every document of the tab count the EventSources it
+// opens and has open (window.__streams: {opened, open, urls}).
+func (p *page) countStreams() {
+	p.t.Helper()
+	js := `(() => {
+		const ES = window.EventSource;
+		window.__streams = {opened: 0, open: 0, urls: []};
+		window.EventSource = class extends ES {
+			constructor(url, init) {
+				super(url, init);
+				window.__streams.opened++; window.__streams.open++; window.__streams.urls.push(String(url));
+			}
+			close() { if (this.readyState !== ES.CLOSED) window.__streams.open--; super.close(); }
+		};
+	})()`
+	if _, err := chromedp.Call(p.ctx, cdppage.AddScriptToEvaluateOnNewDocument, cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: js}); err != nil {
+		p.t.Fatalf("count event streams: %v", err)
+	}
+}
+
 // TestQueueCountAndCancel: Count 3 makes three tasks with consecutive
 // seeds; the Queue lists them live with progress, position and Cancel;
 // Cancel from the panel ends the waiting one as canceled.
@@ -70,6 +91,7 @@ func TestQueueCountAndCancel(t *testing.T) {
 	srv := startServer(t)
 	api := srv.client(t)
 	p := openBrowser(t, srv, desktop)
+	p.countStreams()
 	p.open("/")
 	p.waitForm()
 	if !eval[bool](p, `!!document.querySelector('`+queueRegion+`')`) {
@@ -111,6 +133,11 @@ func TestQueueCountAndCancel(t *testing.T) {
 		if (it["status"] == "pending" || it["status"] == "processing") && it["cancel"] != "yes" {
 			t.Errorf("open item %s has no Cancel button: %q", it["id"], it["text"])
 		}
+	}
+	// three live tasks, one stream: GET /events, not one per task
+	streams := eval[map[string]any](p, `window.__streams`)
+	if streams["open"] != float64(1) || streams["opened"] != float64(1) || fmt.Sprint(streams["urls"]) != "[/events]" {
+		t.Errorf("event streams of the tab: %v, want one, GET /events, opened once", streams)
 	}
 	p.screenshot("queue-three")
 

@@ -182,11 +182,15 @@ function connect() {
   };
 }
 
+// disconnect closes the stream once nothing listens for a moment: a page
+// that re-subscribes as it renders (a new task joins the list) keeps it.
 function disconnect() {
-  if (live.listeners.size > 0) return;
-  live.source?.close();
-  live.source = null;
-  window.clearTimeout(live.timer);
+  window.setTimeout(() => {
+    if (live.listeners.size > 0) return;
+    live.source?.close();
+    live.source = null;
+    window.clearTimeout(live.timer);
+  }, 1000);
 }
 
 // useLiveTasks keeps views of ids current: one fetch each when the list or
