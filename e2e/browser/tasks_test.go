@@ -192,6 +192,41 @@ func TestDoubleClickCreatesOneTask(t *testing.T) {
 	}
 }
 
+// TestRetriedPostKeepsItsKey: when the answer to POST /generate is lost
+// (the server committed, the page saw a network error), the page's retry
+// carries the same Idempotency-Key, and only one task exists.
+func TestRetriedPostKeepsItsKey(t *testing.T) {
+	t.Parallel()
+	srv := startServer(t)
+	api := srv.client(t)
+	p := openBrowser(t, srv, desktop)
+	p.open("/")
+	p.waitForm()
+	p.chooseOption(modelSelect, "FLUX")
+	p.typeInto(promptField, "an answer lost on the way")
+	eval[bool](p, `(() => {
+		window.__keys = [];
+		const f = window.fetch;
+		window.fetch = async (u, o) => {
+			if (!String(u).includes("/generate")) return f(u, o);
+			window.__keys.push((o && o.headers && o.headers["Idempotency-Key"]) || "");
+			const r = await f(u, o);
+			if (window.__keys.length === 1) throw new TypeError("Failed to fetch"); // the answer is lost
+			return r;
+		};
+		return true;
+	})()`)
+	p.click(generateBtn)
+	p.waitFor("the task in the Queue", `document.querySelectorAll('[role="region"][aria-label="Queue"] li[data-task-id]').length === 1`, 10*time.Second)
+	keys := eval[[]string](p, `window.__keys`)
+	if len(keys) != 2 || keys[0] == "" || keys[0] != keys[1] {
+		t.Fatalf("POST /generate keys %q, want the same key twice", keys)
+	}
+	if n := len(api.listTasks("")); n != 1 {
+		t.Fatalf("%d tasks after a retried POST, want 1", n)
+	}
+}
+
 // gooniProc is a gooni process on a fixed address and data directory, so a
 // test can stop and start it again.
 type gooniProc struct {
