@@ -171,3 +171,47 @@ ALTER TABLE accounts ADD COLUMN driver     TEXT    NOT NULL DEFAULT 'gooni' CHEC
 ALTER TABLE accounts ADD COLUMN models     TEXT    NOT NULL DEFAULT '[]';
 ALTER TABLE accounts ADD COLUMN config_rev INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE tasks ADD COLUMN handed_at INTEGER;
+
+-- migrate: 6
+-- Task control (CONTRACT section 12).
+--
+-- Idempotency-Key of POST /generate: the key, a SHA-256 of the request body
+-- and the 202 answer, committed in the same transaction as the tasks it
+-- created; rows older than 24 h no longer count and are purged hourly.
+CREATE TABLE idempotency_keys (
+    key        TEXT    PRIMARY KEY,
+    body_hash  BLOB    NOT NULL,
+    response   TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+
+-- GET /tasks and /gallery filters: each filter has an index that also gives
+-- the newest-first order (keyset on id), so a page reads only its rows.
+CREATE INDEX tasks_model_id ON tasks (model, id);
+CREATE INDEX tasks_type_id  ON tasks (type, id);
+
+-- Prompt search (the q filter): a contentless FTS5 index of prompts. Its
+-- rowid is task_search.docid, an INTEGER PRIMARY KEY (stable across VACUUM,
+-- unlike the implicit rowid of tasks), mapped to the task id; triggers keep
+-- both in step with tasks, so every writer of tasks is covered.
+CREATE TABLE task_search (
+    docid   INTEGER PRIMARY KEY,
+    task_id TEXT    NOT NULL UNIQUE
+);
+CREATE VIRTUAL TABLE tasks_fts USING fts5(prompt, content='', contentless_delete=1,
+    tokenize='unicode61 remove_diacritics 2');
+CREATE TRIGGER tasks_search_insert AFTER INSERT ON tasks
+BEGIN
+    INSERT INTO task_search (task_id) VALUES (new.id);
+    INSERT INTO tasks_fts (rowid, prompt) VALUES (last_insert_rowid(), new.prompt);
+END;
+CREATE TRIGGER tasks_search_delete AFTER DELETE ON tasks
+BEGIN
+    DELETE FROM tasks_fts WHERE rowid = (SELECT docid FROM task_search WHERE task_id = old.id);
+    DELETE FROM task_search WHERE task_id = old.id;
+END;
+-- Tasks that exist already, oldest first, so docid order is creation order.
+INSERT INTO task_search (task_id) SELECT id FROM tasks ORDER BY id;
+INSERT INTO tasks_fts (rowid, prompt)
+    SELECT s.docid, t.prompt FROM task_search s JOIN tasks t ON t.id = s.task_id;

@@ -139,7 +139,7 @@ var (
 	accountOptional = []string{"deploy_output"}
 	taskViewKeys    = []string{"task_id", "type", "model", "mode", "prompt", "params", "status", "progress",
 		"created_at", "started_at", "completed_at", "result_url", "preview_url"}
-	taskViewOptional = []string{"queue_position", "error", "negative_prompt"}
+	taskViewOptional = []string{"queue_position", "error", "negative_prompt", "eta_seconds"}
 	auditKeys        = []string{"id", "timestamp", "actor", "source", "action", "target", "outcome", "correlation_id", "details"}
 )
 
@@ -195,6 +195,8 @@ func TestContractConformance(t *testing.T) {
 	toDelete := e.task("done", simAcc.ID)
 	gone := e.task("done", simAcc.ID)
 	failed := e.task("failed", 0)
+	toCancel := e.task("pending", 0)
+	toCancelRunning := e.task("processing", simAcc.ID)
 	goneTask, _ := e.db.GetTask(ctx, gone.ID)
 	os.Remove(filepath.Join(e.dataDir, goneTask.ResultPath))
 	os.Remove(filepath.Join(e.dataDir, goneTask.PreviewPath))
@@ -252,6 +254,7 @@ func TestContractConformance(t *testing.T) {
 	userRoutes := []route{
 		{"POST", "/generate"}, {"GET", "/status/" + done.ID}, {"GET", "/events/" + done.ID},
 		{"GET", "/results/" + done.ID}, {"GET", "/preview/" + done.ID}, {"GET", "/gallery"}, {"DELETE", "/gallery/" + done.ID},
+		{"GET", "/tasks"}, {"POST", "/tasks/" + pending.ID + "/cancel"}, {"GET", "/events"},
 	}
 	acct := func(id int64, suffix string) string { return fmt.Sprintf("/admin/accounts/%d%s", id, suffix) }
 	adminRoutes := []route{
@@ -304,6 +307,7 @@ func TestContractConformance(t *testing.T) {
 					h := w.Header()
 					if h.Get("Access-Control-Allow-Origin") != "https://app.example.com" || h.Get("Access-Control-Allow-Credentials") != "true" ||
 						!strings.Contains(h.Get("Access-Control-Allow-Methods"), rt.method) || !strings.Contains(h.Get("Access-Control-Allow-Headers"), "X-Correlation-ID") ||
+						!strings.Contains(h.Get("Access-Control-Allow-Headers"), "Idempotency-Key") ||
 						!strings.Contains(h.Get("Vary"), "Origin") {
 						t.Errorf("preflight headers: %v", h)
 					}
@@ -406,8 +410,11 @@ func TestContractConformance(t *testing.T) {
 
 		// POST /generate.
 		{name: "generate 202", r: req{method: "POST", path: "/generate", header: key, body: gen}, status: 202, check: func(t *testing.T, w *httptest.ResponseRecorder) {
-			m := jsonKeys(t, w, []string{"task_id", "status", "status_url", "result_url", "preview_url"}, nil)
+			m := jsonKeys(t, w, []string{"task_id", "status", "status_url", "result_url", "preview_url", "task_ids", "tasks"}, nil)
 			id := fmt.Sprint(m["task_id"])
+			if ids, _ := m["task_ids"].([]any); len(ids) != 1 || ids[0] != id {
+				t.Errorf("task_ids %v, want [%s]", m["task_ids"], id)
+			}
 			if m["status"] != "pending" || m["status_url"] != "/status/"+id || m["result_url"] != "/results/"+id || m["preview_url"] != "/preview/"+id {
 				t.Errorf("%v", m)
 			}
@@ -430,6 +437,93 @@ func TestContractConformance(t *testing.T) {
 		{name: "generate without ready workers", env: "empty", r: req{method: "POST", path: "/generate", header: emptyKey, body: gen}, status: 503, code: "no_workers"},
 		{name: "generate with a full queue", env: "full", r: req{method: "POST", path: "/generate", header: fullKey, body: gen}, status: 503, code: "queue_full"},
 		{name: "generate validation before no_workers", env: "empty", r: req{method: "POST", path: "/generate", header: emptyKey, body: `{"model":"x"}`}, status: 400, code: "validation_failed"},
+
+		// Task control (section 12).
+		{name: "generate count 3", r: req{method: "POST", path: "/generate", header: key, body: `{"model":"flux","mode":"t2i","prompt":"three","count":3}`}, status: 202,
+			check: func(t *testing.T, w *httptest.ResponseRecorder) {
+				var a generateAccepted
+				json.Unmarshal(w.Body.Bytes(), &a)
+				if len(a.TaskIDs) != 3 || len(a.Tasks) != 3 || a.TaskID != a.TaskIDs[0] || a.Tasks[2].StatusURL != "/status/"+a.TaskIDs[2] {
+					t.Errorf("batch answer %s", w.Body.String())
+				}
+			}},
+		{name: "generate count 9", r: req{method: "POST", path: "/generate", header: key, body: `{"model":"flux","mode":"t2i","prompt":"x","count":9}`}, status: 400, code: "validation_failed", field: "count"},
+		{name: "generate count over the queue", env: "full", r: req{method: "POST", path: "/generate", header: fullKey, body: `{"model":"flux","mode":"t2i","prompt":"x","count":2}`}, status: 503, code: "queue_full"},
+		{name: "generate empty Idempotency-Key", r: req{method: "POST", path: "/generate", header: withKey(map[string]string{"Idempotency-Key": ""}), body: gen}, status: 400, code: "validation_failed", field: "Idempotency-Key"},
+		{name: "generate Idempotency-Key of 256", r: req{method: "POST", path: "/generate", header: withKey(map[string]string{"Idempotency-Key": strings.Repeat("k", 256)}), body: gen}, status: 400, code: "validation_failed", field: "Idempotency-Key"},
+		{name: "generate Idempotency-Key not ASCII", r: req{method: "POST", path: "/generate", header: withKey(map[string]string{"Idempotency-Key": "ключ"}), body: gen}, status: 400, code: "validation_failed", field: "Idempotency-Key"},
+		{name: "generate with an Idempotency-Key", r: req{method: "POST", path: "/generate", header: withKey(map[string]string{"Idempotency-Key": "conf-1"}), body: gen}, status: 202},
+		{name: "generate replayed", r: req{method: "POST", path: "/generate", header: withKey(map[string]string{"Idempotency-Key": "conf-1"}), body: gen}, status: 202,
+			check: func(t *testing.T, w *httptest.ResponseRecorder) {
+				if w.Header().Get("Idempotent-Replayed") != "true" {
+					t.Errorf("replay lacks Idempotent-Replayed: %v", w.Header())
+				}
+			}},
+		{name: "generate idempotency conflict", r: req{method: "POST", path: "/generate", header: withKey(map[string]string{"Idempotency-Key": "conf-1"}), body: `{"model":"flux","mode":"t2i","prompt":"other"}`}, status: 422, code: "idempotency_conflict"},
+		{name: "cancel pending", r: req{method: "POST", path: "/tasks/" + toCancel.ID + "/cancel", header: key}, status: 200, check: func(t *testing.T, w *httptest.ResponseRecorder) {
+			m := jsonKeys(t, w, taskViewKeys, taskViewOptional)
+			if e, _ := m["error"].(map[string]any); m["status"] != "failed" || e["code"] != "canceled" {
+				t.Errorf("%v", m)
+			}
+		}},
+		{name: "cancel processing", r: req{method: "POST", path: "/tasks/" + toCancelRunning.ID + "/cancel", header: key}, status: 200},
+		{name: "cancel a canceled task", r: req{method: "POST", path: "/tasks/" + toCancel.ID + "/cancel", header: key}, status: 409, code: "task_finished"},
+		{name: "cancel done", r: req{method: "POST", path: "/tasks/" + done.ID + "/cancel", header: key}, status: 409, code: "task_finished"},
+		{name: "cancel failed", r: req{method: "POST", path: "/tasks/" + failed.ID + "/cancel", header: key}, status: 409, code: "task_finished"},
+		{name: "cancel unknown", r: req{method: "POST", path: "/tasks/01ZZZZZZZZZZZZZZZZZZZZZZZZ/cancel", header: key}, status: 404, code: "task_not_found"},
+		{name: "cancel bad id shape", r: req{method: "POST", path: "/tasks/a.b/cancel", header: key}, status: 404, code: "task_not_found"},
+		{name: "GET /tasks/{id}/cancel", r: req{method: "GET", path: "/tasks/" + pending.ID + "/cancel", header: key}, status: 405, code: "method_not_allowed"},
+		{name: "POST /tasks", r: req{method: "POST", path: "/tasks", header: key}, status: 405, code: "method_not_allowed"},
+		{name: "POST /events", r: req{method: "POST", path: "/events", header: key}, status: 405, code: "method_not_allowed"},
+		{name: "list tasks", r: req{method: "GET", path: "/tasks?limit=2", header: key}, status: 200, check: func(t *testing.T, w *httptest.ResponseRecorder) {
+			m := jsonKeys(t, w, []string{"items", "next_cursor"}, nil)
+			items, _ := m["items"].([]any)
+			if len(items) != 2 || m["next_cursor"] == nil {
+				t.Fatalf("%v", m)
+			}
+			for _, it := range items {
+				checkKeys(t, "task", it.(map[string]any), taskViewKeys, taskViewOptional)
+			}
+		}},
+		{name: "list failed tasks", r: req{method: "GET", path: "/tasks?status=failed", header: key}, status: 200, check: func(t *testing.T, w *httptest.ResponseRecorder) {
+			var p galleryPage
+			json.Unmarshal(w.Body.Bytes(), &p)
+			if len(p.Items) < 2 {
+				t.Errorf("%d failed tasks listed", len(p.Items))
+			}
+			for _, it := range p.Items {
+				if it.Status != "failed" {
+					t.Errorf("status=failed lists a %s task", it.Status)
+				}
+			}
+		}},
+		{name: "list bad status", r: req{method: "GET", path: "/tasks?status=done,gone", header: key}, status: 400, code: "validation_failed", field: "status"},
+		{name: "list empty status", r: req{method: "GET", path: "/tasks?status=", header: key}, status: 400, code: "validation_failed", field: "status"},
+		{name: "list limit 0", r: req{method: "GET", path: "/tasks?limit=0", header: key}, status: 400, code: "validation_failed", field: "limit"},
+		{name: "list limit 101", r: req{method: "GET", path: "/tasks?limit=101", header: key}, status: 400, code: "validation_failed", field: "limit"},
+		{name: "list bad cursor", r: req{method: "GET", path: "/tasks?cursor=..%2F", header: key}, status: 400, code: "validation_failed", field: "cursor"},
+		{name: "list unknown model", r: req{method: "GET", path: "/tasks?model=nope", header: key}, status: 400, code: "validation_failed", field: "model"},
+		{name: "list unknown type", r: req{method: "GET", path: "/tasks?type=audio", header: key}, status: 400, code: "validation_failed", field: "type"},
+		{name: "list q without words", r: req{method: "GET", path: "/tasks?q=%21%21", header: key}, status: 400, code: "validation_failed", field: "q"},
+		{name: "list q too long", r: req{method: "GET", path: "/tasks?q=" + strings.Repeat("a", 201), header: key}, status: 400, code: "validation_failed", field: "q"},
+		{name: "list status twice", r: req{method: "GET", path: "/tasks?status=done&status=failed", header: key}, status: 400, code: "validation_failed", field: "status"},
+		{name: "gallery filters", r: req{method: "GET", path: "/gallery?model=flux&type=image&q=lighthouse", header: key}, status: 200, check: func(t *testing.T, w *httptest.ResponseRecorder) {
+			var p galleryPage
+			json.Unmarshal(w.Body.Bytes(), &p)
+			if len(p.Items) < 3 {
+				t.Errorf("%d items", len(p.Items))
+			}
+		}},
+		{name: "gallery bad model", r: req{method: "GET", path: "/gallery?model=nope", header: key}, status: 400, code: "validation_failed", field: "model"},
+		{name: "gallery takes no status", r: req{method: "GET", path: "/gallery?status=failed", header: key}, status: 200, check: func(t *testing.T, w *httptest.ResponseRecorder) {
+			var p galleryPage
+			json.Unmarshal(w.Body.Bytes(), &p)
+			for _, it := range p.Items {
+				if it.Status != "done" {
+					t.Errorf("gallery lists a %s task", it.Status)
+				}
+			}
+		}},
 
 		// Task views.
 		{name: "status pending", r: req{method: "GET", path: "/status/" + pending.ID, header: key}, status: 200, check: func(t *testing.T, w *httptest.ResponseRecorder) {

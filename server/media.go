@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"gooni/internal/taskid"
 	"io"
 	"io/fs"
 	"mime"
@@ -274,34 +273,15 @@ type galleryPage struct {
 	NextCursor *string     `json:"next_cursor"`
 }
 
-// handleGallery lists done tasks newest first with keyset paging.
+// handleGallery lists done tasks newest first with keyset paging and the
+// model, type and q filters of GET /tasks.
 func (s *Server) handleGallery(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	limit := 50
-	if v, ok := q["limit"]; ok {
-		n, err := parseIntParam(v, 1, 100)
-		if err != nil {
-			return apierr.Validation("limit", "limit must be a whole number from 1 to 100")
-		}
-		limit = n
-	}
-	cursor := q.Get("cursor")
-	if cursor != "" && !taskid.Valid(cursor) {
-		return apierr.Validation("cursor", "cursor is not one this server gave out")
-	}
-	items, next, err := s.cfg.DB.Gallery(r.Context(), cursor, limit)
+	f, err := s.listFilter(r.URL.Query(), false)
 	if err != nil {
-		return apierr.Internal(err)
+		return err
 	}
-	page := galleryPage{Items: make([]*TaskView, 0, len(items))}
-	for _, t := range items {
-		page.Items = append(page.Items, view(t))
-	}
-	if next != "" {
-		page.NextCursor = &next
-	}
-	writeJSON(w, http.StatusOK, page)
-	return nil
+	f.Statuses = []string{store.StatusDone}
+	return s.writeTaskPage(w, r, f)
 }
 
 // handleGalleryDelete removes a done task's files, then its row: a delete

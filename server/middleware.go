@@ -97,7 +97,11 @@ func (s *Server) secureHeaders(next http.Handler) http.Handler {
 
 const (
 	corsMethods = "GET, POST, PATCH, DELETE, OPTIONS"
-	corsHeaders = "Content-Type, X-API-Key, X-Correlation-ID"
+	// Idempotency-Key (section 12) joins the contract's three, so an allowed
+	// origin's client can retry safely; it may read the replay marker and
+	// the correlation id back.
+	corsHeaders = "Content-Type, X-API-Key, X-Correlation-ID, Idempotency-Key"
+	corsExpose  = "X-Correlation-ID, Idempotent-Replayed, Retry-After"
 )
 
 // cors passes same-origin and allowlisted origins and refuses every other
@@ -120,6 +124,7 @@ func (s *Server) cors(next http.Handler) http.Handler {
 		case s.origins[o]:
 			h.Set("Access-Control-Allow-Origin", o)
 			h.Set("Access-Control-Allow-Credentials", "true")
+			h.Set("Access-Control-Expose-Headers", corsExpose)
 			if preflight {
 				h.Set("Access-Control-Allow-Methods", corsMethods)
 				h.Set("Access-Control-Allow-Headers", corsHeaders)

@@ -98,6 +98,9 @@ type Server struct {
 	handler http.Handler
 	uploads *uploadGate
 	streams *streamLimits
+	// all feeds GET /events; eta computes eta_seconds (CONTRACT section 12).
+	all *broadcaster
+	eta *etaEstimator
 }
 
 // Route body limits.
@@ -138,6 +141,9 @@ func New(cfg Config) *Server {
 	}
 	// Every committed task change wakes the event streams watching it.
 	cfg.DB.ListenTasks(s.hub.Notify)
+	s.eta = newETA(cfg.DB, cfg.Now)
+	s.all = newBroadcaster(s.loadEvent)
+	cfg.DB.ListenTasks(s.all.notify)
 	s.cookies = newCodec(cfg.Secrets, cfg.SessionTTL)
 	s.admin = newCodec(cfg.Secrets, cfg.AdminSessionTTL)
 	for _, o := range cfg.FrontendOrigins {
@@ -215,7 +221,10 @@ func (s *Server) routes() http.Handler {
 	user := func(fn handlerFunc) http.Handler { return s.h(s.requireUser(fn)) }
 	r.Handle("/generate", user(s.handleGenerate)).Methods(http.MethodPost)
 	r.Handle("/status/{task_id}", user(s.handleStatus)).Methods(http.MethodGet)
+	r.Handle("/events", user(s.handleAllEvents)).Methods(http.MethodGet)
 	r.Handle("/events/{task_id}", user(s.handleEvents)).Methods(http.MethodGet)
+	r.Handle("/tasks", user(s.handleTasks)).Methods(http.MethodGet)
+	r.Handle("/tasks/{task_id}/cancel", user(s.handleCancel)).Methods(http.MethodPost)
 	r.Handle("/results/{task_id}", user(s.handleResult)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/preview/{task_id}", user(s.handlePreview)).Methods(http.MethodGet, http.MethodHead)
 	r.Handle("/inputs/{task_id}", user(s.handleInput)).Methods(http.MethodGet, http.MethodHead)

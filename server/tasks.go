@@ -1,14 +1,21 @@
 package server
 
 import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"gooni/internal/taskid"
 	"io"
+	"math/big"
 	"net/http"
 	"os"
 	"path"
+	"path/filepath"
+	"strconv"
 	"time"
+
+	"gooni/internal/taskid"
 
 	"github.com/gorilla/mux"
 
@@ -34,12 +41,15 @@ type TaskView struct {
 	Status        string          `json:"status"`
 	Progress      int             `json:"progress"`
 	QueuePosition *int            `json:"queue_position,omitempty"`
-	CreatedAt     *string         `json:"created_at"`
-	StartedAt     *string         `json:"started_at"`
-	CompletedAt   *string         `json:"completed_at"`
-	Error         *taskError      `json:"error,omitempty"`
-	ResultURL     string          `json:"result_url"`
-	PreviewURL    string          `json:"preview_url"`
+	// EtaSeconds is set on pending and processing views: an integer or
+	// null (CONTRACT section 12); absent on finished ones.
+	EtaSeconds  json.RawMessage `json:"eta_seconds,omitempty"`
+	CreatedAt   *string         `json:"created_at"`
+	StartedAt   *string         `json:"started_at"`
+	CompletedAt *string         `json:"completed_at"`
+	Error       *taskError      `json:"error,omitempty"`
+	ResultURL   string          `json:"result_url"`
+	PreviewURL  string          `json:"preview_url"`
 }
 
 func rfc3339(t time.Time) *string {
@@ -69,19 +79,35 @@ func view(t *store.Task) *TaskView {
 	return v
 }
 
-// taskView loads a task's view, with its queue position while pending.
+// taskView loads a task's view, with its queue position and ETA while open.
 func (s *Server) taskView(r *http.Request, id string) (*TaskView, error) {
 	t, err := s.loadTask(r, id)
 	if err != nil {
 		return nil, err
 	}
+	return s.liveView(r.Context(), t)
+}
+
+// liveView is view plus what is computed, not stored: the queue position
+// of a pending task and the eta_seconds of a pending or processing one.
+func (s *Server) liveView(ctx context.Context, t *store.Task) (*TaskView, error) {
 	v := view(t)
 	if t.Status == store.StatusPending {
-		pos, err := s.cfg.DB.QueuePosition(r.Context(), id)
+		pos, err := s.cfg.DB.QueuePosition(ctx, t.ID)
 		if err != nil {
 			return nil, apierr.Internal(err)
 		}
 		v.QueuePosition = &pos
+	}
+	if t.Status == store.StatusPending || t.Status == store.StatusProcessing {
+		eta, err := s.eta.estimate(ctx, t)
+		if err != nil {
+			return nil, apierr.Internal(err)
+		}
+		v.EtaSeconds = json.RawMessage("null")
+		if eta >= 0 {
+			v.EtaSeconds = json.RawMessage(strconv.Itoa(eta))
+		}
 	}
 	return v, nil
 }
@@ -113,7 +139,20 @@ func (s *Server) loadTask(r *http.Request, id string) (*store.Task, error) {
 	return t, nil
 }
 
+// generateAccepted is the 202 answer of POST /generate: the first task's
+// fields, and with them every task of the batch (CONTRACT section 12).
 type generateAccepted struct {
+	TaskID     string         `json:"task_id"`
+	Status     string         `json:"status"`
+	StatusURL  string         `json:"status_url"`
+	ResultURL  string         `json:"result_url"`
+	PreviewURL string         `json:"preview_url"`
+	TaskIDs    []string       `json:"task_ids"`
+	Tasks      []acceptedTask `json:"tasks"`
+}
+
+// acceptedTask is one task of a batch in the 202 answer.
+type acceptedTask struct {
 	TaskID     string `json:"task_id"`
 	Status     string `json:"status"`
 	StatusURL  string `json:"status_url"`
@@ -121,16 +160,43 @@ type generateAccepted struct {
 	PreviewURL string `json:"preview_url"`
 }
 
+func accepted(ids []string) generateAccepted {
+	a := generateAccepted{TaskIDs: ids, Tasks: make([]acceptedTask, len(ids))}
+	for i, id := range ids {
+		a.Tasks[i] = acceptedTask{TaskID: id, Status: store.StatusPending, StatusURL: "/status/" + id,
+			ResultURL: "/results/" + id, PreviewURL: "/preview/" + id}
+	}
+	f := a.Tasks[0]
+	a.TaskID, a.Status, a.StatusURL, a.ResultURL, a.PreviewURL = f.TaskID, f.Status, f.StatusURL, f.ResultURL, f.PreviewURL
+	return a
+}
+
 // handleGenerate validates against the catalog and answers 202 only after
-// the task row has committed. An i2v image is decoded straight from the
+// the task rows have committed. An i2v image is decoded straight from the
 // body's buffer into a temp file in media/, checked whole, and renamed to
-// media/<id>.input.<ext> before the row commits.
+// media/<id>.input.<ext> before the rows commit (each task of a batch gets
+// its own file, a hard link where the file system allows). A seed of -1 is
+// drawn before the commit; a batch's seeds count up from it. With an
+// Idempotency-Key, the key commits with the tasks, and the same key with
+// the same body later gets the first answer again.
 func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) error {
 	body, release, err := s.readGenerateBody(w, r)
 	if err != nil {
 		return err
 	}
 	defer release()
+	key, hasKey, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
+	var bodyHash []byte
+	if hasKey {
+		sum := sha256.Sum256(body)
+		bodyHash = sum[:]
+		if done, err := s.replay(w, r, key, bodyHash); done || err != nil {
+			return err
+		}
+	}
 	req, err := catalog.ParseGenerate(body)
 	if err != nil {
 		return generateError(err)
@@ -148,21 +214,62 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) error {
 	if !ready {
 		return apierr.NoWorkersFor(v.ModelID)
 	}
-	t := &store.Task{
-		ID: store.NewID(), Type: v.Type, Model: v.ModelID, Mode: v.Mode, Prompt: v.Prompt,
-		NegativePrompt: v.NegativePrompt, Params: v.ParamsJSON, Status: store.StatusPending,
+	count := max(req.Count, 1)
+	params, err := batchParams(v, count)
+	if err != nil {
+		return apierr.Internal(err)
 	}
-	if v.ImageBytes > 0 {
-		t.InputPath, t.InputType, t.InputBytes = store.InputPath(t.ID, v.ImageType), v.ImageType, v.ImageBytes
-		if err := sink.in.keep(s.dataDir().Media(), path.Base(t.InputPath)); err != nil {
-			return apierr.StorageFailed().With(err)
+	tasks := make([]*store.Task, count)
+	ids := make([]string, count)
+	for i := range tasks {
+		tasks[i] = &store.Task{
+			ID: store.NewID(), Type: v.Type, Model: v.ModelID, Mode: v.Mode, Prompt: v.Prompt,
+			NegativePrompt: v.NegativePrompt, Params: params[i], Status: store.StatusPending,
+		}
+		ids[i] = tasks[i].ID
+	}
+	var kept []string // input files in media/, removed again if the tasks do not commit
+	removeKept := func() {
+		for _, rel := range kept {
+			if p, perr := s.dataDir().MediaPath(rel); perr == nil {
+				os.Remove(p)
+			}
 		}
 	}
+	if v.ImageBytes > 0 {
+		media := s.dataDir().Media()
+		for i, t := range tasks {
+			t.InputPath, t.InputType, t.InputBytes = store.InputPath(t.ID, v.ImageType), v.ImageType, v.ImageBytes
+			if i == 0 {
+				err = sink.in.keep(media, path.Base(t.InputPath))
+			} else {
+				err = linkOrCopy(filepath.Join(media, path.Base(tasks[0].InputPath)), filepath.Join(media, path.Base(t.InputPath)))
+			}
+			if err != nil {
+				removeKept()
+				return apierr.StorageFailed().With(err)
+			}
+			kept = append(kept, t.InputPath)
+		}
+		if count > 1 {
+			if err := syncDir(media); err != nil {
+				removeKept()
+				return apierr.StorageFailed().With(err)
+			}
+		}
+	}
+	answer := accepted(ids)
 	opts := store.CreateOptions{QueueMax: s.cfg.QueueMax, InputQuota: s.cfg.InputQuota}
-	if err := s.cfg.DB.CreateTask(r.Context(), t, opts); err != nil {
-		if t.InputPath != "" {
-			if p, perr := s.dataDir().MediaPath(t.InputPath); perr == nil {
-				os.Remove(p)
+	if hasKey {
+		b, _ := json.Marshal(answer)
+		opts.Idempotency = &store.IdempotencyRecord{Key: key, BodyHash: bodyHash, Response: b}
+	}
+	if err := s.cfg.DB.CreateTasks(r.Context(), tasks, opts); err != nil {
+		removeKept()
+		if errors.Is(err, store.ErrIdempotencyKeyUsed) {
+			// The same key committed meanwhile (a retry racing its original).
+			if done, err := s.replay(w, r, key, bodyHash); done || err != nil {
+				return err
 			}
 		}
 		return taskErr(err)
@@ -170,13 +277,119 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Dispatcher != nil {
 		s.cfg.Dispatcher.Wake()
 	}
-	s.log.Info("task accepted", "task_id", t.ID, "type", t.Type, "model", t.Model, "mode", t.Mode,
+	s.log.Info("task accepted", "task_id", ids[0], "count", count, "type", v.Type, "model", v.ModelID, "mode", v.Mode,
 		"actor", actorOf(r.Context()), "correlation_id", correlationID(r.Context()))
-	writeJSON(w, http.StatusAccepted, generateAccepted{
-		TaskID: t.ID, Status: store.StatusPending, StatusURL: "/status/" + t.ID,
-		ResultURL: "/results/" + t.ID, PreviewURL: "/preview/" + t.ID,
-	})
+	writeJSON(w, http.StatusAccepted, answer)
 	return nil
+}
+
+// idempotencyKey reads the Idempotency-Key header: 1-255 printable ASCII
+// characters, given once.
+func idempotencyKey(r *http.Request) (string, bool, error) {
+	vals, ok := r.Header[http.CanonicalHeaderKey("Idempotency-Key")]
+	if !ok {
+		return "", false, nil
+	}
+	bad := apierr.Validation("Idempotency-Key", "Idempotency-Key must be 1 to 255 printable ASCII characters, given once")
+	if len(vals) != 1 || len(vals[0]) == 0 || len(vals[0]) > 255 {
+		return "", false, bad
+	}
+	for i := 0; i < len(vals[0]); i++ {
+		if c := vals[0][i]; c < 0x20 || c > 0x7e {
+			return "", false, bad
+		}
+	}
+	return vals[0], true, nil
+}
+
+// replay answers a stored Idempotency-Key: the first answer again when the
+// body is the same, idempotency_conflict when it is not; done is false when
+// the key is not stored (or older than 24 h).
+func (s *Server) replay(w http.ResponseWriter, r *http.Request, key string, bodyHash []byte) (done bool, err error) {
+	rec, err := s.cfg.DB.IdempotentAnswer(r.Context(), key)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return true, apierr.Internal(err)
+	}
+	if !rec.SameBody(bodyHash) {
+		return true, apierr.IdempotencyConflict()
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Idempotent-Replayed", "true")
+	w.WriteHeader(http.StatusAccepted)
+	w.Write(append(rec.Response, '\n'))
+	s.log.Info("generate replayed", "correlation_id", correlationID(r.Context()), "actor", actorOf(r.Context()))
+	return true, nil
+}
+
+// maxSeed is the largest seed (CONTRACT section 12: seeds are in [0, 2^31-1]).
+const maxSeed = 2147483647
+
+// batchParams returns the params JSON of each of count tasks: a catalog
+// param named "seed" that is -1 becomes a random seed s in [0, maxSeed],
+// and task i gets s+i, wrapping from maxSeed to 0. A model without a seed
+// param gets the same params for every task.
+func batchParams(v *catalog.Validated, count int) ([]json.RawMessage, error) {
+	out := make([]json.RawMessage, count)
+	seed, hasSeed := v.Params["seed"].(int64)
+	if !hasSeed {
+		for i := range out {
+			out[i] = v.ParamsJSON
+		}
+		return out, nil
+	}
+	if seed == -1 {
+		n, err := rand.Int(rand.Reader, big.NewInt(maxSeed+1))
+		if err != nil {
+			return nil, err
+		}
+		seed = n.Int64()
+	}
+	p := make(map[string]any, len(v.Params))
+	for k, val := range v.Params {
+		p[k] = val
+	}
+	for i := range out {
+		p["seed"] = (seed + int64(i)) % (maxSeed + 1)
+		b, err := json.Marshal(p) // keys sorted, as ParamsJSON
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// linkOrCopy makes dst a durable copy of src: a hard link when the file
+// system allows, else a copy that is synced.
+func linkOrCopy(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(dst)
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		os.Remove(dst)
+		return err
+	}
+	return out.Close()
 }
 
 // lazyInput is the catalog's image sink: a temp file in media/ made on the

@@ -91,6 +91,10 @@ var ErrInputQuota = errors.New("store: input image quota reached")
 type CreateOptions struct {
 	QueueMax   int   // pending tasks allowed in all, this call's included (<= 0: no limit)
 	InputQuota int64 // bytes of input images of pending and processing tasks allowed (<= 0: no limit)
+	// Idempotency, when set, is stored in the same transaction as the tasks:
+	// all of them and the key commit, or none. ErrIdempotencyKeyUsed when the
+	// key is already stored (and younger than IdempotencyTTL).
+	Idempotency *IdempotencyRecord
 }
 
 // CreateTask commits one task; see CreateTasks.
@@ -302,7 +306,7 @@ func (db *DB) commitBatch(batch []*createRequest) {
 			// One bad request fails alone, all of its tasks with it: a lone
 			// INSERT that fails is undone by SQLite's statement rollback;
 			// several rows get a savepoint.
-			savepoint := n > 1
+			savepoint := n > 1 || req.opts.Idempotency != nil
 			if savepoint {
 				if _, err := tx.ExecContext(ctx, "SAVEPOINT create_tasks"); err != nil {
 					return err
@@ -313,6 +317,9 @@ func (db *DB) commitBatch(batch []*createRequest) {
 					results[i] = err
 					break
 				}
+			}
+			if results[i] == nil && req.opts.Idempotency != nil {
+				results[i] = db.insertIdempotency(ctx, tx, req.opts.Idempotency)
 			}
 			if results[i] != nil && savepoint {
 				if _, err := tx.ExecContext(ctx, "ROLLBACK TO create_tasks"); err != nil {

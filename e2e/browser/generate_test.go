@@ -277,6 +277,10 @@ func TestGenerateNoWorkers(t *testing.T) {
 	if !strings.Contains(strings.ToLower(alert), strings.ToLower(apiErr.Error.Message)) {
 		t.Errorf("the page says %q, want the server's message %q", alert, apiErr.Error.Message)
 	}
+	// it shows where the result would have been, not below the form
+	if !eval[bool](p, `!!document.querySelector('section[aria-labelledby="output-title"] [role="alert"]') && !document.querySelector('form [role="alert"]')`) {
+		t.Error("the no-workers message is not in the result area")
+	}
 	if strings.Contains(alert, "no_workers") || strings.Contains(alert, "503") {
 		t.Errorf("the message shows codes instead of plain words: %q", alert)
 	}

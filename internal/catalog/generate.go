@@ -28,6 +28,9 @@ type GenerateRequest struct {
 	// Image is the raw JSON value of "image" (a string literal, still
 	// escaped, sharing the body's memory); nil when absent or null.
 	Image json.RawMessage `json:"image,omitempty"`
+	// Count is how many tasks to create (CONTRACT section 12): 1..MaxCount,
+	// 0 when absent or null (meaning 1).
+	Count int `json:"count,omitempty"`
 }
 
 // Decode errors; the server maps them to invalid_json and payload_too_large.
@@ -44,6 +47,8 @@ const (
 	// MaxImageSide bounds an input image's width and height: it is decoded
 	// whole to check it, which takes up to 4096*4096*8 bytes (16-bit RGBA).
 	MaxImageSide = 4096
+	// MaxCount bounds "count", the tasks one request creates.
+	MaxCount = 8
 )
 
 // FieldError is one violation of the catalog or a limit; it becomes
@@ -143,6 +148,10 @@ func ParseGenerate(body []byte) (*GenerateRequest, error) {
 			}
 		case "params":
 			req.Params, err = decodeParams(m.value)
+		case "count":
+			if !isNull(m.value) {
+				req.Count, err = countAt(m.value)
+			}
 		default:
 			return nil, UnknownField("", m.key, "field")
 		}
@@ -151,6 +160,16 @@ func ParseGenerate(body []byte) (*GenerateRequest, error) {
 		}
 	}
 	return req, nil
+}
+
+// countAt reads "count": a JSON integer from 1 to MaxCount.
+func countAt(raw json.RawMessage) (int, error) {
+	s := string(bytes.TrimSpace(raw))
+	n, err := strconv.Atoi(s)
+	if !jsonIntegerPattern.MatchString(s) || err != nil || n < 1 || n > MaxCount {
+		return 0, fieldErr("count", "count must be a whole number from 1 to %d", MaxCount)
+	}
+	return n, nil
 }
 
 // echoableField is the shape of a field name safe to repeat in an error:

@@ -379,3 +379,37 @@ func TestDecodeGenerateSizeLimit(t *testing.T) {
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset") }
+
+// TestParseCount: "count" is a JSON integer from 1 to 8; null means absent.
+func TestParseCount(t *testing.T) {
+	base := `{"model":"flux","mode":"t2i","prompt":"x"`
+	for _, c := range []struct {
+		body string
+		want int
+		ok   bool
+	}{
+		{base + `}`, 0, true},
+		{base + `,"count":null}`, 0, true},
+		{base + `,"count":1}`, 1, true},
+		{base + `,"count":8}`, 8, true},
+		{base + `,"count":0}`, 0, false},
+		{base + `,"count":9}`, 0, false},
+		{base + `,"count":-1}`, 0, false},
+		{base + `,"count":2.0}`, 0, false},
+		{base + `,"count":"3"}`, 0, false},
+		{base + `,"count":true}`, 0, false},
+		{base + `,"count":99999999999999999999}`, 0, false},
+	} {
+		req, err := ParseGenerate([]byte(c.body))
+		if !c.ok {
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != "count" {
+				t.Errorf("%s: %v, want a count field error", c.body, err)
+			}
+			continue
+		}
+		if err != nil || req.Count != c.want {
+			t.Errorf("%s: count %v %v, want %d", c.body, req, err, c.want)
+		}
+	}
+}

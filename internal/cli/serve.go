@@ -287,7 +287,7 @@ func startDemo(ctx, bg context.Context, db *store.DB, d *dispatch.Dispatcher, dr
 var maintenanceEvery = time.Hour
 
 // maintain purges expired sessions (every row a loop of POST /auth/session
-// left) and, with GG_AUDIT_RETENTION, audit events past it, at once and then
+// left) and Idempotency-Keys older than 24 h and, with GG_AUDIT_RETENTION, audit events past it, at once and then
 // every maintenanceEvery until ctx ends.
 func maintain(ctx context.Context, db *store.DB, retention time.Duration, log *slog.Logger) {
 	t := time.NewTicker(maintenanceEvery)
@@ -298,6 +298,11 @@ func maintain(ctx context.Context, db *store.DB, retention time.Duration, log *s
 			log.Error("session purge", "error", err.Error())
 		} else if n > 0 {
 			log.Info("expired sessions purged", "removed", n)
+		}
+		if n, err := db.PurgeIdempotencyKeys(ctx, now.Add(-store.IdempotencyTTL)); err != nil && ctx.Err() == nil {
+			log.Error("idempotency key purge", "error", err.Error())
+		} else if n > 0 {
+			log.Info("expired idempotency keys purged", "removed", n)
 		}
 		if retention > 0 {
 			n, err := db.PruneAudit(ctx, now.Add(-retention))

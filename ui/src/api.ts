@@ -43,6 +43,7 @@ export interface TaskView {
   status: 'pending' | 'processing' | 'done' | 'failed';
   progress: number;
   queue_position?: number | null;
+  eta_seconds?: number | null;
   created_at: string;
   started_at?: string | null;
   completed_at?: string | null;
@@ -117,7 +118,7 @@ export class ApiError extends Error {
   }
 }
 
-const userRoutes = ['/generate', '/status/', '/results/', '/preview/', '/gallery', '/events/'];
+const userRoutes = ['/generate', '/status/', '/results/', '/preview/', '/gallery', '/events', '/tasks', '/inputs/'];
 
 function isUserRoute(path: string): boolean {
   return userRoutes.some((p) => path.startsWith(p));
@@ -207,6 +208,8 @@ export async function request<T>(path: string, opts: RequestOptions = {}): Promi
 
 const hints: Record<string, string> = {
   no_workers: 'An admin must add or health-check a worker account.',
+  task_finished: 'The task had already finished.',
+  idempotency_conflict: 'Change nothing and press Generate again, or reload the page.',
   queue_full: 'Wait for some tasks to finish, then try again.',
   rate_limited: 'Too many attempts in a short time. Wait a minute, then try again.',
   session_expired: 'Reload the page to start a new session.',

@@ -7,6 +7,7 @@ import { findModel, request } from './api';
 import { formatTime, formatTimeFull, keyParams, modeName, paramList } from './format';
 import { applyTask, loadTaskId, saveTaskId } from './settings';
 import { ConfirmDialog, ErrorNote, Modal } from './widgets';
+import { GalleryTabs } from './history';
 
 const pageSize = 24;
 
@@ -183,6 +184,7 @@ export function GalleryPage({ catalog }: GalleryProps) {
           </span>
         ) : null}
       </div>
+      <GalleryTabs current="gallery" />
       <p class="sr-only" role="status" aria-live="polite">
         {announce}
       </p>

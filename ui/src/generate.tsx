@@ -1,93 +1,31 @@
-// The Generate page: a form rendered entirely from the catalog, and the
-// running task's progress and result.
+// The Generate page, a workstation: a form rendered entirely from the
+// catalog, the selected task's progress and result, and a Queue of this
+// browser's tasks kept live by the tab's one GET /events stream.
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { Catalog, Model, Param, TaskView } from './api';
-import { ApiError, ensureSession, findModel, hintFor, request } from './api';
+import { ApiError, findModel, hintFor } from './api';
 import { capitalize, keyParams, modeName, needsImage } from './format';
 import type { Draft, ParamValue } from './settings';
 import { defaultParams, loadDraft, loadTaskId, paramValues, saveDraft, saveTaskId } from './settings';
+import { cancelTask, etaText, isOpen, myTasks, rememberTasks, retryTask, statusText, submitGenerate, useLiveTasks, useMyTasks } from './tasks';
 import { ErrorNote } from './widgets';
+
+const maxCount = 8;
+// after a submission the Generate button stays off this long, so the second
+// click of a double click (or an impatient one) cannot send it again
+const submitCooldownMs = 800;
 
 const maxPrompt = 2000;
 const maxImageBytes = 10 * 1024 * 1024;
 const imageTypes = ['image/png', 'image/jpeg', 'image/webp'];
-
-function isTerminal(t: TaskView | null): boolean {
-  return !!t && (t.status === 'done' || t.status === 'failed');
-}
-
-// useTask follows one task: SSE first, polling GET /status every 2 s when the
-// stream fails (or EventSource is missing).
-export function useTask(id: string | null) {
-  const [task, setTask] = useState<TaskView | null>(null);
-  const [error, setError] = useState<unknown>(null);
-  useEffect(() => {
-    setTask(null);
-    setError(null);
-    if (!id) return;
-    let stopped = false;
-    let source: EventSource | null = null;
-    let timer = 0;
-    const apply = (t: TaskView): boolean => {
-      if (stopped) return true;
-      setTask(t);
-      setError(null);
-      return isTerminal(t);
-    };
-    const poll = async () => {
-      if (stopped) return;
-      try {
-        const t = await request<TaskView>(`/status/${encodeURIComponent(id)}`);
-        if (apply(t)) return;
-      } catch (e) {
-        if (stopped) return;
-        setError(e);
-        if (e instanceof ApiError && (e.code === 'task_not_found' || e.status === 404)) return;
-      }
-      timer = window.setTimeout(poll, 2000);
-    };
-    const listen = async () => {
-      await ensureSession().catch(() => undefined);
-      if (stopped) return;
-      if (typeof EventSource === 'undefined') {
-        void poll();
-        return;
-      }
-      const es = new EventSource(`/events/${encodeURIComponent(id)}`);
-      source = es;
-      es.addEventListener('task', (ev) => {
-        let t: TaskView;
-        try {
-          t = JSON.parse((ev as MessageEvent<string>).data) as TaskView;
-        } catch {
-          return;
-        }
-        if (apply(t)) {
-          es.close();
-          source = null;
-        }
-      });
-      es.onerror = () => {
-        es.close();
-        source = null;
-        void poll();
-      };
-    };
-    void listen();
-    return () => {
-      stopped = true;
-      source?.close();
-      window.clearTimeout(timer);
-    };
-  }, [id]);
-  return { task, error };
-}
 
 interface ParamControlProps {
   param: Param;
   value: ParamValue;
   error?: string;
   onChange: (v: ParamValue) => void;
+  // for the seed: the seed the selected task used, shown while random
+  usedSeed?: number | null;
 }
 
 function numericStep(p: Param): number | undefined {
@@ -95,7 +33,57 @@ function numericStep(p: Param): number | undefined {
   return p.kind === 'int' ? 1 : undefined;
 }
 
-function ParamControl({ param: p, value, error, onChange }: ParamControlProps) {
+function SeedControl({ param: p, value, error, onChange, usedSeed }: ParamControlProps) {
+  const id = `param-${p.name}`;
+  const errId = `${id}-error`;
+  const random = String(value).trim() === '-1';
+  const shown = random ? (usedSeed != null ? String(usedSeed) : '') : String(value);
+  return (
+    <div class={`field field-num${error ? ' has-error' : ''}`}>
+      <div class="field-head">
+        <label for={id}>{p.label}</label>
+        <label class="inline-check">
+          <input
+            type="checkbox"
+            aria-label="Random seed"
+            checked={random}
+            onChange={(e) => onChange((e.currentTarget as HTMLInputElement).checked ? '-1' : String(usedSeed ?? 0))}
+          />
+          Random seed
+        </label>
+      </div>
+      <input
+        type="number"
+        id={id}
+        aria-label={p.label}
+        class="num"
+        min={0}
+        max={p.max}
+        step={1}
+        inputMode="numeric"
+        readOnly={random}
+        placeholder={random ? 'random' : undefined}
+        value={shown}
+        aria-invalid={error ? 'true' : undefined}
+        aria-describedby={error ? errId : `${id}-hint`}
+        onInput={(e) => onChange((e.currentTarget as HTMLInputElement).value)}
+      />
+      {error ? (
+        <p class="field-error" id={errId}>
+          {error}
+        </p>
+      ) : (
+        <p class="hint" id={`${id}-hint`}>
+          {random ? (usedSeed != null ? 'The seed the shown result used. A new one is drawn for each task.' : 'A new seed is drawn for each task.') : 'Tasks of a batch count up from this seed.'}
+        </p>
+      )}
+    </div>
+  );
+}
+
+function ParamControl(props: ParamControlProps) {
+  const { param: p, value, error, onChange } = props;
+  if (p.name === 'seed' && p.kind === 'int' && (p.min ?? 0) <= -1) return <SeedControl {...props} />;
   const id = `param-${p.name}`;
   const errId = `${id}-error`;
   if (p.kind === 'bool') {
@@ -236,19 +224,36 @@ interface GenerateProps {
   catalog: Catalog;
 }
 
+
+function seedOf(t: TaskView | null | undefined): number | null {
+  const s = t?.params?.seed;
+  return typeof s === 'number' && Number.isInteger(s) && s >= 0 ? s : null;
+}
+
 export function GeneratePage({ catalog }: GenerateProps) {
   const [draft, setDraft] = useState<Draft>(() => loadDraft(catalog));
-  const [taskId, setTaskId] = useState<string | null>(() => loadTaskId());
+  const mine = useMyTasks();
+  const tracked = useMemo(() => mine.slice(0, 20), [mine]);
+  const { views, connected } = useLiveTasks(tracked);
+  const [selected, setSelected] = useState<string | null>(() => loadTaskId() ?? tracked[0] ?? null);
   const [image, setImage] = useState<File | null>(null);
   const [imageURL, setImageURL] = useState<string | null>(null);
   const [fieldErrors, setFieldErrors] = useState<Record<string, string>>({});
   const [submitError, setSubmitError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  const [sending, setSending] = useState(false);
+  const [count, setCount] = useState('1');
+  const busyRef = useRef(false);
   const formRef = useRef<HTMLFormElement>(null);
   const fileRef = useRef<HTMLInputElement>(null);
-  const { task, error: taskError } = useTask(taskId);
+  const task = selected ? (views.get(selected) ?? null) : null;
 
   useEffect(() => saveDraft(draft), [draft]);
+  useEffect(() => {
+    // a task followed by an older version of this page joins the queue
+    const old = loadTaskId();
+    if (old && !myTasks().includes(old)) rememberTasks([old]);
+  }, []);
   useEffect(() => {
     if (!image) {
       setImageURL(null);
@@ -259,12 +264,12 @@ export function GeneratePage({ catalog }: GenerateProps) {
     return () => URL.revokeObjectURL(url);
   }, [image]);
   useEffect(() => {
-    // a deleted task cannot come back: stop remembering it
-    if (taskError instanceof ApiError && taskError.code === 'task_not_found') {
+    // a deleted task cannot come back: follow the newest one instead
+    if (selected && !mine.includes(selected) && loadTaskId() === selected) {
       saveTaskId(null);
-      setTaskId(null);
+      setSelected(mine[0] ?? null);
     }
-  }, [taskError]);
+  }, [mine, selected]);
 
   const model = findModel(catalog, draft.model) ?? catalog.models[0];
   // Until a mode is chosen, prefer one that needs only a prompt, so a first
@@ -293,6 +298,7 @@ export function GeneratePage({ catalog }: GenerateProps) {
       return next;
     });
   };
+  const usedSeed = task && findModel(catalog, task.model)?.id === model.id ? seedOf(task) : null;
 
   const onImage = (e: Event) => {
     const file = (e.currentTarget as HTMLInputElement).files?.[0] ?? null;
@@ -304,9 +310,43 @@ export function GeneratePage({ catalog }: GenerateProps) {
     setImage(file && !errs.image ? file : null);
   };
 
+  const follow = (id: string) => {
+    saveTaskId(id);
+    setSelected(id);
+  };
+
+  // send runs one submission at a time: busyRef is set before the first
+  // await, so a second click in the same instant finds it taken.
+  const send = async (make: () => Promise<{ task_id: string }>) => {
+    if (busyRef.current) return;
+    busyRef.current = true;
+    setBusy(true);
+    setSending(true);
+    setSubmitError(null);
+    try {
+      const res = await make();
+      follow(res.task_id);
+      // on a phone the result sits below the form: bring it into view
+      const out = document.getElementById('output-title');
+      if (out && out.getBoundingClientRect().top > window.innerHeight) out.scrollIntoView({ block: 'start' });
+    } catch (err) {
+      const field = err instanceof ApiError ? err.details?.field : undefined;
+      if (typeof field === 'string' && field !== 'count') {
+        setFieldErrors({ [field]: (err as ApiError).message });
+      }
+      setSubmitError(err);
+    } finally {
+      setSending(false);
+      window.setTimeout(() => {
+        busyRef.current = false;
+        setBusy(false);
+      }, submitCooldownMs);
+    }
+  };
+
   const submit = async (e?: Event) => {
     e?.preventDefault();
-    if (busy) return;
+    if (busyRef.current) return;
     const errs: Record<string, string> = {};
     const prompt = draft.prompt.trim();
     if (!prompt) errs.prompt = 'Write a prompt first.';
@@ -316,6 +356,8 @@ export function GeneratePage({ catalog }: GenerateProps) {
       const msg = checkParam(p, values[p.name]);
       if (msg) errs[`params.${p.name}`] = msg;
     }
+    const n = Number(count);
+    if (!Number.isInteger(n) || n < 1 || n > maxCount) errs.count = `Count must be a whole number from 1 to ${maxCount}.`;
     if (wantsImage && !image && !errs.image) errs.image = 'Choose an input image for this mode.';
     setFieldErrors(errs);
     setSubmitError(null);
@@ -324,28 +366,15 @@ export function GeneratePage({ catalog }: GenerateProps) {
       first?.focus();
       return;
     }
-    setBusy(true);
-    try {
+    await send(async () => {
       const params: Record<string, unknown> = {};
       for (const p of model.params) params[p.name] = toWire(p, values[p.name]);
       const body: Record<string, unknown> = { model: model.id, mode, prompt: draft.prompt, params };
+      if (n > 1) body.count = n;
       if (model.negative_prompt && draft.negative.trim()) body.negative_prompt = draft.negative;
       if (wantsImage && image) body.image = await readDataURL(image);
-      const res = await request<{ task_id: string }>('/generate', { method: 'POST', body });
-      saveTaskId(res.task_id);
-      setTaskId(res.task_id);
-      // on a phone the result sits below the form: bring it into view
-      const out = document.getElementById('output-title');
-      if (out && out.getBoundingClientRect().top > window.innerHeight) out.scrollIntoView({ behavior: 'smooth', block: 'start' });
-    } catch (err) {
-      const field = err instanceof ApiError ? err.details?.field : undefined;
-      if (typeof field === 'string') {
-        setFieldErrors({ [field]: (err as ApiError).message });
-      }
-      setSubmitError(err);
-    } finally {
-      setBusy(false);
-    }
+      return submitGenerate(body);
+    });
   };
 
   const onKeyDown = (e: KeyboardEvent) => {
@@ -356,12 +385,16 @@ export function GeneratePage({ catalog }: GenerateProps) {
   };
 
   const fe = (k: string) => fieldErrors[k];
+  const queue = tracked.map((id) => views.get(id)).filter((t): t is TaskView => !!t);
 
   return (
     <section class="page page-generate" aria-labelledby="generate-title">
       <h1 id="generate-title" tabIndex={-1}>
         Generate
       </h1>
+      <div class="conn-slot" role="status" aria-live="polite">
+        {connected ? null : <p class="note note-warn conn-lost">Connection lost, reconnecting… Tasks keep running on the server.</p>}
+      </div>
       <div class="generate-grid">
         <form ref={formRef} class="card form" onSubmit={submit} onKeyDown={onKeyDown} noValidate aria-label="Generation settings">
           <div class="row2">
@@ -448,7 +481,7 @@ export function GeneratePage({ catalog }: GenerateProps) {
                 {fe('prompt')}
               </p>
             ) : (
-              <p class="hint" id="gen-prompt-hint">
+              <p class="hint kbd-hint" id="gen-prompt-hint">
                 Press Ctrl+Enter (⌘+Enter on a Mac) to generate.
               </p>
             )}
@@ -475,7 +508,14 @@ export function GeneratePage({ catalog }: GenerateProps) {
               <legend>Parameters</legend>
               <div class="params-grid">
                 {model.params.map((p) => (
-                  <ParamControl key={`${model.id}.${p.name}`} param={p} value={values[p.name]} error={fe(`params.${p.name}`)} onChange={(v) => setParam(p.name, v)} />
+                  <ParamControl
+                    key={`${model.id}.${p.name}`}
+                    param={p}
+                    value={values[p.name]}
+                    error={fe(`params.${p.name}`)}
+                    onChange={(v) => setParam(p.name, v)}
+                    usedSeed={usedSeed}
+                  />
                 ))}
               </div>
               <button
@@ -491,17 +531,58 @@ export function GeneratePage({ catalog }: GenerateProps) {
             </fieldset>
           ) : null}
 
-          {submitError ? <ErrorNote error={submitError} /> : null}
-
           <div class="actions">
-            <button type="submit" class="primary big" disabled={busy} aria-busy={busy ? 'true' : undefined}>
+            <div class={`field field-count${fe('count') ? ' has-error' : ''}`}>
+              <label for="gen-count">Count</label>
+              <input
+                type="number"
+                id="gen-count"
+                aria-label="Count"
+                class="num num-small"
+                min={1}
+                max={maxCount}
+                step={1}
+                inputMode="numeric"
+                value={count}
+                aria-invalid={fe('count') ? 'true' : undefined}
+                onInput={(e) => setCount((e.currentTarget as HTMLInputElement).value)}
+              />
+            </div>
+            <button
+              type="submit"
+              class="primary big"
+              disabled={busy}
+              aria-busy={busy ? 'true' : undefined}
+              onClick={(e) => {
+                // the second click of a double click never submits again
+                if ((e as MouseEvent).detail > 1) e.preventDefault();
+              }}
+            >
               Generate
             </button>
-            {busy ? <span class="muted">Sending…</span> : null}
+            {sending ? <span class="muted">Sending…</span> : null}
           </div>
+          {fe('count') ? <p class="field-error">{fe('count')}</p> : null}
         </form>
 
-        <TaskPanel catalog={catalog} task={task} error={taskError} waiting={!!taskId && !task} />
+        <div class="stack generate-side">
+          <TaskPanel
+            catalog={catalog}
+            task={task}
+            waiting={!!selected && !task}
+            submitError={submitError}
+            canReuseSeed={usedSeed != null}
+            onReuseSeed={() => usedSeed != null && setParam('seed', String(usedSeed))}
+          />
+          <QueuePanel
+            catalog={catalog}
+            tasks={queue}
+            selected={selected}
+            onSelect={follow}
+            onRetry={(t) => void send(() => retryTask(t))}
+            onError={setSubmitError}
+          />
+        </div>
       </div>
     </section>
   );
@@ -517,26 +598,41 @@ function aspect(task: TaskView): string {
 interface TaskPanelProps {
   catalog: Catalog;
   task: TaskView | null;
-  error: unknown;
   waiting: boolean;
+  submitError: unknown;
+  canReuseSeed: boolean;
+  onReuseSeed: () => void;
 }
 
-function TaskPanel({ catalog, task, error, waiting }: TaskPanelProps) {
-  const running = !!task && (task.status === 'pending' || task.status === 'processing');
+function TaskPanel({ catalog, task, waiting, submitError, canReuseSeed, onReuseSeed }: TaskPanelProps) {
+  const running = isOpen(task);
   const progress = task ? Math.max(0, Math.min(100, Math.round(task.progress ?? 0))) : 0;
   const model = task ? findModel(catalog, task.model) : undefined;
-  let status = '';
-  if (task?.status === 'pending') {
-    status = task.queue_position ? `Waiting in queue, position ${task.queue_position}` : 'Waiting for a worker';
-  } else if (task?.status === 'processing') {
-    status = `Generating… ${progress}%`;
-  } else if (task?.status === 'done') {
-    status = 'Done';
-  } else if (task?.status === 'failed') {
-    status = 'Failed';
+  const ref = useRef<HTMLElement>(null);
+  const seen = useRef<Record<string, string>>({});
+  let status = task ? statusText(task) : '';
+  if (task && running) {
+    const eta = etaText(task);
+    if (eta) status += ` · ${eta}`;
   }
+  useEffect(() => {
+    if (!task) return;
+    const before = seen.current[task.task_id];
+    seen.current[task.task_id] = task.status;
+    // when the followed task finishes, its result and Download link come into view
+    if (task.status === 'done' && before && before !== 'done') {
+      window.setTimeout(() => {
+        const el = ref.current;
+        if (!el) return;
+        const r = el.getBoundingClientRect();
+        if (r.top < 0 || r.bottom > window.innerHeight) el.scrollIntoView({ block: 'start' });
+        const link = el.querySelector<HTMLElement>('a[download]');
+        if (link && link.getBoundingClientRect().bottom > window.innerHeight) link.scrollIntoView({ block: 'end' });
+      }, 0);
+    }
+  }, [task?.task_id, task?.status]);
   return (
-    <section class="card output" aria-labelledby="output-title">
+    <section ref={ref} class="card output" aria-labelledby="output-title">
       <div class="output-head">
         <h2 id="output-title">Result</h2>
         {task ? (
@@ -545,23 +641,24 @@ function TaskPanel({ catalog, task, error, waiting }: TaskPanelProps) {
           </span>
         ) : null}
       </div>
+      {submitError ? <ErrorNote error={submitError} /> : null}
       <div class="status-line" role="status" aria-live="polite">
         {status}
       </div>
       <div class="progress-slot">
-      {running ? (
-        <div
-          class="progress"
-          role="progressbar"
-          aria-label="Generation progress"
-          aria-valuenow={progress}
-          aria-valuemin={0}
-          aria-valuemax={100}
-          aria-valuetext={status}
-        >
-          <div class={`progress-fill${task?.status === 'pending' ? ' waiting' : ''}`} style={{ width: `${Math.max(progress, 2)}%` }} />
-        </div>
-      ) : null}
+        {running && task ? (
+          <div
+            class="progress"
+            role="progressbar"
+            aria-label="Generation progress"
+            aria-valuenow={progress}
+            aria-valuemin={0}
+            aria-valuemax={100}
+            aria-valuetext={status}
+          >
+            <div class={`progress-fill${task.status === 'pending' ? ' waiting' : ''}`} style={{ width: `${Math.max(progress, 2)}%` }} />
+          </div>
+        ) : null}
       </div>
       {task?.status === 'failed' ? (
         <div class="note note-error" role="alert">
@@ -569,7 +666,6 @@ function TaskPanel({ catalog, task, error, waiting }: TaskPanelProps) {
           {task.error?.code && hintFor(task.error.code, task.error.message) ? <p class="hint">{hintFor(task.error.code, task.error.message)}</p> : null}
         </div>
       ) : null}
-      {error && !task ? <ErrorNote error={error} /> : null}
       <div class="media-frame" style={{ aspectRatio: task ? aspect(task) : '16 / 9' }}>
         {task?.status === 'done' ? (
           task.type === 'video' ? (
@@ -595,11 +691,99 @@ function TaskPanel({ catalog, task, error, waiting }: TaskPanelProps) {
           <a class="button primary" href={`/results/${encodeURIComponent(task.task_id)}?download=1`} download>
             Download
           </a>
-          <span class="muted small">
-            {keyParams(model?.params, task.params ?? undefined, 4)}
-          </span>
+          {canReuseSeed ? (
+            <button type="button" class="secondary" onClick={onReuseSeed}>
+              Reuse this seed
+            </button>
+          ) : null}
+          <span class="muted small">{keyParams(model?.params, task.params ?? undefined, 4)}</span>
         </div>
       ) : null}
+    </section>
+  );
+}
+
+interface QueueProps {
+  catalog: Catalog;
+  tasks: TaskView[];
+  selected: string | null;
+  onSelect: (id: string) => void;
+  onRetry: (t: TaskView) => void;
+  onError: (e: unknown) => void;
+}
+
+// How many finished tasks the Queue keeps showing under the open ones.
+const finishedShown = 5;
+
+function QueuePanel({ catalog, tasks, selected, onSelect, onRetry, onError }: QueueProps) {
+  const [canceling, setCanceling] = useState<Record<string, boolean>>({});
+  const open = tasks.filter(isOpen);
+  const finished = tasks.filter((t) => !isOpen(t)).slice(0, finishedShown);
+  const shown = [...open, ...finished];
+  const cancel = async (t: TaskView) => {
+    setCanceling((c) => ({ ...c, [t.task_id]: true }));
+    try {
+      await cancelTask(t.task_id);
+    } catch (e) {
+      // a task that finished meanwhile is fine: the stream brings its end
+      if (!(e instanceof ApiError && e.code === 'task_finished')) onError(e);
+    } finally {
+      setCanceling((c) => ({ ...c, [t.task_id]: false }));
+    }
+  };
+  return (
+    <section class="card queue" role="region" aria-label="Queue">
+      <div class="output-head">
+        <h2>Queue</h2>
+        <span class="muted small">{open.length > 0 ? `${open.length} running or waiting` : 'Nothing running'}</span>
+      </div>
+      {shown.length === 0 ? (
+        <p class="muted small">Tasks you start in this browser are listed here.</p>
+      ) : (
+        <ul class="queue-list">
+          {shown.map((t) => {
+            const promptId = `q-${t.task_id}-prompt`;
+            const label = findModel(catalog, t.model)?.label ?? t.model;
+            const eta = isOpen(t) ? etaText(t) : '';
+            const p = Math.max(0, Math.min(100, Math.round(t.progress ?? 0)));
+            return (
+              <li key={t.task_id} class={`queue-item status-${t.status}${t.task_id === selected ? ' selected' : ''}`} data-task-id={t.task_id} data-status={t.status}>
+                <button type="button" class="queue-select" aria-pressed={t.task_id === selected ? 'true' : 'false'} onClick={() => onSelect(t.task_id)}>
+                  <span class="queue-prompt" id={promptId}>
+                    {t.prompt}
+                  </span>
+                  <span class="muted small">
+                    {label} · {t.mode}
+                    {typeof t.params?.seed === 'number' ? ` · seed ${t.params.seed}` : ''}
+                  </span>
+                </button>
+                <div class="queue-line">
+                  <span class="queue-status">
+                    {statusText(t)}
+                    {eta ? ` · ${eta}` : ''}
+                  </span>
+                  {isOpen(t) ? (
+                    <button type="button" class="secondary small" aria-describedby={promptId} disabled={!!canceling[t.task_id]} onClick={() => void cancel(t)}>
+                      Cancel
+                    </button>
+                  ) : null}
+                  {t.status === 'failed' ? (
+                    <button type="button" class="secondary small" aria-describedby={promptId} onClick={() => onRetry(t)}>
+                      Retry
+                    </button>
+                  ) : null}
+                </div>
+                {t.status === 'processing' ? (
+                  <div class="progress progress-thin" role="progressbar" aria-label={`Progress: ${t.prompt}`} aria-valuenow={p} aria-valuemin={0} aria-valuemax={100}>
+                    <div class="progress-fill" style={{ width: `${Math.max(p, 2)}%` }} />
+                  </div>
+                ) : null}
+                {t.status === 'failed' ? <p class="queue-error">{t.error?.message || 'The task failed.'}</p> : null}
+              </li>
+            );
+          })}
+        </ul>
+      )}
     </section>
   );
 }

@@ -6,9 +6,10 @@ import { ensureSession, loadCatalog } from './api';
 import { AdminPage } from './admin';
 import { GalleryPage } from './gallery';
 import { GeneratePage } from './generate';
+import { HistoryPage } from './history';
 import { ErrorNote } from './widgets';
 
-type Route = 'generate' | 'gallery' | 'admin' | 'missing';
+type Route = 'generate' | 'gallery' | 'history' | 'admin' | 'missing';
 
 const routes: { route: Route; hash: string; label: string }[] = [
   { route: 'generate', hash: '#/', label: 'Generate' },
@@ -20,6 +21,7 @@ function parseRoute(hash: string): Route {
   const path = hash.replace(/^#/, '').replace(/\/+$/, '') || '/';
   if (path === '/' || path === '') return 'generate';
   if (path === '/gallery') return 'gallery';
+  if (path === '/history') return 'history';
   if (path === '/admin') return 'admin';
   return 'missing';
 }
@@ -63,7 +65,7 @@ function App() {
   }, []);
 
   useEffect(() => {
-    const label = routes.find((r) => r.route === route)?.label ?? 'Not found';
+    const label = route === 'history' ? 'History' : (routes.find((r) => r.route === route)?.label ?? 'Not found');
     document.title = `${label} · Gooni`;
     if (first.current) {
       first.current = false;
@@ -89,7 +91,7 @@ function App() {
   } else if (!catalog) {
     page = (
       <section class="page">
-        <h1 tabIndex={-1}>{route === 'gallery' ? 'Gallery' : 'Generate'}</h1>
+        <h1 tabIndex={-1}>{route === 'gallery' ? 'Gallery' : route === 'history' ? 'History' : 'Generate'}</h1>
         {catalogError ? (
           <div class="stack">
             <ErrorNote error={catalogError} />
@@ -104,6 +106,8 @@ function App() {
     );
   } else if (route === 'gallery') {
     page = <GalleryPage catalog={catalog} />;
+  } else if (route === 'history') {
+    page = <HistoryPage catalog={catalog} />;
   } else {
     page = <GeneratePage catalog={catalog} />;
   }
@@ -126,7 +130,7 @@ function App() {
             <ul>
               {routes.map((r) => (
                 <li key={r.route}>
-                  <a href={r.hash} aria-current={route === r.route ? 'page' : undefined}>
+                  <a href={r.hash} aria-current={route === r.route || (route === 'history' && r.route === 'gallery') ? 'page' : undefined}>
                     {r.label}
                   </a>
                 </li>

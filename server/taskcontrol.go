@@ -1,0 +1,348 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/mux"
+
+	"gooni/internal/taskid"
+	"gooni/server/apierr"
+	"gooni/store"
+)
+
+// canceledMessage is the error message of a task a user canceled.
+const canceledMessage = "the task was canceled"
+
+// handleCancel answers POST /tasks/{task_id}/cancel (CONTRACT section 12):
+// the task is committed as failed with code canceled first; a processing
+// task's workspace is then asked to drop it, whatever it answers. No audit
+// row; one log line.
+func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request) error {
+	id := mux.Vars(r)["task_id"]
+	if !taskid.Valid(id) {
+		return apierr.TaskNotFound()
+	}
+	was, err := s.cfg.DB.CancelTask(r.Context(), id, canceledMessage)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return apierr.TaskFinished()
+	case err != nil:
+		return taskErr(err)
+	}
+	// A processing task, or a pending one already handed to a workspace
+	// (waiting in its own queue), is stopped there too.
+	if was.AccountID != 0 && s.cfg.Dispatcher != nil {
+		s.cfg.Dispatcher.CancelRemote(r.Context(), id, was.AccountID)
+	}
+	s.log.Info("task canceled", "task_id", id, "was", was.Status, "account_id", was.AccountID,
+		"actor", actorOf(r.Context()), "correlation_id", correlationID(r.Context()))
+	v, err := s.taskView(r, id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// Limits of a task list's q filter.
+const maxQueryRunes = 200
+
+var taskStatuses = map[string]bool{store.StatusPending: true, store.StatusProcessing: true, store.StatusDone: true, store.StatusFailed: true}
+
+// listFilter reads the filters GET /tasks and GET /gallery share: model,
+// type, q, limit (1-100, default 50) and cursor, and status when
+// withStatus. A value that is not valid is validation_failed naming it.
+func (s *Server) listFilter(q url.Values, withStatus bool) (store.TaskFilter, error) {
+	f := store.TaskFilter{Limit: 50}
+	one := func(name string) (string, bool, error) {
+		v, ok := q[name]
+		if !ok {
+			return "", false, nil
+		}
+		if len(v) != 1 {
+			return "", false, apierr.Validation(name, name+" must be given once")
+		}
+		return v[0], true, nil
+	}
+	if v, ok := q["limit"]; ok {
+		n, err := parseIntParam(v, 1, 100)
+		if err != nil {
+			return f, apierr.Validation("limit", "limit must be a whole number from 1 to 100")
+		}
+		f.Limit = n
+	}
+	cursor, _, err := one("cursor")
+	if err != nil {
+		return f, err
+	}
+	if cursor != "" && !taskid.Valid(cursor) {
+		return f, apierr.Validation("cursor", "cursor is not one this server gave out")
+	}
+	f.Cursor = cursor
+	if withStatus {
+		st, ok, err := one("status")
+		if err != nil {
+			return f, err
+		}
+		if ok {
+			for _, part := range strings.Split(st, ",") {
+				part = strings.TrimSpace(part)
+				if !taskStatuses[part] {
+					return f, apierr.Validation("status", "status must be a comma-separated list of pending, processing, done and failed")
+				}
+				f.Statuses = append(f.Statuses, part)
+			}
+		}
+	}
+	if m, ok, err := one("model"); err != nil {
+		return f, err
+	} else if ok {
+		model, found := s.cfg.Catalog.Lookup(m)
+		if !found {
+			return f, apierr.Validation("model", "model is not in the catalog")
+		}
+		f.Model = model.ID
+	}
+	if t, ok, err := one("type"); err != nil {
+		return f, err
+	} else if ok {
+		known := false
+		for _, m := range s.cfg.Catalog.Models {
+			known = known || m.Type == t
+		}
+		if !known {
+			return f, apierr.Validation("type", "type must be a type of a catalog model (image or video)")
+		}
+		f.Type = t
+	}
+	if text, ok, err := one("q"); err != nil {
+		return f, err
+	} else if ok && strings.TrimSpace(text) != "" {
+		if !utf8.ValidString(text) || utf8.RuneCountInString(text) > maxQueryRunes {
+			return f, apierr.Validation("q", fmt.Sprintf("q must be text of at most %d characters", maxQueryRunes))
+		}
+		words := store.QueryWords(text)
+		if len(words) == 0 || len(words) > store.MaxQueryWords {
+			return f, apierr.Validation("q", fmt.Sprintf("q must hold 1 to %d words of letters or digits", store.MaxQueryWords))
+		}
+		f.Query = text
+	}
+	return f, nil
+}
+
+// handleTasks answers GET /tasks: tasks of every status, newest first,
+// filtered and paged like the gallery (CONTRACT section 12).
+func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.listFilter(r.URL.Query(), true)
+	if err != nil {
+		return err
+	}
+	return s.writeTaskPage(w, r, f)
+}
+
+func (s *Server) writeTaskPage(w http.ResponseWriter, r *http.Request, f store.TaskFilter) error {
+	items, next, err := s.cfg.DB.ListTasks(r.Context(), f)
+	if err != nil {
+		return apierr.Internal(err)
+	}
+	page := galleryPage{Items: make([]*TaskView, 0, len(items))}
+	for _, t := range items {
+		v, err := s.liveView(r.Context(), t)
+		if err != nil {
+			return err
+		}
+		page.Items = append(page.Items, v)
+	}
+	if next != "" {
+		page.NextCursor = &next
+	}
+	writeJSON(w, http.StatusOK, page)
+	return nil
+}
+
+// broadcaster feeds GET /events (no id): each committed task change is read
+// once, as a view, and that one JSON is handed to every open stream; a
+// stream that falls allBuffer events behind is ended (its client reconnects
+// and reloads the list). A goroutine runs only while changes wait.
+type broadcaster struct {
+	load func(id string) ([]byte, bool)
+
+	mu      sync.Mutex
+	subs    map[*allSub]struct{}
+	pending map[string]bool
+	order   []string
+	running bool
+}
+
+type allSub struct{ c chan []byte }
+
+// allBuffer is how many events a global stream may be behind.
+const allBuffer = 256
+
+func newBroadcaster(load func(id string) ([]byte, bool)) *broadcaster {
+	return &broadcaster{load: load, subs: map[*allSub]struct{}{}, pending: map[string]bool{}}
+}
+
+// notify records a changed task; it never blocks (it runs on the store's
+// committing goroutine) and does nothing while no global stream is open.
+func (b *broadcaster) notify(id string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.subs) == 0 {
+		return
+	}
+	if !b.pending[id] {
+		b.pending[id] = true
+		b.order = append(b.order, id)
+	}
+	if !b.running {
+		b.running = true
+		go b.run()
+	}
+}
+
+func (b *broadcaster) run() {
+	for {
+		b.mu.Lock()
+		ids := b.order
+		if len(ids) == 0 || len(b.subs) == 0 {
+			b.order, b.pending, b.running = nil, map[string]bool{}, false
+			b.mu.Unlock()
+			return
+		}
+		b.order, b.pending = nil, map[string]bool{}
+		b.mu.Unlock()
+		for _, id := range ids {
+			msg, ok := b.load(id)
+			if !ok {
+				continue
+			}
+			b.mu.Lock()
+			for sub := range b.subs {
+				select {
+				case sub.c <- msg:
+				default:
+					close(sub.c)
+					delete(b.subs, sub)
+				}
+			}
+			b.mu.Unlock()
+		}
+	}
+}
+
+func (b *broadcaster) subscribe() (*allSub, func()) {
+	sub := &allSub{c: make(chan []byte, allBuffer)}
+	b.mu.Lock()
+	b.subs[sub] = struct{}{}
+	b.mu.Unlock()
+	return sub, func() {
+		b.mu.Lock()
+		delete(b.subs, sub)
+		b.mu.Unlock()
+	}
+}
+
+// loadEvent is the broadcaster's view of one task: its JSON, false when the
+// task is gone or unreadable.
+func (s *Server) loadEvent(id string) ([]byte, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t, err := s.cfg.DB.GetTask(ctx, id)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("events: read a changed task", "task_id", id, "err", err)
+		}
+		return nil, false
+	}
+	v, err := s.liveView(ctx, t)
+	if err != nil {
+		s.log.Warn("events: build a task view", "task_id", id, "err", err)
+		return nil, false
+	}
+	b, err := json.Marshal(v)
+	return b, err == nil
+}
+
+// allEventsPing is how often GET /events sends a comment when nothing
+// changes (CONTRACT section 12: at least every 15 s); tests shorten it.
+var allEventsPing = eventsPing
+
+// handleAllEvents answers GET /events: every changed task view as an event
+// named task, a ping comment every 15 s, under the same stream limits and
+// credential recheck as GET /events/{task_id}.
+func (s *Server) handleAllEvents(w http.ResponseWriter, r *http.Request) error {
+	release, err := s.streams.acquire(actorOf(r.Context()), clientKey(s.clientIP(r)))
+	if err != nil {
+		return err
+	}
+	defer release()
+	sub, unsubscribe := s.all.subscribe()
+	defer unsubscribe()
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	_ = rc.SetReadDeadline(time.Time{})
+	write := func(format string, args ...any) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(eventsWriteIdle))
+		if _, err := fmt.Fprintf(w, format, args...); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !write("retry: 2000\n: connected\n\n") {
+		return nil
+	}
+	ping := time.NewTicker(allEventsPing)
+	defer ping.Stop()
+	auth := time.NewTicker(s.authCheckEvery())
+	defer auth.Stop()
+	for {
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-ping.C:
+			if !write(": ping\n\n") {
+				return nil
+			}
+		case <-auth.C:
+			if _, err := s.userActor(r); err != nil {
+				e := apierr.From(err)
+				b, _ := json.Marshal(errorBody{Error: errorPayload{Code: e.Code, Message: e.Message, CorrelationID: correlationID(r.Context())}})
+				write("event: error\ndata: %s\n\n", b)
+				return nil
+			}
+		case msg, ok := <-sub.c:
+			if !ok {
+				// Too far behind: end, so the client reconnects and reloads.
+				return nil
+			}
+			if !write("event: task\ndata: %s\n\n", msg) {
+				return nil
+			}
+		}
+	}
+}
+
+// syncDir makes a directory's new entries durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
