@@ -45,12 +45,15 @@ func TestLoadRealCatalog(t *testing.T) {
 		neg     bool
 		params  map[string]bounds
 	}{
+		// What really runs (issue 13): AniSora and Wan 2.1 are 480p models
+		// at their native 16 fps, at most 81 frames; Phr00t's Wan 2.2 14B
+		// Rapid AllInOne at 16 fps, 4 steps, cfg 1.
 		{"anisora", "video", []string{"i2v", "t2v"}, nil, true, map[string]bounds{
-			"width": {256, 1280, 832}, "height": {256, 1280, 480}, "num_frames": {17, 121, 81},
-			"fps": {8, 30, 16}, "steps": {1, 50, 30}, "guidance": {1, 10, 5}, "seed": {-1, 2147483647, -1}}},
+			"width": {256, 832, 832}, "height": {256, 832, 480}, "num_frames": {17, 81, 81},
+			"fps": {16, 16, 16}, "steps": {1, 50, 40}, "guidance": {1, 10, 5}, "seed": {-1, 2147483647, -1}}},
 		{"phr00t", "video", []string{"t2v", "i2v"}, []string{"wan-remix"}, true, map[string]bounds{
-			"width": {256, 1280, 832}, "height": {256, 1280, 480}, "num_frames": {17, 121, 81},
-			"fps": {8, 30, 16}, "steps": {1, 12, 4}, "guidance": {1, 3, 1}, "seed": {-1, 2147483647, -1}}},
+			"width": {256, 1280, 832}, "height": {256, 1280, 480}, "num_frames": {17, 81, 81},
+			"fps": {16, 16, 16}, "steps": {1, 12, 4}, "guidance": {1, 3, 1}, "seed": {-1, 2147483647, -1}}},
 		{"pony", "image", []string{"t2i"}, nil, true, map[string]bounds{
 			"width": {512, 1536, 1024}, "height": {512, 1536, 1024}, "steps": {1, 60, 25},
 			"guidance": {1, 12, 7}, "seed": {-1, 2147483647, -1}}},

@@ -112,7 +112,7 @@ func TestValidateAccepts(t *testing.T) {
 		params    map[string]any // checked subset
 	}{
 		{"anisora t2v defaults", `{"model":"anisora","mode":"t2v","prompt":"a fox"}`, "anisora", "video", "a fox", "", "",
-			map[string]any{"width": int64(832), "height": int64(480), "num_frames": int64(81), "fps": int64(16), "steps": int64(30), "guidance": 5.0, "seed": int64(-1)}},
+			map[string]any{"width": int64(832), "height": int64(480), "num_frames": int64(81), "fps": int64(16), "steps": int64(40), "guidance": 5.0, "seed": int64(-1)}},
 		{"anisora i2v png", `{"model":"anisora","mode":"i2v","prompt":"move","image":"$PNG"}`, "anisora", "video", "move", "", "image/png", nil},
 		{"phr00t t2v defaults", `{"model":"phr00t","mode":"t2v","prompt":"x"}`, "phr00t", "video", "x", "", "",
 			map[string]any{"steps": int64(4), "guidance": 1.0}},
@@ -125,8 +125,8 @@ func TestValidateAccepts(t *testing.T) {
 		{"flux empty negative prompt", `{"model":"flux","mode":"t2i","prompt":"f","negative_prompt":"  "}`, "flux", "image", "f", "", "", nil},
 		{"flux float guidance", `{"model":"flux","mode":"t2i","prompt":"f","params":{"guidance":2.75,"steps":1}}`, "flux", "image", "f", "", "", map[string]any{"guidance": 2.75, "steps": int64(1)}},
 		{"float with exponent", `{"model":"flux","mode":"t2i","prompt":"f","params":{"guidance":1e0}}`, "flux", "image", "f", "", "", map[string]any{"guidance": 1.0}},
-		{"int param at bounds", `{"model":"anisora","mode":"t2v","prompt":"f","params":{"width":1280,"num_frames":17,"fps":30,"seed":-1}}`, "anisora", "video", "f", "", "",
-			map[string]any{"width": int64(1280), "num_frames": int64(17), "fps": int64(30)}},
+		{"int param at bounds", `{"model":"anisora","mode":"t2v","prompt":"f","params":{"width":832,"num_frames":17,"fps":16,"seed":-1}}`, "anisora", "video", "f", "", "",
+			map[string]any{"width": int64(832), "num_frames": int64(17), "fps": int64(16)}},
 		{"prompt trimmed", "{\"model\":\"flux\",\"mode\":\"t2i\",\"prompt\":\"\\n  a cat \\t\"}", "flux", "image", "a cat", "", "", nil},
 		{"prompt 2000 runes", `{"model":"flux","mode":"t2i","prompt":"` + strings.Repeat("é", 2000) + `"}`, "flux", "image", strings.Repeat("é", 2000), "", "", nil},
 		{"claimed png but jpeg bytes", `{"model":"anisora","mode":"i2v","prompt":"x","image":"data:image/png;base64,$JPEG"}`, "anisora", "video", "x", "", "image/jpeg", nil},
