@@ -89,7 +89,7 @@ var Vars = []Var{
 	{"GG_TTL_IMAGE / GG_TTL_VIDEO", "10m / 30m", "stale-processing limits"},
 	{"GG_WORKSPACE_URL", "https://{workspace}--gooni-inference.modal.run", "how a workspace name becomes a base URL"},
 	{"GG_DEPLOY_COMMAND", DefaultDeployCommand, "what deploy runs for an account"},
-	{"GG_QUEUE_MAX", "1000", "pending tasks accepted before queue_full"},
+	{"GG_QUEUE_MAX", "1000", "tasks waiting in the queue (not yet handed to a workspace) before queue_full"},
 	{"GG_METRICS_ADDR", "empty", "optional separate listen address for /metrics (loopback recommended)"},
 	{"GG_CATALOG", "empty (the built-in inference_settings.json)", "path of a model catalog to use instead of the built-in one"},
 	{"GG_API_KEY_GRACE", "24h", "how long a rotated-out API key stays valid (0 = not at all)"},
