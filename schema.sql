@@ -157,3 +157,30 @@ CREATE INDEX tasks_open_inputs ON tasks (status, input_bytes) WHERE input_bytes 
 -- (event_count = last_id) when its old seal is valid. The same head, sealed, is
 -- kept in DATA_DIR/audit.anchor outside the database.
 ALTER TABLE audit_head ADD COLUMN event_count INTEGER;
+
+-- migrate: 5
+-- reserved (issue 12)
+SELECT 1;
+
+-- migrate: 6
+-- reserved (issue 14)
+SELECT 1;
+
+-- migrate: 7
+-- Invite links (CONTRACT section 16). Only a hash of each token is stored
+-- (sha256); the token itself is shown once, in the answer that made it.
+-- Each sign-in takes one of uses_left; revoked_at stops it at once. The
+-- sessions it issued are ordinary rows of sessions.
+CREATE TABLE invites (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    token_hash   BLOB    NOT NULL UNIQUE,
+    label        TEXT    NOT NULL DEFAULT '',
+    uses         INTEGER NOT NULL,
+    uses_left    INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    revoked_at   INTEGER,
+    last_used_at INTEGER,
+    CHECK (uses BETWEEN 1 AND 1000),
+    CHECK (uses_left BETWEEN 0 AND uses)
+);

@@ -47,6 +47,12 @@ type AccountPatch struct {
 	Capacity    *int
 	Credentials map[string]string // nil = keep; empty = remove
 	BaseURL     *string
+	// CredentialUpdates changes single credentials, merged into the stored
+	// set inside the write's transaction: a non-empty value sets that
+	// entry, nil removes it, "" keeps the stored one; names not listed are
+	// kept. Ignored when Credentials is set. More than MaxCredentials
+	// entries after the merge is ErrTooManyCredentials.
+	CredentialUpdates map[string]*string
 }
 
 // MaxDeployOutput is how much deploy output is kept (the tail).
@@ -208,6 +214,8 @@ func (db *DB) updateAccountTx(ctx context.Context, tx *sql.Tx, id int64, p Accou
 		if _, err := tx.ExecContext(ctx, `UPDATE accounts SET credentials = ? WHERE id = ?`, tok, id); err != nil {
 			return err
 		}
+	} else if p.CredentialUpdates != nil {
+		return db.mergeCredentialsTx(ctx, tx, id, p.CredentialUpdates)
 	}
 	return nil
 }
