@@ -304,7 +304,8 @@ func TestHostileInput(t *testing.T) {
 	patchPath := fmt.Sprintf("/admin/accounts/%d", good.ID)
 	for _, b := range []string{`{"name":1}`, `{"name":"` + strings.Repeat("n", 101) + `"}`, `{"capacity":1e400}`, `{"capacity":"1"}`, `{"capacity":-1}`,
 		`{"credentials":{"token_id":1}}`, `{"credentials":"x"}`, `{"status":"ready"}`, `{"status":"'; DROP TABLE accounts; --"}`, `{"status":1}`,
-		`{"base_url":"http://` + trapHost + `"}`, `{"workspace":"$(reboot)"}`, `{"id":2}`, `{}`, `[]`} {
+		`{"base_url":"http://` + trapHost + `/path"}`, `{"base_url":"http://gpu.example.com"}`, `{"base_url":1}`,
+		`{"credentials":{"a b":"x"}}`, `{"credentials":{"token_id":"x\ny"}}`, `{"workspace":"$(reboot)"}`, `{"id":2}`, `{}`, `[]`} {
 		run("patch account "+b, authed(hostileRoute{method: "PATCH", path: patchPath}, []byte(b)), true)
 	}
 

@@ -295,7 +295,7 @@ func (s *Server) handleGallery(w http.ResponseWriter, r *http.Request) error {
 	}
 	page := galleryPage{Items: make([]*TaskView, 0, len(items))}
 	for _, t := range items {
-		page.Items = append(page.Items, view(t))
+		page.Items = append(page.Items, view(t, s.basePath()))
 	}
 	if next != "" {
 		page.NextCursor = &next

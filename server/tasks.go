@@ -50,12 +50,14 @@ func rfc3339(t time.Time) *string {
 	return &s
 }
 
-func view(t *store.Task) *TaskView {
+// view is t as clients see it; base is the base path its URLs carry
+// (Server.basePath, CONTRACT section 17).
+func view(t *store.Task, base string) *TaskView {
 	v := &TaskView{
 		TaskID: t.ID, Type: t.Type, Model: t.Model, Mode: t.Mode, Prompt: t.Prompt, NegativePrmpt: t.NegativePrompt,
 		Params: t.Params, Status: t.Status, Progress: t.Progress,
 		CreatedAt: rfc3339(t.CreatedAt), StartedAt: rfc3339(t.StartedAt), CompletedAt: rfc3339(t.CompletedAt),
-		ResultURL: "/results/" + t.ID, PreviewURL: "/preview/" + t.ID,
+		ResultURL: base + "/results/" + t.ID, PreviewURL: base + "/preview/" + t.ID,
 	}
 	if len(v.Params) == 0 {
 		v.Params = json.RawMessage("{}")
@@ -75,7 +77,7 @@ func (s *Server) taskView(r *http.Request, id string) (*TaskView, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := view(t)
+	v := view(t, s.basePath())
 	if t.Status == store.StatusPending {
 		pos, err := s.cfg.DB.QueuePosition(r.Context(), id)
 		if err != nil {
@@ -173,8 +175,8 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) error {
 	s.log.Info("task accepted", "task_id", t.ID, "type", t.Type, "model", t.Model, "mode", t.Mode,
 		"actor", actorOf(r.Context()), "correlation_id", correlationID(r.Context()))
 	writeJSON(w, http.StatusAccepted, generateAccepted{
-		TaskID: t.ID, Status: store.StatusPending, StatusURL: "/status/" + t.ID,
-		ResultURL: "/results/" + t.ID, PreviewURL: "/preview/" + t.ID,
+		TaskID: t.ID, Status: store.StatusPending, StatusURL: s.basePath() + "/status/" + t.ID,
+		ResultURL: s.basePath() + "/results/" + t.ID, PreviewURL: s.basePath() + "/preview/" + t.ID,
 	})
 	return nil
 }
