@@ -2,7 +2,7 @@
 // running task's progress and result.
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { Catalog, Model, Param, TaskView } from './api';
-import { ApiError, ensureSession, findModel, hintFor, request } from './api';
+import { ApiError, base, ensureSession, findModel, hintFor, request } from './api';
 import { capitalize, keyParams, modeName, needsImage } from './format';
 import type { Draft, ParamValue } from './settings';
 import { defaultParams, loadDraft, loadTaskId, paramValues, saveDraft, saveTaskId } from './settings';
@@ -53,7 +53,7 @@ export function useTask(id: string | null) {
         void poll();
         return;
       }
-      const es = new EventSource(`/events/${encodeURIComponent(id)}`);
+      const es = new EventSource(base(`/events/${encodeURIComponent(id)}`));
       source = es;
       es.addEventListener('task', (ev) => {
         let t: TaskView;
@@ -578,11 +578,11 @@ function TaskPanel({ catalog, task, error, waiting }: TaskPanelProps) {
               controls
               playsInline
               preload="metadata"
-              poster={`/preview/${encodeURIComponent(task.task_id)}`}
-              src={`/results/${encodeURIComponent(task.task_id)}`}
+              poster={base(`/preview/${encodeURIComponent(task.task_id)}`)}
+              src={base(`/results/${encodeURIComponent(task.task_id)}`)}
             />
           ) : (
-            <img key={task.task_id} src={`/results/${encodeURIComponent(task.task_id)}`} alt={task.prompt} />
+            <img key={task.task_id} src={base(`/results/${encodeURIComponent(task.task_id)}`)} alt={task.prompt} />
           )
         ) : (
           <div class={`media-empty${running || waiting ? ' busy' : ''}`}>
@@ -592,7 +592,7 @@ function TaskPanel({ catalog, task, error, waiting }: TaskPanelProps) {
       </div>
       {task?.status === 'done' ? (
         <div class="actions">
-          <a class="button primary" href={`/results/${encodeURIComponent(task.task_id)}?download=1`} download>
+          <a class="button primary" href={base(`/results/${encodeURIComponent(task.task_id)}?download=1`)} download>
             Download
           </a>
           <span class="muted small">
