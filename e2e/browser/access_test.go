@@ -222,7 +222,7 @@ func TestInviteFlow(t *testing.T) {
 	if len(denied) != 1 || denied[0].Details["reason"] != "used_up" || api.suppressed("invite.use") < 1 {
 		t.Errorf("invite.use denied rows %+v and %d counted, want the used_up row and the revoked one counted", denied, api.suppressed("invite.use"))
 	}
-	if n := len(api.audit("session.issue")); n > 2 {
+	if n := len(api.audit("session.issue")); n != 0 {
 		// the visitors' pages learn the mode from GET /auth/session and never POST
 		t.Errorf("%d session.issue rows from page loads in invite mode", n)
 	}
@@ -467,6 +467,7 @@ func TestAdminEditDeployGuide(t *testing.T) {
 	if !strings.Contains(note, "https://studio-gpu--gooni-inference.modal.run") || !strings.Contains(note, "Deploy it") {
 		t.Errorf("the add message does not show the derived base URL and the next step: %q", note)
 	}
+	p.waitFor("the new account's row", `[...document.querySelectorAll("tr[data-account-id]")].some((r) => r.innerText.includes("Studio GPU"))`, 5*time.Second)
 	id := eval[int64](p, `Number([...document.querySelectorAll("tr[data-account-id]")].find((r) => r.innerText.includes("Studio GPU")).dataset.accountId)`)
 	if row := eval[string](p, fmt.Sprintf(`document.querySelector('tr[data-account-id="%d"]').innerText`, id)); !strings.Contains(row, "studio-gpu--gooni-inference.modal.run") {
 		t.Errorf("the row does not show the derived base URL: %q", row)
