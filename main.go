@@ -20,6 +20,11 @@ var catalogJSON []byte
 //go:embed all:dist
 var distFS embed.FS
 
+// The guides the Admin page links to, served read-only by the binary.
+//
+//go:embed docs/WORKSPACES.md modal/README.md
+var docsFS embed.FS
+
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
@@ -28,5 +33,5 @@ func main() {
 	if err != nil {
 		panic(err) // the embed above guarantees dist/ exists
 	}
-	os.Exit(cli.Main(os.Args[1:], cli.Assets{Schema: schemaSQL, Catalog: catalogJSON, UI: ui, Version: version}, os.Stdout, os.Stderr))
+	os.Exit(cli.Main(os.Args[1:], cli.Assets{Schema: schemaSQL, Catalog: catalogJSON, UI: ui, Docs: docsFS, Version: version}, os.Stdout, os.Stderr))
 }

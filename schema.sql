@@ -215,3 +215,22 @@ END;
 INSERT INTO task_search (task_id) SELECT id FROM tasks ORDER BY id;
 INSERT INTO tasks_fts (rowid, prompt)
     SELECT s.docid, t.prompt FROM task_search s JOIN tasks t ON t.id = s.task_id;
+
+-- migrate: 7
+-- Invite links (CONTRACT section 16). Only a hash of each token is stored
+-- (sha256); the token itself is shown once, in the answer that made it.
+-- Each sign-in takes one of uses_left; revoked_at stops it at once. The
+-- sessions it issued are ordinary rows of sessions.
+CREATE TABLE invites (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    token_hash   BLOB    NOT NULL UNIQUE,
+    label        TEXT    NOT NULL DEFAULT '',
+    uses         INTEGER NOT NULL,
+    uses_left    INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    revoked_at   INTEGER,
+    last_used_at INTEGER,
+    CHECK (uses BETWEEN 1 AND 1000),
+    CHECK (uses_left BETWEEN 0 AND uses)
+);

@@ -40,6 +40,22 @@ type AccountView struct {
 	// model ids its last successful health check found served (CONTRACT section 14).
 	Driver string   `json:"driver"`
 	Models []string `json:"models"`
+	// EffectiveBaseURL is where Gooni reaches the workspace: base_url, or
+	// GG_WORKSPACE_URL with the workspace filled in when base_url is empty
+	// (CONTRACT section 8); omitted when neither gives a valid URL.
+	EffectiveBaseURL string `json:"effective_base_url,omitempty"`
+}
+
+// accountView is accountView with the account's effective base URL.
+func (s *Server) accountView(a *store.Account, withOutput bool) *AccountView {
+	v := accountView(a, withOutput)
+	v.EffectiveBaseURL = a.BaseURL
+	if a.BaseURL == "" && a.Driver != store.DriverComfyUI && s.cfg.WorkspaceURL != "" {
+		if u, err := dispatch.DerivedBaseURL(s.cfg.WorkspaceURL, a.Workspace); err == nil {
+			v.EffectiveBaseURL = u
+		}
+	}
+	return v
 }
 
 func accountView(a *store.Account, withOutput bool) *AccountView {
@@ -145,7 +161,7 @@ func (s *Server) handleAccountsList(w http.ResponseWriter, r *http.Request) erro
 	}
 	items := make([]*AccountView, 0, len(accs))
 	for _, a := range accs {
-		items = append(items, accountView(a, false))
+		items = append(items, s.accountView(a, false))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"items": items})
 	return nil
@@ -220,7 +236,7 @@ func (s *Server) handleAccountCreate(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	logged()
-	writeJSON(w, http.StatusCreated, accountView(a, false))
+	writeJSON(w, http.StatusCreated, s.accountView(a, false))
 	return nil
 }
 
@@ -244,6 +260,8 @@ func accountErr(err error) error {
 		return apierr.AccountNotFound()
 	case errors.Is(err, store.ErrDuplicate):
 		return apierr.Validation("name", "an account with that name already exists")
+	case errors.Is(err, store.ErrTooManyCredentials):
+		return apierr.Validation("credentials", "at most 16 credential entries")
 	default:
 		return apierr.Internal(err)
 	}
@@ -276,17 +294,45 @@ func (s *Server) handleAccountGet(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, accountView(a, true))
+	writeJSON(w, http.StatusOK, s.accountView(a, true))
 	return nil
 }
 
+// accountPatch is the body of PATCH /admin/accounts/{id}. Credentials are
+// merged into the stored set, entry by entry: a non-empty value replaces
+// that entry, "" keeps the stored value (the admin page's blank field),
+// null removes the entry, and names not given are kept. base_url ""
+// means: derive it from the workspace name again.
 type accountPatch struct {
-	Name        *string           `json:"name"`
-	Capacity    *int              `json:"capacity"`
-	Credentials map[string]string `json:"credentials"`
-	Status      *string           `json:"status"`
-	BaseURL     *string           `json:"base_url"`
-	Driver      *string           `json:"driver"`
+	Name        *string            `json:"name"`
+	Capacity    *int               `json:"capacity"`
+	BaseURL     *string            `json:"base_url"`
+	Credentials map[string]*string `json:"credentials"`
+	Status      *string            `json:"status"`
+	Driver      *string            `json:"driver"`
+}
+
+// checkCredentialUpdates checks a PATCH's credentials and reports whether
+// they change anything (a value to set or an entry to remove).
+func checkCredentialUpdates(c map[string]*string) (bool, error) {
+	if len(c) > store.MaxCredentials {
+		return false, apierr.Validation("credentials", "at most 16 credential entries")
+	}
+	changes := false
+	for k, v := range c {
+		if !credentialKey.MatchString(k) {
+			return false, apierr.Validation("credentials", "credential names must be lower-case letters, digits and _ (like token_id)")
+		}
+		if v == nil {
+			changes = true
+			continue
+		}
+		if len(*v) > maxCredentialSize || !utf8.ValidString(*v) || strings.ContainsAny(*v, "\x00\r\n") {
+			return false, apierr.Validation("credentials."+k, "credential values must be one line of at most 4096 characters")
+		}
+		changes = changes || *v != ""
+	}
+	return changes, nil
 }
 
 func (s *Server) handleAccountPatch(w http.ResponseWriter, r *http.Request) error {
@@ -320,19 +366,22 @@ func (s *Server) handleAccountPatch(w http.ResponseWriter, r *http.Request) erro
 		p.Capacity = body.Capacity
 		changed = append(changed, "capacity")
 	}
-	if body.Credentials != nil {
-		if err := checkCredentials(body.Credentials); err != nil {
-			return fail(err)
-		}
-		p.Credentials = body.Credentials
-		changed = append(changed, "credentials")
-	}
 	if body.BaseURL != nil {
 		if err := checkBaseURL(*body.BaseURL); err != nil {
 			return fail(err)
 		}
 		p.BaseURL = body.BaseURL
 		changed = append(changed, "base_url")
+	}
+	if body.Credentials != nil {
+		some, err := checkCredentialUpdates(body.Credentials)
+		if err != nil {
+			return fail(err)
+		}
+		if some {
+			p.CredentialUpdates = body.Credentials
+			changed = append(changed, "credentials")
+		}
 	}
 	if body.Driver != nil {
 		p.Driver = body.Driver
@@ -354,7 +403,7 @@ func (s *Server) handleAccountPatch(w http.ResponseWriter, r *http.Request) erro
 		return fail(apierr.Validation("status", `status can only be set to "disabled" or "pending" (enable)`))
 	}
 	if len(changed) == 0 && body.Status == nil {
-		return fail(apierr.Validation("", "nothing to change: give name, capacity, credentials, base_url, driver or status"))
+		return fail(apierr.Validation("", "nothing to change: give name, capacity, base_url, driver, credentials or status"))
 	}
 	status, reason := "", ""
 	if body.Status != nil {
@@ -372,11 +421,16 @@ func (s *Server) handleAccountPatch(w http.ResponseWriter, r *http.Request) erro
 		return fail(accountErr(err))
 	}
 	logged()
-	if body.Status != nil && *body.Status == store.AccountPending && s.cfg.Dispatcher != nil {
+	switch {
+	case s.cfg.Dispatcher == nil:
+	case body.Status != nil && *body.Status == store.AccountPending:
 		// Enabling checks the workspace at once, so a healthy one is ready without another click.
 		s.cfg.Dispatcher.HealthCheckInBackground(a.ID, "enable")
+	case body.BaseURL != nil || body.Driver != nil || p.CredentialUpdates != nil:
+		// Another target or credentials: what it serves is checked again at once.
+		s.cfg.Dispatcher.HealthCheckInBackground(a.ID, "edit")
 	}
-	writeJSON(w, http.StatusOK, accountView(a, false))
+	writeJSON(w, http.StatusOK, s.accountView(a, false))
 	return nil
 }
 
@@ -398,7 +452,7 @@ func (s *Server) handleAccountHealthCheck(w http.ResponseWriter, r *http.Request
 		outcome = "failure"
 	}
 	s.audit(r, "account.health_check", accountTarget(a.ID), outcome, map[string]any{"status": acc.Status, "reason": acc.StatusReason})
-	writeJSON(w, http.StatusOK, accountView(acc, false))
+	writeJSON(w, http.StatusOK, s.accountView(acc, false))
 	return nil
 }
 
@@ -434,7 +488,7 @@ func (s *Server) handleAccountDeploy(w http.ResponseWriter, r *http.Request) err
 	if a2, err := s.cfg.DB.GetAccount(r.Context(), a.ID); err == nil {
 		a = a2
 	}
-	writeJSON(w, http.StatusAccepted, accountView(a, false))
+	writeJSON(w, http.StatusAccepted, s.accountView(a, false))
 	return nil
 }
 

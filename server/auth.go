@@ -179,17 +179,9 @@ type sessionView struct {
 func (s *Server) issueSession(w http.ResponseWriter, r *http.Request, kind string,
 	event func(actor string) (store.AuditOf[*store.Session], func())) (sess *store.Session, token string, logged func(), err error) {
 	logged = func() {}
-	if token, err = secrets.RandomToken(); err != nil {
-		return nil, "", logged, apierr.Internal(err)
-	}
-	ttl, name, codec, same := s.cfg.SessionTTL, userCookie, s.cookies, http.SameSiteLaxMode
-	if kind == "admin" {
-		ttl, name, codec, same = s.cfg.AdminSessionTTL, adminCookie, s.admin, http.SameSiteStrictMode
-	}
-	exp := s.now().Add(ttl).UTC().Truncate(time.Second)
-	val, err := codec.Encode(name, []byte(token))
+	token, val, exp, err := s.newSessionCookie(kind)
 	if err != nil {
-		return nil, "", logged, apierr.Internal(err)
+		return nil, "", logged, err
 	}
 	var ev store.AuditOf[*store.Session]
 	if event != nil {
@@ -202,24 +194,59 @@ func (s *Server) issueSession(w http.ResponseWriter, r *http.Request, kind strin
 	case err != nil:
 		return nil, "", func() {}, apierr.AuthUnavailable().With(err)
 	}
-	http.SetCookie(w, &http.Cookie{Name: name, Value: val, Path: "/", Expires: exp, MaxAge: int(ttl / time.Second),
-		HttpOnly: true, Secure: s.cfg.TLS, SameSite: same})
+	s.setSessionCookie(w, r, kind, val, exp)
 	return sess, token, logged, nil
 }
 
-func (s *Server) clearCookie(w http.ResponseWriter, name string, same http.SameSite) {
-	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", MaxAge: -1, Expires: time.Unix(0, 0),
-		HttpOnly: true, Secure: s.cfg.TLS, SameSite: same})
+// newSessionCookie makes a fresh session token of kind, the cookie value
+// that carries it, and when it expires (now + the kind's TTL).
+func (s *Server) newSessionCookie(kind string) (token, value string, exp time.Time, err error) {
+	if token, err = secrets.RandomToken(); err != nil {
+		return "", "", time.Time{}, apierr.Internal(err)
+	}
+	ttl, name, codec := s.cfg.SessionTTL, userCookie, s.cookies
+	if kind == "admin" {
+		ttl, name, codec = s.cfg.AdminSessionTTL, adminCookie, s.admin
+	}
+	exp = s.now().Add(ttl).UTC().Truncate(time.Second)
+	if value, err = codec.Encode(name, []byte(token)); err != nil {
+		return "", "", time.Time{}, apierr.Internal(err)
+	}
+	return token, value, exp, nil
+}
+
+// setSessionCookie sets the kind's cookie: HttpOnly, SameSite Lax (user)
+// or Strict (admin), Secure when the client reached us over HTTPS, scoped
+// to the base path (CONTRACT sections 3 and 17).
+func (s *Server) setSessionCookie(w http.ResponseWriter, r *http.Request, kind, value string, exp time.Time) {
+	ttl, name, same := s.cfg.SessionTTL, userCookie, http.SameSiteLaxMode
+	if kind == "admin" {
+		ttl, name, same = s.cfg.AdminSessionTTL, adminCookie, http.SameSiteStrictMode
+	}
+	http.SetCookie(w, &http.Cookie{Name: name, Value: value, Path: s.cookiePath(r), Expires: exp, MaxAge: int(ttl / time.Second),
+		HttpOnly: true, Secure: s.secure(r), SameSite: same})
+}
+
+func (s *Server) clearCookie(w http.ResponseWriter, r *http.Request, name string, same http.SameSite) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: s.cookiePath(r), MaxAge: -1, Expires: time.Unix(0, 0),
+		HttpOnly: true, Secure: s.secure(r), SameSite: same})
 }
 
 // handleSessionCreate issues gg_session (POST /auth/session); in key mode it
-// needs a valid X-API-Key.
+// needs a valid X-API-Key, in invite mode it issues nothing (an invite link does).
 func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) error {
+	if s.cfg.SessionMode == "invite" {
+		// Only an invite link signs people in (CONTRACT section 16).
+		s.audit(r, "session.issue", "user_session", "denied", map[string]any{"reason": "invite mode: sign in with an invite link"})
+		e := apierr.SessionRequired()
+		e.Message = "this server signs people in with invite links: open the sign-in link an admin gave you"
+		return s.withSessionMode(e)
+	}
 	if s.cfg.SessionMode == "key" {
 		vals, ok := r.Header["X-Api-Key"]
 		if !ok {
 			s.audit(r, "session.issue", "user_session", "denied", map[string]any{"reason": "no API key"})
-			return apierr.SessionRequired()
+			return s.withSessionMode(apierr.SessionRequired())
 		}
 		if len(vals) != 1 || !s.apiKeyOK(vals[0]) {
 			s.audit(r, "session.issue", "user_session", "denied", map[string]any{"reason": "wrong API key"})
@@ -238,10 +265,28 @@ func (s *Server) handleSessionCreate(w http.ResponseWriter, r *http.Request) err
 func (s *Server) handleSessionGet(w http.ResponseWriter, r *http.Request) error {
 	sess, _, err := s.liveSession(r, "user")
 	if err != nil {
-		return err
+		return s.withSessionMode(err)
 	}
 	writeJSON(w, http.StatusOK, sessionView{true, sess.ExpiresAt.UTC().Format(time.RFC3339)})
 	return nil
+}
+
+// withSessionMode adds details.session_mode (open, key or invite) to a
+// session_required or session_expired answer of /auth/session, so that the
+// UI knows whether asking for a session can work or it must show its
+// sign-in screen, without a request that would only be refused.
+func (s *Server) withSessionMode(err error) error {
+	e := apierr.From(err)
+	if e.Code != "session_required" && e.Code != "session_expired" {
+		return err
+	}
+	mode := s.cfg.SessionMode
+	if mode == "" {
+		mode = "open"
+	}
+	c := *e
+	c.Details = map[string]any{"session_mode": mode}
+	return &c
 }
 
 // handleSessionDelete revokes the caller's session if it has one; logging
@@ -264,7 +309,7 @@ func (s *Server) handleSessionDelete(w http.ResponseWriter, r *http.Request) err
 			}
 		}
 	}
-	s.clearCookie(w, userCookie, http.SameSiteLaxMode)
+	s.clearCookie(w, r, userCookie, http.SameSiteLaxMode)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -305,7 +350,7 @@ func (s *Server) handleAdminLogout(w http.ResponseWriter, r *http.Request) error
 		}
 	}
 	s.audit(r, "session.revoke", "admin_session", "success", nil)
-	s.clearCookie(w, adminCookie, http.SameSiteStrictMode)
+	s.clearCookie(w, r, adminCookie, http.SameSiteStrictMode)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -136,7 +136,8 @@ var (
 		"last_health_check_at", "deploy_status", "last_deploy_at", "has_credentials", "created_at", "updated_at",
 		"driver", "models"}
 	// deploy_output is the redacted deploy log the contract shows to admins (section 7).
-	accountOptional = []string{"deploy_output"}
+	// effective_base_url is where an account is reached (base_url, or derived from GG_WORKSPACE_URL).
+	accountOptional = []string{"deploy_output", "effective_base_url"}
 	taskViewKeys    = []string{"task_id", "type", "model", "mode", "prompt", "params", "status", "progress",
 		"created_at", "started_at", "completed_at", "result_url", "preview_url"}
 	taskViewOptional = []string{"queue_position", "error", "negative_prompt", "eta_seconds"}
@@ -264,8 +265,16 @@ func TestContractConformance(t *testing.T) {
 	}
 	publicRoutes := []route{{"GET", "/health"}, {"GET", "/config"}, {"POST", "/auth/session"}, {"GET", "/auth/session"},
 		{"DELETE", "/auth/session"}, {"POST", "/admin/session"}}
+	// Sections 16 and 17: invites and the Host allowlist (conformance_access_test.go).
+	accessAdmin, accessPublic, accessCases := accessConformance(t, e.testEnv, admin, envs)
+	for _, rt := range accessAdmin {
+		adminRoutes = append(adminRoutes, route{rt[0], rt[1]})
+	}
+	for _, rt := range accessPublic {
+		publicRoutes = append(publicRoutes, route{rt[0], rt[1]})
+	}
 
-	var cases []confCase
+	cases := accessCases
 	// Section 3 on every user route.
 	for _, rt := range userRoutes {
 		n := rt.method + " " + rt.path
@@ -832,7 +841,8 @@ func TestContractConformance(t *testing.T) {
 
 	// SC-007: every audit row and audit log line has the mandatory fields.
 	checkAuditRows(t, e.testEnv, []string{"admin.login", "account.create", "account.update", "account.health_check",
-		"account.deploy", "account.delete", "session.issue", "session.revoke", "security.throttled", "security.cors_blocked"})
+		"account.deploy", "account.delete", "session.issue", "session.revoke", "security.throttled", "security.cors_blocked",
+		"invite.create", "invite.revoke", "invite.use"})
 	checkAuditLines(t, e.logs.String())
 	checkAuditLines(t, closed.logs.String())
 }

@@ -306,7 +306,8 @@ func TestHostileInput(t *testing.T) {
 		`{"credentials":{"token_id":1}}`, `{"credentials":"x"}`, `{"status":"ready"}`, `{"status":"'; DROP TABLE accounts; --"}`, `{"status":1}`,
 		`{"base_url":"http://10.0.0.1"}`, `{"base_url":"gopher://` + trapHost + `"}`, `{"base_url":"https://u:p@` + trapHost + `"}`,
 		`{"driver":"ssh"}`, `{"driver":"comfyui","base_url":""}`, `{"driver":1}`,
-		`{"workspace":"$(reboot)"}`, `{"id":2}`, `{}`, `[]`} {
+		`{"base_url":"http://` + trapHost + `/path"}`, `{"base_url":"http://gpu.example.com"}`, `{"base_url":1}`,
+		`{"credentials":{"a b":"x"}}`, `{"credentials":{"token_id":"x\ny"}}`, `{"workspace":"$(reboot)"}`, `{"id":2}`, `{}`, `[]`} {
 		run("patch account "+b, authed(hostileRoute{method: "PATCH", path: patchPath}, []byte(b)), true)
 	}
 

@@ -88,7 +88,7 @@ func (s *Server) secureHeaders(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-		if s.cfg.TLS {
+		if s.secure(r) {
 			h.Set("Strict-Transport-Security", "max-age=31536000")
 		}
 		next.ServeHTTP(w, r)
@@ -132,7 +132,7 @@ func (s *Server) cors(next http.Handler) http.Handler {
 				w.WriteHeader(http.StatusNoContent)
 				return
 			}
-		case o == s.ownOrigin(r):
+		case s.sameOrigin(o, r):
 			if preflight {
 				w.WriteHeader(http.StatusNoContent)
 				return
@@ -145,14 +145,6 @@ func (s *Server) cors(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-func (s *Server) ownOrigin(r *http.Request) string {
-	scheme := "http"
-	if r.TLS != nil || s.cfg.TLS {
-		scheme = "https"
-	}
-	return scheme + "://" + r.Host
 }
 
 // clientIP is the peer address, or the nearest untrusted X-Forwarded-For hop

@@ -62,9 +62,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, e.Status, errorBody{Error: errorPayload{Code: e.Code, Message: e.Message, CorrelationID: cid, Details: e.Details}})
 }
 
-// safePath is the request path without its query (which may hold api_key).
+// safePath is the request path without its query (which may hold api_key)
+// and without an invite token (which signs people in).
 func safePath(r *http.Request) string {
 	p := r.URL.EscapedPath()
+	if strings.HasPrefix(p, "/auth/invite/") {
+		p = "/auth/invite/[token]"
+	}
 	if len(p) > 200 {
 		p = p[:200] + "..."
 	}

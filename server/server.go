@@ -1,5 +1,5 @@
 // Package server is Gooni's HTTP surface: the router, the middleware chain
-// (correlation id -> recover -> headers -> CORS -> throttle -> auth), the
+// (correlation id -> recover -> headers -> Host -> CORS -> throttle -> auth), the
 // handlers, the one error writer, and the embedded UI.
 package server
 
@@ -16,6 +16,7 @@ import (
 
 	"gooni/internal/audit"
 	"gooni/internal/catalog"
+	"gooni/internal/config"
 	"gooni/internal/dispatch"
 	"gooni/internal/secrets"
 	"gooni/server/apierr"
@@ -45,7 +46,19 @@ type Config struct {
 	Version         string
 	FrontendOrigins []string
 	TrustedProxies  []netip.Prefix
-	SessionMode     string // open | key
+	SessionMode     string // open | key | invite
+	// ListenAddr is GG_ADDR and PublicURL GG_PUBLIC_URL (nil when unset):
+	// together they decide which Host headers are answered and which
+	// Origin is this server's own (CONTRACT section 17). With both empty
+	// there is no Host check (handler tests only; serve always sets them).
+	ListenAddr string
+	PublicURL  *config.PublicURL
+	// WorkspaceURL is GG_WORKSPACE_URL, to show the base URL an account
+	// without one is reached at.
+	WorkspaceURL string
+	// Docs holds docs/WORKSPACES.md and modal/README.md, served read-only
+	// for the Admin page's guide; nil serves none.
+	Docs            fs.FS
 	SessionTTL      time.Duration
 	AdminSessionTTL time.Duration
 	QueueMax        int
@@ -89,6 +102,7 @@ type Server struct {
 	auditLog *audit.Writer
 	origins  map[string]bool
 	apiKeys  [][]byte
+	hosts    hosts
 
 	authLimit       *Limiter
 	adminLoginLimit *Limiter
@@ -132,6 +146,7 @@ func New(cfg Config) *Server {
 		now:     cfg.Now,
 		hub:     NewHub(),
 		origins: map[string]bool{},
+		hosts:   newHosts(cfg.ListenAddr, cfg.PublicURL),
 	}
 	s.uploads = newUploadGate(cfg.MaxUploads, cfg.UploadWait)
 	s.streams = newStreamLimits(cfg.MaxStreams)
@@ -217,6 +232,8 @@ func (s *Server) routes() http.Handler {
 	r.Handle("/auth/session", s.throttleIP(s.authLimit, s.h(s.handleSessionCreate))).Methods(http.MethodPost)
 	r.Handle("/auth/session", s.h(s.handleSessionGet)).Methods(http.MethodGet)
 	r.Handle("/auth/session", s.h(s.handleSessionDelete)).Methods(http.MethodDelete)
+	// An invite link is a way to a session like POST /auth/session: the same limit per IP.
+	r.Handle("/auth/invite/{token}", s.throttleIP(s.authLimit, s.h(s.handleInviteUse))).Methods(http.MethodGet)
 
 	user := func(fn handlerFunc) http.Handler { return s.h(s.requireUser(fn)) }
 	r.Handle("/generate", user(s.handleGenerate)).Methods(http.MethodPost)
@@ -244,6 +261,9 @@ func (s *Server) routes() http.Handler {
 	r.Handle("/admin/accounts/{id}", admin(s.handleAccountDelete)).Methods(http.MethodDelete)
 	r.Handle("/admin/accounts/{id}/health-check", admin(s.handleAccountHealthCheck)).Methods(http.MethodPost)
 	r.Handle("/admin/accounts/{id}/deploy", admin(s.handleAccountDeploy)).Methods(http.MethodPost)
+	r.Handle("/admin/invites", admin(s.handleInviteCreate)).Methods(http.MethodPost)
+	r.Handle("/admin/invites", admin(s.handleInvitesList)).Methods(http.MethodGet)
+	r.Handle("/admin/invites/{id}", admin(s.handleInviteRevoke)).Methods(http.MethodDelete)
 	r.Handle("/metrics", s.throttleAdmin(s.h(s.requireAdmin(func(w http.ResponseWriter, r *http.Request) error {
 		s.metrics.Handler().ServeHTTP(w, r)
 		return nil
@@ -272,7 +292,12 @@ func (s *Server) routes() http.Handler {
 		r.PathPrefix("/assets/").Handler(s.h(s.handleAsset)).Methods(http.MethodGet, http.MethodHead)
 		r.Handle("/favicon.svg", s.h(s.handleAsset)).Methods(http.MethodGet, http.MethodHead)
 	}
+	if s.cfg.Docs != nil {
+		for route, file := range servedDocs {
+			r.Handle(route, s.h(s.handleDoc(file))).Methods(http.MethodGet, http.MethodHead)
+		}
+	}
 
 	r.Use(routeName)
-	return s.correlate(s.writeDeadline(s.metrics.instrument(s.recoverPanics(s.secureHeaders(s.cors(r))))))
+	return s.correlate(s.writeDeadline(s.metrics.instrument(s.recoverPanics(s.secureHeaders(s.checkHost(s.cors(r)))))))
 }

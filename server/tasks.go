@@ -60,12 +60,14 @@ func rfc3339(t time.Time) *string {
 	return &s
 }
 
-func view(t *store.Task) *TaskView {
+// view is t as clients see it; base is the base path its URLs carry
+// (Server.basePath, CONTRACT section 17).
+func view(t *store.Task, base string) *TaskView {
 	v := &TaskView{
 		TaskID: t.ID, Type: t.Type, Model: t.Model, Mode: t.Mode, Prompt: t.Prompt, NegativePrmpt: t.NegativePrompt,
 		Params: t.Params, Status: t.Status, Progress: t.Progress,
 		CreatedAt: rfc3339(t.CreatedAt), StartedAt: rfc3339(t.StartedAt), CompletedAt: rfc3339(t.CompletedAt),
-		ResultURL: "/results/" + t.ID, PreviewURL: "/preview/" + t.ID,
+		ResultURL: base + "/results/" + t.ID, PreviewURL: base + "/preview/" + t.ID,
 	}
 	if len(v.Params) == 0 {
 		v.Params = json.RawMessage("{}")
@@ -91,7 +93,7 @@ func (s *Server) taskView(r *http.Request, id string) (*TaskView, error) {
 // liveView is view plus what is computed, not stored: the queue position
 // of a pending task and the eta_seconds of a pending or processing one.
 func (s *Server) liveView(ctx context.Context, t *store.Task) (*TaskView, error) {
-	v := view(t)
+	v := view(t, s.basePath())
 	if t.Status == store.StatusPending {
 		pos, err := s.cfg.DB.QueuePosition(ctx, t.ID)
 		if err != nil {
@@ -160,11 +162,13 @@ type acceptedTask struct {
 	PreviewURL string `json:"preview_url"`
 }
 
-func accepted(ids []string) generateAccepted {
+// accepted is the 202 answer for ids; its URLs carry the base path
+// (CONTRACT section 17).
+func accepted(ids []string, basePath string) generateAccepted {
 	a := generateAccepted{TaskIDs: ids, Tasks: make([]acceptedTask, len(ids))}
 	for i, id := range ids {
-		a.Tasks[i] = acceptedTask{TaskID: id, Status: store.StatusPending, StatusURL: "/status/" + id,
-			ResultURL: "/results/" + id, PreviewURL: "/preview/" + id}
+		a.Tasks[i] = acceptedTask{TaskID: id, Status: store.StatusPending, StatusURL: basePath + "/status/" + id,
+			ResultURL: basePath + "/results/" + id, PreviewURL: basePath + "/preview/" + id}
 	}
 	f := a.Tasks[0]
 	a.TaskID, a.Status, a.StatusURL, a.ResultURL, a.PreviewURL = f.TaskID, f.Status, f.StatusURL, f.ResultURL, f.PreviewURL
@@ -258,7 +262,7 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	answer := accepted(ids)
+	answer := accepted(ids, s.basePath())
 	opts := store.CreateOptions{QueueMax: s.cfg.QueueMax, InputQuota: s.cfg.InputQuota}
 	if hasKey {
 		b, _ := json.Marshal(answer)

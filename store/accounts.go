@@ -69,6 +69,12 @@ type AccountPatch struct {
 	Credentials map[string]string // nil = keep; empty = remove
 	BaseURL     *string
 	Driver      *string
+	// CredentialUpdates changes single credentials, merged into the stored
+	// set inside the write's transaction: a non-empty value sets that
+	// entry, nil removes it, "" keeps the stored one; names not listed are
+	// kept. Ignored when Credentials is set. More than MaxCredentials
+	// entries after the merge is ErrTooManyCredentials.
+	CredentialUpdates map[string]*string
 }
 
 // MaxDeployOutput is how much deploy output is kept (the tail).
@@ -225,7 +231,8 @@ func (db *DB) updateAccountTx(ctx context.Context, tx *sql.Tx, id int64, p Accou
 		a.Capacity = *p.Capacity
 	}
 	rev := a.ConfigRev
-	if (p.BaseURL != nil && *p.BaseURL != a.BaseURL) || (p.Driver != nil && *p.Driver != a.Driver) || p.Credentials != nil {
+	retarget := (p.BaseURL != nil && *p.BaseURL != a.BaseURL) || (p.Driver != nil && *p.Driver != a.Driver)
+	if retarget || p.Credentials != nil || p.CredentialUpdates != nil {
 		rev++
 	}
 	if p.BaseURL != nil {
@@ -235,7 +242,7 @@ func (db *DB) updateAccountTx(ctx context.Context, tx *sql.Tx, id int64, p Accou
 		a.Driver = *p.Driver
 	}
 	models := a.Models
-	if rev != a.ConfigRev {
+	if retarget {
 		// Another target: what the old one served says nothing of it.
 		models = nil
 	}
@@ -254,6 +261,8 @@ func (db *DB) updateAccountTx(ctx context.Context, tx *sql.Tx, id int64, p Accou
 		if _, err := tx.ExecContext(ctx, `UPDATE accounts SET credentials = ? WHERE id = ?`, tok, id); err != nil {
 			return err
 		}
+	} else if p.CredentialUpdates != nil {
+		return db.mergeCredentialsTx(ctx, tx, id, p.CredentialUpdates)
 	}
 	return nil
 }

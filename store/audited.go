@@ -51,7 +51,7 @@ func (db *DB) UpdateAccountAudited(ctx context.Context, id int64, p AccountPatch
 			return nil, err
 		}
 	}
-	patched := p.Name != nil || p.Capacity != nil || p.BaseURL != nil || p.Credentials != nil || p.Driver != nil
+	patched := p.Name != nil || p.Capacity != nil || p.BaseURL != nil || p.Credentials != nil || p.CredentialUpdates != nil || p.Driver != nil
 	var out *Account
 	err := db.auditedTx(ctx, func(tx *sql.Tx) (*AuditEvent, error) {
 		if patched || status == "" {

@@ -34,7 +34,8 @@ const result = await esbuild.build({
 
 const outputs = {};
 for (const [file, meta] of Object.entries(result.metafile.outputs)) {
-  if (meta.entryPoint) outputs[meta.entryPoint] = '/' + relative(distDir, resolve(uiDir, file)).split('\\').join('/');
+  // relative to index.html, so the page works under any base path a proxy strips
+  if (meta.entryPoint) outputs[meta.entryPoint] = relative(distDir, resolve(uiDir, file)).split('\\').join('/');
 }
 const js = outputs['src/main.tsx'];
 const css = outputs['src/styles.css'];
@@ -53,7 +54,7 @@ const html = `<!doctype html>
 <meta name="theme-color" content="#0d0f14">
 <meta name="description" content="Gooni: generate images and videos on your own GPU workspaces.">
 <title>Gooni</title>
-<link rel="icon" type="image/svg+xml" href="/assets/${iconName}">
+<link rel="icon" type="image/svg+xml" href="assets/${iconName}">
 <link rel="stylesheet" href="${css}">
 <script type="module" src="${js}"></script>
 </head>
@@ -65,5 +66,5 @@ const html = `<!doctype html>
 `;
 writeFileSync(join(distDir, 'index.html'), html);
 
-for (const f of [js, css, `/assets/${iconName}`]) console.log(`dist${f}`);
+for (const f of [js, css, `assets/${iconName}`]) console.log(`dist/${f}`);
 console.log(`dist/index.html (${basename(distDir)})`);

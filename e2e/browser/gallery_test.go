@@ -66,7 +66,7 @@ func TestGalleryDeleteAndReuse(t *testing.T) {
 		const a = document.querySelector('article[data-task-id=%q]');
 		return {text: a.innerText, time: a.querySelector("time") ? a.querySelector("time").getAttribute("datetime") : ""};
 	})()`, lake))
-	for _, s := range []string{"a blue mountain lake", "Pony Diffusion XL", "768×512"} {
+	for _, s := range []string{"a blue mountain lake", "Pony Diffusion V6 XL", "768×512"} {
 		if !strings.Contains(card["text"], s) {
 			t.Errorf("the lake card says %q, want it to mention %q", card["text"], s)
 		}
@@ -136,7 +136,7 @@ func TestGalleryDeleteAndReuse(t *testing.T) {
 	p.click(thumb)
 	p.waitFor("the large view", `document.querySelector("dialog[open] img") && document.querySelector("dialog[open]").innerText.includes("a blue mountain lake")`, 5*time.Second)
 	view := eval[string](p, `document.querySelector("dialog[open]").innerText`)
-	for _, s := range []string{"Pony Diffusion XL", "Width", "768", "Steps", "20", "Created"} {
+	for _, s := range []string{"Pony Diffusion V6 XL", "Width", "768", "Steps", "20", "Created"} {
 		if !strings.Contains(view, s) {
 			t.Errorf("the large view does not show %q: %q", s, view)
 		}

@@ -73,8 +73,8 @@ func TestGenerateImage(t *testing.T) {
 		const o = [...document.querySelector('select[aria-label="Model"]').options].find((o) => o.textContent.startsWith("FLUX"));
 		return o ? o.textContent.trim() + " | " + (o.parentElement.label || "") : "";
 	})()`)
-	if group != "FLUX.1 (image) | Image" {
-		t.Errorf("FLUX option and group = %q, want %q", group, "FLUX.1 (image) | Image")
+	if group != "FLUX.1 [dev] (non-commercial licence) (image) | Image" {
+		t.Errorf("FLUX option and group = %q, want %q", group, "FLUX.1 [dev] (non-commercial licence) (image) | Image")
 	}
 	p.chooseOption(modelSelect, "FLUX")
 

@@ -129,15 +129,16 @@ func freePort(t *testing.T) string {
 }
 
 // startServer runs the built binary with --demo on a free loopback port and
-// waits for /health; the process is stopped when the test ends.
-func startServer(t *testing.T) *server {
+// waits for /health; the process is stopped when the test ends. env adds
+// variables (NAME=value) to the fixed ones.
+func startServer(t *testing.T, env ...string) *server {
 	t.Helper()
 	needBrowser(t)
 	dataDir := t.TempDir()
 	var lastErr error
 	// another process can take the port between the probe and the bind: retry
 	for range 3 {
-		s, err := tryStart(t, dataDir)
+		s, err := tryStart(t, dataDir, env...)
 		if err == nil {
 			return s
 		}
@@ -147,7 +148,7 @@ func startServer(t *testing.T) *server {
 	return nil
 }
 
-func tryStart(t *testing.T, dataDir string) (*server, error) {
+func tryStart(t *testing.T, dataDir string, extra ...string) (*server, error) {
 	addr := freePort(t)
 	logs := &syncBuffer{}
 	cmd := exec.Command(gooniBin, "--demo")
@@ -157,7 +158,7 @@ func tryStart(t *testing.T, dataDir string) (*server, error) {
 			env = append(env, kv)
 		}
 	}
-	cmd.Env = append(env, "GG_DATA_DIR="+dataDir, "GG_ADDR="+addr, "GG_ADMIN_KEY="+adminKey)
+	cmd.Env = append(append(env, "GG_DATA_DIR="+dataDir, "GG_ADDR="+addr, "GG_ADMIN_KEY="+adminKey), extra...)
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -339,8 +340,9 @@ type page struct {
 }
 
 // openBrowser starts a fresh headless Chromium (own profile) at the viewport
-// size and fails the test at its end if the page threw or logged an error.
-func openBrowser(t *testing.T, srv *server, vp viewport) *page {
+// size and fails the test at its end if the page threw or logged an error;
+// extra adds Chromium options.
+func openBrowser(t *testing.T, srv *server, vp viewport, extra ...chromedp.ExecAllocatorOption) *page {
 	t.Helper()
 	needBrowser(t)
 	profile := t.TempDir()
@@ -364,6 +366,7 @@ func openBrowser(t *testing.T, srv *server, vp viewport) *page {
 		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(vp.w, vp.h),
 	}
+	opts = append(opts, extra...)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	p := &page{t: t, srv: srv, vp: vp}
 	ctx, cancel := chromedp.NewContext(allocCtx, chromedp.WithListener(p.listen))

@@ -39,13 +39,17 @@ func TestStaticAssetsCacheAndCSP(t *testing.T) {
 		t.Error("index.html carries inline script or style, which the CSP blocks")
 	}
 
-	assets := regexp.MustCompile(`(?:src|href)="(/assets/[^"]+)"`).FindAllStringSubmatch(html, -1)
+	// Asset URLs are relative to the page, so the UI also works under a base path.
+	assets := regexp.MustCompile(`(?:src|href)="(assets/[^"]+)"`).FindAllStringSubmatch(html, -1)
 	if len(assets) < 2 {
 		t.Fatalf("index.html references %d assets, want the script and the stylesheet", len(assets))
 	}
+	if regexp.MustCompile(`(?:src|href)="/`).MatchString(html) {
+		t.Error("index.html references an absolute path, which breaks under a base path")
+	}
 	hashed := regexp.MustCompile(`^/assets/[A-Za-z0-9_.-]+-[A-Z0-9]{8,}\.[a-z0-9]+$`)
 	for _, m := range assets {
-		path := m[1]
+		path := "/" + m[1]
 		if !hashed.MatchString(path) {
 			t.Errorf("asset %s has no content hash in its name", path)
 		}

@@ -24,6 +24,7 @@ var repeatableDenials = map[string]bool{
 	"security.throttled":    true,
 	"session.revoke":        true, // a replayed logout with a valid-MAC cookie of an ended session
 	"invite.use":            true,
+	"session.issue":         true, // POST /auth/session refused (key mode without the key, invite mode)
 }
 
 // IsRepeatable reports whether an event is a denial a client can repeat at

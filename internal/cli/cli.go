@@ -20,6 +20,9 @@ type Assets struct {
 	Schema  string // schema.sql: the database's migration steps
 	Catalog []byte // inference_settings.json: the built-in model catalog
 	UI      fs.FS  // the built UI (the contents of dist/), or nil
+	// Docs holds docs/WORKSPACES.md and modal/README.md (repository
+	// paths), served read-only for the Admin page's guide; or nil.
+	Docs    fs.FS
 	Version string
 }
 

@@ -88,7 +88,9 @@ func serve(cfg *config.Config, a Assets, log *slog.Logger) error {
 		SessionTTL: cfg.SessionTTL, AdminSessionTTL: cfg.AdminSessionTTL, QueueMax: cfg.QueueMax,
 		InputQuota: cfg.InputQuota, MaxUploads: cfg.MaxUploads, MaxStreams: cfg.MaxStreams,
 		TLS: cfg.TLSCert != "", Logger: log, ExtraAPIKeys: sec.PreviousAPIKeys, Metrics: metrics,
+		ListenAddr: cfg.Addr, PublicURL: cfg.PublicURL, WorkspaceURL: cfg.WorkspaceURL, Docs: a.Docs,
 	})
+	warnHosts(cfg, log)
 
 	fileLimit, err := server.RaiseFileLimit()
 	if err != nil {

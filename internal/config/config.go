@@ -18,13 +18,15 @@ import (
 
 // Config is the resolved configuration of `gooni serve`.
 type Config struct {
-	Addr             string
-	DataDir          DataDir
-	TLSCert, TLSKey  string
-	HealthInterval   time.Duration
-	FrontendOrigins  []string
-	TrustedProxies   []netip.Prefix
-	SessionMode      string // open | key
+	Addr            string
+	DataDir         DataDir
+	TLSCert, TLSKey string
+	HealthInterval  time.Duration
+	FrontendOrigins []string
+	TrustedProxies  []netip.Prefix
+	SessionMode     string // open | key | invite
+	// PublicURL is GG_PUBLIC_URL parsed; nil when unset (CONTRACT section 17).
+	PublicURL        *PublicURL
 	SessionTTL       time.Duration
 	AdminSessionTTL  time.Duration
 	TTLImage         time.Duration
@@ -83,7 +85,8 @@ var Vars = []Var{
 	{"GG_HEALTH_INTERVAL", "60s", "background health checks of worker accounts"},
 	{"FRONTEND_ORIGINS", "empty", "comma-separated CORS allowlist of exact origins"},
 	{"GG_TRUSTED_PROXIES", "empty", "CIDRs whose X-Forwarded-For is believed"},
-	{"GG_SESSION_MODE", "open", "open: anyone may get a session (rate-limited); key: POST /auth/session needs X-API-Key"},
+	{"GG_SESSION_MODE", "open", "open: anyone may get a session (rate-limited); key: POST /auth/session needs X-API-Key; invite: people sign in only with an invite link an admin made"},
+	{"GG_PUBLIC_URL", "empty", "the URL people use (https://gen.example.com or https://example.com/gooni): other Host names get 421, its path is the base path a proxy strips; https makes cookies Secure"},
 	{"GG_SESSION_TTL", "24h", "user session lifetime"},
 	{"GG_ADMIN_SESSION_TTL", "8h", "admin session lifetime"},
 	{"GG_TTL_IMAGE / GG_TTL_VIDEO", "10m / 30m", "stale-processing limits"},
@@ -237,6 +240,13 @@ func Load(args []string, getenv func(string) string, usage func(io.Writer), out 
 	c.TLSCert, c.TLSKey = getenv("GG_TLS_CERT"), getenv("GG_TLS_KEY")
 	c.HealthInterval = r.positive("GG_HEALTH_INTERVAL", "60s")
 	c.SessionMode = r.str("GG_SESSION_MODE", "open")
+	if raw := strings.TrimSpace(getenv("GG_PUBLIC_URL")); raw != "" {
+		pu, err := ParsePublicURL(raw)
+		if err != nil {
+			r.errs = append(r.errs, fmt.Errorf("GG_PUBLIC_URL=%q: %v (like https://gen.example.com or https://example.com/gooni)", raw, err))
+		}
+		c.PublicURL = pu
+	}
 	c.SessionTTL = r.positive("GG_SESSION_TTL", "24h")
 	c.AdminSessionTTL = r.positive("GG_ADMIN_SESSION_TTL", "8h")
 	c.TTLImage = r.positive("GG_TTL_IMAGE", "10m")
@@ -299,8 +309,8 @@ func Load(args []string, getenv func(string) string, usage func(io.Writer), out 
 	if c.DemoDriver != "gooni" && c.DemoDriver != "comfyui" {
 		r.errs = append(r.errs, fmt.Errorf("--demo-driver=%q: must be gooni or comfyui", c.DemoDriver))
 	}
-	if c.SessionMode != "open" && c.SessionMode != "key" {
-		r.errs = append(r.errs, fmt.Errorf("GG_SESSION_MODE=%q: must be open or key", c.SessionMode))
+	if c.SessionMode != "open" && c.SessionMode != "key" && c.SessionMode != "invite" {
+		r.errs = append(r.errs, fmt.Errorf("GG_SESSION_MODE=%q: must be open, key or invite", c.SessionMode))
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		r.errs = append(r.errs, errors.New("GG_TLS_CERT and GG_TLS_KEY must be set together"))

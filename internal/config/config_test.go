@@ -111,3 +111,67 @@ func TestLimitsVariables(t *testing.T) {
 		}
 	}
 }
+
+// TestPublicURL: GG_PUBLIC_URL gives the host a Host header must name and
+// the base path a proxy strips (CONTRACT section 17); anything that is not
+// a plain http(s) URL is refused at start with the variable's name.
+func TestPublicURL(t *testing.T) {
+	good := []struct {
+		raw, scheme, host, base, origin string
+	}{
+		{"https://gen.example.com", "https", "gen.example.com", "", "https://gen.example.com"},
+		{"https://Gen.Example.COM./", "https", "gen.example.com", "", "https://gen.example.com"},
+		{"https://example.com:443/gooni/", "https", "example.com", "/gooni", "https://example.com"},
+		{"http://example.com:80/a/b", "http", "example.com", "/a/b", "http://example.com"},
+		{"https://example.com:8443/gooni", "https", "example.com:8443", "/gooni", "https://example.com:8443"},
+		{"http://[2001:db8::1]:8080", "http", "[2001:db8::1]:8080", "", "http://[2001:db8::1]:8080"},
+		{"https://[2001:DB8::1]", "https", "[2001:db8::1]", "", "https://[2001:db8::1]"},
+	}
+	for _, g := range good {
+		c, err := Load(nil, func(k string) string { return map[string]string{"GG_PUBLIC_URL": g.raw}[k] }, func(io.Writer) {}, io.Discard)
+		if err != nil {
+			t.Errorf("%s: %v", g.raw, err)
+			continue
+		}
+		p := c.PublicURL
+		if p == nil || p.Scheme != g.scheme || p.Host != g.host || p.BasePath != g.base || p.Origin() != g.origin {
+			t.Errorf("%s: %+v", g.raw, p)
+		}
+	}
+	for _, bad := range []string{"gen.example.com", "ftp://example.com", "https://", "https://user:pw@example.com",
+		"https://example.com/?q=1", "https://example.com/#top", "https://example.com:99999", "https://example.com/a//b",
+		"https://example.com/a/../b", "javascript:alert(1)", "https:///path"} {
+		_, err := Load(nil, func(k string) string { return map[string]string{"GG_PUBLIC_URL": bad}[k] }, func(io.Writer) {}, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "GG_PUBLIC_URL") {
+			t.Errorf("%q accepted: %v", bad, err)
+		}
+	}
+	c, err := Load(nil, func(string) string { return "" }, func(io.Writer) {}, io.Discard)
+	if err != nil || c.PublicURL != nil {
+		t.Errorf("unset: %+v %v", c.PublicURL, err)
+	}
+}
+
+func TestSessionModeInvite(t *testing.T) {
+	c, err := Load(nil, func(k string) string { return map[string]string{"GG_SESSION_MODE": "invite"}[k] }, func(io.Writer) {}, io.Discard)
+	if err != nil || c.SessionMode != "invite" {
+		t.Fatalf("%v %+v", err, c)
+	}
+}
+
+func TestNormalizeHost(t *testing.T) {
+	for _, c := range []struct{ in, scheme, want string }{
+		{"Example.COM", "http", "example.com"},
+		{"example.com:80", "http", "example.com"},
+		{"example.com:80", "https", "example.com:80"},
+		{"example.com:443", "https", "example.com"},
+		{"localhost.:8080", "http", "localhost:8080"},
+		{"[::1]:8080", "http", "[::1]:8080"},
+		{"[::1]", "http", "[::1]"},
+		{"127.0.0.1:8080", "https", "127.0.0.1:8080"},
+	} {
+		if got := NormalizeHost(c.in, c.scheme); got != c.want {
+			t.Errorf("NormalizeHost(%q, %s) = %q, want %q", c.in, c.scheme, got, c.want)
+		}
+	}
+}

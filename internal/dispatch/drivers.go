@@ -158,3 +158,9 @@ func CheckBaseURL(u string) error {
 
 // Drivers are the workspace drivers an account may have.
 var Drivers = []string{store.DriverGooni, store.DriverComfyUI}
+
+// DerivedBaseURL is where an account without a base_url is reached:
+// GG_WORKSPACE_URL with the workspace name filled in, checked like any target.
+func DerivedBaseURL(template, workspaceName string) (string, error) {
+	return workspace.BaseURLFor(template, workspaceName)
+}

@@ -174,3 +174,9 @@ func ServerBusy(msg string, retryAfter int) *Error {
 func InviteInvalid() *Error {
 	return newErr("invite_invalid", http.StatusUnauthorized, "this sign-in link is unknown, expired, revoked or used up")
 }
+
+// InviteNotFound is not_found for DELETE /admin/invites/{id} of an invite
+// that does not exist (the contract has no code of its own for it).
+func InviteNotFound() *Error {
+	return newErr("not_found", http.StatusNotFound, "no invite with that id")
+}

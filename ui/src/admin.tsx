@@ -4,7 +4,9 @@ import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import type { Account, AdminHealth, AuditEvent, ChainVerdict, Page } from './api';
 import { ApiError, request } from './api';
 import { formatBytes, formatDuration, formatTime, formatTimeFull } from './format';
-import { Badge, ConfirmDialog, ErrorNote, useVisibleInterval } from './widgets';
+import { credentialFields, driverLabels, healthAdvice, WorkspaceGuide } from './guide';
+import { InvitesPanel } from './invites';
+import { Badge, ConfirmDialog, ErrorNote, Modal, useVisibleInterval } from './widgets';
 
 const refreshMs = 3000;
 const logPage = 50;
@@ -228,6 +230,10 @@ function Console({ initial, onSignedOut }: ConsoleProps) {
   const [verdictError, setVerdictError] = useState<unknown>(null);
   const [filter, setFilter] = useState<LogFilter>({ action: '', outcome: '', since: '' });
   const [message, setMessage] = useState<{ text: string; error?: unknown } | null>(null);
+  const [tick, setTick] = useState(0);
+  // the account whose deploy output shows; n remounts the panel on each show
+  const [deployOf, setDeployOf] = useState<{ id: number; n: number } | null>(null);
+  const showDeploy = useCallback((id: number) => setDeployOf((d) => ({ id, n: (d?.n ?? 0) + 1 })), []);
   const busyRef = useRef(false);
   const signedOut = useRef(false);
 
@@ -313,6 +319,7 @@ function Console({ initial, onSignedOut }: ConsoleProps) {
     if (busyRef.current || signedOut.current) return;
     busyRef.current = true;
     try {
+      setTick((n) => n + 1);
       await Promise.all([loadAccounts(), loadHealth(), loadLogs(null, filterRef.current), loadVerdict()]);
     } finally {
       busyRef.current = false;
@@ -355,18 +362,33 @@ function Console({ initial, onSignedOut }: ConsoleProps) {
         {message?.error ? <ErrorNote error={message.error} /> : null}
         {message && !message.error ? <p class="note note-ok">{message.text}</p> : null}
         {accountsError ? <ErrorNote error={accountsError} /> : null}
-        <AccountsTable accounts={accounts} act={act} />
+        <AccountsTable accounts={accounts} act={act} guard={guard} onShowDeploy={showDeploy} />
+        {deployOf !== null ? (
+          <DeployPanel
+            key={deployOf.n}
+            id={deployOf.id}
+            refresh={tick}
+            guard={guard}
+            onClose={() => setDeployOf(null)}
+          />
+        ) : null}
       </section>
+
+      <WorkspaceGuide open={accounts.length === 0} />
 
       <AddAccount
         onAdded={(a) => {
-          setMessage({ text: `Account ${a.name} added. Run a health check to make it ready.` });
+          const where = a.base_url || a.effective_base_url;
+          const next = (a.driver ?? 'gooni') === 'gooni' && a.has_credentials ? 'Deploy it, then run a health check' : 'Run a health check';
+          setMessage({ text: `Account ${a.name} added${where ? `: Gooni reaches it at ${where}` : ''}. ${next} to make it ready.` });
           void loadAccounts();
           void loadLogs(null, filterRef.current);
           void loadHealth();
         }}
         guard={guard}
       />
+
+      <InvitesPanel guard={guard} refresh={tick} onChanged={() => void loadLogs(null, filterRef.current)} />
 
       <section class="card" aria-labelledby="audit-title">
         <div class="section-head">
@@ -476,13 +498,31 @@ function statusTone(s: string): string {
 interface AccountsTableProps {
   accounts: Account[];
   act: (label: string, fn: () => Promise<unknown>) => Promise<void>;
+  guard: (e: unknown) => boolean;
+  onShowDeploy: (id: number) => void;
 }
 
-function AccountsTable({ accounts, act }: AccountsTableProps) {
+function driverOf(a: Account): string {
+  return a.driver || 'gooni';
+}
+
+// deployBlock says why Deploy cannot work for an account, or null when it can:
+// only a gooni workspace is deployed, and only with its Modal token.
+function deployBlock(a: Account): string | null {
+  if (driverOf(a) !== 'gooni') return 'Not for ComfyUI accounts: Gooni does not deploy them.';
+  if (!a.has_credentials) return 'Needs credentials: Edit the account to add its Modal token.';
+  return null;
+}
+
+function AccountsTable({ accounts, act, guard, onShowDeploy }: AccountsTableProps) {
   const [busy, setBusy] = useState<Record<string, boolean>>({});
   const [confirm, setConfirm] = useState<Account | null>(null);
   const [deleting, setDeleting] = useState(false);
   const [deleteError, setDeleteError] = useState<unknown>(null);
+  const [deployAsk, setDeployAsk] = useState<Account | null>(null);
+  const [deployError, setDeployError] = useState<unknown>(null);
+  const [deploying, setDeploying] = useState(false);
+  const [editing, setEditing] = useState<Account | null>(null);
 
   const run = async (key: string, label: string, fn: () => Promise<unknown>) => {
     setBusy((b) => ({ ...b, [key]: true }));
@@ -506,6 +546,7 @@ function AccountsTable({ accounts, act }: AccountsTableProps) {
             <tr>
               <th scope="col">Name</th>
               <th scope="col">Workspace</th>
+              <th scope="col">Models</th>
               <th scope="col">Capacity</th>
               <th scope="col">Status</th>
               <th scope="col">Last health check</th>
@@ -519,38 +560,71 @@ function AccountsTable({ accounts, act }: AccountsTableProps) {
             {accounts.map((a) => {
               const nameId = `account-${a.id}-name`;
               const disabled = a.status === 'disabled';
+              const blocked = deployBlock(a);
+              const url = a.base_url || a.effective_base_url;
               return (
                 <tr key={a.id} data-account-id={a.id}>
                   <th scope="row" id={nameId}>
                     {a.name}
+                    <div class="muted small driver">{driverOf(a)}</div>
                   </th>
                   <td data-label="Workspace">
                     <div class="cell">
-                    <code>{a.workspace}</code>
-                    {a.base_url ? <div class="muted small break">{a.base_url}</div> : null}
-                  </div>
+                      <code>{a.workspace}</code>
+                      {url ? (
+                        <div class="muted small break" title={a.base_url ? 'base URL' : 'derived from the workspace name'}>
+                          {url}
+                          {a.base_url ? null : <span class="derived"> (derived)</span>}
+                        </div>
+                      ) : null}
+                    </div>
+                  </td>
+                  <td data-label="Models">
+                    <div class="cell models">
+                      {a.models && a.models.length ? (
+                        a.models.map((m) => (
+                          <span key={m} class="chip">
+                            {m}
+                          </span>
+                        ))
+                      ) : (
+                        <span class="muted">{a.models ? 'none' : '—'}</span>
+                      )}
+                    </div>
                   </td>
                   <td data-label="Capacity" class="num-cell">
                     <div class="cell">{a.capacity}</div>
                   </td>
                   <td data-label="Status">
                     <div class="cell">
-                    <Badge tone={statusTone(a.status)}>{a.status}</Badge>
-                    {a.status_reason && a.status !== 'ready' ? <div class="reason">{a.status_reason}</div> : null}
-                  </div>
+                      <Badge tone={statusTone(a.status)}>{a.status}</Badge>
+                      {a.status_reason && a.status === 'failed' ? <div class="reason">{healthAdvice(a.status_reason)}</div> : null}
+                      {a.status_reason && a.status !== 'failed' && a.status !== 'ready' ? <div class="muted small">{a.status_reason}</div> : null}
+                    </div>
                   </td>
                   <td data-label="Last health check">
                     <div class="cell">
-                    <span title={formatTimeFull(a.last_health_check_at)}>{formatTime(a.last_health_check_at)}</span>
-                  </div>
+                      <span title={formatTimeFull(a.last_health_check_at)}>{formatTime(a.last_health_check_at)}</span>
+                    </div>
                   </td>
                   <td data-label="Deploy">
                     <div class="cell">
-                    {a.deploy_status ? <Badge tone={statusTone(a.deploy_status)}>{a.deploy_status}</Badge> : <span class="muted">never</span>}
-                    {a.last_deploy_at ? <div class="muted small">{formatTime(a.last_deploy_at)}</div> : null}
-                  </div>
+                      {a.deploy_status ? <Badge tone={statusTone(a.deploy_status)}>{a.deploy_status}</Badge> : <span class="muted">never</span>}
+                      {a.last_deploy_at ? <div class="muted small">{formatTime(a.last_deploy_at)}</div> : null}
+                      {a.deploy_status ? (
+                        <button type="button" class="link-button small" aria-describedby={nameId} onClick={() => onShowDeploy(a.id)}>
+                          Deploy output
+                        </button>
+                      ) : null}
+                      {blocked ? (
+                        <div class="muted small" id={`account-${a.id}-deploy-block`}>
+                          {blocked}
+                        </div>
+                      ) : null}
+                    </div>
                   </td>
-                  <td class="row-actions">
+                  <td class="actions-cell">
+                    <div class="row-actions">
                     <button
                       type="button"
                       class="secondary small"
@@ -560,7 +634,8 @@ function AccountsTable({ accounts, act }: AccountsTableProps) {
                       onClick={() =>
                         void run(`${a.id}:health`, `Health check of ${a.name} finished.`, async () => {
                           const r = await request<Account>(path(a, '/health-check'), { method: 'POST' });
-                          if (r?.status === 'failed') throw new Error(`Health check of ${a.name} failed: ${r.status_reason || 'no reason given'}`);
+                          // the reason and its fix show once, in the row
+                          if (r?.status === 'failed') throw new Error(`Health check of ${a.name} failed; its row says why.`);
                         })
                       }
                     >
@@ -593,12 +668,19 @@ function AccountsTable({ accounts, act }: AccountsTableProps) {
                         Disable
                       </button>
                     )}
+                    <button type="button" class="secondary small" aria-describedby={nameId} onClick={() => setEditing(a)}>
+                      Edit
+                    </button>
                     <button
                       type="button"
                       class="secondary small"
-                      aria-describedby={nameId}
-                      disabled={busy[`${a.id}:deploy`] || a.deploy_status === 'running'}
-                      onClick={() => void run(`${a.id}:deploy`, `Deploy of ${a.name} started.`, () => request(path(a, '/deploy'), { method: 'POST' }))}
+                      aria-describedby={blocked ? `${nameId} account-${a.id}-deploy-block` : nameId}
+                      disabled={!!blocked || a.deploy_status === 'running'}
+                      title={blocked ?? undefined}
+                      onClick={() => {
+                        setDeployError(null);
+                        setDeployAsk(a);
+                      }}
                     >
                       Deploy
                     </button>
@@ -613,6 +695,7 @@ function AccountsTable({ accounts, act }: AccountsTableProps) {
                     >
                       Delete
                     </button>
+                    </div>
                   </td>
                 </tr>
               );
@@ -644,27 +727,140 @@ function AccountsTable({ accounts, act }: AccountsTableProps) {
           }}
         />
       ) : null}
+      {deployAsk ? (
+        <Modal labelledBy="deploy-ask-title" onClose={() => setDeployAsk(null)} class="modal-small">
+          <h2 id="deploy-ask-title">Deploy {deployAsk.name}?</h2>
+          <p id="deploy-ask-text">
+            Gooni runs its deploy command (<code>modal deploy</code> of the Gooni workspace app) for workspace{' '}
+            <code>{deployAsk.workspace}</code> with this account's Modal token. It takes a few minutes; its output shows here
+            when it ends, and a successful deploy is followed by a health check.
+          </p>
+          {deployError ? <ErrorNote error={deployError} /> : null}
+          <div class="actions">
+            <button
+              type="button"
+              class="primary"
+              disabled={deploying}
+              aria-describedby="deploy-ask-text"
+              onClick={async () => {
+                setDeploying(true);
+                setDeployError(null);
+                const a = deployAsk;
+                try {
+                  await request(path(a, '/deploy'), { method: 'POST' });
+                  setDeployAsk(null);
+                  onShowDeploy(a.id);
+                  await act(`Deploy of ${a.name} started.`, async () => undefined);
+                } catch (e) {
+                  if (!guard(e)) setDeployError(e);
+                } finally {
+                  setDeploying(false);
+                }
+              }}
+            >
+              Deploy
+            </button>
+            <button type="button" class="secondary" onClick={() => setDeployAsk(null)} data-autofocus>
+              Cancel
+            </button>
+          </div>
+        </Modal>
+      ) : null}
+      {editing ? (
+        <EditAccount
+          account={editing}
+          guard={guard}
+          onClose={() => setEditing(null)}
+          onSaved={(label) => {
+            setEditing(null);
+            void act(label, async () => undefined);
+          }}
+        />
+      ) : null}
     </>
   );
 }
 
-const credentialFields: [string, string][] = [
-  ['token_id', 'Token ID'],
-  ['token_secret', 'Token secret'],
-  ['proxy_key', 'Proxy key'],
-  ['proxy_secret', 'Proxy secret'],
-];
-
 const workspacePattern = /^[a-z0-9-]{3,64}$/;
 
+function validURL(u: string): boolean {
+  try {
+    const x = new URL(u);
+    return x.protocol === 'https:' || x.protocol === 'http:';
+  } catch {
+    return false;
+  }
+}
+
+interface FieldProps {
+  prefix: string;
+  k: string;
+  label: string;
+  form: Record<string, string>;
+  errors: Record<string, string>;
+  set: (k: string) => (e: Event) => void;
+  props?: Record<string, unknown>;
+  hint?: string;
+}
+
+function Field({ prefix, k, label, form, errors, set, props = {}, hint }: FieldProps) {
+  const id = `${prefix}-${k}`;
+  return (
+    <div class={`field${errors[k] ? ' has-error' : ''}`}>
+      <label for={id}>{label}</label>
+      <input
+        id={id}
+        aria-label={label}
+        value={form[k] ?? ''}
+        onInput={set(k)}
+        aria-invalid={errors[k] ? 'true' : undefined}
+        aria-describedby={errors[k] ? `${id}-error` : hint ? `${id}-hint` : undefined}
+        {...props}
+      />
+      {errors[k] ? (
+        <p class="field-error" id={`${id}-error`}>
+          {errors[k]}
+        </p>
+      ) : hint ? (
+        <p class="hint" id={`${id}-hint`}>
+          {hint}
+        </p>
+      ) : null}
+    </div>
+  );
+}
+
+function DriverSelect({ id, value, onChange }: { id: string; value: string; onChange: (v: string) => void }) {
+  return (
+    <div class="field">
+      <label for={id}>Driver</label>
+      <select id={id} aria-label="Driver" value={value} onChange={(e) => onChange((e.currentTarget as HTMLSelectElement).value)}>
+        {['gooni', 'comfyui'].map((d) => (
+          <option key={d} value={d}>
+            {d}
+          </option>
+        ))}
+      </select>
+      <p class="hint">{driverLabels[value] ?? value}</p>
+    </div>
+  );
+}
+
+// fieldErrorOf puts a server validation error next to its field.
+function fieldErrorOf(x: unknown): Record<string, string> {
+  const field = x instanceof ApiError ? x.details?.field : undefined;
+  return typeof field === 'string' ? { [field.replace(/^credentials\./, '')]: (x as ApiError).message } : {};
+}
+
 function AddAccount({ onAdded, guard }: { onAdded: (a: Account) => void; guard: (e: unknown) => boolean }) {
-  const empty = { name: '', workspace: '', base_url: '', capacity: '1', token_id: '', token_secret: '', proxy_key: '', proxy_secret: '' };
+  const empty: Record<string, string> = { name: '', workspace: '', base_url: '', capacity: '1', driver: 'gooni' };
   const [form, setForm] = useState<Record<string, string>>(empty);
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [err, setErr] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const formRef = useRef<HTMLFormElement>(null);
   const set = (k: string) => (e: Event) => setForm({ ...form, [k]: (e.currentTarget as HTMLInputElement).value });
+  const driver = form.driver;
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -673,23 +869,23 @@ function AddAccount({ onAdded, guard }: { onAdded: (a: Account) => void; guard: 
     if (!workspacePattern.test(form.workspace)) errs.workspace = 'Use 3–64 lowercase letters, digits or hyphens.';
     const cap = Number(form.capacity);
     if (!Number.isInteger(cap) || cap < 1) errs.capacity = 'Capacity is a whole number of at least 1.';
-    if (form.base_url.trim()) {
-      try {
-        new URL(form.base_url.trim());
-      } catch {
-        errs.base_url = 'Enter a full URL such as https://example.modal.run, or leave it empty.';
-      }
+    if (form.base_url.trim() && !validURL(form.base_url.trim())) {
+      errs.base_url = 'Enter a full URL such as https://example.modal.run, or leave it empty.';
+    } else if (driver === 'comfyui' && !form.base_url.trim()) {
+      errs.base_url = 'A ComfyUI account needs the base URL of its server.';
     }
     setErrors(errs);
     setErr(null);
     if (Object.keys(errs).length) {
-      formRef.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus();
+      window.setTimeout(() => formRef.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus(), 0);
       return;
     }
     const credentials: Record<string, string> = {};
-    for (const [k] of credentialFields) if (form[k]) credentials[k] = form[k];
+    for (const [k] of credentialFields(driver)) if (form[k]) credentials[k] = form[k];
     const body: Record<string, unknown> = { name: form.name.trim(), workspace: form.workspace, capacity: cap, credentials };
     if (form.base_url.trim()) body.base_url = form.base_url.trim();
+    // gooni is the server's default: the field is sent only for another driver
+    if (driver !== 'gooni') body.driver = driver;
     setBusy(true);
     try {
       const a = await request<Account>('/admin/accounts', { method: 'POST', body });
@@ -697,36 +893,15 @@ function AddAccount({ onAdded, guard }: { onAdded: (a: Account) => void; guard: 
       onAdded(a);
     } catch (x) {
       if (guard(x)) return;
-      const field = x instanceof ApiError ? x.details?.field : undefined;
-      if (typeof field === 'string') setErrors({ [field.replace(/^credentials\./, '')]: (x as ApiError).message });
+      setErrors(fieldErrorOf(x));
       setErr(x);
     } finally {
       setBusy(false);
     }
   };
 
-  const field = (k: string, label: string, props: Record<string, unknown> = {}, hint?: string) => (
-    <div class={`field${errors[k] ? ' has-error' : ''}`}>
-      <label for={`acc-${k}`}>{label}</label>
-      <input
-        id={`acc-${k}`}
-        aria-label={label}
-        value={form[k]}
-        onInput={set(k)}
-        aria-invalid={errors[k] ? 'true' : undefined}
-        aria-describedby={errors[k] ? `acc-${k}-error` : hint ? `acc-${k}-hint` : undefined}
-        {...props}
-      />
-      {errors[k] ? (
-        <p class="field-error" id={`acc-${k}-error`}>
-          {errors[k]}
-        </p>
-      ) : hint ? (
-        <p class="hint" id={`acc-${k}-hint`}>
-          {hint}
-        </p>
-      ) : null}
-    </div>
+  const f = (k: string, label: string, props: Record<string, unknown> = {}, hint?: string) => (
+    <Field prefix="acc" k={k} label={label} form={form} errors={errors} set={set} props={props} hint={hint} />
   );
 
   return (
@@ -734,17 +909,19 @@ function AddAccount({ onAdded, guard }: { onAdded: (a: Account) => void; guard: 
       <h2 id="add-title">Add account</h2>
       <form ref={formRef} class="form" onSubmit={submit} noValidate aria-labelledby="add-title" autocomplete="off">
         <div class="form-grid">
-          {field('name', 'Name', { type: 'text', autocomplete: 'off', required: true })}
-          {field('workspace', 'Workspace', { type: 'text', autocomplete: 'off', spellcheck: false, required: true }, 'The Modal workspace name: lowercase letters, digits, hyphens.')}
-          {field('base_url', 'Base URL', { type: 'url', autocomplete: 'off', placeholder: 'optional' }, 'Leave empty to derive it from the workspace name.')}
-          {field('capacity', 'Capacity', { type: 'number', min: 1, step: 1, inputMode: 'numeric' }, 'Tasks it runs at the same time.')}
+          {f('name', 'Name', { type: 'text', autocomplete: 'off', required: true })}
+          <DriverSelect id="acc-driver" value={driver} onChange={(v) => setForm({ ...form, driver: v })} />
+          {f('workspace', 'Workspace', { type: 'text', autocomplete: 'off', spellcheck: false, required: true }, 'The Modal workspace name: lowercase letters, digits, hyphens.')}
+          {f('base_url', 'Base URL', { type: 'url', autocomplete: 'off', placeholder: driver === 'comfyui' ? 'https://comfy.example.com' : 'optional' },
+            driver === 'comfyui' ? 'Where the ComfyUI server answers (https, or http on loopback).' : 'Leave empty to derive it from the workspace name.')}
+          {f('capacity', 'Capacity', { type: 'number', min: 1, step: 1, inputMode: 'numeric' }, 'Tasks it runs at the same time.')}
         </div>
         <fieldset class="creds">
           <legend>Credentials</legend>
           <p class="hint">Stored encrypted and never shown again. Leave a field empty to omit it.</p>
           <div class="form-grid">
-            {credentialFields.map(([k, label]) => (
-              <div key={k}>{field(k, label, { type: 'password', autocomplete: 'new-password', spellcheck: false })}</div>
+            {credentialFields(driver).map(([k, label]) => (
+              <div key={k}>{f(k, label, { type: 'password', autocomplete: 'new-password', spellcheck: false })}</div>
             ))}
           </div>
         </fieldset>
@@ -755,6 +932,190 @@ function AddAccount({ onAdded, guard }: { onAdded: (a: Account) => void; guard: 
           </button>
         </div>
       </form>
+    </section>
+  );
+}
+
+// EditAccount changes an account: only what the admin changed is sent, and
+// a credential left blank keeps its stored value (PATCH merges them).
+function EditAccount({ account, guard, onClose, onSaved }: { account: Account; guard: (e: unknown) => boolean; onClose: () => void; onSaved: (label: string) => void }) {
+  const start: Record<string, string> = {
+    name: account.name,
+    capacity: String(account.capacity),
+    base_url: account.base_url ?? '',
+    driver: driverOf(account),
+  };
+  const [form, setForm] = useState<Record<string, string>>(start);
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [err, setErr] = useState<unknown>(null);
+  const [note, setNote] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const formRef = useRef<HTMLFormElement>(null);
+  const set = (k: string) => (e: Event) => setForm({ ...form, [k]: (e.currentTarget as HTMLInputElement).value });
+  const driver = form.driver;
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const errs: Record<string, string> = {};
+    if (!form.name.trim()) errs.name = 'Give the account a name.';
+    const cap = Number(form.capacity);
+    if (!Number.isInteger(cap) || cap < 1) errs.capacity = 'Capacity is a whole number of at least 1.';
+    const url = form.base_url.trim();
+    if (url && !validURL(url)) errs.base_url = 'Enter a full URL such as https://example.modal.run, or leave it empty.';
+    else if (driver === 'comfyui' && !url) errs.base_url = 'A ComfyUI account needs the base URL of its server.';
+    setErrors(errs);
+    setErr(null);
+    setNote(null);
+    if (Object.keys(errs).length) {
+      window.setTimeout(() => formRef.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus(), 0);
+      return;
+    }
+    const body: Record<string, unknown> = {};
+    if (form.name.trim() !== account.name) body.name = form.name.trim();
+    if (cap !== account.capacity) body.capacity = cap;
+    if (url !== (account.base_url ?? '')) body.base_url = url;
+    if (driver !== driverOf(account)) body.driver = driver;
+    const credentials: Record<string, string> = {};
+    for (const [k] of credentialFields(driver)) if (form[k]) credentials[k] = form[k];
+    if (Object.keys(credentials).length) body.credentials = credentials;
+    if (Object.keys(body).length === 0) {
+      setNote('Nothing changed.');
+      return;
+    }
+    setBusy(true);
+    try {
+      const a = await request<Account>(`/admin/accounts/${account.id}`, { method: 'PATCH', body });
+      const check = body.credentials || 'base_url' in body || body.driver ? ' Run a health check to try the new settings.' : '';
+      onSaved(`Saved ${a?.name ?? account.name}.${check}`);
+    } catch (x) {
+      if (guard(x)) return;
+      setErrors(fieldErrorOf(x));
+      setErr(x);
+    } finally {
+      setBusy(false);
+    }
+  };
+
+  const f = (k: string, label: string, props: Record<string, unknown> = {}, hint?: string) => (
+    <Field prefix="edit" k={k} label={label} form={form} errors={errors} set={set} props={props} hint={hint} />
+  );
+  const derived = !account.base_url && account.effective_base_url ? `Empty: derived from the workspace name (${account.effective_base_url}).` : 'Empty: derived from the workspace name.';
+
+  return (
+    <Modal labelledBy="edit-title" onClose={onClose} class="modal-edit">
+      <h2 id="edit-title">Edit {account.name}</h2>
+      <p class="muted small">
+        Workspace <code>{account.workspace}</code>
+      </p>
+      <form ref={formRef} class="form" onSubmit={submit} noValidate aria-labelledby="edit-title" autocomplete="off">
+        <div class="form-grid">
+          {f('name', 'Name', { type: 'text', autocomplete: 'off', 'data-autofocus': true })}
+          {f('capacity', 'Capacity', { type: 'number', min: 1, step: 1, inputMode: 'numeric' })}
+          {f('base_url', 'Base URL', { type: 'url', autocomplete: 'off' }, derived)}
+          <DriverSelect id="edit-driver" value={driver} onChange={(v) => setForm({ ...form, driver: v })} />
+        </div>
+        <fieldset class="creds">
+          <legend>Credentials</legend>
+          <p class="hint">
+            {account.has_credentials
+              ? 'Stored encrypted and never shown. Leave a field blank to keep its stored value; type a new value to replace it.'
+              : 'None stored yet. Leave a field empty to omit it.'}
+          </p>
+          <div class="form-grid">
+            {credentialFields(driver).map(([k, label]) => (
+              <div key={k}>
+                {f(k, label, {
+                  type: 'password',
+                  autocomplete: 'new-password',
+                  spellcheck: false,
+                  placeholder: account.has_credentials ? 'unchanged' : '',
+                })}
+              </div>
+            ))}
+          </div>
+        </fieldset>
+        {err ? <ErrorNote error={err} /> : null}
+        {note ? (
+          <p class="note" role="status">
+            {note}
+          </p>
+        ) : null}
+        <div class="actions">
+          <button type="submit" class="primary" disabled={busy}>
+            Save
+          </button>
+          <button type="button" class="secondary" onClick={onClose}>
+            Cancel
+          </button>
+        </div>
+      </form>
+    </Modal>
+  );
+}
+
+// DeployPanel shows an account's last deploy: its status, when, and the
+// output the server kept (credentials already replaced by [redacted]),
+// following it while it runs.
+function DeployPanel({ id, refresh, guard, onClose }: { id: number; refresh: number; guard: (e: unknown) => boolean; onClose: () => void }) {
+  const [acc, setAcc] = useState<Account | null>(null);
+  const [err, setErr] = useState<unknown>(null);
+  const ref = useRef<HTMLElement>(null);
+  const load = useCallback(async () => {
+    try {
+      setAcc(await request<Account>(`/admin/accounts/${id}`));
+      setErr(null);
+    } catch (e) {
+      if (!guard(e)) setErr(e);
+    }
+  }, [id, guard]);
+  const running = useRef(true);
+  running.current = !acc || acc.deploy_status === 'running';
+  useEffect(() => {
+    void load();
+  }, [load]);
+  useEffect(() => {
+    // follow a running deploy; a finished one does not change
+    if (running.current) void load();
+  }, [refresh]);
+  useEffect(() => {
+    ref.current?.scrollIntoView({ block: 'nearest' });
+    ref.current?.querySelector<HTMLElement>('h3')?.focus();
+  }, [id]);
+  const status = acc?.deploy_status ?? '';
+  return (
+    <section ref={ref} class="deploy-panel" aria-labelledby="deploy-panel-title">
+      <div class="section-head">
+        <h3 id="deploy-panel-title" tabIndex={-1}>
+          Deploy output{acc ? `: ${acc.name}` : ''}
+        </h3>
+        <button type="button" class="link-button" onClick={onClose}>
+          Close
+        </button>
+      </div>
+      {err ? <ErrorNote error={err} /> : null}
+      {acc ? (
+        <>
+          <p class="deploy-status" role="status">
+            {status ? <Badge tone={statusTone(status)}>{status}</Badge> : <span class="muted">never deployed</span>}{' '}
+            {acc.last_deploy_at ? (
+              <span>
+                {status === 'running' ? 'started' : 'finished'} <time dateTime={acc.last_deploy_at}>{formatTimeFull(acc.last_deploy_at)}</time>
+              </span>
+            ) : null}
+            {status === 'running' ? <span class="muted"> · refreshes every 3 seconds</span> : null}
+          </p>
+          {acc.deploy_output ? (
+            <pre class="deploy-output" tabIndex={0} aria-label="Deploy output text">
+              {acc.deploy_output}
+            </pre>
+          ) : (
+            <p class="muted">{status === 'running' ? 'No output yet.' : 'The deploy wrote no output.'}</p>
+          )}
+          {status === 'failed' ? <p class="hint">The last lines say why it failed. Fix that, then deploy again.</p> : null}
+        </>
+      ) : !err ? (
+        <p class="muted">Loading…</p>
+      ) : null}
     </section>
   );
 }
@@ -867,22 +1228,28 @@ function AuditTable({ events, loaded }: { events: AuditEvent[]; loaded: boolean 
             const d = details(e.details);
             return (
               <tr key={e.id}>
-                <td class="num-cell muted">{e.id}</td>
-                <td class="nowrap">
+                <td class="num-cell muted log-id">{e.id}</td>
+                <td class="nowrap" data-label="Time">
                   <time dateTime={e.timestamp} title={formatTimeFull(e.timestamp)}>
                     {formatTime(e.timestamp)}
                   </time>
                 </td>
-                <td>
+                <td data-label="Action">
                   <code>{e.action}</code>
                 </td>
-                <td>
+                <td data-label="Outcome">
                   <Badge tone={statusTone(e.outcome)}>{e.outcome}</Badge>
                 </td>
-                <td class="nowrap">{e.actor}</td>
-                <td class="nowrap">{e.source}</td>
-                <td class="nowrap">{e.target}</td>
-                <td class="details" title={d}>
+                <td class="nowrap" data-label="Actor">
+                  {e.actor}
+                </td>
+                <td class="nowrap" data-label="Source">
+                  {e.source}
+                </td>
+                <td class="nowrap" data-label="Target">
+                  {e.target}
+                </td>
+                <td class="details" title={d} data-label="Details">
                   {d}
                 </td>
               </tr>

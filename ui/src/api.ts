@@ -66,11 +66,32 @@ export interface Account {
   status: 'pending' | 'ready' | 'failed' | 'disabled' | string;
   status_reason?: string;
   last_health_check_at?: string | null;
-  deploy_status?: string;
+  deploy_status?: string | null;
   last_deploy_at?: string | null;
   has_credentials?: boolean;
   created_at?: string;
   updated_at?: string;
+  // where Gooni reaches it: base_url, or derived from the workspace name
+  effective_base_url?: string;
+  // the redacted output of its last deploy (GET /admin/accounts/{id} only)
+  deploy_output?: string;
+  // CONTRACT section 14: 'gooni' (the default) or 'comfyui', and the catalog models it serves
+  driver?: string;
+  models?: string[];
+}
+
+// Invite is a sign-in link as admins see it (CONTRACT section 16); url only when just made.
+export interface Invite {
+  id: number;
+  label: string;
+  url?: string;
+  uses: number;
+  uses_left: number;
+  status: 'active' | 'used_up' | 'expired' | 'revoked' | string;
+  expires_at: string;
+  created_at: string;
+  revoked_at?: string | null;
+  last_used_at?: string | null;
 }
 
 export interface AuditEvent {
@@ -138,9 +159,31 @@ async function toError(res: Response): Promise<ApiError> {
   return new ApiError(res.status, `http_${res.status}`, `The server answered ${res.status} ${res.statusText}`.trim());
 }
 
+// --- Base path (CONTRACT section 17) ---------------------------------------
+// Behind a proxy that serves Gooni under a prefix (GG_PUBLIC_URL =
+// https://example.com/gooni) the page is /gooni/ and every API path must
+// carry /gooni too. Routing is hash-based, so the page's own directory is
+// the base: base('/generate') is '/gooni/generate', or '/generate' at the root.
+const basePath = new URL('.', document.baseURI).pathname.replace(/\/+$/, '');
+
+export function base(path: string): string {
+  return basePath + path;
+}
+
+// --- Sign-in (CONTRACT section 16) -------------------------------------------
+// When no session can be had without a person's action (invite and key
+// modes), the page shows its sign-in screen: it listens for this event.
+export const signInEvent = 'gooni:signin';
+
+function needSignIn(err: ApiError): ApiError {
+  window.dispatchEvent(new CustomEvent(signInEvent, { detail: { code: err.code, mode: err.details?.session_mode } }));
+  return err;
+}
+// -----------------------------------------------------------------------------
+
 async function send(path: string, init: RequestInit): Promise<Response> {
   try {
-    return await fetch(path, { ...init, credentials: 'same-origin' });
+    return await fetch(base(path), { ...init, credentials: 'same-origin' });
   } catch {
     throw new ApiError(0, 'network', 'Could not reach the Gooni server. Check that it is running, then try again.');
   }
@@ -150,12 +193,16 @@ let renewing: Promise<void> | null = null;
 let bootstrapped: Promise<void> | null = null;
 
 // renewSession asks for a fresh gg_session; concurrent callers share one request
-// so a burst of 401s does not spend the per-IP session rate limit.
+// so a burst of 401s does not spend the per-IP session rate limit. A 401
+// (invite or key mode) sends the page to its sign-in screen.
 export function renewSession(): Promise<void> {
   if (!renewing) {
     renewing = (async () => {
       const res = await send('/auth/session', { method: 'POST' });
-      if (!res.ok) throw await toError(res);
+      if (!res.ok) {
+        const err = await toError(res);
+        throw res.status === 401 ? needSignIn(err) : err;
+      }
     })().finally(() => {
       renewing = null;
     });
@@ -163,10 +210,23 @@ export function renewSession(): Promise<void> {
   return renewing;
 }
 
+// reuseOrRenew keeps a live session (GET /auth/session: no new session,
+// no audit row); without one it asks for a new one only where that can
+// work (open mode), and otherwise sends the page to its sign-in screen.
+async function reuseOrRenew(): Promise<void> {
+  const res = await send('/auth/session', { method: 'GET', headers: { Accept: 'application/json' } });
+  if (res.ok) return;
+  const err = await toError(res);
+  if (res.status !== 401) throw err;
+  const mode = err.details?.session_mode;
+  if (mode === 'invite' || mode === 'key') throw needSignIn(err);
+  return renewSession();
+}
+
 // ensureSession is the on-load bootstrap; a failed attempt is retried by the next caller.
 export function ensureSession(): Promise<void> {
   if (!bootstrapped) {
-    const p = renewSession();
+    const p = reuseOrRenew();
     bootstrapped = p;
     p.catch(() => {
       if (bootstrapped === p) bootstrapped = null;

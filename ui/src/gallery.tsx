@@ -3,7 +3,7 @@
 import { Fragment } from 'preact';
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import type { Catalog, Page, TaskView } from './api';
-import { findModel, request } from './api';
+import { base, findModel, request } from './api';
 import { formatTime, formatTimeFull, keyParams, modeName, paramList } from './format';
 import { applyTask, loadTaskId, saveTaskId } from './settings';
 import { ConfirmDialog, ErrorNote, Modal } from './widgets';
@@ -12,10 +12,10 @@ import { GalleryTabs } from './history';
 const pageSize = 24;
 
 function preview(id: string) {
-  return `/preview/${encodeURIComponent(id)}`;
+  return base(`/preview/${encodeURIComponent(id)}`);
 }
 function result(id: string) {
-  return `/results/${encodeURIComponent(id)}`;
+  return base(`/results/${encodeURIComponent(id)}`);
 }
 
 interface CardProps {

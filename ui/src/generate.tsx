@@ -3,7 +3,7 @@
 // browser's tasks kept live by the tab's one GET /events stream.
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { Catalog, Model, Param, TaskView } from './api';
-import { ApiError, findModel, hintFor } from './api';
+import { ApiError, base, findModel, hintFor } from './api';
 import { capitalize, keyParams, modeName, needsImage } from './format';
 import type { Draft, ParamValue } from './settings';
 import { defaultParams, loadDraft, loadTaskId, paramValues, saveDraft, saveTaskId } from './settings';
@@ -674,11 +674,11 @@ function TaskPanel({ catalog, task, waiting, submitError, canReuseSeed, onReuseS
               controls
               playsInline
               preload="metadata"
-              poster={`/preview/${encodeURIComponent(task.task_id)}`}
-              src={`/results/${encodeURIComponent(task.task_id)}`}
+              poster={base(`/preview/${encodeURIComponent(task.task_id)}`)}
+              src={base(`/results/${encodeURIComponent(task.task_id)}`)}
             />
           ) : (
-            <img key={task.task_id} src={`/results/${encodeURIComponent(task.task_id)}`} alt={task.prompt} />
+            <img key={task.task_id} src={base(`/results/${encodeURIComponent(task.task_id)}`)} alt={task.prompt} />
           )
         ) : (
           <div class={`media-empty${running || waiting ? ' busy' : ''}`}>
@@ -688,7 +688,7 @@ function TaskPanel({ catalog, task, waiting, submitError, canReuseSeed, onReuseS
       </div>
       {task?.status === 'done' ? (
         <div class="actions">
-          <a class="button primary" href={`/results/${encodeURIComponent(task.task_id)}?download=1`} download>
+          <a class="button primary" href={base(`/results/${encodeURIComponent(task.task_id)}?download=1`)} download>
             Download
           </a>
           {canReuseSeed ? (

@@ -3,7 +3,7 @@
 // canceled tasks can be found, read and retried.
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import type { Catalog, Page, TaskView } from './api';
-import { ApiError, findModel, request } from './api';
+import { ApiError, base, findModel, request } from './api';
 import { capitalize, formatTime, formatTimeFull, modeName } from './format';
 import { applyTask, saveTaskId } from './settings';
 import { cancelTask, etaText, isOpen, retryTask, statusText } from './tasks';
@@ -199,7 +199,7 @@ export function HistoryPage({ catalog }: { catalog: Catalog }) {
                   {isOpen(t) && etaText(t) ? ` · ${etaText(t)}` : ''}
                 </span>
                 {t.status === 'done' ? (
-                  <a class="button secondary small" href={`/results/${encodeURIComponent(t.task_id)}?download=1`} download aria-describedby={id}>
+                  <a class="button secondary small" href={base(`/results/${encodeURIComponent(t.task_id)}?download=1`)} download aria-describedby={id}>
                     Download
                   </a>
                 ) : null}

@@ -2,11 +2,12 @@
 import { render } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { Catalog } from './api';
-import { ensureSession, loadCatalog } from './api';
+import { ApiError, ensureSession, loadCatalog } from './api';
 import { AdminPage } from './admin';
 import { GalleryPage } from './gallery';
 import { GeneratePage } from './generate';
 import { HistoryPage } from './history';
+import { SignInScreen, takeLinkProblem, useSignIn } from './signin';
 import { ErrorNote } from './widgets';
 
 type Route = 'generate' | 'gallery' | 'history' | 'admin' | 'missing';
@@ -58,14 +59,28 @@ function App() {
   const route = useRoute();
   const { catalog, error: catalogError, retry } = useCatalog();
   const [sessionError, setSessionError] = useState<unknown>(null);
+  // 'checking' until a live session is found or made; the sign-in screen
+  // takes over when none can be had without the person (useSignIn).
+  const [session, setSession] = useState<'checking' | 'ok' | 'error'>('checking');
+  const signIn = useSignIn();
+  const [linkProblem] = useState(takeLinkProblem);
   const first = useRef(true);
 
   useEffect(() => {
-    ensureSession().catch((e) => setSessionError(e));
+    ensureSession().then(
+      () => setSession('ok'),
+      (e) => {
+        if (e instanceof ApiError && e.status === 401) return; // the sign-in screen shows
+        setSessionError(e);
+        setSession('error');
+      },
+    );
   }, []);
 
+  const showSignIn = signIn.needed && route !== 'admin' && route !== 'missing';
+
   useEffect(() => {
-    const label = route === 'history' ? 'History' : (routes.find((r) => r.route === route)?.label ?? 'Not found');
+    const label = showSignIn ? 'Sign in' : route === 'history' ? 'History' : (routes.find((r) => r.route === route)?.label ?? 'Not found');
     document.title = `${label} · Gooni`;
     if (first.current) {
       first.current = false;
@@ -74,10 +89,12 @@ function App() {
     // after a navigation, put keyboard and screen reader users at the new page's heading
     window.setTimeout(() => document.querySelector<HTMLElement>('main h1')?.focus({ preventScroll: false }), 0);
     window.scrollTo(0, 0);
-  }, [route]);
+  }, [route, showSignIn]);
 
   let page;
-  if (route === 'admin') {
+  if (showSignIn) {
+    page = <SignInScreen state={signIn} linkProblem={linkProblem} />;
+  } else if (route === 'admin') {
     page = <AdminPage />;
   } else if (route === 'missing') {
     page = (
@@ -88,7 +105,7 @@ function App() {
         </p>
       </section>
     );
-  } else if (!catalog) {
+  } else if (!catalog || session === 'checking') {
     page = (
       <section class="page">
         <h1 tabIndex={-1}>{route === 'gallery' ? 'Gallery' : route === 'history' ? 'History' : 'Generate'}</h1>
@@ -143,6 +160,13 @@ function App() {
         {sessionError ? (
           <div class="banner">
             <ErrorNote error={sessionError} />
+          </div>
+        ) : null}
+        {linkProblem && !showSignIn && session === 'ok' ? (
+          <div class="banner">
+            <p class="note" role="status">
+              {linkProblem} This browser is still signed in, so you can go on.
+            </p>
           </div>
         ) : null}
         {page}

@@ -3,7 +3,7 @@
 // and retry (CONTRACT section 12).
 import { useEffect, useState } from 'preact/hooks';
 import type { TaskView } from './api';
-import { ApiError, ensureSession, renewSession, request } from './api';
+import { ApiError, base, ensureSession, renewSession, request } from './api';
 
 export interface Accepted {
   task_id: string;
@@ -120,7 +120,7 @@ export async function retryBody(t: TaskView): Promise<Record<string, unknown>> {
   if (t.mode.includes('i2')) {
     let res: Response;
     try {
-      res = await fetch(`/inputs/${encodeURIComponent(t.task_id)}`, { credentials: 'same-origin' });
+      res = await fetch(base(`/inputs/${encodeURIComponent(t.task_id)}`), { credentials: 'same-origin' });
     } catch {
       throw new ApiError(0, 'network', 'Could not reach the Gooni server. Check that it is running, then try again.');
     }
@@ -154,7 +154,7 @@ function setUp(up: boolean) {
 
 function connect() {
   if (live.source || live.listeners.size === 0 || typeof EventSource === 'undefined') return;
-  const es = new EventSource('/events');
+  const es = new EventSource(base('/events'));
   live.source = es;
   es.onopen = () => setUp(true);
   es.addEventListener('task', (ev) => {

@@ -99,7 +99,7 @@ test('a1111-pony.png maps the parameters and says what it left out', async () =>
   assert.equal(r.negative_prompt, 'blurry, lowres, bad anatomy');
   assert.deepEqual(r.params, { steps: 30, guidance: 6.5, seed: 987654321, width: 832, height: 1216 });
   hasNote(r, /Sampler “DPM\+\+ 2M Karras”: Gooni does not offer/);
-  hasNote(r, /ponyDiffusionV6XL_v6StartWithThisOne.*taken to be Pony Diffusion XL/);
+  hasNote(r, /ponyDiffusionV6XL_v6StartWithThisOne.*taken to be Pony Diffusion V6 XL/);
   hasNote(r, /Not used.*Schedule type: Karras; Model hash: 67ab2fd8ec; Version: v1\.10\.1/);
   assert.equal(r.notes.length, 3);
 });
@@ -113,7 +113,7 @@ test('comfyui-pony.png reads the CLIPTextEncode linked to KSampler positive, not
   assert.equal(r.negative_prompt, 'text, watermark, blurry');
   assert.deepEqual(r.params, { seed: 424242, steps: 25, guidance: 7.5, width: 896, height: 1152 });
   hasNote(r, /sampler “euler_ancestral”, scheduler “normal”: Gooni does not offer/);
-  hasNote(r, /taken to be Pony Diffusion XL/);
+  hasNote(r, /taken to be Pony Diffusion V6 XL/);
   assert.equal(r.notes.length, 2);
 });
 

@@ -1,0 +1,33 @@
+package server
+
+import (
+	"io/fs"
+	"net/http"
+
+	"gooni/server/apierr"
+)
+
+// servedDocs maps the routes of the read-only guides the Admin page links
+// to onto their files in Config.Docs (the repository paths). They are
+// served from the binary, so the guide a person reads is the one of the
+// version that runs, without the repository at hand.
+var servedDocs = map[string]string{
+	"/docs/WORKSPACES.md":   "docs/WORKSPACES.md",
+	"/docs/modal/README.md": "modal/README.md",
+}
+
+// handleDoc serves one guide as plain UTF-8 text (no auth: it holds nothing
+// that is not in the public repository).
+func (s *Server) handleDoc(file string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		b, err := fs.ReadFile(s.cfg.Docs, file)
+		if err != nil {
+			return apierr.NotFound()
+		}
+		h := w.Header()
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("Cache-Control", "no-cache")
+		w.Write(b)
+		return nil
+	}
+}
