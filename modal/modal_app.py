@@ -14,8 +14,9 @@ model listing, state transitions and the mapping of Gooni params to diffusers
 keyword arguments. test_modal_app.py checks it with no Modal, FastAPI, torch
 or GPU present. The bottom half, built only when the Modal client imports,
 wires that logic to Modal: one always-warm CPU web function (FastAPI) that owns
-the HTTP API, one GPU class per model that loads its weights once per
-container, and the one-off `download` function.
+the HTTP API, one GPU class per set of weights (anisora's i2v and t2v modes
+have one each) that loads them once per container, and the one-off
+`download` function.
 """
 
 from __future__ import annotations
@@ -96,15 +97,24 @@ def _p(kind, lo, hi, default, step=None):
 _SEED = _p("int", -1, SEED_MAX, -1)
 
 # What this app serves, per catalog model id. The params are exactly the bounds
-# the catalog should declare (modal/catalog_entries.json holds those entries;
-# the tests keep the two equal), so nothing the catalog allows is refused here
-# and nothing the model cannot do is allowed.
+# inference_settings.json declares for these models (modal/catalog_entries.json
+# holds a copy of those entries; the tests keep the app, the copy and the
+# catalog equal), so nothing the catalog allows is refused here and nothing
+# else is allowed.
 #
-# anisora: AniSora V3.1 (bilibili Index-AniSora), a fine-tune of Wan2.1-I2V-14B,
-#   image-to-video only. Bounds follow its inference script (anisoraV3/
-#   generate-pi-i2v-any.py in github.com/bilibili/Index-anisora: 40 steps for
-#   i2v, guide scale 5, shift 5, 81 frames, 16 fps, frames 8k+1, 480P sizes).
-#   Sizes step 16: Wan's VAE downsamples by 8 and the transformer patches by 2.
+# anisora: two modes, as the catalog's label says ("t2v runs the Wan 2.1 T2V base").
+#   i2v: AniSora V3.1 (bilibili Index-AniSora), a fine-tune of Wan2.1-I2V-14B.
+#     Its inference script (anisoraV3/generate-pi-i2v-any.py in
+#     github.com/bilibili/Index-anisora) uses 40 steps, guide scale 5, shift 5,
+#     81 frames at 16 fps and 480P sizes; its README asks for 8k+1 frames, while
+#     Wan's VAE (time x4) and diffusers' Wan pipelines take any 4k+1, which is
+#     the grid the catalog declares for the model.
+#   t2v: AniSora has no text-to-video weights, so t2v runs the plain Wan 2.1
+#     T2V 14B base (Wan-AI/Wan2.1-T2V-14B-Diffusers), as the ComfyUI driver's
+#     anisora-t2v workflow does. Wan's generate.py defaults for t2v-14B: guide
+#     scale 5, shift 5, 81 frames, 16 fps (50 steps; the catalog defaults to 40).
+#   Sizes step 16 for both: Wan's VAE downsamples by 8 and the transformer
+#   patches by 2 (diffusers' WanPipeline.check_inputs refuses anything else).
 # pony: Pony Diffusion V6 XL, an SDXL checkpoint (authors: Euler a, 25 steps, cfg 7).
 # flux: FLUX.1 [dev] (guidance-distilled, 28 steps, guidance 3.5, no negative prompt).
 #   Gated on Hugging Face: listed in /health only with a token.
@@ -117,12 +127,12 @@ _SEED = _p("int", -1, SEED_MAX, -1)
 # only to accounts whose /health lists it, so this app never sees them.
 MODELS = {
     "anisora": {
-        "type": "video", "modes": ("i2v",), "gated": False,
-        "label": "AniSora V3.1 (image to video)",
+        "type": "video", "modes": ("i2v", "t2v"), "gated": False,
+        "label": "AniSora (t2v runs the Wan 2.1 T2V base)",
         "params": {
             "width": _p("int", 256, 832, 832, 16),
             "height": _p("int", 256, 832, 480, 16),
-            "num_frames": _p("int", 17, 81, 81, 8),  # AniSora's README: "must satisfy F=8x+1"
+            "num_frames": _p("int", 17, 81, 81, 4),  # 4k+1: Wan's VAE compresses time by 4
             "fps": _p("int", 16, 16, 16),
             "steps": _p("int", 1, 50, 40),
             "guidance": _p("float", 1, 10, 5),
@@ -154,19 +164,52 @@ MODELS = {
 }
 MODEL_IDS = tuple(MODELS)
 
-# GPU, RAM (MiB) and CPU per model. Weights in bf16/fp16:
-#   anisora: 14B transformer ~28 GB + umT5-XXL ~11 GB + CLIP ViT-H + VAE, plus
-#     activations at 832x480x81 (32760 tokens): an 80 GB H100.
+# What runs each (model, mode): a key naming its weights (WEIGHTS), its GPU
+# class and resources (RESOURCES), and its entry in the READY_KEY record that
+# `download` writes. One key per set of weights, so anisora's two modes run in
+# two GPU classes: a container holds one 14B transformer, never both.
+RUNNERS = {
+    ("anisora", "i2v"): "anisora",  # AniSora V3.1's own weights
+    ("anisora", "t2v"): "wan21-t2v",  # the Wan 2.1 T2V 14B base
+    ("pony", "t2i"): "pony",
+    ("flux", "t2i"): "flux",
+}
+RUNNER_KEYS = tuple(dict.fromkeys(RUNNERS.values()))
+
+
+def runner_for(model: str, mode: str) -> str:
+    """The runner key serving a checked submission's model and mode; KeyError for any other pair."""
+    return RUNNERS[(model, mode)]
+
+
+def runners_of(model: str) -> list:
+    """The runner keys a model needs for all of its catalog modes, in mode order, without repeats."""
+    return list(dict.fromkeys(RUNNERS[(model, mode)] for mode in MODELS[model]["modes"]))
+
+
+def runner_model(key: str) -> str:
+    """The catalog model id a runner key serves."""
+    return next(model for (model, _mode), k in RUNNERS.items() if k == key)
+
+
+# GPU, RAM (MiB) and CPU per runner. Weights in bf16/fp16:
+#   anisora (i2v): 14B transformer ~28 GB + umT5-XXL ~11 GB + CLIP ViT-H + VAE,
+#     plus activations at 832x480x81 (32760 tokens): an 80 GB H100.
+#   wan21-t2v (anisora t2v): the same 14B transformer size and token count
+#     without the CLIP image encoder: also an 80 GB H100. Its repository stores
+#     the transformer and umT5 in fp32 (~80 GB in all); they are cast to bf16
+#     while loading, shard by shard, so RAM holds the bf16 copy (~40 GB).
 #   flux: 12B transformer ~24 GB + T5-XXL ~9.5 GB + CLIP-L + VAE: a 48 GB L40S.
 #   pony: SDXL ~7 GB: a 24 GB L4, or an A10G when no L4 is free.
 # RAM covers loading (safetensors are memory-mapped, then copied to the GPU).
 RESOURCES = {
     "anisora": {"gpu": "H100", "memory": 64 * 1024, "cpu": 4.0},
+    "wan21-t2v": {"gpu": "H100", "memory": 64 * 1024, "cpu": 4.0},
     "flux": {"gpu": "L40S", "memory": 48 * 1024, "cpu": 4.0},
     "pony": {"gpu": ["L4", "A10G"], "memory": 16 * 1024, "cpu": 2.0},
 }
 
-# Where each model's weights come from: Hugging Face repository, the commit it
+# Where each runner's weights come from: Hugging Face repository, the commit it
 # is pinned to, and the files taken. `download` fetches exactly these into the
 # weights Volume; inference only ever reads that Volume (HF_HUB_OFFLINE=1).
 # Revisions found pinned in public code; check them with
@@ -198,6 +241,15 @@ WEIGHTS = {
          "allow": ["model_index.json", "*/config.json", "scheduler/scheduler_config.json",
                    "tokenizer/*", "tokenizer_2/*"]},
     ],
+    "wan21-t2v": [
+        # The whole diffusers pipeline (model_index.json names WanPipeline's
+        # tokenizer, text_encoder, transformer, vae and scheduler). The revision
+        # is the one public Wan 2.1 T2V benchmarks and download scripts pin
+        # (e.g. "Wan-AI/Wan2.1-T2V-14B-Diffusers --revision 38ec498c..."; one
+        # such script records 12 fp32 transformer shards, 57.2 GB, at it).
+        {"repo": "Wan-AI/Wan2.1-T2V-14B-Diffusers", "revision": "38ec498cb3208fb688890f8cc7e94ede2cbd7f68",
+         "allow": ["model_index.json", "scheduler/*", "text_encoder/*", "tokenizer/*", "transformer/*", "vae/*"]},
+    ],
     "flux": [
         {"repo": "black-forest-labs/FLUX.1-dev", "revision": "3de623fc3c33e44ffbe2bad470d0f45bccf2eb21",
          "allow": ["model_index.json", "scheduler/*", "text_encoder/*", "text_encoder_2/*",
@@ -205,8 +257,8 @@ WEIGHTS = {
     ],
 }
 PONY_FILE = "ponyDiffusionV6XL_v6StartWithThisOne.safetensors"
-# Bumped when `download`'s conversion of a model changes, so old conversions stop counting as ready.
-CONVERSION_VERSION = {"anisora": 1, "pony": 1, "flux": 1}
+# Bumped when `download`'s conversion of a runner's weights changes, so old conversions stop counting as ready.
+CONVERSION_VERSION = {"anisora": 1, "wan21-t2v": 1, "pony": 1, "flux": 1}
 
 # Prompt conventions the models were trained with, applied here so that Gooni's
 # users write plain prompts (documented in modal/README.md).
@@ -221,6 +273,9 @@ WAN_NEGATIVE = ("色调艳丽，过曝，静态，细节模糊不清，字幕，
                 "JPEG压缩残留，丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，"
                 "形态畸形的肢体，手指融合，静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走")
 ANISORA_SHIFT = 5.0  # AniSora's sample_shift default for i2v
+# Wan 2.1's generate.py: sample_shift 5.0 for t2v at every size (only i2v at
+# 480P uses 3.0). The diffusers repository's scheduler config says 3.0, so it is set.
+WAN_T2V_SHIFT = 5.0
 
 # Progress bands: loading weights, denoising, encoding. 100 is only ever "done".
 PROGRESS_STARTED = 2
@@ -521,23 +576,25 @@ def parse_submission(raw: bytes) -> dict:
     }
 
 
-def weights_fingerprint(model: str) -> str:
-    """A digest of what `download` fetched and converted for a model; /health compares it."""
-    doc = json.dumps({"weights": WEIGHTS[model], "conversion": CONVERSION_VERSION[model]}, sort_keys=True)
+def weights_fingerprint(key: str) -> str:
+    """A digest (16 hex digits) of what `download` fetched and converted for a runner key; /health compares it."""
+    doc = json.dumps({"weights": WEIGHTS[key], "conversion": CONVERSION_VERSION[key]}, sort_keys=True)
     return hashlib.sha256(doc.encode()).hexdigest()[:16]
 
 
 def served_models(ready, has_hf_token: bool) -> list:
     """The model ids /health lists: weights downloaded at the pinned revisions, and a token for gated ones.
 
-    `ready` is the READY_KEY record `download` writes ({model: fingerprint}); a
-    model whose pins changed since then is not ready until `download` runs again.
+    `ready` is the READY_KEY record `download` writes ({runner key: fingerprint});
+    a runner whose pins changed since then is not ready until `download` runs
+    again. Gooni routes by model (CONTRACT.md 14), so a model is listed only when
+    the runners of all its modes are ready: anisora needs both i2v and t2v.
     """
     if not isinstance(ready, dict):
         return []
     out = []
     for model in MODEL_IDS:
-        if ready.get(model) != weights_fingerprint(model):
+        if any(ready.get(key) != weights_fingerprint(key) for key in runners_of(model)):
             continue
         if MODELS[model]["gated"] and not has_hf_token:
             continue
@@ -658,26 +715,33 @@ def resolve_seed(seed, rng: random.Random | None = None) -> int:
     return int(seed)
 
 
-def styled_prompt(model: str, prompt: str) -> str:
-    """The prompt with the model's trained conventions added, unless the user already wrote them."""
+def styled_prompt(model: str, prompt: str, mode: str | None = None) -> str:
+    """The prompt with the model's trained conventions added, unless the user already wrote them.
+
+    AniSora's score suffix goes only to AniSora's own weights (i2v): the Wan
+    base behind anisora t2v was not trained with it.
+    """
     text = prompt.strip()
     if model == "pony" and not text.lower().startswith("score_9"):
         return PONY_PREFIX + text
-    if model == "anisora" and "motion score" not in text.lower():
+    if model == "anisora" and mode != "t2v" and "motion score" not in text.lower():
         return text.rstrip(" .") + "." + ANISORA_SUFFIX
     return text
 
 
 def pipeline_plan(sub: dict) -> dict:
-    """Which pipeline serves the task and the keyword arguments of its call.
+    """Which runner serves the task and the keyword arguments of its pipeline call.
 
-    The generator, callback and the prepared input image are added by the GPU
-    code; everything that depends only on the request is decided here so that
-    it can be tested. Names follow the diffusers 0.40 pipelines' __call__.
+    Returns {"model", "runner", "fps", "kwargs"}. The generator, callback and
+    the prepared input image are added by the GPU code; everything that depends
+    only on the request is decided here so that it can be tested. Names follow
+    the diffusers 0.40 pipelines' __call__ (WanPipeline for anisora t2v,
+    WanImageToVideoPipeline for i2v, StableDiffusionXLPipeline, FluxPipeline).
     """
     model, p = sub["model"], sub["params"]
+    runner = runner_for(model, sub["mode"])
     kwargs = {
-        "prompt": styled_prompt(model, sub["prompt"]),
+        "prompt": styled_prompt(model, sub["prompt"], sub["mode"]),
         "width": p["width"],
         "height": p["height"],
         "num_inference_steps": p["steps"],
@@ -688,19 +752,19 @@ def pipeline_plan(sub: dict) -> dict:
         # FLUX.1-dev is guidance-distilled: guidance_scale is its embedded
         # guidance, there is no negative prompt, T5 takes up to 512 tokens.
         kwargs["max_sequence_length"] = 512
-        return {"model": model, "kwargs": kwargs, "fps": None}
+        return {"model": model, "runner": runner, "kwargs": kwargs, "fps": None}
     if model == "pony":
         if neg:
             kwargs["negative_prompt"] = neg
         # No clip_skip: diffusers' SDXL pipeline already takes CLIP's penultimate
         # layer, which is what Pony's "clip skip 2" means in A1111/ComfyUI terms;
         # clip_skip=2 here would go two layers further.
-        return {"model": model, "kwargs": kwargs, "fps": None}
+        return {"model": model, "runner": runner, "kwargs": kwargs, "fps": None}
     kwargs["negative_prompt"] = neg or WAN_NEGATIVE
     kwargs["num_frames"] = p["num_frames"]
     kwargs["output_type"] = "np"
     kwargs["max_sequence_length"] = 512
-    return {"model": model, "kwargs": kwargs, "fps": p["fps"]}
+    return {"model": model, "runner": runner, "kwargs": kwargs, "fps": p["fps"]}
 
 
 def clean_error(msg, secrets=()) -> str:
@@ -953,15 +1017,16 @@ if modal is not None:
     def _anisora_dir() -> str:
         return f"{CONVERTED_DIR}/anisora-{weights_fingerprint('anisora')}"
 
-    def _fetch(model: str, token: str | None) -> None:
-        for spec in WEIGHTS[model]:
-            print(f"gooni: {model}: {spec['repo']}@{spec['revision']} {spec['allow']}", flush=True)
+    def _fetch(key: str, token: str | None) -> None:
+        """Download one runner's pinned files into the Volume (and convert AniSora's transformer)."""
+        for spec in WEIGHTS[key]:
+            print(f"gooni: {key}: {spec['repo']}@{spec['revision']} {spec['allow']}", flush=True)
             path = _snapshot(spec, token)
             for name, want in spec.get("sha256", {}).items():
                 got = _sha256(os.path.join(path, name))
                 if got != want:
                     raise RuntimeError(f"{spec['repo']}/{name} has SHA-256 {got}, expected {want}: not using it")
-        if model == "anisora":
+        if key == "anisora":
             _convert_anisora()
 
     def _convert_anisora() -> None:
@@ -1007,28 +1072,36 @@ if modal is not None:
                   env={"HF_XET_HIGH_PERFORMANCE": "1", "HF_XET_CACHE": "/tmp/hf-xet"},
                   cpu=8.0, memory=96 * 1024, ephemeral_disk=64 * 1024, timeout=3 * 3600)
     def download(models: str = "") -> None:
-        """Seed the weights Volume: `modal run modal/modal_app.py::download [--models anisora,pony]`."""
+        """Seed the weights Volume: `modal run modal/modal_app.py::download [--models anisora,pony]`.
+
+        A model's every runner is fetched (anisora: AniSora for i2v and the Wan
+        2.1 T2V base for t2v); what is already in the Volume is not fetched again.
+        """
         token = os.environ.get("HF_TOKEN", "").strip()
         todo, skipped = download_plan(models, bool(token))
         for model, why in skipped:
             print(f"gooni: {model}: skipped: {why}", flush=True)
+        keys = [key for model in todo for key in runners_of(model)]
         done = {}
-        for model in todo:
+        for key in keys:
             try:
-                _fetch(model, token)
+                _fetch(key, token)
             except Exception as exc:
-                print(f"gooni: {model}: FAILED: {clean_error(exc, (token,))}", flush=True)
+                print(f"gooni: {key}: FAILED: {clean_error(exc, (token,))}", flush=True)
                 continue
-            done[model] = weights_fingerprint(model)
+            done[key] = weights_fingerprint(key)
         models_vol.commit()
         ready = tasks.get(READY_KEY) or {}
+        if not isinstance(ready, dict):
+            ready = {}
         ready.update(done)
         tasks.put(READY_KEY, ready)
-        print(f"gooni: ready now: {sorted(m for m in ready if ready[m] == weights_fingerprint(m))}", flush=True)
-        if len(done) != len(todo):
-            raise RuntimeError("some models failed to download: see the lines above")
+        # Gated models count here too: the token that fetched them is the one the deploy needs.
+        print(f"gooni: ready now: {served_models(ready, True)}", flush=True)
+        if len(done) != len(keys):
+            raise RuntimeError("some weights failed to download: see the lines above")
 
-    # ---- GPU side: one class per model ------------------------------------
+    # ---- GPU side: one class per runner -----------------------------------
 
     def _update(task_id: str, status: str, progress: int | None = None, error: str | None = None, **fields) -> dict:
         """Write one transition; raise TaskGone if the task was deleted meanwhile."""
@@ -1042,11 +1115,11 @@ if modal is not None:
             tasks.put(task_key(task_id), nxt)
         return nxt
 
-    def _load(model: str):
-        """The model's pipeline on the GPU, built from the weights Volume only (offline)."""
+    def _load(key: str):
+        """The runner's pipeline on the GPU, built from the weights Volume only (offline)."""
         import torch
 
-        if model == "anisora":
+        if key == "anisora":
             from diffusers import (AutoencoderKLWan, UniPCMultistepScheduler, WanImageToVideoPipeline,
                                    WanTransformer3DModel)
             from transformers import CLIPVisionModel
@@ -1060,7 +1133,17 @@ if modal is not None:
             pipe = WanImageToVideoPipeline.from_pretrained(
                 base, transformer=transformer, image_encoder=image_encoder, vae=vae, torch_dtype=torch.bfloat16)
             pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=ANISORA_SHIFT)
-        elif model == "pony":
+        elif key == "wan21-t2v":
+            from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline
+
+            base = _snapshot(WEIGHTS["wan21-t2v"][0], offline=True)
+            # As diffusers' WanPipeline example (pipeline_wan.py EXAMPLE_DOC_STRING,
+            # v0.40.0): the VAE in fp32, the rest in bf16 (the fp32 shards are cast
+            # while loading), UniPC with the shift set explicitly.
+            vae = AutoencoderKLWan.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32)
+            pipe = WanPipeline.from_pretrained(base, vae=vae, torch_dtype=torch.bfloat16)
+            pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config, flow_shift=WAN_T2V_SHIFT)
+        elif key == "pony":
             from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionXLPipeline
 
             ckpt, sdxl = (_snapshot(s, offline=True) for s in WEIGHTS["pony"])
@@ -1068,11 +1151,13 @@ if modal is not None:
                 os.path.join(ckpt, PONY_FILE), config=sdxl, torch_dtype=torch.float16, local_files_only=True)
             # Pony's authors recommend Euler a.
             pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(pipe.scheduler.config)
-        else:
+        elif key == "flux":
             from diffusers import FluxPipeline
 
             pipe = FluxPipeline.from_pretrained(_snapshot(WEIGHTS["flux"][0], offline=True), torch_dtype=torch.bfloat16)
             pipe.vae.enable_tiling()  # large sizes decode in tiles instead of running out of memory
+        else:
+            raise ValueError(f"no pipeline for runner {key!r}")
         pipe.to("cuda")
         pipe.set_progress_bar_config(disable=True)
         return pipe
@@ -1169,9 +1254,10 @@ if modal is not None:
                 pass
             raise
 
-    def _gpu_opts(model: str) -> dict:
-        video = MODELS[model]["type"] == "video"
-        res = RESOURCES[model]
+    def _gpu_opts(key: str) -> dict:
+        """@app.cls options of a runner's GPU class: its GPU, RAM, CPU, Volumes and limits."""
+        video = MODELS[runner_model(key)]["type"] == "video"
+        res = RESOURCES[key]
         return dict(
             image=gpu_image, gpu=res["gpu"], memory=res["memory"], cpu=res["cpu"],
             volumes={MODELS_DIR: models_ro, MEDIA_DIR: media_vol},
@@ -1186,6 +1272,17 @@ if modal is not None:
         @modal.enter()
         def load(self):
             self.pipe = _load("anisora")
+
+        @modal.method()
+        def generate(self, task_id: str, sub: dict) -> None:
+            _run(self.pipe, task_id, sub)
+
+    # anisora t2v: the Wan 2.1 T2V 14B base, in its own containers.
+    @app.cls(**_gpu_opts("wan21-t2v"))
+    class WanT2V:
+        @modal.enter()
+        def load(self):
+            self.pipe = _load("wan21-t2v")
 
         @modal.method()
         def generate(self, task_id: str, sub: dict) -> None:
@@ -1211,7 +1308,11 @@ if modal is not None:
         def generate(self, task_id: str, sub: dict) -> None:
             _run(self.pipe, task_id, sub)
 
-    GPU_CLASSES = {"anisora": AniSora, "pony": Pony, "flux": Flux}
+    GPU_CLASSES = {"anisora": AniSora, "wan21-t2v": WanT2V, "pony": Pony, "flux": Flux}  # by runner key
+
+    def _spawn(sub: dict):
+        """Start a checked submission's GPU job on the class of its model and mode; the FunctionCall."""
+        return GPU_CLASSES[runner_for(sub["model"], sub["mode"])]().generate.spawn(sub["task_id"], sub)
 
     # Housekeeping every 6 hours: forget finished tasks and their media after the
     # retention. This is the one full pass over the task Dict, off the request path.
@@ -1381,7 +1482,7 @@ if modal is not None:
                     slots.release(sub["task_id"], slot)
                     return ok(first_answer(sub["task_id"]), 202)
             try:
-                call = GPU_CLASSES[sub["model"]]().generate.spawn(sub["task_id"], sub)
+                call = _spawn(sub)
             except Exception:
                 # Nothing runs: forget the claim so Gooni's retry (or another account) starts clean.
                 tasks.pop(key, None)

@@ -1,16 +1,21 @@
-"""Tests of the pure half of modal_app.py: stdlib only, no Modal, FastAPI, torch or network.
+"""Tests of modal_app.py: stdlib only, no Modal, FastAPI, torch or network (the Modal half runs on a stand-in).
 
 Run from the repository root:  python3 -m unittest discover modal -v
 or from inside modal/:          python3 -m unittest -v
 """
 
 import base64
+import contextlib
+import fnmatch
+import io
+import importlib.util
 import json
 import os
 import random
 import struct
 import sys
 import threading
+import types
 import unittest
 import zlib
 
@@ -119,6 +124,16 @@ def video_body(**over):
     return json.dumps(b).encode()
 
 
+def t2v_body(**over):
+    b = {
+        "task_id": "vid2", "type": "video", "model": "anisora", "mode": "t2v",
+        "prompt": "a cat dancing", "negative_prompt": "",
+        "params": {"width": 480, "height": 832, "num_frames": 49, "fps": 16, "steps": 30, "guidance": 6, "seed": 99},
+    }
+    b.update(over)
+    return json.dumps(b).encode()
+
+
 class ApiErrorCase(unittest.TestCase):
     def assertApiError(self, status, code, fn, *args):
         with self.assertRaises(m.ApiError) as cm:
@@ -140,64 +155,181 @@ class ImportTest(unittest.TestCase):
         self.assertEqual((m.WEB_FUNCTION, m.WEB_LABEL, m.APP_NAME), ("web", "gooni-inference", "gooni-inference"))
 
 
-class CatalogEntriesTest(unittest.TestCase):
-    """modal/catalog_entries.json is what inference_settings.json should say about the models served here."""
+CATALOG = os.path.join(HERE, os.pardir, "inference_settings.json")  # the single source of truth
+ENTRIES = os.path.join(HERE, "catalog_entries.json")
+
+
+def load_models(path):
+    with open(path, encoding="utf-8") as f:
+        return {e["id"]: e for e in json.load(f)["models"]}
+
+
+def app_entry(mid):
+    """What the app accepts for a model, in the catalog's terms."""
+    spec = m.MODELS[mid]
+    return {
+        "type": spec["type"], "modes": list(spec["modes"]), "label": spec["label"],
+        "negative_prompt": spec.get("negative_prompt", True),
+        "params": [{"name": name, "kind": p["kind"], "min": p["min"], "max": p["max"],
+                    "default": p["default"], "step": p["step"]} for name, p in spec["params"].items()],
+    }
+
+
+def catalog_view(e):
+    """A catalog entry reduced to what app_entry says (labels of params are the UI's business)."""
+    return {
+        "type": e["type"], "modes": list(e["modes"]), "label": e["label"], "negative_prompt": e["negative_prompt"],
+        "params": [{"name": p["name"], "kind": p["kind"], "min": p["min"], "max": p["max"],
+                    "default": p["default"], "step": p.get("step")} for p in e["params"]],
+    }
+
+
+def submission(mid, mode, params=None, **over):
+    """A raw POST /tasks body for a model and mode of the catalog."""
+    raw = {"task_id": "cat1", "type": m.MODELS[mid]["type"] if mid in m.MODELS else "video",
+           "model": mid, "mode": mode, "prompt": "a fox", "params": params or {}}
+    if mode == "i2v":
+        raw["image"] = b64(PNG)
+    raw.update(over)
+    return json.dumps(raw).encode()
+
+
+class CatalogTest(ApiErrorCase):
+    """The app accepts exactly what inference_settings.json declares for the models it serves.
+
+    catalog_entries.json is this directory's copy of those entries; both must
+    agree with the app. Run from the repository root or from modal/: the paths
+    are taken from this file's location.
+    """
 
     @classmethod
     def setUpClass(cls):
-        with open(os.path.join(HERE, "catalog_entries.json"), encoding="utf-8") as f:
-            cls.entries = {e["id"]: e for e in json.load(f)["models"]}
+        cls.catalog = load_models(CATALOG)
+        cls.entries = load_models(ENTRIES)
 
-    def test_entries_are_the_models_served(self):
-        self.assertEqual(set(self.entries), set(m.MODELS))
+    def test_served_models_are_catalog_models(self):
+        self.assertLessEqual(set(m.MODELS), set(self.catalog))
+        self.assertEqual(set(m.MODELS), {"anisora", "pony", "flux"})
         self.assertNotIn("phr00t", m.MODELS)  # served by the ComfyUI driver, see MODELS' comment
+
+    def test_entries_copy_the_catalog(self):
+        self.assertEqual(set(self.entries), set(m.MODELS))
         for mid, e in self.entries.items():
-            spec = m.MODELS[mid]
-            self.assertEqual((e["type"], tuple(e["modes"]), e["label"]), (spec["type"], spec["modes"], spec["label"]))
-            self.assertEqual(e["negative_prompt"], spec.get("negative_prompt", True), mid)
-            self.assertEqual([p["name"] for p in e["params"]], list(spec["params"]), mid)
-            for p in e["params"]:
-                want = spec["params"][p["name"]]
-                got = {"kind": p["kind"], "min": p["min"], "max": p["max"], "default": p["default"], "step": p.get("step")}
-                self.assertEqual(got, want, (mid, p["name"]))
+            self.assertEqual(e, self.catalog[mid], mid)
+
+    def test_models_modes_and_bounds_equal_the_catalog(self):
+        for mid in m.MODELS:
+            with self.subTest(model=mid):
+                self.assertEqual(app_entry(mid), catalog_view(self.catalog[mid]))
+        # anisora keeps both modes: i2v on AniSora's weights, t2v on the Wan 2.1 T2V base.
+        self.assertEqual(self.catalog["anisora"]["modes"], ["i2v", "t2v"])
+        self.assertIn("Wan 2.1 T2V", self.catalog["anisora"]["label"])
 
     def test_every_value_the_catalog_allows_is_accepted_and_nothing_else(self):
         rng = random.Random(5)
-        for mid, e in self.entries.items():
-            for p in e["params"]:
-                lo, hi, step = p["min"], p["max"], p.get("step")
-                if p["kind"] == "float":
-                    good = [lo, hi, (lo + hi) / 2]
-                    bad = [lo - 0.5, hi + 0.5]
-                else:
-                    n = (hi - lo) // (step or 1)  # grid points after lo
-                    good = [lo, lo + n * (step or 1)] + [lo + rng.randint(0, n) * (step or 1) for _ in range(5)]
-                    bad = [lo - (step or 1), hi + (step or 1)] + ([lo + 1] if step and step > 1 else [])
-                for v in good:
-                    with self.subTest(model=mid, param=p["name"], value=v):
-                        self.assertEqual(m.normalize_params(mid, {p["name"]: v})[p["name"]], v)
-                for v in bad:
-                    with self.subTest(model=mid, param=p["name"], value=v, bad=True):
-                        with self.assertRaises(m.ApiError):
-                            m.normalize_params(mid, {p["name"]: v})
+        for mid in m.MODELS:
+            e = self.catalog[mid]
+            for mode in e["modes"]:
+                for p in e["params"]:
+                    lo, hi, step = p["min"], p["max"], p.get("step")
+                    if p["kind"] == "float":
+                        good = [lo, hi, (lo + hi) / 2]
+                        bad = [lo - 0.5, hi + 0.5]
+                    else:
+                        n = (hi - lo) // (step or 1)  # grid points after lo
+                        good = [lo, lo + n * (step or 1)] + [lo + rng.randint(0, n) * (step or 1) for _ in range(5)]
+                        bad = [lo - (step or 1), hi + (step or 1)] + ([lo + 1] if step and step > 1 else [])
+                    for v in good:
+                        with self.subTest(model=mid, mode=mode, param=p["name"], value=v):
+                            try:
+                                sub = m.parse_submission(submission(mid, mode, {p["name"]: v}))
+                            except m.ApiError as e:
+                                self.fail(f"refused what the catalog allows: {e.message}")
+                            self.assertEqual((sub["model"], sub["mode"]), (mid, mode))
+                            self.assertEqual(sub["params"][p["name"]], v)
+                    for v in bad:
+                        with self.subTest(model=mid, mode=mode, param=p["name"], value=v, bad=True):
+                            self.assertApiError(400, "invalid_params", m.parse_submission,
+                                                submission(mid, mode, {p["name"]: v}))
+
+    def test_defaults_are_the_catalog_defaults(self):
+        for mid in m.MODELS:
+            for mode in self.catalog[mid]["modes"]:
+                with self.subTest(model=mid, mode=mode):
+                    sub = m.parse_submission(submission(mid, mode))
+                    self.assertEqual(sub["params"], {p["name"]: p["default"] for p in self.catalog[mid]["params"]})
+
+    def test_modes_outside_the_catalog_are_refused(self):
+        for mid in m.MODELS:
+            for mode in ("t2v", "i2v", "t2i", "v2v"):
+                if mode in self.catalog[mid]["modes"]:
+                    continue
+                with self.subTest(model=mid, mode=mode):
+                    self.assertApiError(400, "invalid_mode", m.parse_submission, submission(mid, mode))
+
+    def test_every_catalog_mode_has_a_runner(self):
+        for mid in m.MODELS:
+            for mode in self.catalog[mid]["modes"]:
+                key = m.runner_for(mid, mode)
+                for table in (m.WEIGHTS, m.RESOURCES, m.CONVERSION_VERSION):
+                    self.assertIn(key, table, (mid, mode))
 
     def test_bounds_say_what_the_models_do(self):
-        a = self.entries["anisora"]["params"]
-        by = {p["name"]: p for p in a}
-        self.assertEqual(self.entries["anisora"]["modes"], ["i2v"])  # AniSora is image-to-video only
-        self.assertEqual((by["fps"]["min"], by["fps"]["max"]), (16, 16))  # native frame rate, not a speed knob
-        self.assertEqual((by["num_frames"]["min"] - 1) % 8, 0)  # F = 8x+1
-        self.assertEqual(by["num_frames"]["step"], 8)
-        for side in ("width", "height"):
+        by = {p["name"]: p for p in self.catalog["anisora"]["params"]}
+        self.assertEqual((by["fps"]["min"], by["fps"]["max"]), (16, 16))  # Wan's native rate, not a speed knob
+        self.assertEqual((by["num_frames"]["min"] - 1) % 4, 0)  # F = 4k+1: Wan's VAE compresses time by 4
+        self.assertEqual(by["num_frames"]["step"] % 4, 0)
+        for side in ("width", "height"):  # VAE x8, patch x2: WanPipeline refuses sides off the 16 grid
             self.assertEqual(by[side]["step"] % 16, 0)
             self.assertEqual(by[side]["min"] % 16, 0)
-        for e in self.entries.values():
+        for mid in m.MODELS:
+            e = self.catalog[mid]
             for p in e["params"]:
                 if p.get("step"):
-                    self.assertEqual((p["default"] - p["min"]) % p["step"], 0, (e["id"], p["name"]))
+                    self.assertEqual((p["default"] - p["min"]) % p["step"], 0, (mid, p["name"]))
                 self.assertLessEqual(p["min"], p["default"])
                 self.assertLessEqual(p["default"], p["max"])
-        self.assertFalse(self.entries["flux"]["negative_prompt"])
+        self.assertFalse(self.catalog["flux"]["negative_prompt"])
+
+
+class RunnerTest(unittest.TestCase):
+    def test_each_model_and_mode_has_its_runner(self):
+        self.assertEqual(m.runner_for("anisora", "i2v"), "anisora")
+        self.assertEqual(m.runner_for("anisora", "t2v"), "wan21-t2v")
+        self.assertEqual(m.runner_for("pony", "t2i"), "pony")
+        self.assertEqual(m.runner_for("flux", "t2i"), "flux")
+        for pair in [("anisora", "t2i"), ("pony", "t2v"), ("phr00t", "t2v")]:
+            with self.assertRaises(KeyError):
+                m.runner_for(*pair)
+
+    def test_runners_of_a_model_and_back(self):
+        self.assertEqual(m.runners_of("anisora"), ["anisora", "wan21-t2v"])
+        self.assertEqual(m.runners_of("flux"), ["flux"])
+        for key in m.RUNNER_KEYS:
+            self.assertIn(key, m.runners_of(m.runner_model(key)))
+        self.assertEqual(m.runner_model("wan21-t2v"), "anisora")
+
+    def test_tables_cover_exactly_the_runners(self):
+        keys = set(m.RUNNER_KEYS)
+        self.assertEqual(keys, {"anisora", "wan21-t2v", "pony", "flux"})
+        self.assertEqual(set(m.WEIGHTS), keys)
+        self.assertEqual(set(m.RESOURCES), keys)
+        self.assertEqual(set(m.CONVERSION_VERSION), keys)
+
+    def test_t2v_runs_the_wan_base_on_an_h100(self):
+        self.assertEqual(m.RESOURCES["wan21-t2v"]["gpu"], "H100")
+        [spec] = m.WEIGHTS["wan21-t2v"]
+        self.assertEqual(spec["repo"], "Wan-AI/Wan2.1-T2V-14B-Diffusers")
+        # Every file WanPipeline.from_pretrained reads is taken, and nothing from AniSora.
+        needed = ["model_index.json", "scheduler/scheduler_config.json", "tokenizer/spiece.model",
+                  "tokenizer/tokenizer_config.json", "text_encoder/config.json",
+                  "text_encoder/model-00001-of-00005.safetensors", "transformer/config.json",
+                  "transformer/diffusion_pytorch_model-00001-of-00012.safetensors",
+                  "transformer/diffusion_pytorch_model.safetensors.index.json",
+                  "vae/config.json", "vae/diffusion_pytorch_model.safetensors"]
+        for name in needed:
+            self.assertTrue(any(fnmatch.fnmatchcase(name, pat) for pat in spec["allow"]), name)
+        self.assertFalse(any(fnmatch.fnmatchcase("README.md", pat) for pat in spec["allow"]))
 
 
 class TaskIdTest(ApiErrorCase):
@@ -238,6 +370,45 @@ class ParseSubmissionTest(ApiErrorCase):
         self.assertEqual(sub["params"]["width"], 512)
         self.assertIsInstance(sub["params"]["width"], int)
 
+    def test_t2v_task(self):
+        sub = m.parse_submission(t2v_body())
+        self.assertEqual((sub["type"], sub["model"], sub["mode"]), ("video", "anisora", "t2v"))
+        self.assertEqual(sub["params"], {"width": 480, "height": 832, "num_frames": 49, "fps": 16,
+                                         "steps": 30, "guidance": 6.0, "seed": 99})
+        self.assertIsNone(sub["image"])
+        self.assertIsNone(sub["image_info"])
+        # t2v needs no image; one sent anyway is not decoded, checked or kept.
+        sub = m.parse_submission(t2v_body(image="!!! not base64"))
+        self.assertIsNone(sub["image"])
+        # 4k+1 frames that AniSora's own grid (8k+1) would not have: the catalog allows them.
+        self.assertEqual(m.parse_submission(t2v_body(params={"num_frames": 77}))["params"]["num_frames"], 77)
+        self.assertEqual(m.parse_submission(video_body(params={"num_frames": 77}))["params"]["num_frames"], 77)
+
+    def test_t2v_refusals(self):
+        cases = [
+            ("image type", t2v_body(type="image"), 400, "invalid_type"),
+            ("mode not in the catalog", t2v_body(mode="v2v"), 400, "invalid_mode"),
+            ("mode not a string", t2v_body(mode=["t2v"]), 400, "invalid_mode"),
+            ("empty prompt", t2v_body(prompt=""), 400, "invalid_prompt"),
+            ("prompt too long", t2v_body(prompt="x" * (m.MAX_PROMPT + 1)), 400, "invalid_prompt"),
+            ("width over 832", t2v_body(params={"width": 848}), 400, "invalid_params"),
+            ("720P is not in the catalog", t2v_body(params={"width": 1280, "height": 720}), 400, "invalid_params"),
+            ("height under 256", t2v_body(params={"height": 240}), 400, "invalid_params"),
+            ("width off the 16 grid", t2v_body(params={"width": 840}), 400, "invalid_params"),
+            ("frames not 4k+1", t2v_body(params={"num_frames": 80}), 400, "invalid_params"),
+            ("frames over 81", t2v_body(params={"num_frames": 85}), 400, "invalid_params"),
+            ("frames under 17", t2v_body(params={"num_frames": 13}), 400, "invalid_params"),
+            ("fps other than 16", t2v_body(params={"fps": 24}), 400, "invalid_params"),
+            ("steps over 50", t2v_body(params={"steps": 51}), 400, "invalid_params"),
+            ("steps zero", t2v_body(params={"steps": 0}), 400, "invalid_params"),
+            ("guidance over 10", t2v_body(params={"guidance": 10.5}), 400, "invalid_params"),
+            ("guidance under 1", t2v_body(params={"guidance": 0.5}), 400, "invalid_params"),
+            ("seed too big", t2v_body(params={"seed": 2**31}), 400, "invalid_params"),
+        ]
+        for name, raw, status, code in cases:
+            with self.subTest(name):
+                self.assertApiError(status, code, m.parse_submission, raw)
+
     def test_refusals(self):
         big = b'{"task_id":"a","pad":"' + b"x" * m.MAX_BODY + b'"}'
         huge = jpeg(8200, 16)
@@ -256,7 +427,7 @@ class ParseSubmissionTest(ApiErrorCase):
             ("unknown model", body(model="sdxl"), 400, "invalid_model"),
             ("model not a string", body(model=["flux"]), 400, "invalid_model"),
             ("phr00t is not served here", video_body(model="phr00t"), 400, "invalid_model"),
-            ("anisora has no t2v", video_body(mode="t2v"), 400, "invalid_mode"),
+            ("anisora has no t2i", video_body(mode="t2i"), 400, "invalid_mode"),
             ("bad mode", body(mode="i2v"), 400, "invalid_mode"),
             ("empty prompt", body(prompt="  "), 400, "invalid_prompt"),
             ("prompt not string", body(prompt=5), 400, "invalid_prompt"),
@@ -272,7 +443,7 @@ class ParseSubmissionTest(ApiErrorCase):
             ("param NaN", b'{"task_id":"a","type":"image","model":"flux","mode":"t2i","prompt":"p","params":{"guidance":NaN}}', 400, "invalid_params"),
             ("param Infinity", b'{"task_id":"a","type":"image","model":"flux","mode":"t2i","prompt":"p","params":{"guidance":Infinity}}', 400, "invalid_params"),
             ("width off the 16 grid", body(params={"width": 1000}), 400, "invalid_params"),
-            ("frames 4k+1 but not 8k+1", video_body(params={"num_frames": 77}), 400, "invalid_params"),
+            ("frames not 4k+1", video_body(params={"num_frames": 79}), 400, "invalid_params"),
             ("fps other than native", video_body(params={"fps": 24}), 400, "invalid_params"),
             ("anisora past 480P", video_body(params={"width": 1280}), 400, "invalid_params"),
             ("i2v without image", video_body(image=None), 400, "invalid_image"),
@@ -617,11 +788,11 @@ class CapacityTest(unittest.TestCase):
 
 
 class ModelListingTest(unittest.TestCase):
-    def ready(self, *models):
-        return {mid: m.weights_fingerprint(mid) for mid in models}
+    def ready(self, *keys):
+        return {key: m.weights_fingerprint(key) for key in keys}
 
     def test_with_and_without_a_token(self):
-        everything = self.ready(*m.MODEL_IDS)
+        everything = self.ready(*m.RUNNER_KEYS)
         self.assertEqual(m.served_models(everything, True), ["anisora", "pony", "flux"])
         self.assertEqual(m.served_models(everything, False), ["anisora", "pony"])  # FLUX.1-dev is gated
 
@@ -630,8 +801,21 @@ class ModelListingTest(unittest.TestCase):
         self.assertEqual(m.served_models({}, True), [])
         self.assertEqual(m.served_models("junk", True), [])
         self.assertEqual(m.served_models(self.ready("pony"), True), ["pony"])
-        stale = dict(self.ready("anisora", "pony"), anisora="0123456789abcdef")
+        stale = dict(self.ready("anisora", "wan21-t2v", "pony"), anisora="0123456789abcdef")
         self.assertEqual(m.served_models(stale, True), ["pony"])
+
+    def test_anisora_is_listed_only_with_both_modes_ready(self):
+        # Routing is by model: listing anisora sends it t2v tasks too, so the Wan base must be there.
+        self.assertEqual(m.served_models(self.ready("anisora", "pony"), True), ["pony"])  # i2v only
+        self.assertEqual(m.served_models(self.ready("wan21-t2v"), True), [])  # t2v only
+        self.assertEqual(m.served_models(self.ready("anisora", "wan21-t2v"), True), ["anisora"])
+        stale = dict(self.ready("anisora"), **{"wan21-t2v": "0123456789abcdef"})
+        self.assertEqual(m.served_models(stale, True), [])
+
+    def test_fingerprints_differ_by_runner(self):
+        prints = [m.weights_fingerprint(key) for key in m.RUNNER_KEYS]
+        self.assertEqual(len(set(prints)), len(prints))
+        self.assertTrue(all(len(p) == 16 for p in prints))
 
     def test_fingerprint_follows_the_pins(self):
         before = m.weights_fingerprint("flux")
@@ -644,9 +828,9 @@ class ModelListingTest(unittest.TestCase):
         self.assertEqual(m.weights_fingerprint("flux"), before)
 
     def test_every_repository_is_pinned(self):
-        for mid in m.MODEL_IDS:
-            self.assertTrue(m.WEIGHTS[mid], mid)
-            for spec in m.WEIGHTS[mid]:
+        for key in m.RUNNER_KEYS:
+            self.assertTrue(m.WEIGHTS[key], key)
+            for spec in m.WEIGHTS[key]:
                 with self.subTest(repo=spec["repo"]):
                     self.assertTrue(spec["allow"])
                     commit = len(spec["revision"]) == 40 and all(c in "0123456789abcdef" for c in spec["revision"])
@@ -671,7 +855,7 @@ class ModelListingTest(unittest.TestCase):
 class PipelinePlanTest(unittest.TestCase):
     def test_flux(self):
         plan = m.pipeline_plan(m.parse_submission(body()))
-        self.assertEqual(plan, {"model": "flux", "fps": None, "kwargs": {
+        self.assertEqual(plan, {"model": "flux", "runner": "flux", "fps": None, "kwargs": {
             "prompt": "a red fox in snow", "width": 1024, "height": 768,
             "num_inference_steps": 20, "guidance_scale": 3.5, "max_sequence_length": 512,
         }})
@@ -691,7 +875,7 @@ class PipelinePlanTest(unittest.TestCase):
 
     def test_anisora(self):
         plan = m.pipeline_plan(m.parse_submission(video_body()))
-        self.assertEqual((plan["model"], plan["fps"]), ("anisora", 16))
+        self.assertEqual((plan["model"], plan["runner"], plan["fps"]), ("anisora", "anisora", 16))
         self.assertEqual(plan["kwargs"], {
             "prompt": "a cat dancing." + m.ANISORA_SUFFIX, "negative_prompt": "blurry",
             "width": 832, "height": 480, "num_frames": 81, "num_inference_steps": 40, "guidance_scale": 5.0,
@@ -705,6 +889,23 @@ class PipelinePlanTest(unittest.TestCase):
         own = m.pipeline_plan(m.parse_submission(video_body(prompt="A run. aesthetic score: 6.0. motion score: 4.0.")))
         self.assertEqual(own["kwargs"]["prompt"], "A run. aesthetic score: 6.0. motion score: 4.0.")
 
+    def test_anisora_t2v_runs_the_wan_base_without_anisoras_suffix(self):
+        plan = m.pipeline_plan(m.parse_submission(t2v_body(negative_prompt="blurry")))
+        self.assertEqual((plan["model"], plan["runner"], plan["fps"]), ("anisora", "wan21-t2v", 16))
+        # WanPipeline.__call__'s keyword names (diffusers 0.40.0 pipeline_wan.py).
+        self.assertEqual(plan["kwargs"], {
+            "prompt": "a cat dancing", "negative_prompt": "blurry",
+            "width": 480, "height": 832, "num_frames": 49, "num_inference_steps": 30, "guidance_scale": 6.0,
+            "output_type": "np", "max_sequence_length": 512,
+        })
+        self.assertNotIn("image", plan["kwargs"])
+        bare = m.pipeline_plan(m.parse_submission(t2v_body(params={}, prompt=" She waves. ")))
+        self.assertEqual(bare["kwargs"]["prompt"], "She waves.")  # no AniSora score suffix for the Wan base
+        self.assertEqual(bare["kwargs"]["negative_prompt"], m.WAN_NEGATIVE)  # Wan's own default negative
+        self.assertEqual((bare["kwargs"]["num_inference_steps"], bare["kwargs"]["guidance_scale"]), (40, 5.0))
+        self.assertEqual((bare["kwargs"]["width"], bare["kwargs"]["height"], bare["kwargs"]["num_frames"]),
+                         (832, 480, 81))
+
     def test_every_model_and_mode_has_a_plan(self):
         for model, spec in m.MODELS.items():
             for mode in spec["modes"]:
@@ -713,9 +914,10 @@ class PipelinePlanTest(unittest.TestCase):
                     raw["image"] = b64(PNG)
                 plan = m.pipeline_plan(m.parse_submission(json.dumps(raw).encode()))
                 self.assertEqual(plan["model"], model)
+                self.assertEqual(plan["runner"], m.runner_for(model, mode))
                 self.assertEqual(plan["fps"] is not None, spec["type"] == "video")
-                self.assertIn(model, m.RESOURCES)
-                self.assertIn(model, m.CONVERSION_VERSION)
+                self.assertIn(plan["runner"], m.RESOURCES)
+                self.assertIn(plan["runner"], m.CONVERSION_VERSION)
 
 
 class RecordTest(unittest.TestCase):
@@ -845,6 +1047,217 @@ class ErrorsAndHousekeepingTest(unittest.TestCase):
         keys = {m.task_key("a"), m.call_key("a"), m.READY_KEY, m.Slots.key(0)}
         self.assertEqual(len(keys), 4)
         self.assertFalse(m.READY_KEY.startswith("task:"))  # the sweep only touches task: keys
+
+
+
+# ---------------------------------------------------------------------------
+# The Modal half, wired to a stand-in for the Modal client (no Modal, no torch).
+# ---------------------------------------------------------------------------
+
+
+class FakeDict:
+    """modal.Dict's calls the app makes, in memory."""
+
+    def __init__(self):
+        self.d = {}
+
+    def get(self, key, default=None):
+        return self.d.get(key, default)
+
+    def put(self, key, value, skip_if_exists=False):
+        if skip_if_exists and key in self.d:
+            return False
+        self.d[key] = value
+        return True
+
+    def pop(self, key, default=None):
+        return self.d.pop(key, default)
+
+    def len(self):
+        return len(self.d)
+
+    def items(self):
+        return list(self.d.items())
+
+
+class FakeVolume:
+    def __init__(self, name, read_only=False):
+        self.name, self.read_only, self.commits = name, read_only, 0
+
+    def with_mount_options(self, read_only=False):
+        return FakeVolume(self.name, read_only)
+
+    def commit(self):
+        self.commits += 1
+
+
+class FakeImage:
+    def __init__(self):
+        self.packages, self.environ = [], {}
+
+    def uv_pip_install(self, *packages):
+        self.packages += packages
+        return self
+
+    def env(self, environ):
+        self.environ.update(environ)
+        return self
+
+
+class FakeMethod:
+    """@modal.method(): callable on an instance, and .spawn records which class was asked."""
+
+    def __init__(self, fn, spawned):
+        self.fn, self.spawned = fn, spawned
+
+    def __get__(self, obj, owner=None):
+        method, fn, spawned = self, self.fn, self.spawned
+
+        class Bound:
+            def __call__(self, *args):
+                return fn(obj, *args)
+
+            def spawn(self, *args):
+                spawned.append((type(obj).__name__, args))
+                return types.SimpleNamespace(object_id=f"fc-{len(spawned)}")
+
+        return Bound()
+
+
+def fake_modal():
+    """A module with the names modal_app.py uses from the Modal client, recording what it is asked."""
+    fake = types.ModuleType("modal")
+    fake.spawned = []
+    dicts, volumes = {}, {}
+
+    class App:
+        def __init__(self, name):
+            self.name, self.classes, self.functions = name, {}, {}
+
+        def cls(self, **opts):
+            def register(c):
+                self.classes[c.__name__] = (c, opts)
+                return c
+            return register
+
+        def function(self, **opts):
+            def register(fn):
+                self.functions[fn.__name__] = (fn, opts)
+                return fn
+            return register
+
+    def identity(*_args, **_kwargs):
+        return lambda fn: fn
+
+    fake.App = App
+    fake.Dict = types.SimpleNamespace(from_name=lambda name, **_: dicts.setdefault(name, FakeDict()))
+    fake.Volume = types.SimpleNamespace(from_name=lambda name, **_: volumes.setdefault(name, FakeVolume(name)))
+    fake.Image = types.SimpleNamespace(debian_slim=lambda **_: FakeImage())
+    fake.Secret = types.SimpleNamespace(from_name=lambda name: types.SimpleNamespace(name=name, hydrate=lambda: None))
+    fake.is_local = lambda: True
+    fake.enter = identity
+    fake.method = lambda: (lambda fn: FakeMethod(fn, fake.spawned))
+    fake.concurrent = identity
+    fake.asgi_app = identity
+    fake.Period = lambda **kw: kw
+    fake.FunctionCall = types.SimpleNamespace(from_id=lambda call_id: None)
+    fake.dicts, fake.volumes = dicts, volumes
+    return fake
+
+
+def load_wired():
+    """modal_app.py imported afresh with the stand-in as `modal`, so its Modal half is built."""
+    fake = fake_modal()
+    saved = sys.modules.get("modal")
+    sys.modules["modal"] = fake
+    try:
+        spec = importlib.util.spec_from_file_location("modal_app_wired", os.path.join(HERE, "modal_app.py"))
+        wired = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(wired)
+    finally:
+        if saved is None:
+            sys.modules.pop("modal", None)
+        else:
+            sys.modules["modal"] = saved
+    return wired, fake
+
+
+class WiringTest(unittest.TestCase):
+    """Which GPU class a submission reaches, what each class loads and asks Modal for, what `download` fetches."""
+
+    def setUp(self):
+        self.w, self.fake = load_wired()
+
+    def test_one_gpu_class_per_runner_with_its_resources(self):
+        names = {"anisora": "AniSora", "wan21-t2v": "WanT2V", "pony": "Pony", "flux": "Flux"}
+        self.assertEqual(set(self.w.GPU_CLASSES), set(m.RUNNER_KEYS))
+        for key, cls in self.w.GPU_CLASSES.items():
+            with self.subTest(runner=key):
+                self.assertEqual(cls.__name__, names[key])
+                registered, opts = self.w.app.classes[cls.__name__]
+                self.assertIs(registered, cls)
+                self.assertEqual((opts["gpu"], opts["memory"], opts["cpu"]),
+                                 (m.RESOURCES[key]["gpu"], m.RESOURCES[key]["memory"], m.RESOURCES[key]["cpu"]))
+                self.assertEqual(opts["env"], {"HF_HUB_OFFLINE": "1"})
+                self.assertTrue(opts["volumes"][m.MODELS_DIR].read_only)  # only `download` writes weights
+                self.assertFalse(opts["volumes"][m.MEDIA_DIR].read_only)
+                self.assertEqual(opts["max_containers"], m.CAPACITY)
+        _, t2v = self.w.app.classes["WanT2V"]
+        self.assertEqual(t2v["gpu"], "H100")
+        self.assertEqual((t2v["timeout"], t2v["startup_timeout"]), (m.VIDEO_TIMEOUT, m.VIDEO_STARTUP))
+
+    def test_submissions_reach_the_class_of_their_model_and_mode(self):
+        cases = [(t2v_body(), "WanT2V"), (video_body(), "AniSora"),
+                 (body(model="pony"), "Pony"), (body(), "Flux")]
+        for raw, want in cases:
+            with self.subTest(want=want):
+                sub = self.w.parse_submission(raw)
+                call = self.w._spawn(sub)
+                self.assertEqual(self.fake.spawned[-1], (want, (sub["task_id"], sub)))
+                self.assertTrue(call.object_id)
+        self.assertEqual(len(self.fake.spawned), len(cases))
+
+    def test_each_class_loads_its_own_weights_once_and_runs_with_them(self):
+        loaded, ran = [], []
+        self.w._load = lambda key: loaded.append(key) or f"pipe:{key}"
+        self.w._run = lambda pipe, task_id, sub: ran.append((pipe, task_id))
+        for key, cls in self.w.GPU_CLASSES.items():
+            obj = cls()
+            obj.load()
+            obj.generate("t1", {})
+            obj.generate("t2", {})
+        self.assertEqual(loaded, list(self.w.GPU_CLASSES))
+        self.assertIn(("pipe:wan21-t2v", "t1"), ran)
+        self.assertEqual(len(ran), 2 * len(self.w.GPU_CLASSES))
+
+    def test_download_anisora_fetches_both_modes_weights(self):
+        fetched = []
+        self.w._fetch = lambda key, token: fetched.append(key)
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            self.w.download("anisora")
+        self.assertEqual(fetched, ["anisora", "wan21-t2v"])
+        self.assertIn("gooni: ready now: ['anisora']", out.getvalue())
+        ready = self.fake.dicts[m.TASKS_DICT].get(m.READY_KEY)
+        self.assertEqual(ready, {"anisora": m.weights_fingerprint("anisora"),
+                                 "wan21-t2v": m.weights_fingerprint("wan21-t2v")})
+        self.assertEqual(self.w.served_models(ready, False), ["anisora"])
+        self.assertEqual(self.fake.volumes[m.MODELS_VOLUME].commits, 1)
+
+    def test_a_failed_t2v_download_keeps_anisora_out_of_health(self):
+        def fetch(key, token):
+            if key == "wan21-t2v":
+                raise OSError("disk full")
+
+        self.w._fetch = fetch
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), self.assertRaises(RuntimeError):
+            self.w.download("anisora,pony")
+        self.assertIn("gooni: wan21-t2v: FAILED: disk full", out.getvalue())
+        self.assertIn("gooni: ready now: ['pony']", out.getvalue())
+        ready = self.fake.dicts[m.TASKS_DICT].get(m.READY_KEY)
+        self.assertEqual(set(ready), {"anisora", "pony"})
+        self.assertEqual(self.w.served_models(ready, False), ["pony"])
 
 
 if __name__ == "__main__":
