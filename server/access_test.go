@@ -291,7 +291,7 @@ func TestBasePath(t *testing.T) {
 		c.ListenAddr = "127.0.0.1:8080"
 		c.PublicURL = publicURL(t, "https://gen.example.com/gooni/")
 	})
-	e.readyAccount()
+	ready := e.readyAccount()
 	w := e.doAt("gen.example.com", req{method: "POST", path: "/auth/session"})
 	c := cookieOf(w, "gg_session")
 	if w.Code != 200 || c == nil || c.Path != "/gooni/" || !c.Secure {
@@ -302,11 +302,11 @@ func TestBasePath(t *testing.T) {
 	}
 	w = e.doAt("gen.example.com", req{method: "POST", path: "/generate", cookies: []*http.Cookie{c},
 		body: `{"model":"flux","mode":"t2i","prompt":"a lighthouse"}`})
-	var acc map[string]string
+	var acc map[string]any
 	if err := json.Unmarshal(w.Body.Bytes(), &acc); err != nil || w.Code != 202 {
 		t.Fatalf("generate: %d %s", w.Code, w.Body.String())
 	}
-	id := acc["task_id"]
+	id, _ := acc["task_id"].(string)
 	for k, want := range map[string]string{"status_url": "/gooni/status/" + id, "result_url": "/gooni/results/" + id, "preview_url": "/gooni/preview/" + id} {
 		if acc[k] != want {
 			t.Errorf("%s = %q, want %q", k, acc[k], want)
@@ -318,7 +318,7 @@ func TestBasePath(t *testing.T) {
 	if v.ResultURL != "/gooni/results/"+id || v.PreviewURL != "/gooni/preview/"+id {
 		t.Errorf("task view URLs %q %q", v.ResultURL, v.PreviewURL)
 	}
-	e.task("done", 0)
+	e.task("done", ready.ID)
 	w = e.doAt("gen.example.com", req{method: "GET", path: "/gallery", cookies: []*http.Cookie{c}})
 	if !strings.Contains(w.Body.String(), `"result_url":"/gooni/results/`) {
 		t.Errorf("gallery URLs lack the base path: %s", w.Body.String())

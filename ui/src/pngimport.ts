@@ -582,7 +582,7 @@ export function fitParams(model: Model, values: Record<string, ImportValue>, not
     const low = p.min ?? -Infinity;
     const high = p.max ?? Infinity;
     if (name === 'seed' && (n < low || n > high || !Number.isInteger(n))) {
-      notes.push(`Seed ${n} is outside ${model.label}'s range ${range(p)}; a random seed will be used.`);
+      notes.push(`Seed ${n} is outside the range ${range(p)} of ${model.label}; a random seed will be used.`);
       continue;
     }
     let fit = Math.min(high, Math.max(low, n));
@@ -593,7 +593,7 @@ export function fitParams(model: Model, values: Record<string, ImportValue>, not
       fit = Number(fit.toPrecision(12)); // 0.1-sized steps: drop binary noise
     }
     if (fit !== n) {
-      const why = n < low || n > high ? `is outside ${model.label}'s range ${range(p)}` : p.kind === 'int' && !Number.isInteger(n) ? 'is not a whole number' : `is not a multiple of ${p.step}`;
+      const why = n < low || n > high ? `is outside the range ${range(p)} of ${model.label}` : p.kind === 'int' && !Number.isInteger(n) ? 'is not a whole number' : `is not a multiple of ${p.step}`;
       notes.push(`${label} ${n} ${why}; it was set to ${fit}.`);
     }
     out[name] = fit;

@@ -363,18 +363,18 @@ test('fitParams brings values into the model bounds and says so', () => {
   assert.deepEqual(out, { width: 1008, height: 2048, steps: 50, guidance: 1 });
   assert.deepEqual(notes, [
     'Width 1000 is not a multiple of 16; it was set to 1008.',
-    "Height 4096 is outside FLUX.1's range 256–2048; it was set to 2048.",
-    "Steps 150.4 is outside FLUX.1's range 1–50; it was set to 50.",
-    "Guidance 0.5 is outside FLUX.1's range 1–10; it was set to 1.",
-    "Seed 4294967295 is outside FLUX.1's range -1–2147483647; a random seed will be used.",
-    'Not settings of FLUX.1: sampler x; fps 3.',
+    "Height 4096 is outside the range 256–2048 of FLUX.1 [dev] (non-commercial licence); it was set to 2048.",
+    "Steps 150.4 is outside the range 1–50 of FLUX.1 [dev] (non-commercial licence); it was set to 50.",
+    "Guidance 0.5 is outside the range 1–10 of FLUX.1 [dev] (non-commercial licence); it was set to 1.",
+    "Seed 4294967295 is outside the range -1–2147483647 of FLUX.1 [dev] (non-commercial licence); a random seed will be used.",
+    'Not settings of FLUX.1 [dev] (non-commercial licence): sampler x; fps 3.',
   ]);
 });
 
 test('a negative prompt for FLUX and an i2v task are noted', async () => {
   let r = await importPng(png(tEXt('parameters', 'a cat\nNegative prompt: dog\nSteps: 9, Seed: 1, Model: flux')), catalog);
   assert.equal(r.negative_prompt, '');
-  hasNote(r, /FLUX\.1 takes no negative prompt; “dog” was left out/);
+  hasNote(r, /FLUX\.1 \[dev\] \(non-commercial licence\) takes no negative prompt; “dog” was left out/);
   const g = JSON.stringify({ model: 'anisora', mode: 'i2v', prompt: 'waves', negative_prompt: '', params: { fps: 16, seed: { x: 1 } }, task_id: 't' });
   r = await importPng(png(iTXt('gooni', g)), catalog);
   assert.equal(r.mode, 'i2v');
@@ -383,5 +383,5 @@ test('a negative prompt for FLUX and an i2v task are noted', async () => {
   hasNote(r, /seed has a value Gooni cannot use/);
   r = await importPng(png(iTXt('gooni', JSON.stringify({ model: 'flux', mode: 'i2v', prompt: 'x' }))), catalog);
   assert.equal(r.mode, null);
-  hasNote(r, /FLUX\.1 does not offer the mode “i2v”/);
+  hasNote(r, /FLUX\.1 \[dev\] \(non-commercial licence\) does not offer the mode “i2v”/);
 });
