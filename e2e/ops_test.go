@@ -67,6 +67,19 @@ func TestSmokeScriptAgainstDemo(t *testing.T) {
 	if out, err := run("http://" + freeAddr(t)); err == nil || !strings.Contains(out, "FAIL") {
 		t.Errorf("smoke.sh against nothing: err %v\n%s", err, out)
 	}
+
+	// In invite mode POST /auth/session issues nothing: the script sends the
+	// API key with each request instead, and still checks every step.
+	inv := startDemo(t, "GG_SESSION_MODE=invite")
+	cmd := exec.Command("bash", "../scripts/smoke.sh", "http://"+inv.addr)
+	cmd.Env = append(baseEnv(), "GG_DATA_DIR="+inv.dataDir, "SMOKE_TIMEOUT=30")
+	b, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(b), "invite mode") || !strings.Contains(string(b), "all checks passed") {
+		t.Errorf("smoke.sh against an invite-mode demo: %v\n%s", err, b)
+	}
+	if key := readKey(t, inv.dataDir, "api_key"); strings.Contains(string(b), key) {
+		t.Error("smoke output shows the api_key")
+	}
 }
 
 func readKey(t *testing.T, dataDir, name string) string {

@@ -4,13 +4,15 @@
 #   scripts/smoke.sh URL            e.g. scripts/smoke.sh http://127.0.0.1:8080
 #
 # Checks, in order, stopping with a clear line at the first failure:
-#   GET /health 200; POST /auth/session 200 with a cookie; GET /auth/session 200;
+#   GET /health 200; POST /auth/session 200 with a cookie; GET /auth/session 200
+#   (in invite mode: the API key on each request instead);
 #   POST /generate 202 -> GET /status/<id> until done (60 s) -> GET /results/<id>
 #   200 with an image type; POST /admin/session 200; GET /admin/health 200.
 #
 # Environment:
 #   GG_ADMIN_KEY      admin key; else read from ${GG_DATA_DIR:-./data}/secrets/admin_key
-#   GG_API_KEY        API key sent to POST /auth/session (needed with GG_SESSION_MODE=key);
+#   GG_API_KEY        API key sent to POST /auth/session (needed with GG_SESSION_MODE=key,
+#                     and sent with each user request with GG_SESSION_MODE=invite);
 #                     else read from ${GG_DATA_DIR:-./data}/secrets/api_key when readable
 #   SMOKE_TIMEOUT     seconds to wait for the generated task (default 60)
 #   SMOKE_CACERT      CA bundle for a self-signed HTTPS certificate
@@ -88,7 +90,8 @@ expect 200 "GET /health"
 grep -q '"status":"ok"' "$body" || fail "GET /health: status is not ok"
 pass "GET /health 200"
 
-# 2. user session
+# 2. user session (in invite mode no session is issued: the API key is sent
+#    with each user request instead)
 session_args=()
 api_key=$(read_secret "${GG_API_KEY:-}" "$data_dir/secrets/api_key")
 if [ -n "$api_key" ]; then
@@ -97,14 +100,20 @@ if [ -n "$api_key" ]; then
 fi
 unset api_key
 request POST /auth/session "${session_args[@]}"
-expect 200 "POST /auth/session"
-grep -q 'gg_session' "$jar" || fail "POST /auth/session: no gg_session cookie set"
-pass "POST /auth/session 200, cookie set"
+if [ "$code" = 401 ] && grep -q '"session_mode":"invite"' "$body"; then
+	[ ${#session_args[@]} -gt 0 ] || fail "invite mode issues no session: set GG_API_KEY or GG_DATA_DIR (looked in $data_dir/secrets/api_key)"
+	curl_opts+=("${session_args[@]}")
+	pass "POST /auth/session: invite mode, using the API key on each request"
+else
+	expect 200 "POST /auth/session"
+	grep -q 'gg_session' "$jar" || fail "POST /auth/session: no gg_session cookie set"
+	pass "POST /auth/session 200, cookie set"
 
-request GET /auth/session
-expect 200 "GET /auth/session"
-grep -q '"authenticated":true' "$body" || fail "GET /auth/session: not authenticated"
-pass "GET /auth/session 200"
+	request GET /auth/session
+	expect 200 "GET /auth/session"
+	grep -q '"authenticated":true' "$body" || fail "GET /auth/session: not authenticated"
+	pass "GET /auth/session 200"
+fi
 
 # 3. generate -> status -> results
 request POST /generate -H 'Content-Type: application/json' \
