@@ -88,7 +88,9 @@ func (p *page) countStreams() {
 // Cancel from the panel ends the waiting one as canceled.
 func TestQueueCountAndCancel(t *testing.T) {
 	t.Parallel()
-	srv := startServer(t)
+	// two at once, 8 s each: the third waits long enough to be canceled
+	// however slow the machine is
+	srv := serverWithSim(t, "--capacity", "2", "--duration", "8s")
 	api := srv.client(t)
 	p := openBrowser(t, srv, desktop)
 	p.countStreams()
@@ -122,7 +124,7 @@ func TestQueueCountAndCancel(t *testing.T) {
 			break
 		}
 	}
-	// the demo workspace runs two at once: one waits with its position
+	// the workspace runs two at once: one waits with its position
 	p.waitFor("two running with a progress bar and one queued", `(() => {
 		const items = [...document.querySelectorAll('[role="region"][aria-label="Queue"] li[data-task-id]')];
 		const bars = items.filter((li) => li.querySelector('[role="progressbar"][aria-valuenow]')).length;
@@ -152,7 +154,7 @@ func TestQueueCountAndCancel(t *testing.T) {
 		t.Errorf("the server has %d %s for the canceled task", code, body)
 	}
 	// the two others finish, live, without a reload
-	p.waitFor("two done in the Queue", `document.querySelectorAll('[role="region"][aria-label="Queue"] li[data-status="done"]').length === 2`, 20*time.Second)
+	p.waitFor("two done in the Queue", `document.querySelectorAll('[role="region"][aria-label="Queue"] li[data-status="done"]').length === 2`, 30*time.Second)
 	p.screenshot("queue-after-cancel")
 
 	// the History lists the canceled task under its Status filter
@@ -253,6 +255,34 @@ func startGooni(t *testing.T, dataDir, addr string, args ...string) *gooniProc {
 	return g
 }
 
+// serverWithSim runs Gooni without the demo and one `gooni workspace-sim`
+// with simFlags, registered and health-checked through the admin API, so a
+// test controls how long tasks take and how they end.
+func serverWithSim(t *testing.T, simFlags ...string) *server {
+	t.Helper()
+	simAddr := freePort(t)
+	startGooni(t, t.TempDir(), simAddr, append([]string{"workspace-sim", "--addr", simAddr}, simFlags...)...)
+	dir := t.TempDir()
+	g := startGooni(t, dir, freePort(t))
+	srv := &server{URL: "http://" + g.addr, DataDir: dir, log: g.logs}
+	jar, _ := cookiejar.New(nil)
+	admin := &apiClient{t: t, base: srv.URL, hc: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
+	if code, body := admin.do("POST", "/admin/session", nil, map[string]string{"X-Admin-Key": adminKey}); code != 200 {
+		t.Fatalf("admin session: %d %s", code, body)
+	}
+	code, body := admin.do("POST", "/admin/accounts", map[string]any{"name": "sim", "workspace": "sim",
+		"base_url": "http://" + simAddr, "credentials": map[string]string{}, "capacity": 2}, nil)
+	if code != 201 {
+		t.Fatalf("add account: %d %s", code, body)
+	}
+	var acc struct{ ID int64 }
+	json.Unmarshal(body, &acc)
+	if code, body := admin.do("POST", fmt.Sprintf("/admin/accounts/%d/health-check", acc.ID), nil, nil); code != 200 || !strings.Contains(string(body), `"ready"`) {
+		t.Fatalf("health check: %d %s", code, body)
+	}
+	return srv
+}
+
 func (g *gooniProc) start() {
 	g.t.Helper()
 	cmd := exec.Command(gooniBin, g.args...)
@@ -334,28 +364,7 @@ func TestConnectionLostNotice(t *testing.T) {
 // in the Queue; Retry sends the same settings again as a new task.
 func TestRetryFailedTask(t *testing.T) {
 	t.Parallel()
-	simAddr := freePort(t)
-	sim := startGooni(t, t.TempDir(), simAddr, "workspace-sim", "--addr", simAddr, "--fault", "error", "--duration", "1s")
-	_ = sim
-	dir := t.TempDir()
-	g := startGooni(t, dir, freePort(t))
-	srv := &server{URL: "http://" + g.addr, DataDir: dir, log: g.logs}
-	// an admin registers the faulty workspace
-	jar, _ := cookiejar.New(nil)
-	admin := &apiClient{t: t, base: srv.URL, hc: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
-	if code, body := admin.do("POST", "/admin/session", nil, map[string]string{"X-Admin-Key": adminKey}); code != 200 {
-		t.Fatalf("admin session: %d %s", code, body)
-	}
-	code, body := admin.do("POST", "/admin/accounts", map[string]any{"name": "faulty", "workspace": "faulty",
-		"base_url": "http://" + simAddr, "credentials": map[string]string{}, "capacity": 2}, nil)
-	if code != 201 {
-		t.Fatalf("add account: %d %s", code, body)
-	}
-	var acc struct{ ID int64 }
-	json.Unmarshal(body, &acc)
-	if code, body := admin.do("POST", fmt.Sprintf("/admin/accounts/%d/health-check", acc.ID), nil, nil); code != 200 || !strings.Contains(string(body), `"ready"`) {
-		t.Fatalf("health check: %d %s", code, body)
-	}
+	srv := serverWithSim(t, "--fault", "error", "--duration", "1s")
 
 	api := srv.client(t)
 	p := openBrowser(t, srv, desktop)
@@ -393,19 +402,7 @@ func TestRetryFailedTask(t *testing.T) {
 // again through GET /inputs/{id} and sends it with the same settings.
 func TestRetryImageToVideo(t *testing.T) {
 	t.Parallel()
-	simAddr := freePort(t)
-	startGooni(t, t.TempDir(), simAddr, "workspace-sim", "--addr", simAddr, "--fault", "error", "--duration", "1s")
-	dir := t.TempDir()
-	g := startGooni(t, dir, freePort(t))
-	srv := &server{URL: "http://" + g.addr, DataDir: dir, log: g.logs}
-	jar, _ := cookiejar.New(nil)
-	admin := &apiClient{t: t, base: srv.URL, hc: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
-	admin.do("POST", "/admin/session", nil, map[string]string{"X-Admin-Key": adminKey})
-	_, body := admin.do("POST", "/admin/accounts", map[string]any{"name": "faulty", "workspace": "faulty",
-		"base_url": "http://" + simAddr, "credentials": map[string]string{}, "capacity": 2}, nil)
-	var acc struct{ ID int64 }
-	json.Unmarshal(body, &acc)
-	admin.do("POST", fmt.Sprintf("/admin/accounts/%d/health-check", acc.ID), nil, nil)
+	srv := serverWithSim(t, "--fault", "error", "--duration", "1s")
 
 	api := srv.client(t)
 	img := "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
