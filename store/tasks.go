@@ -470,13 +470,20 @@ func transitionError(ctx context.Context, q interface {
 // 14: a task waiting in a workspace's own queue stays pending). ErrConflict
 // when it is not a queued (unhanded) pending task.
 func (db *DB) ClaimTask(ctx context.Context, id string, accountID int64) (*Task, error) {
+	now := db.nowMS()
+	return db.moveTask(ctx, id, `UPDATE tasks SET account_id = ?, handed_at = ?,
+		attempts = attempts + 1, started_at = NULL, updated_at = ?
+		WHERE id = ? AND status = 'pending' AND account_id IS NULL RETURNING `+taskColumns, nullID(accountID), now, now, id)
+}
+
+// moveTask runs one state transition, an UPDATE ... RETURNING of task id's
+// row, and announces the change; when no row matches it answers what
+// transitionError finds (ErrNotFound or ErrConflict).
+func (db *DB) moveTask(ctx context.Context, id, query string, args ...any) (*Task, error) {
 	var t *Task
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		now := db.nowMS()
 		var err error
-		t, err = scanTask(tx.QueryRowContext(ctx, `UPDATE tasks SET account_id = ?, handed_at = ?,
-			attempts = attempts + 1, started_at = NULL, updated_at = ?
-			WHERE id = ? AND status = 'pending' AND account_id IS NULL RETURNING `+taskColumns, nullID(accountID), now, now, id))
+		t, err = scanTask(tx.QueryRowContext(ctx, query, args...))
 		if errors.Is(err, sql.ErrNoRows) {
 			return transitionError(ctx, tx, id)
 		}
@@ -493,22 +500,9 @@ func (db *DB) ClaimTask(ctx context.Context, id string, accountID int64) (*Task,
 // pending -> processing with started_at=now, which starts its TTL clock.
 // ErrConflict when it is not pending on accountID.
 func (db *DB) StartTask(ctx context.Context, id string, accountID int64) (*Task, error) {
-	var t *Task
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		now := db.nowMS()
-		var err error
-		t, err = scanTask(tx.QueryRowContext(ctx, `UPDATE tasks SET status = 'processing', started_at = ?, updated_at = ?
-			WHERE id = ? AND status = 'pending' AND account_id = ? RETURNING `+taskColumns, now, now, id, accountID))
-		if errors.Is(err, sql.ErrNoRows) {
-			return transitionError(ctx, tx, id)
-		}
-		return err
-	})
-	if err != nil {
-		return nil, err
-	}
-	db.taskChanged(id)
-	return t, nil
+	now := db.nowMS()
+	return db.moveTask(ctx, id, `UPDATE tasks SET status = 'processing', started_at = ?, updated_at = ?
+		WHERE id = ? AND status = 'pending' AND account_id = ? RETURNING `+taskColumns, now, now, id, accountID)
 }
 
 // ReleaseTask takes a handed task back from a workspace that was busy (it

@@ -425,7 +425,12 @@ func (c *Client) media(ctx context.Context, id, suffix string) (*Media, error) {
 
 var _ Driver = (*Client)(nil)
 
-// cancelOnClose ties the download's timeout context to the body's lifetime.
+// CancelOnClose ties a download's timeout context to its body's lifetime:
+// closing the returned body closes rc, then calls cancel.
+func CancelOnClose(rc io.ReadCloser, cancel context.CancelFunc) io.ReadCloser {
+	return &cancelOnClose{ReadCloser: rc, cancel: cancel}
+}
+
 type cancelOnClose struct {
 	io.ReadCloser
 	cancel context.CancelFunc
@@ -537,13 +542,15 @@ func decodeObject(data []byte, v any) error {
 		return fmt.Errorf("%w: not a JSON object", ErrBadResponse)
 	}
 	if err := json.Unmarshal(trimmed, v); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadResponse, shortJSONErr(err))
+		return fmt.Errorf("%w: %v", ErrBadResponse, JSONErrSummary(err))
 	}
 	return nil
 }
 
-// shortJSONErr keeps type errors readable without echoing body content.
-func shortJSONErr(err error) string {
+// JSONErrSummary words a decoding error from encoding/json without echoing
+// the body it read (a workspace can echo secrets): "field \"x\" has the
+// wrong type", "invalid JSON at offset N" or "invalid JSON".
+func JSONErrSummary(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
 		return fmt.Sprintf("field %q has the wrong type", te.Field)

@@ -170,23 +170,7 @@ func (s *Sim) ListenAndServe(ctx context.Context) error {
 
 // Serve serves on ln until ctx is done, then shuts down (releasing hung calls) and closes ln.
 func (s *Sim) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		s.Close()
-		return fmt.Errorf("workspace-sim: serve: %w", err)
-	case <-ctx.Done():
-	}
-	s.Close()
-	shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shCtx); err != nil {
-		srv.Close()
-	}
-	<-errc
-	return nil
+	return ServeSim(ctx, ln, s.Handler(), s.Close, "workspace-sim")
 }
 
 func (s *Sim) requireKey(next http.Handler) http.Handler {

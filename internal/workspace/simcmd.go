@@ -1,16 +1,12 @@
 package workspace
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 )
 
 // RunSimCommand runs `gooni workspace-sim` with args (after the subcommand name)
@@ -25,21 +21,12 @@ func RunSimCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	ln, err := net.Listen("tcp", sim.Config().Addr)
-	if err != nil {
-		fmt.Fprintf(stderr, "workspace-sim: listen: %v\n", err)
-		return 1
-	}
 	c := sim.Config()
-	fmt.Fprintf(stdout, "workspace-sim listening on http://%s (duration %s, capacity %d, fault %s, fault rate %g, key required %t)\n",
-		ln.Addr(), c.Duration, c.Capacity, c.Fault, c.FaultRate, c.RequireKey != "")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := sim.Serve(ctx, ln); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	banner := func(a net.Addr) string {
+		return fmt.Sprintf("workspace-sim listening on http://%s (duration %s, capacity %d, fault %s, fault rate %g, key required %t)",
+			a, c.Duration, c.Capacity, c.Fault, c.FaultRate, c.RequireKey != "")
 	}
-	return 0
+	return RunSimProcess("workspace-sim", c.Addr, banner, sim.Serve, stdout, stderr)
 }
 
 // parseSimFlags returns the config, or ok=false with the exit code to use.

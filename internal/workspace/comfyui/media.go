@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"path"
@@ -97,7 +96,7 @@ func (d *Driver) media(ctx context.Context, id string, poster bool) (*workspace.
 	if base, _, _ := strings.Cut(ctype, ";"); ctype == "" || strings.EqualFold(strings.TrimSpace(base), "application/octet-stream") {
 		ctype = extTypes[strings.ToLower(path.Ext(f.Filename))]
 	}
-	return &workspace.Media{Body: &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}, ContentType: ctype, Length: resp.ContentLength}, nil
+	return &workspace.Media{Body: workspace.CancelOnClose(resp.Body, cancel), ContentType: ctype, Length: resp.ContentLength}, nil
 }
 
 // firstFile reads the first file of an output node (SaveImage and SaveVideo
@@ -141,18 +140,6 @@ func guessOutput(h *historyEntry, poster bool) string {
 		}
 	}
 	return ""
-}
-
-// cancelOnClose ties a download's timeout context to the body's lifetime.
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (b *cancelOnClose) Close() error {
-	err := b.ReadCloser.Close()
-	b.cancel()
-	return err
 }
 
 // Cancel takes a queued prompt out of ComfyUI's queue (POST /queue

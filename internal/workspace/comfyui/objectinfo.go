@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gooni/internal/workspace"
 	"math"
 	"sort"
 	"strconv"
@@ -56,7 +57,7 @@ type NodeDefs map[string]*NodeDef
 func ParseNodeDefs(data []byte) (NodeDefs, error) {
 	var defs NodeDefs
 	if err := json.Unmarshal(data, &defs); err != nil {
-		return nil, fmt.Errorf("comfyui: object_info: %s", shortJSONErr(err))
+		return nil, fmt.Errorf("comfyui: object_info: %s", workspace.JSONErrSummary(err))
 	}
 	for name, d := range defs {
 		if d == nil {
@@ -485,19 +486,6 @@ func nodeIDLess(a, b string) bool {
 		return errA == nil
 	}
 	return a < b
-}
-
-// shortJSONErr keeps JSON errors readable without echoing body content.
-func shortJSONErr(err error) string {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fmt.Sprintf("field %q has the wrong type", te.Field)
-	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("invalid JSON at offset %d", se.Offset)
-	}
-	return "invalid JSON"
 }
 
 // withChoices replaces the choice list of an old-style [[...], {...}] input spec.

@@ -85,7 +85,7 @@ func (d *Driver) getHistory(ctx context.Context, pid string, busyOK bool) (*hist
 	}
 	var all map[string]json.RawMessage
 	if err := json.Unmarshal(b, &all); err != nil {
-		return nil, fmt.Errorf("%w: GET /history: %s", workspace.ErrBadResponse, shortJSONErr(err))
+		return nil, fmt.Errorf("%w: GET /history: %s", workspace.ErrBadResponse, workspace.JSONErrSummary(err))
 	}
 	raw, ok := all[pid]
 	if !ok {
@@ -96,7 +96,7 @@ func (d *Driver) getHistory(ctx context.Context, pid string, busyOK bool) (*hist
 	}
 	var h historyEntry
 	if err := json.Unmarshal(raw, &h); err != nil {
-		return nil, fmt.Errorf("%w: GET /history: %s", workspace.ErrBadResponse, shortJSONErr(err))
+		return nil, fmt.Errorf("%w: GET /history: %s", workspace.ErrBadResponse, workspace.JSONErrSummary(err))
 	}
 	return &h, nil
 }

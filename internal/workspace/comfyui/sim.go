@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"gooni/internal/workspace"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -299,23 +300,7 @@ func (s *Sim) ListenAndServe(ctx context.Context) error {
 
 // Serve serves on ln until ctx is done, then closes sockets, shuts down and closes ln.
 func (s *Sim) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		s.Close()
-		return fmt.Errorf("comfy-sim: serve: %w", err)
-	case <-ctx.Done():
-	}
-	s.Close()
-	shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shCtx); err != nil {
-		srv.Close()
-	}
-	<-errc
-	return nil
+	return workspace.ServeSim(ctx, ln, s.Handler(), s.Close, "comfy-sim")
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

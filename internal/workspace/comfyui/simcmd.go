@@ -1,16 +1,13 @@
 package comfyui
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"gooni/internal/workspace"
 	"io"
 	"net"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 )
 
 // RunSimCommand runs `gooni comfy-sim` with args (after the subcommand name)
@@ -25,21 +22,11 @@ func RunSimCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	ln, err := net.Listen("tcp", sim.Config().Addr)
-	if err != nil {
-		fmt.Fprintf(stderr, "comfy-sim: listen: %v\n", err)
-		return 1
-	}
 	c := sim.Config()
-	fmt.Fprintf(stdout, "comfy-sim listening on http://%s (duration %s, fault %s, %d model files)\n",
-		ln.Addr(), c.Duration, c.Fault, len(sim.Models()))
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := sim.Serve(ctx, ln); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	banner := func(a net.Addr) string {
+		return fmt.Sprintf("comfy-sim listening on http://%s (duration %s, fault %s, %d model files)", a, c.Duration, c.Fault, len(sim.Models()))
 	}
-	return 0
+	return workspace.RunSimProcess("comfy-sim", c.Addr, banner, sim.Serve, stdout, stderr)
 }
 
 // parseComfySimFlags returns the config, or ok=false with the exit code to use.

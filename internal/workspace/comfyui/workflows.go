@@ -252,7 +252,7 @@ func parseGraph(data []byte) (map[string]any, error) {
 	dec.UseNumber()
 	var graph map[string]any
 	if err := dec.Decode(&graph); err != nil {
-		return nil, fmt.Errorf("workflow: not a JSON object of nodes: %v", shortJSONErr(err))
+		return nil, fmt.Errorf("workflow: not a JSON object of nodes: %v", workspace.JSONErrSummary(err))
 	}
 	if dec.More() {
 		return nil, errors.New("workflow: text after the graph")
