@@ -322,6 +322,11 @@ func TestOpenAPIServed(t *testing.T) {
 	if len(got) != len(orig) || w.Header().Get("ETag") == etag {
 		t.Errorf("based document: %d members, ETag %s", len(got), w.Header().Get("ETag"))
 	}
+	if doc, err := openapi3.NewLoader().LoadFromData(w.Body.Bytes()); err != nil {
+		t.Errorf("based document does not load: %v", err)
+	} else if err := doc.Validate(context.Background()); err != nil {
+		t.Errorf("based document is not valid OpenAPI: %v", err)
+	}
 
 	if w := newEnv(t, func(c *Config) { c.Docs = fstest.MapFS{} }).do(req{method: "GET", path: "/openapi.json"}); w.Code != 404 || errCode(t, w) != "not_found" {
 		t.Errorf("without the document: %d", w.Code)
