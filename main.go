@@ -20,9 +20,10 @@ var catalogJSON []byte
 //go:embed all:dist
 var distFS embed.FS
 
-// The guides the Admin page links to, served read-only by the binary.
+// The guides the Admin page links to and the OpenAPI document, served
+// read-only by the binary.
 //
-//go:embed docs/WORKSPACES.md modal/README.md
+//go:embed docs/WORKSPACES.md modal/README.md docs/openapi.json
 var docsFS embed.FS
 
 // version is set at build time with -ldflags "-X main.version=...".

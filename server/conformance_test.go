@@ -809,6 +809,7 @@ func TestContractConformance(t *testing.T) {
 			}
 		}
 		w := env.do(c.r)
+		checkOpenAPI(t, c.name, c.r, w) // the answer is one docs/openapi.json describes (openapi_test.go)
 		code := errCode(t, w)
 		if w.Code != c.status || code != c.code {
 			t.Errorf("%s: %d %q, want %d %q (%.200s)", c.name, w.Code, code, c.status, c.code, w.Body.String())

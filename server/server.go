@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -57,7 +58,8 @@ type Config struct {
 	// without one is reached at.
 	WorkspaceURL string
 	// Docs holds docs/WORKSPACES.md and modal/README.md, served read-only
-	// for the Admin page's guide; nil serves none.
+	// for the Admin page's guide, and docs/openapi.json, served at
+	// /openapi.json; nil serves none.
 	Docs            fs.FS
 	SessionTTL      time.Duration
 	AdminSessionTTL time.Duration
@@ -115,6 +117,10 @@ type Server struct {
 	// all feeds GET /events; eta computes eta_seconds (CONTRACT section 12).
 	all *broadcaster
 	eta *etaEstimator
+	// openapi is GET /openapi.json (nil: the binary carries none); router
+	// is the route table, which server/openapi_test.go walks.
+	openapi *openAPIDoc
+	router  *mux.Router
 }
 
 // Route body limits.
@@ -181,6 +187,13 @@ func New(cfg Config) *Server {
 	// Repeated denials that wrote no audit row are counted here (CONTRACT section 19).
 	suppressed := s.metrics.auditSuppressed
 	s.auditLog.OnSuppressed(func(action string) { suppressed.WithLabelValues(action).Inc() })
+	if cfg.Docs != nil {
+		doc, err := loadOpenAPI(cfg.Docs, s.basePath())
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Error("the OpenAPI document cannot be served", "err", err)
+		}
+		s.openapi = doc
+	}
 	s.handler = s.routes()
 	return s
 }
@@ -223,6 +236,7 @@ func (s *Server) routes() http.Handler {
 	// Paths are matched as sent: no cleaning redirects (a 301 is not the
 	// contract's error), and escaped slashes stay inside one path segment.
 	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
+	s.router = r
 	r.NotFoundHandler = s.h(func(w http.ResponseWriter, r *http.Request) error { return apierr.NotFound() })
 	r.MethodNotAllowedHandler = s.h(func(w http.ResponseWriter, r *http.Request) error { return apierr.MethodNotAllowed() })
 
@@ -293,6 +307,7 @@ func (s *Server) routes() http.Handler {
 		r.Handle("/favicon.svg", s.h(s.handleAsset)).Methods(http.MethodGet, http.MethodHead)
 	}
 	if s.cfg.Docs != nil {
+		r.Handle("/openapi.json", s.h(s.handleOpenAPI)).Methods(http.MethodGet, http.MethodHead)
 		for route, file := range servedDocs {
 			r.Handle(route, s.h(s.handleDoc(file))).Methods(http.MethodGet, http.MethodHead)
 		}

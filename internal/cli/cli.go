@@ -21,7 +21,8 @@ type Assets struct {
 	Catalog []byte // inference_settings.json: the built-in model catalog
 	UI      fs.FS  // the built UI (the contents of dist/), or nil
 	// Docs holds docs/WORKSPACES.md and modal/README.md (repository
-	// paths), served read-only for the Admin page's guide; or nil.
+	// paths), served read-only for the Admin page's guide, and
+	// docs/openapi.json, served at /openapi.json; or nil.
 	Docs    fs.FS
 	Version string
 }
