@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gooni/internal/testutil"
 )
 
 // crashTTL is the stale-processing limit the crash tests run with: short
@@ -67,7 +69,7 @@ func TestKill9UnderLoad(t *testing.T) {
 		if id, err := srv.generate("image", 100000+i); err == nil {
 			lastInstant = append(lastInstant, id)
 		}
-		srv.kill()
+		srv.Kill()
 		down := time.Now()
 		time.Sleep(time.Duration(rand.Int64N(int64(300 * time.Millisecond))))
 		srv.start()
@@ -103,7 +105,7 @@ func TestKill9UnderLoad(t *testing.T) {
 	t.Logf("RESULT kills=%d acknowledged=%d (%d the instant before a kill) client_errors=%d all_terminal_after=%v longest_run=%v failed=%v",
 		kills, len(acked), len(lastInstant), errs, drained.Round(time.Millisecond), longest, failed)
 
-	if err := srv.stop(15 * time.Second); err != nil {
+	if err := srv.Stop(15 * time.Second); err != nil {
 		t.Errorf("graceful stop after the run: %v", err)
 	}
 	db := integrityCheck(t, filepath.Join(srv.dataDir, "gooni.db"))
@@ -139,7 +141,7 @@ func TestSimKill9MidTask(t *testing.T) {
 	for i := range 4 {
 		ids = append(ids, srv.mustGenerate(t, []string{"image", "video"}[i%2], i))
 	}
-	waitFor(t, 10*time.Second, "all tasks running on the workspace", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "all tasks running on the workspace", func() bool {
 		for _, id := range ids {
 			v, _, err := srv.status(id)
 			if err != nil || v.Status != "processing" || v.Progress == 0 {
@@ -148,7 +150,7 @@ func TestSimKill9MidTask(t *testing.T) {
 		}
 		return true
 	})
-	w.kill()
+	w.Kill()
 	killed := time.Now()
 	// Long enough for the poller to give up on the account (3 polls at 500 ms).
 	time.Sleep(2 * time.Second)
@@ -162,7 +164,7 @@ func TestSimKill9MidTask(t *testing.T) {
 		}
 	}
 	resent := map[string]bool{}
-	for _, rec := range srv.logs.records("task dispatched") {
+	for _, rec := range srv.Logs.Records("task dispatched") {
 		if a, _ := rec["attempt"].(float64); a >= 2 {
 			resent[fmt.Sprint(rec["task_id"])] = true
 		}
@@ -172,7 +174,7 @@ func TestSimKill9MidTask(t *testing.T) {
 			t.Errorf("task %s was not sent again to the restarted workspace", id)
 		}
 	}
-	waitFor(t, 10*time.Second, "account ready again", func() bool { return srv.getAccount(t, acc.ID).Status == "ready" })
+	testutil.WaitFor(t, 10*time.Second, "account ready again", func() bool { return srv.getAccount(t, acc.ID).Status == "ready" })
 }
 
 // TestReaperFailsStale: a task on a workspace that never answers ends failed
@@ -197,7 +199,7 @@ func TestReaperFailsStale(t *testing.T) {
 	t.Logf("RESULT reaper: timeout after %v (ttl %v): %s", took.Round(time.Millisecond), ttl, v.Error.Message)
 
 	var found bool
-	for _, rec := range srv.logs.records("stale task failed") {
+	for _, rec := range srv.Logs.Records("stale task failed") {
 		if rec["task_id"] == id {
 			found = true
 			if rec["type"] != "image" || rec["ttl"] != ttl.String() || rec["runtime"] == nil || rec["runtime"] == "" {
@@ -223,7 +225,7 @@ func TestRestartResumes(t *testing.T) {
 		ids = append(ids, srv.mustGenerate(t, []string{"image", "video"}[i%2], i))
 	}
 	started := map[string]string{}
-	waitFor(t, 10*time.Second, "all tasks running on the workspace", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "all tasks running on the workspace", func() bool {
 		for _, id := range ids {
 			v, _, err := srv.status(id)
 			if err != nil || v.Status != "processing" || v.Progress == 0 {
@@ -233,7 +235,7 @@ func TestRestartResumes(t *testing.T) {
 		}
 		return true
 	})
-	if err := srv.stop(15 * time.Second); err != nil {
+	if err := srv.Stop(15 * time.Second); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}
 	srv.start()
@@ -255,7 +257,7 @@ func TestRestartResumes(t *testing.T) {
 			t.Errorf("task %s started_at %s -> %s: it was run again instead of resumed", id, started[id], v.StartedAt)
 		}
 	}
-	for _, rec := range srv.logs.records("task dispatched") {
+	for _, rec := range srv.Logs.Records("task dispatched") {
 		if a, _ := rec["attempt"].(float64); a >= 2 {
 			t.Errorf("task %v was dispatched again after a graceful restart", rec["task_id"])
 		}
@@ -272,11 +274,11 @@ func TestBackupUnderLoad(t *testing.T) {
 	srv.mustAddReady(t, "sim-backup", w, 4)
 
 	load := startLoad(srv, 3, jitter(50*time.Millisecond, 200*time.Millisecond))
-	waitFor(t, 10*time.Second, "some acknowledged tasks", func() bool { return len(load.snapshot()) >= 10 })
+	testutil.WaitFor(t, 10*time.Second, "some acknowledged tasks", func() bool { return len(load.snapshot()) >= 10 })
 	before := load.snapshot()
 	backupPath := filepath.Join(t.TempDir(), "backup.db")
 	cmd := exec.Command(gooniBin, "backup", backupPath)
-	cmd.Env = append(baseEnv(), "GG_DATA_DIR="+srv.dataDir)
+	cmd.Env = append(testutil.BaseEnv(), "GG_DATA_DIR="+srv.dataDir)
 	began := time.Now()
 	out, err := cmd.CombinedOutput()
 	took := time.Since(began)
@@ -359,13 +361,13 @@ func TestProgressNeverGoesDown(t *testing.T) {
 		}
 		return all
 	}
-	waitFor(t, 10*time.Second, "progress on every task", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "progress on every task", func() bool {
 		sample()
 		return seen[ids[0]] >= 30 && seen[ids[1]] >= 30
 	})
-	w.kill()
+	w.Kill()
 	w.start() // back at once, empty: polls now get 404 and the tasks are sent again
-	waitFor(t, 30*time.Second, "every task terminal", sample)
+	testutil.WaitFor(t, 30*time.Second, "every task terminal", sample)
 	for _, id := range ids {
 		if v, _, _ := srv.status(id); v == nil || v.Status != "done" {
 			t.Errorf("task %s did not end done", id)

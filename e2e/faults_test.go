@@ -166,7 +166,7 @@ func checkNothingStuck(t *testing.T, srv *server) {
 
 // hasLog reports whether the server logged msg with a value containing want.
 func hasLog(srv *server, msg, want string) bool {
-	for _, rec := range srv.logs.records(msg) {
+	for _, rec := range srv.Logs.Records(msg) {
 		for _, v := range rec {
 			if strings.Contains(fmt.Sprint(v), want) {
 				return true

@@ -226,7 +226,7 @@ func TestContractConformance(t *testing.T) {
 	// Sessions issued, then the clock moves past both lifetimes.
 	later := newEnv(t)
 	laterUser, laterAdmin := later.userSession(), later.adminSession()
-	later.clock.Add(2 * time.Hour)
+	later.clock.Advance(2 * time.Hour)
 	// Session storage that cannot be read.
 	closed := newEnv(t)
 	closedUser, closedAdmin := closed.userSession(), closed.adminSession()

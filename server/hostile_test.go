@@ -149,7 +149,7 @@ func TestHostileInput(t *testing.T) {
 	}
 	var results []outcome
 	run := func(name string, r *http.Request, strict bool) {
-		e.clock.Add(time.Second)
+		e.clock.Advance(time.Second)
 		done := make(chan *httptest.ResponseRecorder, 1)
 		go func() { done <- e.serveRaw(r) }()
 		select {

@@ -59,9 +59,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	defer simHS.Close()
 
 	e := newEnv(t, func(c *Config) { c.FrontendOrigins = []string{"https://app.example.com"} })
-	e.clock.mu.Lock()
-	e.clock.real = true // the dispatcher runs
-	e.clock.mu.Unlock()
+	e.clock.FollowReal() // the dispatcher runs
 	d := dispatch.New(dispatch.Config{
 		DB: e.db, DataDir: e.dataDir, WorkspaceURL: "https://{workspace}.invalid",
 		// Prints everything a careless command could: its whole environment and the tokens once more.

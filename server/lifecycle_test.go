@@ -38,9 +38,7 @@ func newLiveEnv(t *testing.T, simCfg workspace.SimConfig, mods ...func(*Config))
 		simCfg.Capacity = 4
 	}
 	e := newEnv(t, mods...)
-	e.clock.mu.Lock()
-	e.clock.real = true // dispatcher, reaper and store must share the real clock
-	e.clock.mu.Unlock()
+	e.clock.FollowReal() // dispatcher, reaper and store must share the real clock
 	d, hs := e.wireDispatcher(simCfg, func(c *dispatch.Config) {
 		c.TTLImage, c.TTLVideo = time.Minute, time.Minute
 		c.PollInterval, c.ReapInterval = 20*time.Millisecond, 50*time.Millisecond

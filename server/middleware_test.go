@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gooni/internal/testutil"
 )
 
 // TestErrorShapes: every failing answer is the contract's JSON error with one
@@ -130,12 +132,10 @@ func TestCORS(t *testing.T) {
 
 // TestRollingWindowLimiter: never more than N admitted in any window span.
 func TestRollingWindowLimiter(t *testing.T) {
-	clk := &clock{t: time.Unix(1000, 0)}
+	clk := testutil.NewClock(time.Unix(1000, 0))
 	l := NewLimiter(3, time.Minute, clk.Now)
 	at := func(sec int) (bool, time.Duration, bool) {
-		clk.mu.Lock()
-		clk.t = time.Unix(1000+int64(sec), 0)
-		clk.mu.Unlock()
+		clk.Set(time.Unix(1000+int64(sec), 0))
 		return l.Allow("k")
 	}
 	steps := []struct {
@@ -172,7 +172,7 @@ func TestAuthSessionThrottle(t *testing.T) {
 		if w := e.do(ip("198.51.100.7")); w.Code != 200 {
 			t.Fatalf("request %d: %d", i+1, w.Code)
 		}
-		e.clock.Add(time.Second)
+		e.clock.Advance(time.Second)
 	}
 	w := e.do(ip("198.51.100.7"))
 	if w.Code != 429 || errCode(t, w) != "rate_limited" || w.Header().Get("Retry-After") != "50" {
@@ -182,7 +182,7 @@ func TestAuthSessionThrottle(t *testing.T) {
 	if w := e.do(ip("198.51.100.8")); w.Code != 200 {
 		t.Errorf("another IP is throttled: %d", w.Code)
 	}
-	e.clock.Add(50 * time.Second)
+	e.clock.Advance(50 * time.Second)
 	if w := e.do(ip("198.51.100.7")); w.Code != 200 {
 		t.Errorf("after the window: %d", w.Code)
 	}
@@ -220,7 +220,7 @@ func TestAdminThrottles(t *testing.T) {
 	if w := e.do(req{method: "GET", path: "/admin/accounts", cookies: []*http.Cookie{ac2}}); w.Code != 200 {
 		t.Errorf("second session: %d", w.Code)
 	}
-	e.clock.Add(61 * time.Second)
+	e.clock.Advance(61 * time.Second)
 	if w := e.do(req{method: "GET", path: "/admin/accounts", cookies: []*http.Cookie{ac}}); w.Code != 200 {
 		t.Errorf("after the window: %d", w.Code)
 	}

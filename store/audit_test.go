@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gooni/internal/testutil"
 )
 
 func appendEvents(t *testing.T, db *DB, n int) {
@@ -27,10 +29,7 @@ func appendEvents(t *testing.T, db *DB, n int) {
 }
 
 func TestAuditAppendAndList(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)}
-	opts := testOptions(t)
-	opts.Now = clock.Now
-	db, _ := openTest(t, opts)
+	db, clock := openClocked(t, time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
 
 	for i := 0; i < 10; i++ {
 		e := &AuditEvent{Actor: "anonymous", Source: "10.0.0.1", Action: []string{"session.issue", "security.throttled"}[i%2],
@@ -171,7 +170,7 @@ func TestVerifyAuditDetectsTampering(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "data")
 			opts := testOptions(t)
-			db, err := Open(dir, testSchema(t), opts)
+			db, err := Open(dir, testutil.Schema(t), opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -187,7 +186,7 @@ func TestVerifyAuditDetectsTampering(t *testing.T) {
 			mustExec(t, raw, tc.tamper)
 			raw.Close()
 
-			db, err = Open(dir, testSchema(t), opts)
+			db, err = Open(dir, testutil.Schema(t), opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -219,14 +218,14 @@ func appendEvents2(t *testing.T, db *DB) {
 
 func TestVerifyAuditWrongKey(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	db, err := Open(dir, testSchema(t), testOptions(t))
+	db, err := Open(dir, testutil.Schema(t), testOptions(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	appendEvents(t, db, 3)
 	db.Close()
 	other := Options{AuditKey: []byte(strings.Repeat("k", 32))}
-	db, err = Open(dir, testSchema(t), other)
+	db, err = Open(dir, testutil.Schema(t), other)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"gooni/internal/testutil"
 )
 
 func newTask(prompt string) *Task {
@@ -27,10 +29,7 @@ func newAccount(t testing.TB, db *DB, name string) *Account {
 }
 
 func TestCreateAndGetTask(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 6_000_000, time.UTC)}
-	opts := testOptions(t)
-	opts.Now = clock.Now
-	db, _ := openTest(t, opts)
+	db, clock := openClocked(t, time.Date(2025, 1, 2, 3, 4, 5, 6_000_000, time.UTC))
 
 	for _, tc := range []struct {
 		name  string
@@ -150,7 +149,7 @@ func TestGroupCommitConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 	// A second, independent Open sees every row: each return meant a commit.
-	other, err := Open(dir, testSchema(t), testOptions(t))
+	other, err := Open(dir, testutil.Schema(t), testOptions(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,10 +245,7 @@ func TestGroupCommitBadRequestFailsAlone(t *testing.T) {
 }
 
 func TestTaskTransitions(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)}
-	opts := testOptions(t)
-	opts.Now = clock.Now
-	db, _ := openTest(t, opts)
+	db, _ := openClocked(t, time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC))
 	acc := newAccount(t, db, "w1")
 
 	// setup brings a fresh task to a status.
@@ -324,10 +320,7 @@ func TestTaskTransitions(t *testing.T) {
 }
 
 func TestTaskLifecycleFields(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)}
-	opts := testOptions(t)
-	opts.Now = clock.Now
-	db, _ := openTest(t, opts)
+	db, clock := openClocked(t, time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC))
 	acc := newAccount(t, db, "w1")
 	task := newTask("life")
 	if err := db.CreateTask(bg, task, []byte("img"), 0); err != nil {
@@ -410,10 +403,7 @@ func TestTaskLifecycleFields(t *testing.T) {
 }
 
 func TestTaskQueries(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)}
-	opts := testOptions(t)
-	opts.Now = clock.Now
-	db, _ := openTest(t, opts)
+	db, clock := openClocked(t, time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC))
 	a1, a2 := newAccount(t, db, "a1"), newAccount(t, db, "a2")
 
 	if _, ok, err := db.OldestPending(bg); ok || err != nil {
@@ -431,7 +421,7 @@ func TestTaskQueries(t *testing.T) {
 		ids = append(ids, task.ID)
 		clock.Advance(time.Second)
 	}
-	start := clock.t.Add(-6 * time.Second)
+	start := clock.Now().Add(-6 * time.Second)
 	// 0,1 pending; 2,3 processing on a1; 4 processing on a2; 5 failed
 	for _, c := range []struct {
 		i   int

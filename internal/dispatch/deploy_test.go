@@ -1,8 +1,6 @@
 package dispatch
 
 import (
-	"gooni/internal/audit"
-
 	"context"
 	"errors"
 	"io"
@@ -11,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"gooni/internal/audit"
+	"gooni/internal/testutil"
 	"gooni/internal/workspace"
 	"gooni/store"
 )
@@ -27,7 +27,7 @@ const (
 func (e *env) waitDeploy(id int64) *store.Account {
 	e.t.Helper()
 	var a *store.Account
-	waitFor(e.t, 10*time.Second, "deploy to finish", func() bool {
+	testutil.WaitFor(e.t, 10*time.Second, "deploy to finish", func() bool {
 		a = e.getAccount(id)
 		return a.DeployStatus != "running"
 	})

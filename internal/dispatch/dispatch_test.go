@@ -1,9 +1,6 @@
 package dispatch
 
 import (
-	"gooni/internal/audit"
-	"slices"
-
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -14,11 +11,11 @@ import (
 	"image/png"
 	_ "image/png"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +25,8 @@ import (
 	"github.com/fernet/fernet-go"
 	_ "golang.org/x/image/webp"
 
+	"gooni/internal/audit"
+	"gooni/internal/testutil"
 	"gooni/internal/workspace"
 	"gooni/store"
 )
@@ -40,39 +39,18 @@ type env struct {
 	dataDir string
 
 	mu      sync.Mutex
-	changes map[string][]int // progress seen at each committed change, per task
-	logs    syncBuffer       // the dispatcher's log, shown when a test fails
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	changes map[string][]int   // progress seen at each committed change, per task
+	logs    testutil.LogBuffer // the dispatcher's log, shown when a test fails
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	schema, err := os.ReadFile(filepath.Join("..", "..", "schema.sql"))
-	if err != nil {
-		t.Fatalf("read schema: %v", err)
-	}
 	var k fernet.Key
 	if err := k.Generate(); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	db, err := store.Open(dir, string(schema), store.Options{
+	db, err := store.Open(dir, testutil.Schema(t), store.Options{
 		AccountKeys: []string{k.Encode()},
 		AuditKey:    bytes.Repeat([]byte("k"), 32),
 	})
@@ -212,23 +190,11 @@ func (e *env) getAccount(id int64) *store.Account {
 	return a
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // waitTerminal waits until the task is done or failed and returns it.
 func (e *env) waitTerminal(id string) *store.Task {
 	e.t.Helper()
 	var t *store.Task
-	waitFor(e.t, 10*time.Second, "task "+id+" to finish", func() bool {
+	testutil.WaitFor(e.t, 10*time.Second, "task "+id+" to finish", func() bool {
 		t = e.get(id)
 		return t.Status == "done" || t.Status == "failed"
 	})
@@ -549,12 +515,7 @@ func TestHealthCheckTransitions(t *testing.T) {
 	ctx := context.Background()
 	ok := e.sim(workspace.SimConfig{})
 	broken := e.sim(workspace.SimConfig{Fault: "5xx"})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedURL := "http://" + ln.Addr().String()
-	ln.Close()
+	closedURL := testutil.ClosedURL(t)
 
 	d := New(e.config())
 	for _, tc := range []struct {
@@ -594,7 +555,7 @@ func TestBackgroundHealthCheckRecoversAndAudits(t *testing.T) {
 	cfg := e.config()
 	cfg.HealthInterval = 30 * time.Millisecond
 	e.start(cfg)
-	waitFor(t, 5*time.Second, "failed account to become ready", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "failed account to become ready", func() bool {
 		return e.getAccount(failed.ID).Status == "ready"
 	})
 	time.Sleep(100 * time.Millisecond) // several more passes: no more audit rows without a change
@@ -649,10 +610,10 @@ func TestDispatchNeverSendsToInvalidTarget(t *testing.T) {
 	acc := e.account("far-away", "http://10.1.2.3", 2, "ready", map[string]string{"proxy_key": "pk-1234", "proxy_secret": "ps-5678"})
 	e.start(e.config())
 	task := e.task("image")
-	waitFor(t, 5*time.Second, "account to be marked failed", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "account to be marked failed", func() bool {
 		return e.getAccount(acc.ID).Status == "failed"
 	})
-	waitFor(t, 5*time.Second, "the refusal and the status change to be audited", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the refusal and the status change to be audited", func() bool {
 		return len(e.audits()) >= 2
 	})
 	got := e.get(task.ID)
@@ -674,7 +635,7 @@ func TestRemoveAccountFailsItsTasks(t *testing.T) {
 	acc := e.account("doomed", srv.URL, 2, "ready", nil)
 	d := e.start(e.config())
 	task := e.task("image")
-	waitFor(t, 5*time.Second, "task to run", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "task to run", func() bool {
 		got := e.get(task.ID)
 		return got.Status == "processing" && got.Progress > 0 || got.Status == "processing" && got.AccountID == acc.ID
 	})
@@ -719,7 +680,7 @@ func TestWorkspaceGoingAwayMidTaskFailsOverAndComesBack(t *testing.T) {
 	cfg.HealthInterval = 100 * time.Millisecond
 	d := e.start(cfg)
 	task := e.task("image")
-	waitFor(t, 5*time.Second, "task to run on the first account", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "task to run on the first account", func() bool {
 		got := e.get(task.ID)
 		return got.Status == "processing" && got.AccountID == a.ID && got.Progress > 0
 	})
@@ -737,7 +698,7 @@ func TestWorkspaceGoingAwayMidTaskFailsOverAndComesBack(t *testing.T) {
 	}
 
 	down.Store(false)
-	waitFor(t, 5*time.Second, "the account to be ready again", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the account to be ready again", func() bool {
 		return e.getAccount(a.ID).Status == "ready"
 	})
 }
@@ -795,7 +756,7 @@ func TestStartRemovesPartialMedia(t *testing.T) {
 	os.WriteFile(filepath.Join(media, ".01ABC.123.tmp"), []byte("half"), 0o600)
 	os.WriteFile(filepath.Join(media, "01ABC.png"), []byte("kept"), 0o600)
 	e.start(e.config())
-	waitFor(t, 5*time.Second, "partial file removed", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "partial file removed", func() bool {
 		names := e.mediaFiles()
 		return len(names) == 1 && names[0] == "01ABC.png"
 	})

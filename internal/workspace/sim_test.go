@@ -15,35 +15,16 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"gooni/internal/testutil"
 )
 
-// testClock is the Sim's injected clock: tests move it instead of sleeping.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newTestClock() *testClock { return &testClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // startSim runs a Sim on a real loopback listener and returns a client for it.
-func startSim(t *testing.T, cfg SimConfig) (*Sim, *Client, *testClock) {
+func startSim(t *testing.T, cfg SimConfig) (*Sim, *Client, *testutil.Clock) {
 	t.Helper()
-	clock := newTestClock()
+	clock := testutil.NewClock(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 	cfg.Now = clock.Now
 	sim, err := NewSim(cfg)
 	if err != nil {
@@ -153,7 +134,7 @@ func TestSimSubmitIsIdempotentAndProgresses(t *testing.T) {
 	}
 }
 
-func finish(t *testing.T, c *Client, clock *testClock, req *TaskRequest) {
+func finish(t *testing.T, c *Client, clock *testutil.Clock, req *TaskRequest) {
 	t.Helper()
 	if _, err := c.Submit(context.Background(), req); err != nil {
 		t.Fatal(err)
@@ -381,9 +362,9 @@ func TestSimFaults(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		fault string
-		check func(t *testing.T, c *Client, clock *testClock)
+		check func(t *testing.T, c *Client, clock *testutil.Clock)
 	}{
-		{FaultRefuse, func(t *testing.T, c *Client, clock *testClock) {
+		{FaultRefuse, func(t *testing.T, c *Client, clock *testutil.Clock) {
 			if _, err := c.Submit(ctx, imageTask("f-1")); statusCode(err) != http.StatusServiceUnavailable {
 				t.Fatalf("submit: %v, want 503", err)
 			}
@@ -391,7 +372,7 @@ func TestSimFaults(t *testing.T) {
 				t.Fatalf("status of a refused task: %v, want ErrNotFound", err)
 			}
 		}},
-		{FaultDrop, func(t *testing.T, c *Client, clock *testClock) {
+		{FaultDrop, func(t *testing.T, c *Client, clock *testutil.Clock) {
 			if st, err := c.Submit(ctx, imageTask("f-1")); err != nil || st.Status != StatusPending {
 				t.Fatalf("submit: %+v, %v; want accepted", st, err)
 			}
@@ -402,7 +383,7 @@ func TestSimFaults(t *testing.T) {
 				t.Fatalf("a dropped task still occupies capacity: running %d", h.Running)
 			}
 		}},
-		{FaultHang, func(t *testing.T, c *Client, clock *testClock) {
+		{FaultHang, func(t *testing.T, c *Client, clock *testutil.Clock) {
 			for _, call := range []func(ctx context.Context) error{
 				func(ctx context.Context) error { _, err := c.Submit(ctx, imageTask("f-1")); return err },
 				func(ctx context.Context) error { _, err := c.Status(ctx, "f-1"); return err },
@@ -418,7 +399,7 @@ func TestSimFaults(t *testing.T) {
 				t.Fatalf("health under hang: %v", err)
 			}
 		}},
-		{FaultCorrupt, func(t *testing.T, c *Client, clock *testClock) {
+		{FaultCorrupt, func(t *testing.T, c *Client, clock *testutil.Clock) {
 			for _, req := range []*TaskRequest{imageTask("f-1"), videoTask("f-2")} {
 				finish(t, c, clock, req)
 				body, ctype := fetch(t, c, req.TaskID, false)
@@ -434,7 +415,7 @@ func TestSimFaults(t *testing.T) {
 				}
 			}
 		}},
-		{FaultError, func(t *testing.T, c *Client, clock *testClock) {
+		{FaultError, func(t *testing.T, c *Client, clock *testutil.Clock) {
 			if _, err := c.Submit(ctx, imageTask("f-1")); err != nil {
 				t.Fatal(err)
 			}
@@ -447,7 +428,7 @@ func TestSimFaults(t *testing.T) {
 				t.Fatalf("result of a failed task: %v, want 409", err)
 			}
 		}},
-		{Fault5xx, func(t *testing.T, c *Client, clock *testClock) {
+		{Fault5xx, func(t *testing.T, c *Client, clock *testutil.Clock) {
 			if _, err := c.Health(ctx); statusCode(err) != 500 {
 				t.Fatalf("health: %v, want 500", err)
 			}
