@@ -90,22 +90,6 @@ func (db *DB) CreateTask(ctx context.Context, t *Task, image []byte, queueMax in
 	return <-req.done
 }
 
-// createTaskSingle is CreateTask without batching: one transaction per task.
-func (db *DB) createTaskSingle(ctx context.Context, t *Task, image []byte, queueMax int) error {
-	db.prepareTask(t, image)
-	db.pendingAdds.Add(1) // outside the committer: its bound must grow too
-	return db.writeTx(ctx, func(tx *sql.Tx) error {
-		pending, err := countPending(ctx, tx)
-		if err != nil {
-			return err
-		}
-		if queueMax > 0 && pending >= queueMax {
-			return ErrQueueFull
-		}
-		return db.insertTask(ctx, tx, t, image)
-	})
-}
-
 func (db *DB) prepareTask(t *Task, image []byte) {
 	if t.ID == "" {
 		t.ID = NewID()
@@ -138,8 +122,8 @@ func countPending(ctx context.Context, tx *sql.Tx) (int, error) {
 //
 // It stays an upper bound because only two things add pending rows: the
 // committer's own inserts (counted after COMMIT) and paths outside it
-// (RequeueTask, createTaskSingle), which bump db.pendingAdds before their
-// transaction; adds is read before the count, so an add racing the count is
+// (RequeueTask; in tests, createTaskSingle), which bump db.pendingAdds before
+// their transaction; adds is read before the count, so an add racing the count is
 // counted twice, never missed. Claims, failures and deletes only lower the
 // real number, which a recount near the limit picks up.
 type pendingBound struct {
