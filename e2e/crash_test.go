@@ -196,6 +196,16 @@ func TestReaperFailsStale(t *testing.T) {
 	if took > ttl+6*time.Second {
 		t.Errorf("task failed %v after submission; TTL %v (want within a few seconds of it)", took, ttl)
 	}
+	// Bounded from below too: a reaper that fires early (at half the TTL, say)
+	// fails a task that was still within its limit.
+	if took < ttl {
+		t.Errorf("task failed %v after submission, before its %v TTL had passed", took, ttl)
+	}
+	// The view's times have second precision; a run of at least 3 s still
+	// shows at least 3 s between them.
+	if run := parseTime(t, v.CompletedAt).Sub(parseTime(t, v.StartedAt)); run < ttl {
+		t.Errorf("task ran %v (started_at %s, completed_at %s), less than its %v TTL", run, v.StartedAt, v.CompletedAt, ttl)
+	}
 	t.Logf("RESULT reaper: timeout after %v (ttl %v): %s", took.Round(time.Millisecond), ttl, v.Error.Message)
 
 	var found bool
@@ -204,6 +214,9 @@ func TestReaperFailsStale(t *testing.T) {
 			found = true
 			if rec["type"] != "image" || rec["ttl"] != ttl.String() || rec["runtime"] == nil || rec["runtime"] == "" {
 				t.Errorf("reaper log lacks type/runtime/ttl: %v", rec)
+			}
+			if run, err := time.ParseDuration(fmt.Sprint(rec["runtime"])); err != nil || run <= ttl {
+				t.Errorf("reaper logged runtime %v (%v): not past the %v TTL", rec["runtime"], err, ttl)
 			}
 		}
 	}

@@ -477,12 +477,19 @@ func TestTaskQueries(t *testing.T) {
 		t.Errorf("UnfinishedTasksOfAccount = %s", taskIDs(u))
 	}
 	// Task 2 (image) started 3 min before now, 3 (video) 2 min, 4 (video) 1 min.
+	// Task 2 reports progress now: staleness counts from started_at, so a
+	// task that keeps reporting still runs out of time.
+	if err := db.SetProgress(bg, ids[2], 40); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		typ    string
 		cutoff time.Duration
 		want   string
 	}{
 		{"image", 150 * time.Second, ids[2]},
+		{"image", 179 * time.Second, ids[2]},
+		{"image", 180 * time.Second, ""}, // ran exactly as long as the cutoff: not yet stale
 		{"image", 200 * time.Second, ""},
 		{"video", 90 * time.Second, ids[3]},
 		{"video", 30 * time.Second, ids[3] + "," + ids[4]},

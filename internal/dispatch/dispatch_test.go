@@ -45,6 +45,17 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvAt(t, nil)
+}
+
+// newEnvAt is newEnv whose store reads the given clock (nil: the real one),
+// so that started_at and updated_at follow a test's time.
+func newEnvAt(t *testing.T, clock *testutil.Clock) *env {
+	t.Helper()
+	var now func() time.Time
+	if clock != nil {
+		now = clock.Now
+	}
 	var k fernet.Key
 	if err := k.Generate(); err != nil {
 		t.Fatal(err)
@@ -53,6 +64,7 @@ func newEnv(t *testing.T) *env {
 	db, err := store.Open(dir, testutil.Schema(t), store.Options{
 		AccountKeys: []string{k.Encode()},
 		AuditKey:    bytes.Repeat([]byte("k"), 32),
+		Now:         now,
 	})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
@@ -452,8 +464,13 @@ func TestResumeFinishesProcessingTasks(t *testing.T) {
 	}
 }
 
+// TestReaperFailsStaleTasks: a processing task is failed with timeout once it
+// has run longer than its type's TTL, counted from started_at: not a moment
+// before (half the TTL, or just under it, is not stale), and not later when it
+// keeps reporting progress. Store and dispatcher share one injected clock.
 func TestReaperFailsStaleTasks(t *testing.T) {
-	e := newEnv(t)
+	clock := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	e := newEnvAt(t, clock)
 	acc := e.account("slow", e.sim(workspace.SimConfig{Duration: time.Hour}).URL, 4, "ready", nil)
 	ctx := context.Background()
 	img, vid := e.task("image"), e.task("video")
@@ -462,27 +479,54 @@ func TestReaperFailsStaleTasks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var logs bytes.Buffer
-	var mu sync.Mutex
-	now := time.Now()
+	start := clock.Now()
+	var logs testutil.LogBuffer
 	cfg := e.config()
-	cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	cfg.Now = clock.Now
 	cfg.Logger = slogJSON(&logs)
 	d := New(cfg)
+	// at moves the shared clock to start+offset and runs one reaper pass.
+	at := func(offset time.Duration) int {
+		t.Helper()
+		clock.Set(start.Add(offset))
+		n, err := d.Reap(ctx)
+		if err != nil {
+			t.Fatalf("Reap at +%v: %v", offset, err)
+		}
+		return n
+	}
+	progress := func(task *store.Task, offset time.Duration, p int) {
+		t.Helper()
+		clock.Set(start.Add(offset))
+		if err := e.db.SetProgress(ctx, task.ID, p); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	if !d.LastReap().IsZero() {
 		t.Error("LastReap set before any pass")
 	}
-	if n, err := d.Reap(ctx); err != nil || n != 0 {
-		t.Fatalf("fresh tasks reaped: %d %v", n, err)
+	if n := at(0); n != 0 {
+		t.Fatalf("fresh tasks reaped: %d", n)
 	}
-	mu.Lock()
-	now = now.Add(11 * time.Minute) // past the image TTL, not the video TTL
-	mu.Unlock()
-	n, err := d.Reap(ctx)
-	if err != nil || n != 1 {
-		t.Fatalf("Reap = %d, %v; want 1", n, err)
+	// The image TTL is 10 minutes, the video TTL 30.
+	if n := at(5*time.Minute + time.Millisecond); n != 0 {
+		t.Fatalf("%d task(s) reaped just past half the image TTL", n)
 	}
+	progress(img, 9*time.Minute, 40) // still working: progress does not restart its clock
+	progress(vid, 9*time.Minute, 20)
+	for _, off := range []time.Duration{10*time.Minute - time.Millisecond, 10 * time.Minute} {
+		if n := at(off); n != 0 {
+			t.Fatalf("%d task(s) reaped at +%v, not past the 10m image TTL", n, off)
+		}
+	}
+	if got := e.get(img.ID); got.Status != "processing" {
+		t.Fatalf("image task %s before its TTL", got.Status)
+	}
+	if n := at(11 * time.Minute); n != 1 { // past the image TTL, not the video TTL
+		t.Fatalf("Reap at +11m = %d, want 1 (the image task, 2 minutes after its last progress)", n)
+	}
+	now := clock.Now()
 	got := e.get(img.ID)
 	if got.Status != "failed" || got.ErrorCode != "timeout" ||
 		got.ErrorMessage != "task ran longer than the 10m0s limit for image tasks" {
@@ -495,16 +539,17 @@ func TestReaperFailsStaleTasks(t *testing.T) {
 		t.Errorf("LastReap %v, want %v", d.LastReap(), now)
 	}
 	out := logs.String()
-	for _, want := range []string{`"task_id":"` + img.ID + `"`, `"type":"image"`, `"runtime":"11m0`, `"ttl":"10m0s"`} {
+	for _, want := range []string{`"task_id":"` + img.ID + `"`, `"type":"image"`, `"runtime":"11m0s"`, `"ttl":"10m0s"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("reaper log lacks %s: %s", want, out)
 		}
 	}
-	mu.Lock()
-	now = now.Add(20 * time.Minute)
-	mu.Unlock()
-	if n, _ := d.Reap(ctx); n != 1 || e.get(vid.ID).ErrorCode != "timeout" {
-		t.Errorf("video task not reaped after its TTL")
+	progress(vid, 29*time.Minute, 90)
+	if n := at(30 * time.Minute); n != 0 || e.get(vid.ID).Status != "processing" {
+		t.Fatalf("video task reaped at exactly its 30m TTL (%d)", n)
+	}
+	if n := at(31 * time.Minute); n != 1 || e.get(vid.ID).ErrorCode != "timeout" {
+		t.Errorf("video task not reaped after its TTL (%d, %s)", n, e.get(vid.ID).ErrorCode)
 	}
 }
 
