@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"image"
-	_ "image/jpeg"
+	"image/jpeg"
 	"image/png"
 	_ "image/png"
 	"io"
@@ -381,6 +381,70 @@ func TestCorruptResultIsNotServed(t *testing.T) {
 			got := e.waitTerminal(task.ID)
 			if got.Status != "failed" || got.ErrorCode != "corrupt_result" {
 				t.Fatalf("status %s code %q, want failed corrupt_result", got.Status, got.ErrorCode)
+			}
+			if got.ResultPath != "" {
+				t.Errorf("result path %q set", got.ResultPath)
+			}
+			if files := e.mediaFiles(); len(files) != 0 {
+				t.Errorf("media dir holds %v, want nothing", files)
+			}
+		})
+	}
+}
+
+// TestMislabelledResultIsCorrupt: a real, decodable image whose declared type
+// is not what its bytes are (a PNG sent as image/jpeg, as video/mp4, ...) is
+// refused as corrupt_result: the declared type must match the bytes, being
+// some known media type is not enough. Nothing is kept in media/.
+func TestMislabelledResultIsCorrupt(t *testing.T) {
+	pic := image.NewRGBA(image.Rect(0, 0, 8, 8))
+	var pngBuf, jpegBuf bytes.Buffer
+	if err := png.Encode(&pngBuf, pic); err != nil {
+		t.Fatal(err)
+	}
+	if err := jpeg.Encode(&jpegBuf, pic, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, typ, declared string
+		body                []byte
+	}{
+		{"PNG declared as image/jpeg", "image", "image/jpeg", pngBuf.Bytes()},
+		{"PNG declared as video/mp4", "video", "video/mp4", pngBuf.Bytes()},
+		{"JPEG declared as image/png", "image", "image/png", jpegBuf.Bytes()},
+		{"PNG declared as image/webp", "image", "image/webp", pngBuf.Bytes()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			sim, err := workspace.NewSim(workspace.SimConfig{Duration: 50 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			inner := sim.Handler()
+			var served atomic.Int32
+			ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/result") {
+					served.Add(1)
+					w.Header().Set("Content-Type", tc.declared)
+					w.Write(tc.body)
+					return
+				}
+				inner.ServeHTTP(w, r)
+			}))
+			t.Cleanup(ws.Close)
+			t.Cleanup(sim.Close)
+			e.account("mislabels", ws.URL, 1, "ready", nil)
+			e.start(e.config())
+			task := e.task(tc.typ)
+			got := e.waitTerminal(task.ID)
+			if served.Load() == 0 {
+				t.Fatal("the result was never fetched: the case proves nothing")
+			}
+			if got.Status != "failed" || got.ErrorCode != "corrupt_result" {
+				t.Fatalf("status %s code %q (%s), want failed corrupt_result", got.Status, got.ErrorCode, got.ErrorMessage)
+			}
+			if !strings.Contains(got.ErrorMessage, tc.declared) {
+				t.Errorf("message %q does not name the declared %s", got.ErrorMessage, tc.declared)
 			}
 			if got.ResultPath != "" {
 				t.Errorf("result path %q set", got.ResultPath)
