@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -213,30 +214,25 @@ func TestNoSecretLeaks(t *testing.T) {
 	ok(e.do(req{method: "DELETE", path: "/auth/session", cookies: []*http.Cookie{user}}), 204, "user logout")
 	stop()
 
-	// The secrets, by name.
-	secrets := map[string]string{
-		"API key":                    e.sec.APIKey,
-		"admin key":                  e.sec.AdminKey,
-		"session hash key (base64)":  base64.StdEncoding.EncodeToString(e.sec.SessionHashKey),
-		"session block key (base64)": base64.StdEncoding.EncodeToString(e.sec.SessionBlockKey),
-		"session hash key (hex)":     hex.EncodeToString(e.sec.SessionHashKey),
-		"session block key (hex)":    hex.EncodeToString(e.sec.SessionBlockKey),
-		"audit key (base64)":         base64.StdEncoding.EncodeToString(e.sec.AuditKey),
-		"audit key (hex)":            hex.EncodeToString(e.sec.AuditKey),
-	}
-	rawSecrets := map[string][]byte{ // searched only in the binary database files
+	// The secrets, by name: each as it is (a text key is its own text; the
+	// session keys are raw bytes) and in every encoding a careless line could
+	// carry it in (base64 std/URL, padded or not, hex, URL-escaped).
+	values := map[string][]byte{
+		"API key":           []byte(e.sec.APIKey),
+		"admin key":         []byte(e.sec.AdminKey),
 		"session hash key":  e.sec.SessionHashKey,
 		"session block key": e.sec.SessionBlockKey,
 		"audit key":         e.sec.AuditKey,
 	}
+	rawSecrets := map[string][]byte{} // searched only in the binary database files
 	for i, k := range e.sec.AccountKeys {
-		secrets[fmt.Sprintf("account key %d", i)] = k
+		values[fmt.Sprintf("account key %d", i)] = []byte(k)
 		if raw, err := base64.URLEncoding.DecodeString(k); err == nil {
 			rawSecrets[fmt.Sprintf("account key %d (raw)", i)] = raw
 		}
 	}
 	for k, v := range creds {
-		secrets["credential "+k] = v
+		values["credential "+k] = []byte(v)
 	}
 	for i, c := range []*http.Cookie{user, admin} {
 		codec, name := srv.cookies, userCookie
@@ -244,14 +240,18 @@ func TestNoSecretLeaks(t *testing.T) {
 			codec, name = srv.admin, adminCookie
 		}
 		if tok, ok := decodeToken(codec, name, c.Value); ok {
-			secrets[name+" session token"] = tok
+			values[name+" session token"] = []byte(tok)
 		} else {
 			t.Errorf("%s cookie does not decode", name)
 		}
 	}
-	for name, v := range secrets {
+	secrets := map[string]string{}
+	for name, v := range values {
 		if len(v) < 8 {
 			t.Fatalf("secret %s is too short to search for", name)
+		}
+		for form, enc := range encodedForms(v) {
+			secrets[name+" ("+form+")"] = enc
 		}
 	}
 
@@ -317,5 +317,32 @@ func TestNoSecretLeaks(t *testing.T) {
 	for _, h := range hits {
 		t.Errorf("secret leaked: %s", h)
 	}
-	t.Logf("searched %d places and %d database files for %d secrets", len(places), len(dbFiles), len(secrets)+len(rawSecrets))
+	t.Logf("searched %d places and %d database files for %d secrets in %d forms", len(places), len(dbFiles), len(values), len(secrets)+len(rawSecrets))
+}
+
+// encodedForms is a secret as it is and as each encoding a log line, URL or
+// JSON string could carry it in; a form that comes out the same as an earlier
+// one (a URL-escaped key with nothing to escape is the key as it is) is listed
+// once, under the earlier name.
+func encodedForms(v []byte) map[string]string {
+	hexed := hex.EncodeToString(v)
+	forms := map[string]string{}
+	seen := map[string]bool{}
+	for _, f := range []struct{ name, enc string }{
+		{"as is", string(v)},
+		{"base64", base64.StdEncoding.EncodeToString(v)},
+		{"base64 unpadded", base64.RawStdEncoding.EncodeToString(v)},
+		{"base64url", base64.URLEncoding.EncodeToString(v)},
+		{"base64url unpadded", base64.RawURLEncoding.EncodeToString(v)},
+		{"hex", hexed},
+		{"HEX", strings.ToUpper(hexed)},
+		{"URL query-escaped", url.QueryEscape(string(v))},
+		{"URL path-escaped", url.PathEscape(string(v))},
+	} {
+		if !seen[f.enc] {
+			seen[f.enc] = true
+			forms[f.name] = f.enc
+		}
+	}
+	return forms
 }
