@@ -35,26 +35,34 @@ func TestUserAuthPrecedence(t *testing.T) {
 	creds := []struct {
 		name    string
 		header  map[string]string
+		multi   http.Header
 		query   string
 		cookies []*http.Cookie
 		want    string // "" = passes auth
 	}{
-		{"nothing", nil, "", nil, "session_required"},
-		{"right header", map[string]string{"X-API-Key": key}, "", nil, ""},
-		{"wrong header", map[string]string{"X-API-Key": "wrong"}, "", nil, "invalid_api_key"},
-		{"empty header", map[string]string{"X-API-Key": ""}, "", nil, "invalid_api_key"},
-		{"wrong header, right query", map[string]string{"X-API-Key": "wrong"}, "api_key=" + key, nil, "invalid_api_key"},
-		{"wrong header, live cookie", map[string]string{"X-API-Key": "wrong"}, "", []*http.Cookie{good}, "invalid_api_key"},
-		{"right header, tampered cookie", map[string]string{"X-API-Key": key}, "", []*http.Cookie{&tampered}, ""},
-		{"right query", nil, "api_key=" + key, nil, ""},
-		{"wrong query", nil, "api_key=nope", nil, "invalid_api_key"},
-		{"empty query", nil, "api_key=", nil, "invalid_api_key"},
-		{"wrong query, live cookie", nil, "api_key=nope", []*http.Cookie{good}, "invalid_api_key"},
-		{"live cookie", nil, "", []*http.Cookie{good}, ""},
-		{"tampered cookie", nil, "", []*http.Cookie{&tampered}, "session_expired"},
-		{"garbage cookie", nil, "", []*http.Cookie{garbage}, "session_expired"},
-		{"revoked cookie", nil, "", []*http.Cookie{revoked}, "session_expired"},
-		{"admin key header grants nothing", map[string]string{"X-Admin-Key": e.sec.AdminKey}, "", nil, "session_required"},
+		{"nothing", nil, nil, "", nil, "session_required"},
+		{"right header", map[string]string{"X-API-Key": key}, nil, "", nil, ""},
+		{"wrong header", map[string]string{"X-API-Key": "wrong"}, nil, "", nil, "invalid_api_key"},
+		{"empty header", map[string]string{"X-API-Key": ""}, nil, "", nil, "invalid_api_key"},
+		{"wrong header, right query", map[string]string{"X-API-Key": "wrong"}, nil, "api_key=" + key, nil, "invalid_api_key"},
+		{"wrong header, live cookie", map[string]string{"X-API-Key": "wrong"}, nil, "", []*http.Cookie{good}, "invalid_api_key"},
+		{"right header, tampered cookie", map[string]string{"X-API-Key": key}, nil, "", []*http.Cookie{&tampered}, ""},
+		{"right query", nil, nil, "api_key=" + key, nil, ""},
+		{"wrong query", nil, nil, "api_key=nope", nil, "invalid_api_key"},
+		{"empty query", nil, nil, "api_key=", nil, "invalid_api_key"},
+		{"wrong query, live cookie", nil, nil, "api_key=nope", []*http.Cookie{good}, "invalid_api_key"},
+		{"live cookie", nil, nil, "", []*http.Cookie{good}, ""},
+		{"tampered cookie", nil, nil, "", []*http.Cookie{&tampered}, "session_expired"},
+		{"garbage cookie", nil, nil, "", []*http.Cookie{garbage}, "session_expired"},
+		{"revoked cookie", nil, nil, "", []*http.Cookie{revoked}, "session_expired"},
+		{"admin key header grants nothing", map[string]string{"X-Admin-Key": e.sec.AdminKey}, nil, "", nil, "session_required"},
+		// X-API-Key sent twice is one ambiguous credential: never decided by
+		// the first value alone, and a wrong value never falls through.
+		{"header twice, right then wrong", nil, http.Header{"X-Api-Key": {key, "wrong"}}, "", nil, "invalid_api_key"},
+		{"header twice, wrong then right", nil, http.Header{"X-Api-Key": {"wrong", key}}, "", nil, "invalid_api_key"},
+		{"header twice, right both times", nil, http.Header{"X-Api-Key": {key, key}}, "", nil, "invalid_api_key"},
+		{"header twice, right then wrong, live cookie", nil, http.Header{"X-Api-Key": {key, "wrong"}}, "", []*http.Cookie{good}, "invalid_api_key"},
+		{"query twice, right then wrong", nil, nil, "api_key=" + key + "&api_key=wrong", nil, "invalid_api_key"},
 	}
 	for _, rt := range routes {
 		for _, c := range creds {
@@ -62,7 +70,7 @@ func TestUserAuthPrecedence(t *testing.T) {
 			if c.query != "" {
 				path += "?" + c.query
 			}
-			w := e.do(req{method: rt.method, path: path, header: c.header, cookies: c.cookies})
+			w := e.do(req{method: rt.method, path: path, header: c.header, multi: c.multi, cookies: c.cookies})
 			want := c.want
 			if want == "" {
 				want = rt.passCode

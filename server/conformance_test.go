@@ -273,6 +273,7 @@ func TestContractConformance(t *testing.T) {
 			confCase{name: n + " without credentials", r: req{method: rt.method, path: rt.path}, status: 401, code: "session_required"},
 			confCase{name: n + " wrong X-API-Key", r: req{method: rt.method, path: rt.path, header: map[string]string{"X-API-Key": "nope"}}, status: 401, code: "invalid_api_key"},
 			confCase{name: n + " wrong api_key query", r: req{method: rt.method, path: rt.path + "?api_key=nope"}, status: 401, code: "invalid_api_key"},
+			confCase{name: n + " X-API-Key twice, right then wrong", r: req{method: rt.method, path: rt.path, multi: http.Header{"X-Api-Key": {e.sec.APIKey, "nope"}}}, status: 401, code: "invalid_api_key"},
 			confCase{name: n + " wrong header beats live cookie", r: req{method: rt.method, path: rt.path, header: map[string]string{"X-API-Key": "nope"}, cookies: []*http.Cookie{user}}, status: 401, code: "invalid_api_key"},
 			confCase{name: n + " tampered cookie", r: req{method: rt.method, path: rt.path, cookies: []*http.Cookie{tamperedUser}}, status: 401, code: "session_expired"},
 			confCase{name: n + " revoked cookie", r: req{method: rt.method, path: rt.path, cookies: []*http.Cookie{revokedUser}}, status: 401, code: "session_expired"},

@@ -70,6 +70,7 @@ type req struct {
 	method, path string
 	body         string
 	header       map[string]string
+	multi        http.Header // headers that repeat, added after header
 	cookies      []*http.Cookie
 	remote       string
 }
@@ -86,6 +87,11 @@ func (e *testEnv) do(r req) *httptest.ResponseRecorder {
 	}
 	for k, v := range r.header {
 		hr.Header.Set(k, v)
+	}
+	for k, vs := range r.multi {
+		for _, v := range vs {
+			hr.Header.Add(k, v)
+		}
 	}
 	for _, c := range r.cookies {
 		hr.AddCookie(c)
