@@ -265,10 +265,14 @@ func TestContractConformance(t *testing.T) {
 	publicRoutes := []route{{"GET", "/health"}, {"GET", "/config"}, {"POST", "/auth/session"}, {"GET", "/auth/session"},
 		{"DELETE", "/auth/session"}, {"POST", "/admin/session"}}
 
+	// Case names hold no generated id, so a case has the same name every run.
+	ids := strings.NewReplacer(done.ID, "{id}", acct(simAcc.ID, ""), "/admin/accounts/{id}")
+	routeName := func(method, path string) string { return method + " " + ids.Replace(path) }
+
 	var cases []confCase
 	// Section 3 on every user route.
 	for _, rt := range userRoutes {
-		n := rt.method + " " + rt.path
+		n := routeName(rt.method, rt.path)
 		cases = append(cases,
 			confCase{name: n + " without credentials", r: req{method: rt.method, path: rt.path}, status: 401, code: "session_required"},
 			confCase{name: n + " wrong X-API-Key", r: req{method: rt.method, path: rt.path, header: map[string]string{"X-API-Key": "nope"}}, status: 401, code: "invalid_api_key"},
@@ -285,7 +289,7 @@ func TestContractConformance(t *testing.T) {
 	}
 	// Section 3 on every admin route.
 	for _, rt := range adminRoutes {
-		n := rt.method + " " + rt.path
+		n := routeName(rt.method, rt.path)
 		cases = append(cases,
 			confCase{name: n + " without session", r: req{method: rt.method, path: rt.path}, status: 401, code: "session_required"},
 			confCase{name: n + " with a user session", r: req{method: rt.method, path: rt.path, cookies: []*http.Cookie{user}}, status: 401, code: "session_required"},
@@ -299,7 +303,7 @@ func TestContractConformance(t *testing.T) {
 	}
 	// Section 5 on every route: blocked origins, preflight or not, before anything else.
 	for _, rt := range append(append(append([]route{}, userRoutes...), adminRoutes...), publicRoutes...) {
-		n := rt.method + " " + rt.path
+		n := routeName(rt.method, rt.path)
 		cases = append(cases,
 			confCase{name: n + " blocked origin", r: req{method: rt.method, path: rt.path, header: withKey(map[string]string{"Origin": "https://evil.example"}), cookies: ac}, status: 403, code: "cors_origin_blocked"},
 			confCase{name: n + " blocked preflight", r: req{method: "OPTIONS", path: rt.path, header: map[string]string{"Origin": "https://evil.example", "Access-Control-Request-Method": rt.method}}, status: 403, code: "cors_origin_blocked"},
