@@ -123,10 +123,61 @@ func TestCORS(t *testing.T) {
 	if !strings.Contains(e.logs.String(), `"action":"security.cors_blocked"`) {
 		t.Error("CORS denial not audited")
 	}
+	// Same origin means same scheme, host and port: an http page is not the
+	// origin of a server reached over https, nor one on another port.
+	for _, o := range []string{"https://example.com", "http://example.com:8080", "http://EXAMPLE.com.evil", "ws://example.com"} {
+		w := e.do(req{method: "GET", path: "/health", header: map[string]string{"Origin": o}})
+		if w.Code != 403 || errCode(t, w) != "cors_origin_blocked" {
+			t.Errorf("origin %q against http://example.com: %d %s, want 403 cors_origin_blocked", o, w.Code, w.Body.String())
+		}
+	}
 	// CORS is checked before throttling and auth: a blocked origin never reaches them.
 	w = e.do(req{method: "GET", path: "/gallery", header: map[string]string{"Origin": "https://evil.example"}})
 	if errCode(t, w) != "cors_origin_blocked" {
 		t.Errorf("order: %s", w.Body.String())
+	}
+}
+
+// TestSameOriginComparesTheScheme: behind TLS (served directly or declared
+// with Config.TLS) the server's own origin is https://host; an http:// page
+// on the same host is cross-origin and blocked, an https:// one passes.
+func TestSameOriginComparesTheScheme(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		tls    bool // Config.TLS (TLS terminated by the server itself)
+		direct bool // the request arrived over TLS (r.TLS set)
+	}{
+		{"Config.TLS", true, false},
+		{"request over TLS", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) { c.TLS = tc.tls })
+			for _, c := range []struct {
+				origin string
+				want   int
+			}{
+				{"https://example.com", 200},
+				{"http://example.com", 403},
+				{"https://example.com:8443", 403},
+			} {
+				r := httptest.NewRequest("GET", "/health", nil)
+				if tc.direct {
+					r = httptest.NewRequest("GET", "https://example.com/health", nil)
+				}
+				r.Header.Set("Origin", c.origin)
+				w := httptest.NewRecorder()
+				e.h.ServeHTTP(w, r)
+				if w.Code != c.want {
+					t.Errorf("origin %q against https://example.com: %d %s, want %d", c.origin, w.Code, w.Body.String(), c.want)
+				}
+				if c.want == 403 && errCode(t, w) != "cors_origin_blocked" {
+					t.Errorf("origin %q: code %s", c.origin, errCode(t, w))
+				}
+				if w.Header().Get("Access-Control-Allow-Origin") != "" {
+					t.Errorf("origin %q got Access-Control-Allow-Origin", c.origin)
+				}
+			}
+		})
 	}
 }
 
