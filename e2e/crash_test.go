@@ -374,9 +374,23 @@ func TestProgressNeverGoesDown(t *testing.T) {
 		}
 		return all
 	}
-	testutil.WaitFor(t, 10*time.Second, "progress on every task", func() bool {
+	// Both tasks must be mid-run when the workspace dies: a done task (100%)
+	// is not sent again, and the case would prove nothing.
+	testutil.WaitFor(t, 10*time.Second, "both tasks processing with progress", func() bool {
 		sample()
-		return seen[ids[0]] >= 30 && seen[ids[1]] >= 30
+		for _, id := range ids {
+			v, _, err := srv.status(id)
+			if err != nil || v.terminal() {
+				if v != nil {
+					t.Fatalf("task %s ended %s before the workspace was killed: the case proves nothing", id, v.Status)
+				}
+				return false
+			}
+			if v.Status != "processing" || v.Progress < 30 || v.Progress >= 100 {
+				return false
+			}
+		}
+		return true
 	})
 	w.Kill()
 	w.start() // back at once, empty: polls now get 404 and the tasks are sent again
@@ -384,6 +398,17 @@ func TestProgressNeverGoesDown(t *testing.T) {
 	for _, id := range ids {
 		if v, _, _ := srv.status(id); v == nil || v.Status != "done" {
 			t.Errorf("task %s did not end done", id)
+		}
+	}
+	resent := map[string]bool{}
+	for _, rec := range srv.Logs.Records("task dispatched") {
+		if a, _ := rec["attempt"].(float64); a >= 2 {
+			resent[fmt.Sprint(rec["task_id"])] = true
+		}
+	}
+	for _, id := range ids {
+		if !resent[id] {
+			t.Errorf("task %s was not sent again after the workspace forgot it: the case proves nothing", id)
 		}
 	}
 	if len(regressions) > 0 {
