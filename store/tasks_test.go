@@ -130,6 +130,7 @@ func TestQueueFull(t *testing.T) {
 
 func TestGroupCommitConcurrent(t *testing.T) {
 	db, dir := openTest(t, testOptions(t))
+	raw := rawDB(t, filepath.Join(dir, FileName))
 	const n = 50
 	var wg sync.WaitGroup
 	ids := make([]string, n)
@@ -145,6 +146,10 @@ func TestGroupCommitConcurrent(t *testing.T) {
 			}
 			errs[i] = db.CreateTask(bg, task, img, 0)
 			ids[i] = task.ID
+			// The instant it returns, the row is committed for everyone.
+			if errs[i] == nil && !visible(t, raw, task.ID) {
+				t.Errorf("task %d: CreateTask returned before its row was committed", i)
+			}
 		}(i)
 	}
 	wg.Wait()
