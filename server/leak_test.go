@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"gooni/internal/dispatch"
+	"gooni/internal/testutil"
 	"gooni/internal/workspace"
 )
 
@@ -178,17 +179,13 @@ func TestNoSecretLeaks(t *testing.T) {
 	e.bodies = append(e.bodies, string(stream))
 	headers.add(resp.Header)
 	for _, id := range ids {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		testutil.WaitFor(t, 10*time.Second, "task "+id+" done", func() bool {
 			w := e.do(req{method: "GET", path: "/status/" + id, cookies: []*http.Cookie{user}})
-			if strings.Contains(w.Body.String(), `"status":"done"`) {
-				break
-			}
-			if strings.Contains(w.Body.String(), `"status":"failed"`) || time.Now().After(deadline) {
+			if strings.Contains(w.Body.String(), `"status":"failed"`) {
 				t.Fatalf("task %s: %s", id, w.Body.String())
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return strings.Contains(w.Body.String(), `"status":"done"`)
+		})
 		ok(e.do(req{method: "GET", path: "/results/" + id + "?download=1", header: apiKey}), 200, "result")
 		ok(e.do(req{method: "GET", path: "/preview/" + id, header: apiKey}), 200, "preview")
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"gooni/internal/dispatch"
+	"gooni/internal/testutil"
 	"gooni/internal/workspace"
 	"gooni/store"
 )
@@ -90,10 +91,10 @@ func (e *liveEnv) status(id string) TaskView {
 // waitTerminal polls /status like a client, checking progress never goes down.
 func (e *liveEnv) waitTerminal(id string) TaskView {
 	e.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
 	last := -1
-	for time.Now().Before(deadline) {
-		v := e.status(id)
+	var v TaskView
+	testutil.WaitFor(e.t, 15*time.Second, "task "+id+" terminal", func() bool {
+		v = e.status(id)
 		if v.Progress < last {
 			e.t.Fatalf("progress went down: %d -> %d", last, v.Progress)
 		}
@@ -101,13 +102,9 @@ func (e *liveEnv) waitTerminal(id string) TaskView {
 		if v.Status != "done" && v.Progress >= 100 {
 			e.t.Fatalf("progress 100 while %s", v.Status)
 		}
-		if v.Status == "done" || v.Status == "failed" {
-			return v
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	e.t.Fatalf("task %s not terminal in time", id)
-	return TaskView{}
+		return v.Status == "done" || v.Status == "failed"
+	})
+	return v
 }
 
 func TestGenerateImageToGallery(t *testing.T) {

@@ -658,7 +658,19 @@ func TestHealthCheckTransitions(t *testing.T) {
 
 func TestBackgroundHealthCheckRecoversAndAudits(t *testing.T) {
 	e := newEnv(t)
-	srv := e.sim(workspace.SimConfig{})
+	sim, err := workspace.NewSim(workspace.SimConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var checks atomic.Int64 // health checks the workspace answered
+	inner := sim.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inner.ServeHTTP(w, r)
+		if r.URL.Path == "/health" {
+			checks.Add(1)
+		}
+	}))
+	t.Cleanup(srv.Close)
 	failed := e.account("came-back", srv.URL, 1, "failed", nil)
 	pending := e.account("not-checked", srv.URL, 1, "pending", nil)
 	cfg := e.config()
@@ -667,7 +679,9 @@ func TestBackgroundHealthCheckRecoversAndAudits(t *testing.T) {
 	testutil.WaitFor(t, 5*time.Second, "failed account to become ready", func() bool {
 		return e.getAccount(failed.ID).Status == "ready"
 	})
-	time.Sleep(100 * time.Millisecond) // several more passes: no more audit rows without a change
+	// Three more passes over the now ready account: no more audit rows without a change.
+	after := checks.Load()
+	testutil.WaitFor(t, 5*time.Second, "three more background checks", func() bool { return checks.Load() >= after+3 })
 	if a := e.getAccount(pending.ID); a.Status != "pending" {
 		t.Errorf("pending account changed by the background checker: %s", a.Status)
 	}
@@ -875,8 +889,10 @@ func TestStartRemovesPartialMedia(t *testing.T) {
 // health check runs is not overwritten by the check's result.
 func TestDisableDuringHealthCheckWins(t *testing.T) {
 	e := newEnv(t)
-	release := make(chan struct{})
+	release, reached := make(chan struct{}), make(chan struct{})
+	var once sync.Once
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(reached) }) // the check has read the account and is probing
 		<-release
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"status":"ok","models":[],"capacity":1,"running":0}`))
@@ -892,7 +908,13 @@ func TestDisableDuringHealthCheckWins(t *testing.T) {
 		}
 		done <- a
 	}()
-	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-reached:
+	case a := <-done:
+		t.Fatalf("the health check ended before it reached the workspace: %+v", a)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the health check never reached the workspace")
+	}
 	if _, err := e.db.SetAccountStatus(context.Background(), acc.ID, "disabled", "disabled by an admin", time.Time{}); err != nil {
 		t.Fatal(err)
 	}

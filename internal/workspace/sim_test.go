@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -472,6 +473,13 @@ func TestSimFaultRateIsPerTaskAndStable(t *testing.T) {
 	}
 }
 
+// TestSimServeReleasesHungCallsOnShutdown: a call the hang fault holds is
+// released when Serve's context ends (the connection is dropped with no
+// answer), and Serve returns promptly, well inside its 5 s shutdown grace,
+// which a held call would use up. The context ends only once the handler is
+// known to hold the call: the submit is sent with Expect: 100-continue, and
+// the server sends "100 Continue" only when the handler starts reading the
+// body, so the call is never one refused at the door instead.
 func TestSimServeReleasesHungCallsOnShutdown(t *testing.T) {
 	sim, err := NewSim(SimConfig{Fault: FaultHang})
 	if err != nil {
@@ -485,26 +493,41 @@ func TestSimServeReleasesHungCallsOnShutdown(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- sim.Serve(ctx, ln) }()
 
-	c, _ := NewClient("http://"+ln.Addr().String(), "", "")
-	called := make(chan error, 1)
-	go func() { _, err := c.Status(context.Background(), "stuck"); called <- err }()
-	time.Sleep(50 * time.Millisecond) // let the call reach the handler
-	cancel()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	body, _ := json.Marshal(imageTask("stuck"))
+	fmt.Fprintf(conn, "POST /tasks HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", len(body))
+	rd := bufio.NewReader(conn)
+	status, err := rd.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 100") {
+		t.Fatalf("the handler did not ask for the body: %q %v", status, err)
+	}
+	if blank, err := rd.ReadString('\n'); err != nil || blank != "\r\n" {
+		t.Fatalf("after 100 Continue: %q %v", blank, err)
+	}
+	if _, err := conn.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the handler is running: it holds the call
 
 	select {
 	case err := <-served:
 		if err != nil {
 			t.Fatalf("Serve: %v", err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return after its context ended")
+	case <-time.After(3 * time.Second):
+		t.Fatal("Serve did not return within 3 s of its context ending: the hung call was not released")
 	}
-	select {
-	case err := <-called:
-		if err == nil {
-			t.Fatal("a hung call got an answer")
-		}
-	case <-time.After(5 * time.Second):
+	answer, err := io.ReadAll(rd)
+	if len(answer) > 0 {
+		t.Fatalf("a hung call got an answer: %q", answer)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
 		t.Fatal("the hung call was not released by shutdown")
 	}
 }
