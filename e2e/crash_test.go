@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -97,10 +96,7 @@ func TestKill9UnderLoad(t *testing.T) {
 			t.Errorf("task %s ended %s (%s) against a healthy workspace", id, v.Status, v.errCode())
 			continue
 		}
-		resp, _, err := srv.do("GET", "/results/"+id, nil)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Errorf("result of done task %s: %v %v", id, err, resp)
-		}
+		srv.checkMedia(t, v)
 	}
 	t.Logf("RESULT kills=%d acknowledged=%d (%d the instant before a kill) client_errors=%d all_terminal_after=%v longest_run=%v failed=%v",
 		kills, len(acked), len(lastInstant), errs, drained.Round(time.Millisecond), longest, failed)
@@ -161,7 +157,9 @@ func TestSimKill9MidTask(t *testing.T) {
 	for id, v := range views {
 		if v.Status != "done" {
 			t.Errorf("task %s ended %s (%s), want done after the workspace came back", id, v.Status, v.errCode())
+			continue
 		}
+		srv.checkMedia(t, v)
 	}
 	resent := map[string]bool{}
 	for _, rec := range srv.Logs.Records("task dispatched") {
@@ -265,6 +263,8 @@ func TestRestartResumes(t *testing.T) {
 	for id, v := range views {
 		if v.Status != "done" {
 			t.Errorf("task %s ended %s (%s), want done", id, v.Status, v.errCode())
+		} else {
+			srv.checkMedia(t, v)
 		}
 		if v.StartedAt != started[id] {
 			t.Errorf("task %s started_at %s -> %s: it was run again instead of resumed", id, started[id], v.StartedAt)
@@ -398,6 +398,8 @@ func TestProgressNeverGoesDown(t *testing.T) {
 	for _, id := range ids {
 		if v, _, _ := srv.status(id); v == nil || v.Status != "done" {
 			t.Errorf("task %s did not end done", id)
+		} else {
+			srv.checkMedia(t, v)
 		}
 	}
 	resent := map[string]bool{}

@@ -127,10 +127,14 @@ func runFault(t *testing.T, tc faultCase) {
 	checkNothingStuck(t, srv)
 }
 
-// checkMediaAnswer: a done task serves its result; a failed one answers 409
-// task_failed on /results and /preview with the failure as message.
+// checkMediaAnswer: a done task serves its result and preview (the bytes
+// checked by checkMedia); a failed one answers 409 task_failed on /results
+// and /preview with the failure as message.
 func checkMediaAnswer(t *testing.T, srv *server, id string, v *taskView) {
 	t.Helper()
+	if v.Status == "done" {
+		srv.checkMedia(t, v)
+	}
 	for _, path := range []string{"/results/", "/preview/"} {
 		resp, body, err := srv.do("GET", path+id, nil)
 		if err != nil {

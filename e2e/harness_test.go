@@ -8,6 +8,9 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"image"
+	_ "image/jpeg"
+	_ "image/png"
 	"io"
 	"math/rand/v2"
 	"net/http"
@@ -19,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	_ "golang.org/x/image/webp"
 	_ "modernc.org/sqlite"
 
 	"gooni/internal/testutil"
@@ -277,6 +281,57 @@ func (s *server) waitTerminal(t testing.TB, ids []string, timeout time.Duration)
 			t.Fatalf("%d of %d tasks not terminal after %v: %s", len(open), len(ids), timeout, strings.Join(open, ", "))
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// checkMedia fetches a done task's result and preview as a user does and
+// checks the bytes, not just the status: a 200 whose Content-Length is the
+// body's length, a body identical to the file the server stored in media/,
+// and media that is what the Content-Type says (an image decodes as that
+// format, at the 256x256 generateBody asks for when it is an image result; a
+// video result is an MP4 with its ftyp and moov boxes).
+func (s *server) checkMedia(t testing.TB, v *taskView) {
+	t.Helper()
+	for _, which := range []string{"results", "preview"} {
+		what := which + " of " + v.Type + " task " + v.TaskID
+		resp, body, err := s.do("GET", "/"+which+"/"+v.TaskID, nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %v %v", what, err, resp)
+			continue
+		}
+		ct := resp.Header.Get("Content-Type")
+		if resp.ContentLength != int64(len(body)) || len(body) == 0 {
+			t.Errorf("%s: Content-Length %d, body %d bytes", what, resp.ContentLength, len(body))
+		}
+		pattern := v.TaskID + ".*"
+		if which == "preview" {
+			pattern = v.TaskID + ".preview.*"
+		}
+		files, _ := filepath.Glob(filepath.Join(s.dataDir, "media", pattern))
+		var stored []byte
+		for _, f := range files {
+			if which == "results" && strings.Contains(filepath.Base(f), ".preview.") {
+				continue
+			}
+			stored, _ = os.ReadFile(f)
+		}
+		if !bytes.Equal(body, stored) {
+			t.Errorf("%s: the %d bytes served are not the %d-byte file stored in media/ (%v)", what, len(body), len(stored), files)
+		}
+		if which == "results" && v.Type == "video" {
+			if ct != "video/mp4" || len(body) < 12 || string(body[4:8]) != "ftyp" || !bytes.Contains(body, []byte("moov")) {
+				t.Errorf("%s: %s of %d bytes is not an MP4 (starts %q)", what, ct, len(body), body[:min(len(body), 12)])
+			}
+			continue
+		}
+		cfg, format, err := image.DecodeConfig(bytes.NewReader(body))
+		if err != nil || "image/"+format != ct || cfg.Width <= 0 || cfg.Height <= 0 {
+			t.Errorf("%s: served as %s, decodes as %q %dx%d (%v)", what, ct, format, cfg.Width, cfg.Height, err)
+			continue
+		}
+		if which == "results" && (cfg.Width != 256 || cfg.Height != 256) {
+			t.Errorf("%s: %dx%d, want the 256x256 asked for", what, cfg.Width, cfg.Height)
+		}
 	}
 }
 
