@@ -12,6 +12,7 @@ import (
 // over every user route: the first credential present decides and a wrong one
 // never falls through to the next.
 func TestUserAuthPrecedence(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	good := e.userSession()
 	revoked := e.userSession()
@@ -83,6 +84,7 @@ func TestUserAuthPrecedence(t *testing.T) {
 }
 
 func TestSessionLifecycle(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	w := e.do(req{method: "POST", path: "/auth/session"})
 	if w.Code != 200 || !strings.Contains(w.Body.String(), `"authenticated":true`) || !strings.Contains(w.Body.String(), `"expires_at":"2026-03-01T13:00:00Z"`) {
@@ -114,6 +116,7 @@ func TestSessionLifecycle(t *testing.T) {
 }
 
 func TestSessionExpiry(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	c := e.userSession()
 	e.clock.Advance(59 * time.Minute)
@@ -130,6 +133,7 @@ func TestSessionExpiry(t *testing.T) {
 }
 
 func TestSessionModeKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.SessionMode = "key" })
 	cases := []struct {
 		name   string
@@ -152,6 +156,7 @@ func TestSessionModeKey(t *testing.T) {
 // TestFailClosedWhenSessionStoreUnreadable: with the database closed, a
 // session cookie gets auth_unavailable, never anonymous access.
 func TestFailClosedWhenSessionStoreUnreadable(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	c := e.userSession()
 	ac := e.adminSession()
@@ -170,6 +175,7 @@ func TestFailClosedWhenSessionStoreUnreadable(t *testing.T) {
 // TestAdminAuth: X-Admin-Key only in the header of POST /admin/session; every
 // other admin route needs the admin session cookie.
 func TestAdminAuth(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	user := e.userSession()
 	cases := []struct {
@@ -216,6 +222,7 @@ func TestAdminAuth(t *testing.T) {
 }
 
 func TestMetricsNeedAdmin(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.readyAccount()
 	e.do(req{method: "POST", path: "/generate", header: map[string]string{"X-API-Key": e.sec.APIKey}, body: `{"model":"pony","mode":"t2i","prompt":"x"}`})
@@ -238,6 +245,7 @@ func TestMetricsNeedAdmin(t *testing.T) {
 }
 
 func TestTLSCookiesAndHSTS(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.TLS = true })
 	w := e.do(req{method: "POST", path: "/auth/session"})
 	if c := cookieOf(w, "gg_session"); c == nil || !c.Secure || !c.HttpOnly {

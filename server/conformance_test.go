@@ -177,6 +177,7 @@ type confCase struct {
 // every audit row and audit log line written meanwhile carries the mandatory
 // fields of section 9 (SC-005, SC-006, SC-007).
 func TestContractConformance(t *testing.T) {
+	t.Parallel()
 	origin := func(c *Config) { c.FrontendOrigins = []string{"https://app.example.com"} }
 	e := newDispatchEnv(t, workspace.SimConfig{Duration: time.Hour}, `echo "deploying $GG_WORKSPACE"`, origin)
 	ctx := context.Background()

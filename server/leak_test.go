@@ -46,6 +46,7 @@ func (h *headerLog) add(hd http.Header) {
 // body and header, every log line, every audit row and the raw database files
 // for every secret value. A hit names the secret and the place, never the value.
 func TestNoSecretLeaks(t *testing.T) {
+	t.Parallel()
 	creds := map[string]string{
 		"token_id":     "tokid-9f1c2e7a5b3d4c8e",
 		"token_secret": "toksec-2b7e151628aed2a6abf7158809cf4f3c",

@@ -108,6 +108,7 @@ func (e *liveEnv) waitTerminal(id string) TaskView {
 }
 
 func TestGenerateImageToGallery(t *testing.T) {
+	t.Parallel()
 	e := newLiveEnv(t, workspace.SimConfig{})
 	id := e.submit(`{"model":"flux","mode":"t2i","prompt":"a red fox in snow","params":{"width":512,"height":256,"steps":4}}`)
 	v := e.status(id)
@@ -189,6 +190,7 @@ func TestGenerateImageToGallery(t *testing.T) {
 }
 
 func TestGenerateVideoAndEvents(t *testing.T) {
+	t.Parallel()
 	e := newLiveEnv(t, workspace.SimConfig{})
 	id := e.submit(`{"model":"wan-remix","mode":"t2v","prompt":"waves at dusk"}`)
 	// Follow the SSE stream on a real HTTP server until it ends by itself.
@@ -240,6 +242,7 @@ func TestGenerateVideoAndEvents(t *testing.T) {
 }
 
 func TestNoWorkersCreatesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	w := e.do(req{method: "POST", path: "/generate", header: map[string]string{"X-API-Key": e.sec.APIKey}, body: `{"model":"flux","mode":"t2i","prompt":"x"}`})
 	if w.Code != 503 || errCode(t, w) != "no_workers" {
@@ -252,6 +255,7 @@ func TestNoWorkersCreatesNothing(t *testing.T) {
 }
 
 func TestQueueFull(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.QueueMax = 2 })
 	e.readyAccount() // no dispatcher runs: tasks stay pending
 	key := map[string]string{"X-API-Key": e.sec.APIKey}
@@ -279,6 +283,7 @@ func TestQueueFull(t *testing.T) {
 }
 
 func TestGenerateValidation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.readyAccount()
 	key := map[string]string{"X-API-Key": e.sec.APIKey}

@@ -14,6 +14,7 @@ import (
 // TestErrorShapes: every failing answer is the contract's JSON error with one
 // code and a correlation id equal to the header.
 func TestErrorShapes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	key := map[string]string{"X-API-Key": e.sec.APIKey}
 	cases := []struct {
@@ -45,6 +46,7 @@ func TestErrorShapes(t *testing.T) {
 }
 
 func TestRecoveredPanicIsInternalError(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	h := e.srv.correlate(e.srv.recoverPanics(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom: secret detail") })))
 	w := httptest.NewRecorder()
@@ -58,6 +60,7 @@ func TestRecoveredPanicIsInternalError(t *testing.T) {
 }
 
 func TestCorrelationID(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	cases := []struct{ in, want string }{
 		{"abc-123_X.y", "abc-123_X.y"},
@@ -84,6 +87,7 @@ func TestCorrelationID(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.FrontendOrigins = []string{"https://app.example.com"} })
 	pre := func(origin string) req {
 		return req{method: "OPTIONS", path: "/generate", header: map[string]string{"Origin": origin, "Access-Control-Request-Method": "POST"}}
@@ -142,6 +146,7 @@ func TestCORS(t *testing.T) {
 // with Config.TLS) the server's own origin is https://host; an http:// page
 // on the same host is cross-origin and blocked, an https:// one passes.
 func TestSameOriginComparesTheScheme(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		tls    bool // Config.TLS (TLS terminated by the server itself)
@@ -183,6 +188,7 @@ func TestSameOriginComparesTheScheme(t *testing.T) {
 
 // TestRollingWindowLimiter: never more than N admitted in any window span.
 func TestRollingWindowLimiter(t *testing.T) {
+	t.Parallel()
 	clk := testutil.NewClock(time.Unix(1000, 0))
 	l := NewLimiter(3, time.Minute, clk.Now)
 	at := func(sec int) (bool, time.Duration, bool) {
@@ -217,6 +223,7 @@ func TestRollingWindowLimiter(t *testing.T) {
 }
 
 func TestAuthSessionThrottle(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ip := func(s string) req { return req{method: "POST", path: "/auth/session", remote: s + ":5555"} }
 	for i := 0; i < 10; i++ {
@@ -243,6 +250,7 @@ func TestAuthSessionThrottle(t *testing.T) {
 }
 
 func TestAdminThrottles(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// Login: 30 per rolling 60 s per IP, wrong keys count too, checked before the key.
 	for i := 0; i < 30; i++ {
@@ -278,6 +286,7 @@ func TestAdminThrottles(t *testing.T) {
 }
 
 func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")} })
 	mk := func(remote, xff string) *http.Request {
 		r := httptest.NewRequest("GET", "/", nil)
@@ -302,6 +311,7 @@ func TestTrustedProxies(t *testing.T) {
 }
 
 func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	w := e.do(req{method: "GET", path: "/health"})
 	for _, h := range []string{"Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"} {

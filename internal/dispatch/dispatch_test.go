@@ -225,6 +225,7 @@ func (e *env) mediaFiles() []string {
 // ---- lifecycle ----
 
 func TestTasksFinishWithMediaOnDisk(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		typ, resultType, resultExt string
 	}{
@@ -294,6 +295,7 @@ func TestTasksFinishWithMediaOnDisk(t *testing.T) {
 }
 
 func TestCredentialsReachTheWorkspace(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	srv := e.sim(workspace.SimConfig{RequireKey: "wk-proxy-key", RequireSecret: "ws-proxy-secret"})
 	// Created first, so it is tried first: its wrong secret gets a 401.
@@ -317,6 +319,7 @@ func TestCredentialsReachTheWorkspace(t *testing.T) {
 }
 
 func TestFaultsAndFailover(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		fault string // of the first account, created first so it is picked first
@@ -372,6 +375,7 @@ func TestFaultsAndFailover(t *testing.T) {
 }
 
 func TestCorruptResultIsNotServed(t *testing.T) {
+	t.Parallel()
 	for _, typ := range []string{"image", "video"} {
 		t.Run(typ, func(t *testing.T) {
 			e := newEnv(t)
@@ -397,6 +401,7 @@ func TestCorruptResultIsNotServed(t *testing.T) {
 // refused as corrupt_result: the declared type must match the bytes, being
 // some known media type is not enough. Nothing is kept in media/.
 func TestMislabelledResultIsCorrupt(t *testing.T) {
+	t.Parallel()
 	pic := image.NewRGBA(image.Rect(0, 0, 8, 8))
 	var pngBuf, jpegBuf bytes.Buffer
 	if err := png.Encode(&pngBuf, pic); err != nil {
@@ -457,6 +462,7 @@ func TestMislabelledResultIsCorrupt(t *testing.T) {
 }
 
 func TestCapacityIsRespectedAndLoadSpread(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	a := e.account("one", e.sim(workspace.SimConfig{Duration: 300 * time.Millisecond}).URL, 1, "ready", nil)
 	b := e.account("two", e.sim(workspace.SimConfig{Duration: 300 * time.Millisecond}).URL, 1, "ready", nil)
@@ -492,6 +498,7 @@ func TestCapacityIsRespectedAndLoadSpread(t *testing.T) {
 }
 
 func TestResumeFinishesProcessingTasks(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	srv := e.sim(workspace.SimConfig{Duration: 200 * time.Millisecond})
 	acc := e.account("resume", srv.URL, 4, "ready", nil)
@@ -533,6 +540,7 @@ func TestResumeFinishesProcessingTasks(t *testing.T) {
 // before (half the TTL, or just under it, is not stale), and not later when it
 // keeps reporting progress. Store and dispatcher share one injected clock.
 func TestReaperFailsStaleTasks(t *testing.T) {
+	t.Parallel()
 	clock := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	e := newEnvAt(t, clock)
 	acc := e.account("slow", e.sim(workspace.SimConfig{Duration: time.Hour}).URL, 4, "ready", nil)
@@ -620,6 +628,7 @@ func TestReaperFailsStaleTasks(t *testing.T) {
 // ---- accounts ----
 
 func TestHealthCheckTransitions(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	ok := e.sim(workspace.SimConfig{})
@@ -657,6 +666,7 @@ func TestHealthCheckTransitions(t *testing.T) {
 }
 
 func TestBackgroundHealthCheckRecoversAndAudits(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	sim, err := workspace.NewSim(workspace.SimConfig{})
 	if err != nil {
@@ -696,6 +706,7 @@ func TestBackgroundHealthCheckRecoversAndAudits(t *testing.T) {
 }
 
 func TestClientRefusesInvalidTargets(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	var hits atomic.Int64
 	trap := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
@@ -729,6 +740,7 @@ func TestClientRefusesInvalidTargets(t *testing.T) {
 }
 
 func TestDispatchNeverSendsToInvalidTarget(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	acc := e.account("far-away", "http://10.1.2.3", 2, "ready", map[string]string{"proxy_key": "pk-1234", "proxy_secret": "ps-5678"})
 	e.start(e.config())
@@ -752,6 +764,7 @@ func TestDispatchNeverSendsToInvalidTarget(t *testing.T) {
 }
 
 func TestRemoveAccountFailsItsTasks(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	srv := e.sim(workspace.SimConfig{Duration: time.Hour})
@@ -779,6 +792,7 @@ func TestRemoveAccountFailsItsTasks(t *testing.T) {
 }
 
 func TestWorkspaceGoingAwayMidTaskFailsOverAndComesBack(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	sim, err := workspace.NewSim(workspace.SimConfig{Duration: 5 * time.Second, Capacity: 2})
 	if err != nil {
@@ -827,6 +841,7 @@ func TestWorkspaceGoingAwayMidTaskFailsOverAndComesBack(t *testing.T) {
 }
 
 func TestImageToVideoSendsTheInputImage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	sim, err := workspace.NewSim(workspace.SimConfig{Duration: 200 * time.Millisecond})
 	if err != nil {
@@ -873,6 +888,7 @@ func TestImageToVideoSendsTheInputImage(t *testing.T) {
 // TestStartRemovesPartialMedia: a temp file a crash left mid-download is
 // removed at start; finished media stays.
 func TestStartRemovesPartialMedia(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	media := filepath.Join(e.dataDir, "media")
 	os.MkdirAll(media, 0o700)
@@ -888,6 +904,7 @@ func TestStartRemovesPartialMedia(t *testing.T) {
 // TestDisableDuringHealthCheckWins: an admin's Disable made while a slow
 // health check runs is not overwritten by the check's result.
 func TestDisableDuringHealthCheckWins(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	release, reached := make(chan struct{}), make(chan struct{})
 	var once sync.Once

@@ -16,6 +16,7 @@ import (
 // task again, and the new run starts from 0. The progress committed for the
 // task, as every listener sees it, must never go down on the way to done.
 func TestProgressNeverGoesDownAcrossAResend(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// Two simulators behind one address: the second is the first restarted
 	// empty. Each run takes long enough to report progress several times.
