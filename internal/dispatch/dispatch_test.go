@@ -543,7 +543,20 @@ func TestReaperFailsStaleTasks(t *testing.T) {
 	t.Parallel()
 	clock := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	e := newEnvAt(t, clock)
-	acc := e.account("slow", e.sim(workspace.SimConfig{Duration: time.Hour}).URL, 4, "ready", nil)
+	sim := e.sim(workspace.SimConfig{Duration: time.Hour})
+	var mu sync.Mutex
+	cancelled := map[string]bool{} // tasks the workspace was asked to drop
+	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			mu.Lock()
+			cancelled[strings.TrimPrefix(r.URL.Path, "/tasks/")] = true
+			mu.Unlock()
+		}
+		sim.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ws.Close)
+	acc := e.account("slow", ws.URL, 4, "ready", nil)
+	wasCancelled := func(id string) bool { mu.Lock(); defer mu.Unlock(); return cancelled[id] }
 	ctx := context.Background()
 	img, vid := e.task("image"), e.task("video")
 	for _, task := range []*store.Task{img, vid} {
@@ -607,6 +620,11 @@ func TestReaperFailsStaleTasks(t *testing.T) {
 	if got := e.get(vid.ID); got.Status != "processing" {
 		t.Errorf("video task %s, want still processing", got.Status)
 	}
+	// The workspace is asked to drop what it no longer needs to run.
+	testutil.WaitFor(t, 5*time.Second, "the workspace to be asked to drop the reaped task", func() bool { return wasCancelled(img.ID) })
+	if wasCancelled(vid.ID) {
+		t.Error("the workspace was asked to drop a task still within its TTL")
+	}
 	if !d.LastReap().Equal(now.Truncate(time.Millisecond).UTC()) {
 		t.Errorf("LastReap %v, want %v", d.LastReap(), now)
 	}
@@ -623,6 +641,7 @@ func TestReaperFailsStaleTasks(t *testing.T) {
 	if n := at(31 * time.Minute); n != 1 || e.get(vid.ID).ErrorCode != "timeout" {
 		t.Errorf("video task not reaped after its TTL (%d, %s)", n, e.get(vid.ID).ErrorCode)
 	}
+	testutil.WaitFor(t, 5*time.Second, "the workspace to be asked to drop the reaped video task", func() bool { return wasCancelled(vid.ID) })
 }
 
 // ---- accounts ----
