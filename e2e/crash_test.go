@@ -50,6 +50,24 @@ func checkWithinTTL(t testing.TB, views map[string]*taskView, ttl time.Duration)
 	return longest
 }
 
+// notResent is the ids the server's log never shows dispatched a second time
+// ('task dispatched' with attempt >= 2).
+func notResent(srv *server, ids []string) []string {
+	resent := map[string]bool{}
+	for _, rec := range srv.Logs.Records("task dispatched") {
+		if a, _ := rec["attempt"].(float64); a >= 2 {
+			resent[fmt.Sprint(rec["task_id"])] = true
+		}
+	}
+	var out []string
+	for _, id := range ids {
+		if !resent[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // TestKill9UnderLoad proves SC-002: kill -9 at random moments under load
 // loses no acknowledged task, leaves none stuck, and keeps the database sound.
 func TestKill9UnderLoad(t *testing.T) {
@@ -161,16 +179,8 @@ func TestSimKill9MidTask(t *testing.T) {
 		}
 		srv.checkMedia(t, v)
 	}
-	resent := map[string]bool{}
-	for _, rec := range srv.Logs.Records("task dispatched") {
-		if a, _ := rec["attempt"].(float64); a >= 2 {
-			resent[fmt.Sprint(rec["task_id"])] = true
-		}
-	}
-	for _, id := range ids {
-		if !resent[id] {
-			t.Errorf("task %s was not sent again to the restarted workspace", id)
-		}
+	for _, id := range notResent(srv, ids) {
+		t.Errorf("task %s was not sent again to the restarted workspace", id)
 	}
 	testutil.WaitFor(t, 10*time.Second, "account ready again", func() bool { return srv.getAccount(t, acc.ID).Status == "ready" })
 }
@@ -402,16 +412,8 @@ func TestProgressNeverGoesDown(t *testing.T) {
 			srv.checkMedia(t, v)
 		}
 	}
-	resent := map[string]bool{}
-	for _, rec := range srv.Logs.Records("task dispatched") {
-		if a, _ := rec["attempt"].(float64); a >= 2 {
-			resent[fmt.Sprint(rec["task_id"])] = true
-		}
-	}
-	for _, id := range ids {
-		if !resent[id] {
-			t.Errorf("task %s was not sent again after the workspace forgot it: the case proves nothing", id)
-		}
+	for _, id := range notResent(srv, ids) {
+		t.Errorf("task %s was not sent again after the workspace forgot it: the case proves nothing", id)
 	}
 	if len(regressions) > 0 {
 		t.Errorf("progress went down (contract 6: never going down): %s", strings.Join(regressions, "; "))
