@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"gooni/internal/testutil"
 )
 
 // The edges below are where scripts/mutation.sh found behaviour no test
@@ -209,5 +212,52 @@ func TestListenersHearCommittedTasksOnly(t *testing.T) {
 	defer mu.Unlock()
 	if got := strings.Join(heard, ","); got != "good-1,good-2,good-1,good-1,good-2" {
 		t.Fatalf("listeners heard %s, want good-1,good-2 (created), good-1 (claimed), good-1 (done), good-2 (failed)", got)
+	}
+}
+
+// TestVerifyAuditAfterPruneFindsAWipedTail: after a retention prune, someone
+// with the file deletes every row written since and the sealed head. A
+// retention checkpoint proves rows existed and a head is never removed by
+// the store, so this is tampering: VerifyAudit reports the first missing row,
+// and a later append does not paper over it.
+func TestVerifyAuditAfterPruneFindsAWipedTail(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(t)
+	db, err := Open(dir, testutil.Schema(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-200 * 24 * time.Hour)
+	for i := 0; i < 3; i++ {
+		if err := db.AppendAudit(bg, &AuditEvent{Timestamp: old, Actor: "a", Action: "old", Outcome: "success"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := db.PruneAudit(bg, time.Now().Add(-100*24*time.Hour)); err != nil || n != 3 {
+		t.Fatalf("PruneAudit = %d %v", n, err)
+	}
+	appendEvents2(t, db) // rows 4 and 5
+	if v, err := db.VerifyAudit(bg); err != nil || !v.OK || v.Checked != 2 {
+		t.Fatalf("before tampering: %+v %v", v, err)
+	}
+	db.Close()
+
+	raw := rawDB(t, filepath.Join(dir, FileName))
+	mustExec(t, raw, "DROP TRIGGER audit_events_no_delete")
+	mustExec(t, raw, "DELETE FROM audit_events")
+	mustExec(t, raw, "DELETE FROM audit_head")
+	raw.Close()
+
+	db, err = Open(dir, testutil.Schema(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v, err := db.VerifyAudit(bg); err != nil || v.OK || v.FirstBadID != 4 {
+		t.Fatalf("rows 4-5 and the head deleted: VerifyAudit = %+v %v, want not OK, first bad 4", v, err)
+	}
+	appendEvents2(t, db)
+	if v, _ := db.VerifyAudit(bg); v.OK {
+		t.Fatalf("a later append healed the chain: %+v", v)
 	}
 }
