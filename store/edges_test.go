@@ -177,8 +177,9 @@ func TestRequeueOrFail(t *testing.T) {
 }
 
 // TestListenersHearCommittedTasksOnly: listeners are told about the tasks a
-// batch created, not about the requests that failed in it, and about a task
-// completed or failed (each exactly once per change).
+// batch created, not about the requests that failed in it, and about each
+// committed claim, completion, requeue and failure; a refused transition
+// (ErrConflict) tells nobody.
 func TestListenersHearCommittedTasksOnly(t *testing.T) {
 	db, _ := openTest(t, testOptions(t))
 	if err := db.CreateTask(bg, &Task{ID: "taken", Prompt: "first"}, nil, 0); err != nil {
@@ -202,16 +203,26 @@ func TestListenersHearCommittedTasksOnly(t *testing.T) {
 	if err := db.CompleteTask(bg, "good-2", "media/b.png", "image/png", "", ""); !errors.Is(err, ErrConflict) {
 		t.Fatalf("completing a pending task: %v, want ErrConflict", err)
 	}
+	if _, err := db.ClaimTask(bg, "good-2", acc.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RequeueTask(bg, "good-2", "lost"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.RequeueTask(bg, "good-2", "lost again"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("requeueing a pending task: %v, want ErrConflict", err)
+	}
 	if err := db.FailTask(bg, "good-2", "worker_error", "x"); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.FailTask(bg, "good-2", "worker_error", "again"); !errors.Is(err, ErrConflict) {
-		t.Fatalf("failing a failed task: %v, want ErrConflict", err)
+	if err := db.FailTask(bg, "good-1", "worker_error", "x"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("failing a done task: %v, want ErrConflict", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if got := strings.Join(heard, ","); got != "good-1,good-2,good-1,good-1,good-2" {
-		t.Fatalf("listeners heard %s, want good-1,good-2 (created), good-1 (claimed), good-1 (done), good-2 (failed)", got)
+	want := "good-1,good-2,good-1,good-1,good-2,good-2,good-2" // created x2, claimed, done, claimed, requeued, failed
+	if got := strings.Join(heard, ","); got != want {
+		t.Fatalf("listeners heard %s, want %s", got, want)
 	}
 }
 
