@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gooni/internal/testutil"
 )
 
 // crashTTL is the stale-processing limit the crash tests run with: short
@@ -49,6 +50,24 @@ func checkWithinTTL(t testing.TB, views map[string]*taskView, ttl time.Duration)
 	return longest
 }
 
+// notResent is the ids the server's log never shows dispatched a second time
+// ('task dispatched' with attempt >= 2).
+func notResent(srv *server, ids []string) []string {
+	resent := map[string]bool{}
+	for _, rec := range srv.Logs.Records("task dispatched") {
+		if a, _ := rec["attempt"].(float64); a >= 2 {
+			resent[fmt.Sprint(rec["task_id"])] = true
+		}
+	}
+	var out []string
+	for _, id := range ids {
+		if !resent[id] {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
 // TestKill9UnderLoad proves SC-002: kill -9 at random moments under load
 // loses no acknowledged task, leaves none stuck, and keeps the database sound.
 func TestKill9UnderLoad(t *testing.T) {
@@ -67,7 +86,7 @@ func TestKill9UnderLoad(t *testing.T) {
 		if id, err := srv.generate("image", 100000+i); err == nil {
 			lastInstant = append(lastInstant, id)
 		}
-		srv.kill()
+		srv.Kill()
 		down := time.Now()
 		time.Sleep(time.Duration(rand.Int64N(int64(300 * time.Millisecond))))
 		srv.start()
@@ -95,15 +114,12 @@ func TestKill9UnderLoad(t *testing.T) {
 			t.Errorf("task %s ended %s (%s) against a healthy workspace", id, v.Status, v.errCode())
 			continue
 		}
-		resp, _, err := srv.do("GET", "/results/"+id, nil)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Errorf("result of done task %s: %v %v", id, err, resp)
-		}
+		srv.checkMedia(t, v)
 	}
 	t.Logf("RESULT kills=%d acknowledged=%d (%d the instant before a kill) client_errors=%d all_terminal_after=%v longest_run=%v failed=%v",
 		kills, len(acked), len(lastInstant), errs, drained.Round(time.Millisecond), longest, failed)
 
-	if err := srv.stop(15 * time.Second); err != nil {
+	if err := srv.Stop(15 * time.Second); err != nil {
 		t.Errorf("graceful stop after the run: %v", err)
 	}
 	db := integrityCheck(t, filepath.Join(srv.dataDir, "gooni.db"))
@@ -139,7 +155,7 @@ func TestSimKill9MidTask(t *testing.T) {
 	for i := range 4 {
 		ids = append(ids, srv.mustGenerate(t, []string{"image", "video"}[i%2], i))
 	}
-	waitFor(t, 10*time.Second, "all tasks running on the workspace", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "all tasks running on the workspace", func() bool {
 		for _, id := range ids {
 			v, _, err := srv.status(id)
 			if err != nil || v.Status != "processing" || v.Progress == 0 {
@@ -148,7 +164,7 @@ func TestSimKill9MidTask(t *testing.T) {
 		}
 		return true
 	})
-	w.kill()
+	w.Kill()
 	killed := time.Now()
 	// Long enough for the poller to give up on the account (3 polls at 500 ms).
 	time.Sleep(2 * time.Second)
@@ -159,20 +175,14 @@ func TestSimKill9MidTask(t *testing.T) {
 	for id, v := range views {
 		if v.Status != "done" {
 			t.Errorf("task %s ended %s (%s), want done after the workspace came back", id, v.Status, v.errCode())
+			continue
 		}
+		srv.checkMedia(t, v)
 	}
-	resent := map[string]bool{}
-	for _, rec := range srv.logs.records("task dispatched") {
-		if a, _ := rec["attempt"].(float64); a >= 2 {
-			resent[fmt.Sprint(rec["task_id"])] = true
-		}
+	for _, id := range notResent(srv, ids) {
+		t.Errorf("task %s was not sent again to the restarted workspace", id)
 	}
-	for _, id := range ids {
-		if !resent[id] {
-			t.Errorf("task %s was not sent again to the restarted workspace", id)
-		}
-	}
-	waitFor(t, 10*time.Second, "account ready again", func() bool { return srv.getAccount(t, acc.ID).Status == "ready" })
+	testutil.WaitFor(t, 10*time.Second, "account ready again", func() bool { return srv.getAccount(t, acc.ID).Status == "ready" })
 }
 
 // TestReaperFailsStale: a task that runs on its workspace longer than its
@@ -195,18 +205,27 @@ func TestReaperFailsStale(t *testing.T) {
 	if took > ttl+6*time.Second {
 		t.Errorf("task failed %v after submission; TTL %v (want within a few seconds of it)", took, ttl)
 	}
-	// Bounded from below too: a task must never be reaped before its TTL.
+	// Bounded from below too: a reaper that fires early (at half the TTL, say)
+	// fails a task that was still within its limit.
 	if took < ttl {
-		t.Errorf("task failed %v after submission, before its TTL of %v", took, ttl)
+		t.Errorf("task failed %v after submission, before its %v TTL had passed", took, ttl)
+	}
+	// The view's times have second precision; a run of at least 3 s still
+	// shows at least 3 s between them.
+	if run := parseTime(t, v.CompletedAt).Sub(parseTime(t, v.StartedAt)); run < ttl {
+		t.Errorf("task ran %v (started_at %s, completed_at %s), less than its %v TTL", run, v.StartedAt, v.CompletedAt, ttl)
 	}
 	t.Logf("RESULT reaper: timeout after %v (ttl %v): %s", took.Round(time.Millisecond), ttl, v.Error.Message)
 
 	var found bool
-	for _, rec := range srv.logs.records("stale task failed") {
+	for _, rec := range srv.Logs.Records("stale task failed") {
 		if rec["task_id"] == id {
 			found = true
 			if rec["type"] != "image" || rec["ttl"] != ttl.String() || rec["runtime"] == nil || rec["runtime"] == "" {
 				t.Errorf("reaper log lacks type/runtime/ttl: %v", rec)
+			}
+			if run, err := time.ParseDuration(fmt.Sprint(rec["runtime"])); err != nil || run <= ttl {
+				t.Errorf("reaper logged runtime %v (%v): not past the %v TTL", rec["runtime"], err, ttl)
 			}
 		}
 	}
@@ -228,7 +247,7 @@ func TestRestartResumes(t *testing.T) {
 		ids = append(ids, srv.mustGenerate(t, []string{"image", "video"}[i%2], i))
 	}
 	started := map[string]string{}
-	waitFor(t, 10*time.Second, "all tasks running on the workspace", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "all tasks running on the workspace", func() bool {
 		for _, id := range ids {
 			v, _, err := srv.status(id)
 			if err != nil || v.Status != "processing" || v.Progress == 0 {
@@ -238,7 +257,7 @@ func TestRestartResumes(t *testing.T) {
 		}
 		return true
 	})
-	if err := srv.stop(15 * time.Second); err != nil {
+	if err := srv.Stop(15 * time.Second); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}
 	srv.start()
@@ -255,12 +274,14 @@ func TestRestartResumes(t *testing.T) {
 	for id, v := range views {
 		if v.Status != "done" {
 			t.Errorf("task %s ended %s (%s), want done", id, v.Status, v.errCode())
+		} else {
+			srv.checkMedia(t, v)
 		}
 		if v.StartedAt != started[id] {
 			t.Errorf("task %s started_at %s -> %s: it was run again instead of resumed", id, started[id], v.StartedAt)
 		}
 	}
-	for _, rec := range srv.logs.records("task dispatched") {
+	for _, rec := range srv.Logs.Records("task dispatched") {
 		if a, _ := rec["attempt"].(float64); a >= 2 {
 			t.Errorf("task %v was dispatched again after a graceful restart", rec["task_id"])
 		}
@@ -277,11 +298,11 @@ func TestBackupUnderLoad(t *testing.T) {
 	srv.mustAddReady(t, "sim-backup", w, 4)
 
 	load := startLoad(srv, 3, jitter(50*time.Millisecond, 200*time.Millisecond))
-	waitFor(t, 10*time.Second, "some acknowledged tasks", func() bool { return len(load.snapshot()) >= 10 })
+	testutil.WaitFor(t, 10*time.Second, "some acknowledged tasks", func() bool { return len(load.snapshot()) >= 10 })
 	before := load.snapshot()
 	backupPath := filepath.Join(t.TempDir(), "backup.db")
 	cmd := exec.Command(gooniBin, "backup", backupPath)
-	cmd.Env = append(baseEnv(), "GG_DATA_DIR="+srv.dataDir)
+	cmd.Env = append(testutil.BaseEnv(), "GG_DATA_DIR="+srv.dataDir)
 	began := time.Now()
 	out, err := cmd.CombinedOutput()
 	took := time.Since(began)
@@ -364,17 +385,36 @@ func TestProgressNeverGoesDown(t *testing.T) {
 		}
 		return all
 	}
-	waitFor(t, 10*time.Second, "progress on every task", func() bool {
+	// Both tasks must be mid-run when the workspace dies: a done task (100%)
+	// is not sent again, and the case would prove nothing.
+	testutil.WaitFor(t, 10*time.Second, "both tasks processing with progress", func() bool {
 		sample()
-		return seen[ids[0]] >= 30 && seen[ids[1]] >= 30
+		for _, id := range ids {
+			v, _, err := srv.status(id)
+			if err != nil || v.terminal() {
+				if v != nil {
+					t.Fatalf("task %s ended %s before the workspace was killed: the case proves nothing", id, v.Status)
+				}
+				return false
+			}
+			if v.Status != "processing" || v.Progress < 30 || v.Progress >= 100 {
+				return false
+			}
+		}
+		return true
 	})
-	w.kill()
+	w.Kill()
 	w.start() // back at once, empty: polls now get 404 and the tasks are sent again
-	waitFor(t, 30*time.Second, "every task terminal", sample)
+	testutil.WaitFor(t, 30*time.Second, "every task terminal", sample)
 	for _, id := range ids {
 		if v, _, _ := srv.status(id); v == nil || v.Status != "done" {
 			t.Errorf("task %s did not end done", id)
+		} else {
+			srv.checkMedia(t, v)
 		}
+	}
+	for _, id := range notResent(srv, ids) {
+		t.Errorf("task %s was not sent again after the workspace forgot it: the case proves nothing", id)
 	}
 	if len(regressions) > 0 {
 		t.Errorf("progress went down (contract 6: never going down): %s", strings.Join(regressions, "; "))

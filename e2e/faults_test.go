@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"gooni/internal/testutil"
 	"net/http"
 	"strings"
 	"testing"
@@ -130,10 +131,14 @@ func runFault(t *testing.T, tc faultCase) {
 	checkNothingStuck(t, srv)
 }
 
-// checkMediaAnswer: a done task serves its result; a failed one answers 409
-// task_failed on /results and /preview with the failure as message.
+// checkMediaAnswer: a done task serves its result and preview (the bytes
+// checked by checkMedia); a failed one answers 409 task_failed on /results
+// and /preview with the failure as message.
 func checkMediaAnswer(t *testing.T, srv *server, id string, v *taskView) {
 	t.Helper()
+	if v.Status == "done" {
+		srv.checkMedia(t, v)
+	}
 	for _, path := range []string{"/results/", "/preview/"} {
 		resp, body, err := srv.do("GET", path+id, nil)
 		if err != nil {
@@ -169,7 +174,7 @@ func checkNothingStuck(t *testing.T, srv *server) {
 
 // hasLog reports whether the server logged msg with a value containing want.
 func hasLog(srv *server, msg, want string) bool {
-	for _, rec := range srv.logs.records(msg) {
+	for _, rec := range srv.Logs.Records(msg) {
 		for _, v := range rec {
 			if strings.Contains(fmt.Sprint(v), want) {
 				return true
@@ -211,8 +216,8 @@ func TestBusyWorkspaceAlone(t *testing.T) {
 	srv.adminLogin(t)
 	acc := srv.mustAddReady(t, "busy", w, 2)
 	id := srv.mustGenerate(t, "image", 1)
-	waitFor(t, 10*time.Second, "the workspace to refuse twice", func() bool {
-		return len(srv.logs.records("workspace busy: task back in the queue")) >= 2
+	testutil.WaitFor(t, 10*time.Second, "the workspace to refuse twice", func() bool {
+		return len(srv.Logs.Records("workspace busy: task back in the queue")) >= 2
 	})
 	v, _, err := srv.status(id)
 	if err != nil || v.Status != "pending" {
@@ -227,7 +232,7 @@ func TestBusyWorkspaceAlone(t *testing.T) {
 		t.Fatalf("task ended %s (%s) once the workspace was free", v.Status, v.errCode())
 	}
 	attempts := 0
-	for _, rec := range srv.logs.records("task dispatched") {
+	for _, rec := range srv.Logs.Records("task dispatched") {
 		if rec["task_id"] == id {
 			if a, _ := rec["attempt"].(float64); int(a) > attempts {
 				attempts = int(a)

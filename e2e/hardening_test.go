@@ -98,10 +98,10 @@ func TestNoClientMixExhaustsTheServer(t *testing.T) {
 	if codes[200] > 8 {
 		t.Errorf("%d streams admitted for one API key, want at most 8 (%v)", codes[200], codes)
 	}
-	if logs := srv.logs.String(); strings.Contains(logs, "too many open files") {
+	if logs := srv.Logs.String(); strings.Contains(logs, "too many open files") {
 		t.Fatalf("the server ran out of descriptors:\n%s", logs)
 	}
-	if !srv.running() {
+	if !srv.Running() {
 		t.Fatal("the server died")
 	}
 }

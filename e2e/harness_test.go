@@ -8,220 +8,51 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"image"
+	_ "image/jpeg"
+	_ "image/png"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	_ "golang.org/x/image/webp"
 	_ "modernc.org/sqlite"
+
+	"gooni/internal/testutil"
 )
 
 // gooniBin is the binary built once for the whole package.
 var gooniBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "gooni-e2e-bin-")
+	bin, cleanup, err := testutil.BuildGooni()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: temp dir:", err)
+		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
-	gooniBin = filepath.Join(dir, "gooni")
-	build := exec.Command("go", "build", "-o", gooniBin, ".")
-	build.Dir = ".."
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: building gooni:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	gooniBin = bin
 	code := m.Run()
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
-// freeAddr picks a loopback address nobody listens on right now.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-// logBuffer collects a process's output across restarts; it is shown only
-// when the test fails, so passing runs stay quiet.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// logLines returns the JSON log records whose msg equals msg.
-func (b *logBuffer) records(msg string) []map[string]any {
-	var out []map[string]any
-	for _, line := range strings.Split(b.String(), "\n") {
-		if !strings.Contains(line, msg) {
-			continue
-		}
-		var rec map[string]any
-		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
-			out = append(out, rec)
-		}
-	}
-	return out
-}
-
-// process is one gooni process that can be started again with the same
-// arguments and environment after it was killed or stopped.
-type process struct {
-	t      testing.TB
-	name   string
-	args   []string
-	env    []string
-	logs   *logBuffer
-	prefix []string // a command the binary runs under (e.g. prlimit ...), or none
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	starts int
-}
-
-func newProcess(t testing.TB, name string, args, env []string) *process {
-	p := &process{t: t, name: name, args: args, env: env, logs: &logBuffer{}}
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			out := p.logs.String()
-			if len(out) > 64<<10 {
-				out = "...\n" + out[len(out)-64<<10:]
-			}
-			t.Logf("---- %s output ----\n%s", p.name, out)
-		}
-	})
-	return p
-}
-
-// start launches the process; it fails the test if it cannot be started.
-func (p *process) start() {
-	p.t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		p.t.Fatalf("%s: already running", p.name)
-	}
-	cmd := exec.Command(gooniBin, p.args...)
-	if len(p.prefix) > 0 {
-		cmd = exec.Command(p.prefix[0], append(append(p.prefix[1:len(p.prefix):len(p.prefix)], gooniBin), p.args...)...)
-	}
-	cmd.Env = append(baseEnv(), p.env...)
-	cmd.Stdout, cmd.Stderr = p.logs, p.logs
-	// Own process group, so a Ctrl-C of go test does not reach it before cleanup.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		p.t.Fatalf("%s: start: %v", p.name, err)
-	}
-	p.starts++
-	fmt.Fprintf(p.logs, "==== %s start #%d pid %d ====\n", p.name, p.starts, cmd.Process.Pid)
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	p.cmd, p.exited = cmd, exited
-}
-
-// kill sends SIGKILL and waits for the process to be gone.
-func (p *process) kill() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return
-	}
-	p.cmd.Process.Kill()
-	<-p.exited
-	fmt.Fprintf(p.logs, "==== %s killed (SIGKILL) ====\n", p.name)
-	p.cmd = nil
-}
-
-// stop sends SIGTERM and waits up to timeout for a graceful exit, then kills.
-func (p *process) stop(timeout time.Duration) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return nil
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	var err error
-	select {
-	case <-p.exited:
-		if st := p.cmd.ProcessState; st != nil && !st.Success() {
-			err = fmt.Errorf("%s exited with %v after SIGTERM", p.name, st)
-		}
-	case <-time.After(timeout):
-		p.cmd.Process.Kill()
-		<-p.exited
-		err = fmt.Errorf("%s did not exit within %v of SIGTERM", p.name, timeout)
-	}
-	fmt.Fprintf(p.logs, "==== %s stopped (SIGTERM) ====\n", p.name)
-	p.cmd = nil
-	return err
-}
-
-// running reports whether the process is alive.
-func (p *process) running() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return false
-	}
-	select {
-	case <-p.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// baseEnv keeps what the binary needs from the test's environment and drops
-// every GG_ variable, so the developer's settings cannot change a test.
-func baseEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "GG_") || strings.HasPrefix(kv, "FRONTEND_ORIGINS=") {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
+// newProcess prepares a gooni process with the given arguments and extra
+// environment (see testutil.Process: killed at the end, output shown on failure).
+func newProcess(t testing.TB, name string, args, env []string) *testutil.Process {
+	return testutil.NewProcess(t, name, gooniBin, args, env)
 }
 
 // sim is a `gooni workspace-sim` process on a fixed loopback address.
 type sim struct {
-	*process
+	*testutil.Process
+	t    testing.TB
 	addr string
 }
 
@@ -229,8 +60,8 @@ type sim struct {
 // until it answers HTTP.
 func startSim(t testing.TB, name string, flags ...string) *sim {
 	t.Helper()
-	s := &sim{addr: freeAddr(t)}
-	s.process = newProcess(t, name, append([]string{"workspace-sim", "--addr", s.addr}, flags...), nil)
+	s := &sim{t: t, addr: testutil.FreeAddr(t)}
+	s.Process = newProcess(t, name, append([]string{"workspace-sim", "--addr", s.addr}, flags...), nil)
 	s.start()
 	return s
 }
@@ -240,28 +71,24 @@ func (s *sim) baseURL() string { return "http://" + s.addr }
 // start (re)launches the simulator and waits until it answers anything.
 func (s *sim) start() {
 	s.t.Helper()
-	s.process.start()
-	waitFor(s.t, 10*time.Second, s.name+" answering", func() bool {
-		resp, err := http.Get(s.baseURL() + "/health")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return true
-	})
+	s.Process.Start()
+	if err := s.WaitHTTP(s.baseURL()+"/health", 10*time.Second, func(int) bool { return true }); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 // restartWith replaces the simulator's flags (same address) and starts it.
 func (s *sim) restartWith(flags ...string) {
 	s.t.Helper()
-	s.kill()
-	s.args = append([]string{"workspace-sim", "--addr", s.addr}, flags...)
+	s.Kill()
+	s.Args = append([]string{"workspace-sim", "--addr", s.addr}, flags...)
 	s.start()
 }
 
 // server is a `gooni` serve process with its data directory and keys.
 type server struct {
-	*process
+	*testutil.Process
+	t       testing.TB
 	addr    string
 	dataDir string
 	apiKey  string
@@ -287,10 +114,10 @@ func startServerOn(t testing.TB, dataDir string, env ...string) *server {
 // command such as prlimit that then runs it).
 func startServerUnder(t testing.TB, dataDir string, prefix []string, env ...string) *server {
 	t.Helper()
-	s := &server{addr: freeAddr(t), dataDir: dataDir}
+	s := &server{t: t, addr: testutil.FreeAddr(t), dataDir: dataDir}
 	full := append([]string{"GG_ADDR=" + s.addr, "GG_DATA_DIR=" + dataDir}, env...)
-	s.process = newProcess(t, "gooni", nil, full)
-	s.process.prefix = prefix
+	s.Process = newProcess(t, "gooni", nil, full)
+	s.Process.Prefix = prefix
 	s.client = &http.Client{Timeout: 10 * time.Second}
 	jar, _ := cookiejar.New(nil)
 	s.admin = &http.Client{Timeout: 30 * time.Second, Jar: jar}
@@ -308,40 +135,41 @@ func (s *server) url(path string) string { return "http://" + s.addr + path }
 // start (re)launches the server and waits until /health is 200.
 func (s *server) start() {
 	s.t.Helper()
-	s.process.start()
+	s.Process.Start()
 	s.waitHealthy(20 * time.Second)
 }
 
 func (s *server) waitHealthy(timeout time.Duration) {
 	s.t.Helper()
-	waitFor(s.t, timeout, "gooni /health", func() bool {
-		if !s.running() {
-			s.t.Fatalf("gooni exited before it was healthy")
-		}
-		resp, err := s.client.Get(s.url("/health"))
+	if err := s.WaitHTTP(s.url("/health"), timeout, func(code int) bool { return code == http.StatusOK }); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// jsonRequest is a request with body (when not nil) sent as JSON.
+func jsonRequest(method, url string, body any) (*http.Request, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
 		if err != nil {
-			return false
+			return nil, err
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err == nil && body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	return req, err
 }
 
 // do sends a user request with the API key.
 func (s *server) do(method, path string, body any) (*http.Response, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequest(method, s.url(path), rd)
+	req, err := jsonRequest(method, s.url(path), body)
 	if err != nil {
 		return nil, nil, err
 	}
 	req.Header.Set("X-API-Key", s.apiKey)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
 	resp, err := s.client.Do(req)
 	if err != nil {
 		return nil, nil, err
@@ -464,6 +292,57 @@ func (s *server) waitTerminal(t testing.TB, ids []string, timeout time.Duration)
 	}
 }
 
+// checkMedia fetches a done task's result and preview as a user does and
+// checks the bytes, not just the status: a 200 whose Content-Length is the
+// body's length, a body identical to the file the server stored in media/,
+// and media that is what the Content-Type says (an image decodes as that
+// format, at the 256x256 generateBody asks for when it is an image result; a
+// video result is an MP4 with its ftyp and moov boxes).
+func (s *server) checkMedia(t testing.TB, v *taskView) {
+	t.Helper()
+	for _, which := range []string{"results", "preview"} {
+		what := which + " of " + v.Type + " task " + v.TaskID
+		resp, body, err := s.do("GET", "/"+which+"/"+v.TaskID, nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %v %v", what, err, resp)
+			continue
+		}
+		ct := resp.Header.Get("Content-Type")
+		if resp.ContentLength != int64(len(body)) || len(body) == 0 {
+			t.Errorf("%s: Content-Length %d, body %d bytes", what, resp.ContentLength, len(body))
+		}
+		pattern := v.TaskID + ".*"
+		if which == "preview" {
+			pattern = v.TaskID + ".preview.*"
+		}
+		files, _ := filepath.Glob(filepath.Join(s.dataDir, "media", pattern))
+		var stored []byte
+		for _, f := range files {
+			if which == "results" && strings.Contains(filepath.Base(f), ".preview.") {
+				continue
+			}
+			stored, _ = os.ReadFile(f)
+		}
+		if !bytes.Equal(body, stored) {
+			t.Errorf("%s: the %d bytes served are not the %d-byte file stored in media/ (%v)", what, len(body), len(stored), files)
+		}
+		if which == "results" && v.Type == "video" {
+			if ct != "video/mp4" || len(body) < 12 || string(body[4:8]) != "ftyp" || !bytes.Contains(body, []byte("moov")) {
+				t.Errorf("%s: %s of %d bytes is not an MP4 (starts %q)", what, ct, len(body), body[:min(len(body), 12)])
+			}
+			continue
+		}
+		cfg, format, err := image.DecodeConfig(bytes.NewReader(body))
+		if err != nil || "image/"+format != ct || cfg.Width <= 0 || cfg.Height <= 0 {
+			t.Errorf("%s: served as %s, decodes as %q %dx%d (%v)", what, ct, format, cfg.Width, cfg.Height, err)
+			continue
+		}
+		if which == "results" && (cfg.Width != 256 || cfg.Height != 256) {
+			t.Errorf("%s: %dx%d, want the 256x256 asked for", what, cfg.Width, cfg.Height)
+		}
+	}
+}
+
 // adminLogin opens an admin session with the generated admin key.
 func (s *server) adminLogin(t testing.TB) {
 	t.Helper()
@@ -493,14 +372,9 @@ type account struct {
 
 func (s *server) adminCall(t testing.TB, method, path string, body any, want int, out any) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequest(method, s.url(path), rd)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	req, err := jsonRequest(method, s.url(path), body)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
 	}
 	resp, err := s.admin.Do(req)
 	if err != nil {
@@ -547,18 +421,6 @@ func (s *server) getAccount(t testing.TB, id int64) *account {
 	var a account
 	s.adminCall(t, "GET", fmt.Sprintf("/admin/accounts/%d", id), nil, http.StatusOK, &a)
 	return &a
-}
-
-// waitFor polls cond every 50 ms until it holds, or fails the test.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // integrityCheck opens a database file read-only and runs PRAGMA integrity_check.

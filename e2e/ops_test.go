@@ -20,14 +20,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gooni/internal/testutil"
 )
 
 // startDemo runs `gooni --demo` on a fresh data dir and waits for /health.
 func startDemo(t *testing.T, env ...string) *server {
 	t.Helper()
 	dataDir := t.TempDir()
-	s := &server{addr: freeAddr(t), dataDir: dataDir, client: &http.Client{Timeout: 10 * time.Second}}
-	s.process = newProcess(t, "gooni --demo", []string{"--demo"}, append([]string{"GG_ADDR=" + s.addr, "GG_DATA_DIR=" + dataDir}, env...))
+	s := &server{t: t, addr: testutil.FreeAddr(t), dataDir: dataDir, client: &http.Client{Timeout: 10 * time.Second}}
+	s.Process = newProcess(t, "gooni --demo", []string{"--demo"}, append([]string{"GG_ADDR=" + s.addr, "GG_DATA_DIR=" + dataDir}, env...))
 	s.start()
 	return s
 }
@@ -35,17 +37,12 @@ func startDemo(t *testing.T, env ...string) *server {
 // TestSmokeScriptAgainstDemo runs the rollback check of the requirements
 // (scripts/smoke.sh) against a running demo, and against a dead address.
 func TestSmokeScriptAgainstDemo(t *testing.T) {
-	if _, err := exec.LookPath("curl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("curl is missing; .ci/run installs it")
-		}
-		t.Skip("curl is not installed")
-	}
+	testutil.NeedTool(t, "curl", "scripts/smoke.sh")
 	t.Parallel()
 	s := startDemo(t)
 	run := func(url string) (string, error) {
 		cmd := exec.Command("bash", "../scripts/smoke.sh", url)
-		cmd.Env = append(baseEnv(), "GG_DATA_DIR="+s.dataDir, "SMOKE_TIMEOUT=30")
+		cmd.Env = append(testutil.BaseEnv(), "GG_DATA_DIR="+s.dataDir, "SMOKE_TIMEOUT=30")
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
@@ -64,7 +61,7 @@ func TestSmokeScriptAgainstDemo(t *testing.T) {
 			t.Errorf("smoke output shows the %s", name)
 		}
 	}
-	if out, err := run("http://" + freeAddr(t)); err == nil || !strings.Contains(out, "FAIL") {
+	if out, err := run("http://" + testutil.FreeAddr(t)); err == nil || !strings.Contains(out, "FAIL") {
 		t.Errorf("smoke.sh against nothing: err %v\n%s", err, out)
 	}
 
@@ -72,7 +69,7 @@ func TestSmokeScriptAgainstDemo(t *testing.T) {
 	// API key with each request instead, and still checks every step.
 	inv := startDemo(t, "GG_SESSION_MODE=invite")
 	cmd := exec.Command("bash", "../scripts/smoke.sh", "http://"+inv.addr)
-	cmd.Env = append(baseEnv(), "GG_DATA_DIR="+inv.dataDir, "SMOKE_TIMEOUT=30")
+	cmd.Env = append(testutil.BaseEnv(), "GG_DATA_DIR="+inv.dataDir, "SMOKE_TIMEOUT=30")
 	b, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(b), "invite mode") || !strings.Contains(string(b), "all checks passed") {
 		t.Errorf("smoke.sh against an invite-mode demo: %v\n%s", err, b)
@@ -124,12 +121,12 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 func TestTLS(t *testing.T) {
 	t.Parallel()
 	certFile, keyFile, pool := selfSigned(t)
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t)
 	p := newProcess(t, "gooni tls", nil, []string{"GG_ADDR=" + addr, "GG_DATA_DIR=" + t.TempDir(), "GG_TLS_CERT=" + certFile, "GG_TLS_KEY=" + keyFile})
-	p.start()
+	p.Start()
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	var resp *http.Response
-	waitFor(t, 20*time.Second, "HTTPS /health", func() bool {
+	testutil.WaitFor(t, 20*time.Second, "HTTPS /health", func() bool {
 		r, err := client.Get("https://" + addr + "/health")
 		if err != nil {
 			return false
@@ -168,16 +165,16 @@ func TestTLS(t *testing.T) {
 // server says so at start.
 func TestPlainHTTPOnAllInterfacesWarns(t *testing.T) {
 	t.Parallel()
-	_, port, _ := net.SplitHostPort(freeAddr(t))
-	s := &server{addr: "127.0.0.1:" + port, dataDir: t.TempDir(), client: &http.Client{Timeout: 5 * time.Second}}
-	s.process = newProcess(t, "gooni 0.0.0.0", nil, []string{"GG_ADDR=0.0.0.0:" + port, "GG_DATA_DIR=" + s.dataDir})
+	_, port, _ := net.SplitHostPort(testutil.FreeAddr(t))
+	s := &server{t: t, addr: "127.0.0.1:" + port, dataDir: t.TempDir(), client: &http.Client{Timeout: 5 * time.Second}}
+	s.Process = newProcess(t, "gooni 0.0.0.0", nil, []string{"GG_ADDR=0.0.0.0:" + port, "GG_DATA_DIR=" + s.dataDir})
 	s.start()
 	warned := false
-	for _, rec := range s.logs.records("serving plain HTTP on a non-loopback address: sessions and keys cross the network unencrypted; set GG_TLS_CERT and GG_TLS_KEY or put a TLS proxy in front") {
+	for _, rec := range s.Logs.Records("serving plain HTTP on a non-loopback address: sessions and keys cross the network unencrypted; set GG_TLS_CERT and GG_TLS_KEY or put a TLS proxy in front") {
 		warned = rec["level"] == "WARN"
 	}
 	if !warned {
-		t.Errorf("no warning about plain HTTP on 0.0.0.0:\n%s", s.logs.String())
+		t.Errorf("no warning about plain HTTP on 0.0.0.0:\n%s", s.Logs.String())
 	}
 }
 
@@ -189,7 +186,7 @@ func TestOlderBinaryRefusesNewerDatabase(t *testing.T) {
 	s := startDemo(t)
 	s.apiKey = readKey(t, s.dataDir, "api_key")
 	s.mustGenerate(t, "image", 0)
-	if err := s.stop(10 * time.Second); err != nil {
+	if err := s.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(s.dataDir, "gooni.db")
@@ -203,7 +200,7 @@ func TestOlderBinaryRefusesNewerDatabase(t *testing.T) {
 	db.Close()
 	before, _ := os.ReadFile(path)
 	cmd := exec.Command(gooniBin)
-	cmd.Env = append(baseEnv(), "GG_ADDR="+freeAddr(t), "GG_DATA_DIR="+s.dataDir)
+	cmd.Env = append(testutil.BaseEnv(), "GG_ADDR="+testutil.FreeAddr(t), "GG_DATA_DIR="+s.dataDir)
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Fatalf("the server started on a newer database:\n%s", out)
@@ -225,13 +222,13 @@ func TestHealthcheckSubcommand(t *testing.T) {
 	s := startServer(t)
 	check := func(addr string) error {
 		cmd := exec.Command(gooniBin, "healthcheck")
-		cmd.Env = append(baseEnv(), "GG_ADDR="+addr)
+		cmd.Env = append(testutil.BaseEnv(), "GG_ADDR="+addr)
 		return cmd.Run()
 	}
 	if err := check(s.addr); err != nil {
 		t.Errorf("healthcheck of a live server: %v", err)
 	}
-	if err := check(freeAddr(t)); err == nil {
+	if err := check(testutil.FreeAddr(t)); err == nil {
 		t.Error("healthcheck passed with no server")
 	}
 }
@@ -250,7 +247,7 @@ func TestAccountStatusSurvivesRestart(t *testing.T) {
 	if failed.Status != "failed" || failed.StatusReason == "" {
 		t.Fatalf("5xx workspace after a health check: %+v", failed)
 	}
-	if err := s.stop(10 * time.Second); err != nil {
+	if err := s.Stop(10 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	s.start()

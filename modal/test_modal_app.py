@@ -104,6 +104,28 @@ PNG = png(32, 24)
 WEBP = webp(40, 20)
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def go_client_statuses():
+    """The task statuses the Go client's ParseTaskState accepts, read from its source."""
+    import re
+    path = os.path.join(REPO, "internal", "workspace", "client.go")
+    with open(path, encoding="utf-8") as f:
+        src = f.read()
+    consts = dict(re.findall(r'^\s*(Status\w+)\s*=\s*"([^"]*)"', src, re.M))
+    fn = src.index("func ParseTaskState(")
+    switch = src.index("switch *raw.Status {", fn)
+    case = re.match(r"\s*case ([^:]+):", src[switch + len("switch *raw.Status {"):])
+    if not case:
+        raise AssertionError(f"{path}: no case list after 'switch *raw.Status' in ParseTaskState")
+    names = [n.strip() for n in case.group(1).split(",")]
+    missing = [n for n in names if n not in consts]
+    if missing or not names:
+        raise AssertionError(f"{path}: ParseTaskState accepts {names}, constants {consts}")
+    return {consts[n] for n in names}
+
+
 def body(**over):
     b = {
         "task_id": "t_1-A", "type": "image", "model": "flux", "mode": "t2i",
@@ -966,6 +988,30 @@ class TransitionTest(unittest.TestCase):
         self.assertEqual(m.status_view(r), {"task_id": "t_1-A", "status": "failed", "progress": 40, "error": "CUDA out of memory at x"})
         r = m.transition(self.rec, "failed", 2.0)
         self.assertEqual(m.status_view(r)["error"], "generation failed")
+
+    def test_views_use_only_statuses_the_go_client_accepts(self):
+        accepted = go_client_statuses()
+        # Every status a view can show, found by walking the transitions from
+        # a new record (plus every status the module names), must be one the
+        # Go client's ParseTaskState accepts; anything else fails every poll.
+        named = {v for k, v in vars(m).items() if k.startswith("STATUS_") and isinstance(v, str)}
+        candidates = named | set(m.ACTIVE) | set(m.TERMINAL)
+        shown, frontier = set(), [self.rec]
+        while frontier:
+            rec = frontier.pop()
+            view = m.status_view(rec)
+            if view["status"] in shown:
+                continue
+            shown.add(view["status"])
+            for status in candidates:
+                nxt = m.transition(rec, status, 1.0, progress=50, error="x")
+                if nxt is not None:
+                    frontier.append(nxt)
+        self.assertEqual(shown, candidates, "a named status no transition reaches, or one reached but not named")
+        self.assertLessEqual(shown, accepted, f"the Go client rejects {sorted(shown - accepted)}")
+        # And the other way round: the Go client accepts nothing the app does not know.
+        for s in sorted(accepted):
+            self.assertIn(s, m.ACTIVE + m.TERMINAL)
 
 
 class ProgressTest(unittest.TestCase):

@@ -283,7 +283,7 @@ func TestRepeatedDenialsDoNotFloodTheAuditLog(t *testing.T) {
 	}
 
 	// A minute later each of them is worth one more row, which says how many were folded.
-	e.clock.Add(time.Minute)
+	e.clock.Advance(time.Minute)
 	send("GET", "/health", map[string]string{"Origin": "https://again.evil.example"})
 	send("DELETE", "/auth/session", nil, user)
 	if n := count("security.cors_blocked", ""); n != 2 {

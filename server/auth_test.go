@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 // over every user route: the first credential present decides and a wrong one
 // never falls through to the next.
 func TestUserAuthPrecedence(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	good := e.userSession()
 	revoked := e.userSession()
@@ -34,26 +36,34 @@ func TestUserAuthPrecedence(t *testing.T) {
 	creds := []struct {
 		name    string
 		header  map[string]string
+		multi   http.Header
 		query   string
 		cookies []*http.Cookie
 		want    string // "" = passes auth
 	}{
-		{"nothing", nil, "", nil, "session_required"},
-		{"right header", map[string]string{"X-API-Key": key}, "", nil, ""},
-		{"wrong header", map[string]string{"X-API-Key": "wrong"}, "", nil, "invalid_api_key"},
-		{"empty header", map[string]string{"X-API-Key": ""}, "", nil, "invalid_api_key"},
-		{"wrong header, right query", map[string]string{"X-API-Key": "wrong"}, "api_key=" + key, nil, "invalid_api_key"},
-		{"wrong header, live cookie", map[string]string{"X-API-Key": "wrong"}, "", []*http.Cookie{good}, "invalid_api_key"},
-		{"right header, tampered cookie", map[string]string{"X-API-Key": key}, "", []*http.Cookie{&tampered}, ""},
-		{"right query", nil, "api_key=" + key, nil, ""},
-		{"wrong query", nil, "api_key=nope", nil, "invalid_api_key"},
-		{"empty query", nil, "api_key=", nil, "invalid_api_key"},
-		{"wrong query, live cookie", nil, "api_key=nope", []*http.Cookie{good}, "invalid_api_key"},
-		{"live cookie", nil, "", []*http.Cookie{good}, ""},
-		{"tampered cookie", nil, "", []*http.Cookie{&tampered}, "session_expired"},
-		{"garbage cookie", nil, "", []*http.Cookie{garbage}, "session_expired"},
-		{"revoked cookie", nil, "", []*http.Cookie{revoked}, "session_expired"},
-		{"admin key header grants nothing", map[string]string{"X-Admin-Key": e.sec.AdminKey}, "", nil, "session_required"},
+		{"nothing", nil, nil, "", nil, "session_required"},
+		{"right header", map[string]string{"X-API-Key": key}, nil, "", nil, ""},
+		{"wrong header", map[string]string{"X-API-Key": "wrong"}, nil, "", nil, "invalid_api_key"},
+		{"empty header", map[string]string{"X-API-Key": ""}, nil, "", nil, "invalid_api_key"},
+		{"wrong header, right query", map[string]string{"X-API-Key": "wrong"}, nil, "api_key=" + key, nil, "invalid_api_key"},
+		{"wrong header, live cookie", map[string]string{"X-API-Key": "wrong"}, nil, "", []*http.Cookie{good}, "invalid_api_key"},
+		{"right header, tampered cookie", map[string]string{"X-API-Key": key}, nil, "", []*http.Cookie{&tampered}, ""},
+		{"right query", nil, nil, "api_key=" + key, nil, ""},
+		{"wrong query", nil, nil, "api_key=nope", nil, "invalid_api_key"},
+		{"empty query", nil, nil, "api_key=", nil, "invalid_api_key"},
+		{"wrong query, live cookie", nil, nil, "api_key=nope", []*http.Cookie{good}, "invalid_api_key"},
+		{"live cookie", nil, nil, "", []*http.Cookie{good}, ""},
+		{"tampered cookie", nil, nil, "", []*http.Cookie{&tampered}, "session_expired"},
+		{"garbage cookie", nil, nil, "", []*http.Cookie{garbage}, "session_expired"},
+		{"revoked cookie", nil, nil, "", []*http.Cookie{revoked}, "session_expired"},
+		{"admin key header grants nothing", map[string]string{"X-Admin-Key": e.sec.AdminKey}, nil, "", nil, "session_required"},
+		// X-API-Key sent twice is one ambiguous credential: never decided by
+		// the first value alone, and a wrong value never falls through.
+		{"header twice, right then wrong", nil, http.Header{"X-Api-Key": {key, "wrong"}}, "", nil, "invalid_api_key"},
+		{"header twice, wrong then right", nil, http.Header{"X-Api-Key": {"wrong", key}}, "", nil, "invalid_api_key"},
+		{"header twice, right both times", nil, http.Header{"X-Api-Key": {key, key}}, "", nil, "invalid_api_key"},
+		{"header twice, right then wrong, live cookie", nil, http.Header{"X-Api-Key": {key, "wrong"}}, "", []*http.Cookie{good}, "invalid_api_key"},
+		{"query twice, right then wrong", nil, nil, "api_key=" + key + "&api_key=wrong", nil, "invalid_api_key"},
 	}
 	for _, rt := range routes {
 		for _, c := range creds {
@@ -61,7 +71,7 @@ func TestUserAuthPrecedence(t *testing.T) {
 			if c.query != "" {
 				path += "?" + c.query
 			}
-			w := e.do(req{method: rt.method, path: path, header: c.header, cookies: c.cookies})
+			w := e.do(req{method: rt.method, path: path, header: c.header, multi: c.multi, cookies: c.cookies})
 			want := c.want
 			if want == "" {
 				want = rt.passCode
@@ -74,6 +84,7 @@ func TestUserAuthPrecedence(t *testing.T) {
 }
 
 func TestSessionLifecycle(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	w := e.do(req{method: "POST", path: "/auth/session"})
 	if w.Code != 200 || !strings.Contains(w.Body.String(), `"authenticated":true`) || !strings.Contains(w.Body.String(), `"expires_at":"2026-03-01T13:00:00Z"`) {
@@ -95,19 +106,24 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Fatal("cookie does not decode")
 	}
 	e.db.Close()
-	if db := readFile(t, e.dataDir+"/gooni.db"); strings.Contains(string(db), token) {
+	db, err := os.ReadFile(e.dataDir + "/gooni.db")
+	if err != nil || len(db) == 0 {
+		t.Fatalf("read the database file: %v", err)
+	}
+	if strings.Contains(string(db), token) {
 		t.Error("session token stored in the clear")
 	}
 }
 
 func TestSessionExpiry(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	c := e.userSession()
-	e.clock.Add(59 * time.Minute)
+	e.clock.Advance(59 * time.Minute)
 	if w := e.do(req{method: "GET", path: "/gallery", cookies: []*http.Cookie{c}}); w.Code != 200 {
 		t.Fatalf("before expiry: %d", w.Code)
 	}
-	e.clock.Add(2 * time.Minute)
+	e.clock.Advance(2 * time.Minute)
 	if w := e.do(req{method: "GET", path: "/gallery", cookies: []*http.Cookie{c}}); errCode(t, w) != "session_expired" {
 		t.Fatalf("after expiry: %s", w.Body.String())
 	}
@@ -117,6 +133,7 @@ func TestSessionExpiry(t *testing.T) {
 }
 
 func TestSessionModeKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.SessionMode = "key" })
 	cases := []struct {
 		name   string
@@ -139,6 +156,7 @@ func TestSessionModeKey(t *testing.T) {
 // TestFailClosedWhenSessionStoreUnreadable: with the database closed, a
 // session cookie gets auth_unavailable, never anonymous access.
 func TestFailClosedWhenSessionStoreUnreadable(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	c := e.userSession()
 	ac := e.adminSession()
@@ -157,6 +175,7 @@ func TestFailClosedWhenSessionStoreUnreadable(t *testing.T) {
 // TestAdminAuth: X-Admin-Key only in the header of POST /admin/session; every
 // other admin route needs the admin session cookie.
 func TestAdminAuth(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	user := e.userSession()
 	cases := []struct {
@@ -203,6 +222,7 @@ func TestAdminAuth(t *testing.T) {
 }
 
 func TestMetricsNeedAdmin(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.readyAccount()
 	e.do(req{method: "POST", path: "/generate", header: map[string]string{"X-API-Key": e.sec.APIKey}, body: `{"model":"pony","mode":"t2i","prompt":"x"}`})
@@ -225,6 +245,7 @@ func TestMetricsNeedAdmin(t *testing.T) {
 }
 
 func TestTLSCookiesAndHSTS(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.TLS = true })
 	w := e.do(req{method: "POST", path: "/auth/session"})
 	if c := cookieOf(w, "gg_session"); c == nil || !c.Secure || !c.HttpOnly {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"gooni/internal/dispatch"
+	"gooni/internal/testutil"
 	"gooni/internal/workspace"
 	"gooni/store"
 )
@@ -158,10 +159,15 @@ func decodeMap(t *testing.T, w *httptest.ResponseRecorder) map[string]any {
 	return m
 }
 
-// confCase is one request of the conformance table and what the contract says it gets.
+// confCase is one request of the conformance table and what the contract says
+// it gets. Each case runs as its own subtest, in table order, on environments
+// the cases share; a case that needs an earlier state (a throttled IP, an
+// existing name, a deleted account) makes it itself with before, so it also
+// passes, and fails, alone.
 type confCase struct {
 	name   string
 	env    string // "" = main; "empty", "full", "later", "closed"
+	before []req  // sent first on the same env; each must answer below 500 and not 429
 	r      req
 	warm   int // send the same request this many times first (throttles)
 	status int
@@ -176,6 +182,7 @@ type confCase struct {
 // every audit row and audit log line written meanwhile carries the mandatory
 // fields of section 9 (SC-005, SC-006, SC-007).
 func TestContractConformance(t *testing.T) {
+	t.Parallel()
 	origin := func(c *Config) { c.FrontendOrigins = []string{"https://app.example.com"} }
 	e := newDispatchEnv(t, workspace.SimConfig{Duration: time.Hour}, `echo "deploying $GG_WORKSPACE"`, origin)
 	ctx := context.Background()
@@ -188,6 +195,7 @@ func TestContractConformance(t *testing.T) {
 	}
 	deployAcc := e.account("deploy-me", e.sim.URL, map[string]string{"token_id": "tid2"})
 	deleteAcc := e.account("delete-me", e.sim.URL, map[string]string{})
+	deleteTwiceAcc := e.account("delete-me-twice", e.sim.URL, map[string]string{})
 
 	pending := e.task("pending", 0)
 	processing := e.task("processing", simAcc.ID)
@@ -233,7 +241,7 @@ func TestContractConformance(t *testing.T) {
 	// Sessions issued, then the clock moves past both lifetimes.
 	later := newEnv(t)
 	laterUser, laterAdmin := later.userSession(), later.adminSession()
-	later.clock.Add(2 * time.Hour)
+	later.clock.Advance(2 * time.Hour)
 	// Session storage that cannot be read.
 	closed := newEnv(t)
 	closedUser, closedAdmin := closed.userSession(), closed.adminSession()
@@ -274,14 +282,19 @@ func TestContractConformance(t *testing.T) {
 		publicRoutes = append(publicRoutes, route{rt[0], rt[1]})
 	}
 
+	// Case names hold no generated id, so a case has the same name every run.
+	ids := strings.NewReplacer(done.ID, "{id}", acct(simAcc.ID, ""), "/admin/accounts/{id}")
+	routeName := func(method, path string) string { return method + " " + ids.Replace(path) }
+
 	cases := accessCases
 	// Section 3 on every user route.
 	for _, rt := range userRoutes {
-		n := rt.method + " " + rt.path
+		n := routeName(rt.method, rt.path)
 		cases = append(cases,
 			confCase{name: n + " without credentials", r: req{method: rt.method, path: rt.path}, status: 401, code: "session_required"},
 			confCase{name: n + " wrong X-API-Key", r: req{method: rt.method, path: rt.path, header: map[string]string{"X-API-Key": "nope"}}, status: 401, code: "invalid_api_key"},
 			confCase{name: n + " wrong api_key query", r: req{method: rt.method, path: rt.path + "?api_key=nope"}, status: 401, code: "invalid_api_key"},
+			confCase{name: n + " X-API-Key twice, right then wrong", r: req{method: rt.method, path: rt.path, multi: http.Header{"X-Api-Key": {e.sec.APIKey, "nope"}}}, status: 401, code: "invalid_api_key"},
 			confCase{name: n + " wrong header beats live cookie", r: req{method: rt.method, path: rt.path, header: map[string]string{"X-API-Key": "nope"}, cookies: []*http.Cookie{user}}, status: 401, code: "invalid_api_key"},
 			confCase{name: n + " tampered cookie", r: req{method: rt.method, path: rt.path, cookies: []*http.Cookie{tamperedUser}}, status: 401, code: "session_expired"},
 			confCase{name: n + " revoked cookie", r: req{method: rt.method, path: rt.path, cookies: []*http.Cookie{revokedUser}}, status: 401, code: "session_expired"},
@@ -293,7 +306,7 @@ func TestContractConformance(t *testing.T) {
 	}
 	// Section 3 on every admin route.
 	for _, rt := range adminRoutes {
-		n := rt.method + " " + rt.path
+		n := routeName(rt.method, rt.path)
 		cases = append(cases,
 			confCase{name: n + " without session", r: req{method: rt.method, path: rt.path}, status: 401, code: "session_required"},
 			confCase{name: n + " with a user session", r: req{method: rt.method, path: rt.path, cookies: []*http.Cookie{user}}, status: 401, code: "session_required"},
@@ -307,7 +320,7 @@ func TestContractConformance(t *testing.T) {
 	}
 	// Section 5 on every route: blocked origins, preflight or not, before anything else.
 	for _, rt := range append(append(append([]route{}, userRoutes...), adminRoutes...), publicRoutes...) {
-		n := rt.method + " " + rt.path
+		n := routeName(rt.method, rt.path)
 		cases = append(cases,
 			confCase{name: n + " blocked origin", r: req{method: rt.method, path: rt.path, header: withKey(map[string]string{"Origin": "https://evil.example"}), cookies: ac}, status: 403, code: "cors_origin_blocked"},
 			confCase{name: n + " blocked preflight", r: req{method: "OPTIONS", path: rt.path, header: map[string]string{"Origin": "https://evil.example", "Access-Control-Request-Method": rt.method}}, status: 403, code: "cors_origin_blocked"},
@@ -398,7 +411,14 @@ func TestContractConformance(t *testing.T) {
 		{name: "GET /auth/session expired", env: "later", r: req{method: "GET", path: "/auth/session", cookies: []*http.Cookie{laterUser}}, status: 401, code: "session_expired"},
 		{name: "GET /auth/session storage unreadable", env: "closed", r: req{method: "GET", path: "/auth/session", cookies: []*http.Cookie{closedUser}}, status: 503, code: "auth_unavailable"},
 		{name: "POST /auth/session throttled", r: req{method: "POST", path: "/auth/session", remote: "198.51.100.77:9"}, warm: 10, status: 429, code: "rate_limited", check: retryAfter},
-		{name: "throttled IP with a blocked origin: CORS first", r: req{method: "POST", path: "/auth/session", remote: "198.51.100.77:9", header: map[string]string{"Origin": "https://evil.example"}}, status: 403, code: "cors_origin_blocked"},
+		{name: "throttled IP with a blocked origin: CORS first", before: repeat(10, req{method: "POST", path: "/auth/session", remote: "198.51.100.80:9"}),
+			r: req{method: "POST", path: "/auth/session", remote: "198.51.100.80:9", header: map[string]string{"Origin": "https://evil.example"}}, status: 403, code: "cors_origin_blocked",
+			check: func(t *testing.T, w *httptest.ResponseRecorder) {
+				// The IP really is throttled: CORS answered first.
+				if w := e.do(req{method: "POST", path: "/auth/session", remote: "198.51.100.80:9"}); w.Code != 429 {
+					t.Errorf("the IP was not throttled (%d): the case proves nothing", w.Code)
+				}
+			}},
 
 		// Admin sessions.
 		{name: "POST /admin/session without key", r: req{method: "POST", path: "/admin/session"}, status: 401, code: "invalid_admin_key"},
@@ -691,7 +711,7 @@ func TestContractConformance(t *testing.T) {
 				t.Errorf("not newest first: %v then %v", a, b)
 			}
 		}},
-		{name: "GET /admin/logs filtered", r: req{method: "GET", path: "/admin/logs?action=admin.login&outcome=failure&since=2026-01-01T00:00:00Z", cookies: ac}, status: 200, check: func(t *testing.T, w *httptest.ResponseRecorder) {
+		{name: "GET /admin/logs filtered", before: []req{{method: "POST", path: "/admin/session", remote: "198.51.100.81:9", header: map[string]string{"X-Admin-Key": "wrong"}}}, r: req{method: "GET", path: "/admin/logs?action=admin.login&outcome=failure&since=2026-01-01T00:00:00Z", cookies: ac}, status: 200, check: func(t *testing.T, w *httptest.ResponseRecorder) {
 			var p struct{ Items []AuditView }
 			json.Unmarshal(w.Body.Bytes(), &p)
 			if len(p.Items) == 0 {
@@ -718,8 +738,8 @@ func TestContractConformance(t *testing.T) {
 		{name: "list accounts", r: req{method: "GET", path: "/admin/accounts", cookies: ac}, status: 200, check: func(t *testing.T, w *httptest.ResponseRecorder) {
 			m := jsonKeys(t, w, []string{"items"}, nil)
 			items, _ := m["items"].([]any)
-			if len(items) != 3 {
-				t.Errorf("%d accounts", len(items))
+			if len(items) != 4 { // the four registered above: sim-one, deploy-me, delete-me, delete-me-twice
+				t.Errorf("%d accounts, want 4", len(items))
 			}
 			for _, it := range items {
 				checkAccount(t, "listed account", it.(map[string]any))
@@ -741,7 +761,8 @@ func TestContractConformance(t *testing.T) {
 					t.Errorf("%v", m)
 				}
 			}},
-		{name: "create duplicate name", r: req{method: "POST", path: "/admin/accounts", cookies: ac, body: `{"name":"Main GPU","workspace":"main-gpu","credentials":{}}`}, status: 400, code: "validation_failed", field: "name"},
+		{name: "create duplicate name", before: []req{{method: "POST", path: "/admin/accounts", cookies: ac, body: `{"name":"Dup GPU","workspace":"dup-gpu","credentials":{}}`}},
+			r: req{method: "POST", path: "/admin/accounts", cookies: ac, body: `{"name":"Dup GPU","workspace":"dup-gpu-2","credentials":{}}`}, status: 400, code: "validation_failed", field: "name"},
 		{name: "create without name", r: req{method: "POST", path: "/admin/accounts", cookies: ac, body: `{"workspace":"abc","credentials":{}}`}, status: 400, code: "validation_failed", field: "name"},
 		{name: "create without workspace", r: req{method: "POST", path: "/admin/accounts", cookies: ac, body: `{"name":"x","credentials":{}}`}, status: 400, code: "validation_failed", field: "workspace"},
 		{name: "create bad workspace", r: req{method: "POST", path: "/admin/accounts", cookies: ac, body: `{"name":"x","workspace":"Bad_Name","credentials":{}}`}, status: 400, code: "validation_failed", field: "workspace"},
@@ -794,58 +815,89 @@ func TestContractConformance(t *testing.T) {
 		}},
 		{name: "deploy unknown", r: req{method: "POST", path: "/admin/accounts/999999/deploy", cookies: ac}, status: 404, code: "account_not_found"},
 		{name: "delete account", r: req{method: "DELETE", path: acct(deleteAcc.ID, ""), cookies: ac}, status: 204},
-		{name: "delete account twice", r: req{method: "DELETE", path: acct(deleteAcc.ID, ""), cookies: ac}, status: 404, code: "account_not_found"},
+		{name: "delete account twice", before: []req{{method: "DELETE", path: acct(deleteTwiceAcc.ID, ""), cookies: ac}},
+			r: req{method: "DELETE", path: acct(deleteTwiceAcc.ID, ""), cookies: ac}, status: 404, code: "account_not_found"},
 		{name: "disable unknown account", r: req{method: "PATCH", path: acct(deleteAcc.ID+1000, ""), cookies: ac, body: `{"status":"disabled"}`}, status: 404, code: "account_not_found"},
 
 		{name: "DELETE /auth/session", r: req{method: "DELETE", path: "/auth/session", cookies: []*http.Cookie{e.userSession()}}, status: 204},
 		{name: "DELETE /admin/session", r: req{method: "DELETE", path: "/admin/session", cookies: []*http.Cookie{e.adminSession()}}, status: 204},
 	}...)
 
+	names := map[string]bool{}
 	for _, c := range cases {
-		env := envs[c.env]
-		for i := 0; i < c.warm; i++ {
-			if w := env.do(c.r); w.Code >= 500 || w.Code == 429 {
-				t.Fatalf("%s: warm-up request %d got %d %s", c.name, i+1, w.Code, w.Body.String())
-			}
+		if names[c.name] {
+			t.Fatalf("two cases are named %q: each must be runnable alone", c.name)
 		}
-		w := env.do(c.r)
-		checkOpenAPI(t, c.name, c.r, w) // the answer is one docs/openapi.json describes (openapi_test.go)
-		code := errCode(t, w)
-		if w.Code != c.status || code != c.code {
-			t.Errorf("%s: %d %q, want %d %q (%.200s)", c.name, w.Code, code, c.status, c.code, w.Body.String())
-			continue
-		}
-		if w.Header().Get("X-Correlation-ID") == "" {
-			t.Errorf("%s: no X-Correlation-ID", c.name)
-		}
-		if c.code == "cors_origin_blocked" {
-			for k := range w.Header() {
-				if strings.HasPrefix(k, "Access-Control-Allow") {
-					t.Errorf("%s: blocked answer carries %s", c.name, k)
+		names[c.name] = true
+	}
+	ran := 0
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ran++
+			env := envs[c.env]
+			for i, b := range c.before {
+				if w := env.do(b); w.Code >= 500 || w.Code == 429 {
+					t.Fatalf("setup request %d (%s %s) got %d %s", i+1, b.method, b.path, w.Code, w.Body.String())
 				}
 			}
-		}
-		if c.field != "" {
-			var b errorBody
-			json.Unmarshal(w.Body.Bytes(), &b)
-			if b.Error.Details["field"] != c.field {
-				t.Errorf("%s: details %v, want field %q", c.name, b.Error.Details, c.field)
+			for i := 0; i < c.warm; i++ {
+				if w := env.do(c.r); w.Code >= 500 || w.Code == 429 {
+					t.Fatalf("warm-up request %d got %d %s", i+1, w.Code, w.Body.String())
+				}
 			}
-		}
-		if c.check != nil {
-			t.Run(c.name, func(t *testing.T) { c.check(t, w) })
-		}
+			w := env.do(c.r)
+			checkOpenAPI(t, c.name, c.r, w) // the answer is one docs/openapi.json describes (openapi_test.go)
+			code := errCode(t, w)
+			if w.Code != c.status || code != c.code {
+				t.Fatalf("%d %q, want %d %q (%.200s)", w.Code, code, c.status, c.code, w.Body.String())
+			}
+			if w.Header().Get("X-Correlation-ID") == "" {
+				t.Error("no X-Correlation-ID")
+			}
+			if c.code == "cors_origin_blocked" {
+				for k := range w.Header() {
+					if strings.HasPrefix(k, "Access-Control-Allow") {
+						t.Errorf("blocked answer carries %s", k)
+					}
+				}
+			}
+			if c.field != "" {
+				var b errorBody
+				json.Unmarshal(w.Body.Bytes(), &b)
+				if b.Error.Details["field"] != c.field {
+					t.Errorf("details %v, want field %q", b.Error.Details, c.field)
+				}
+			}
+			if c.check != nil {
+				c.check(t, w)
+			}
+		})
 	}
 
-	// The deploy ends on its own; its result is audited.
-	waitDeploy(t, e.testEnv, deployAcc.ID)
+	// SC-007 over everything the table wrote: this subtest reads the audit
+	// rows and log lines of all the cases above, so it runs last and needs
+	// the whole table (a case filter that selects it alone is refused).
+	t.Run("audit trail of the table", func(t *testing.T) {
+		if ran != len(cases) {
+			t.Fatalf("only %d of %d cases ran: this check reads what the whole table wrote; run TestContractConformance without a case filter", ran, len(cases))
+		}
+		// The deploy ends on its own; its result is audited.
+		waitDeploy(t, e.testEnv, deployAcc.ID)
+		checkAuditRows(t, e.testEnv, []string{"admin.login", "account.create", "account.update", "account.health_check",
+			"account.deploy", "account.delete", "session.issue", "session.revoke", "security.throttled", "security.cors_blocked",
+			"invite.create", "invite.revoke", "invite.use"})
+		checkAuditLines(t, e.logs.String())
+		checkAuditLines(t, closed.logs.String())
+	})
+}
 
-	// SC-007: every audit row and audit log line has the mandatory fields.
-	checkAuditRows(t, e.testEnv, []string{"admin.login", "account.create", "account.update", "account.health_check",
-		"account.deploy", "account.delete", "session.issue", "session.revoke", "security.throttled", "security.cors_blocked",
-		"invite.create", "invite.revoke", "invite.use"})
-	checkAuditLines(t, e.logs.String())
-	checkAuditLines(t, closed.logs.String())
+// repeat is n copies of r.
+func repeat(n int, r req) []req {
+	out := make([]req, n)
+	for i := range out {
+		out[i] = r
+	}
+	return out
 }
 
 func retryAfter(t *testing.T, w *httptest.ResponseRecorder) {
@@ -854,24 +906,36 @@ func retryAfter(t *testing.T, w *httptest.ResponseRecorder) {
 	}
 }
 
-// waitDeploy waits (briefly, on the real clock) until a deploy is no longer running.
+// waitDeploy waits (on the real clock) until a deploy has ended and done all
+// it does afterwards: its account.deploy audit row is written and, after a
+// success, the follow-up health check has run.
 func waitDeploy(t *testing.T, e *testEnv, id int64) *store.Account {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		a, err := e.db.GetAccount(context.Background(), id)
+	ctx := context.Background()
+	var a *store.Account
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("the deploy of account %d and its follow-up", id), func() bool {
+		var err error
+		if a, err = e.db.GetAccount(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if a.DeployStatus == "running" || a.DeployStatus == "" {
+			return false
+		}
+		if a.DeployStatus == "succeeded" && (a.LastHealthCheckAt.IsZero() || a.LastHealthCheckAt.Before(a.LastDeployAt)) {
+			return false
+		}
+		rows, _, err := e.db.ListAudit(ctx, store.AuditFilter{Action: "account.deploy", Limit: 500})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if a.DeployStatus != "running" && a.DeployStatus != "" {
-			// The follow-up health check and audit row come right after the status.
-			time.Sleep(50 * time.Millisecond)
-			return a
+		for _, r := range rows {
+			if r.Target == fmt.Sprintf("account:%d", id) {
+				return true
+			}
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("deploy of account %d still running", id)
-	return nil
+		return false
+	})
+	return a
 }
 
 // checkAuditRows reads every audit row and checks the mandatory fields and

@@ -10,20 +10,34 @@ import (
 )
 
 // FuzzUserCredentials feeds arbitrary header, query and cookie values through
-// the user auth path: the answer is always 200 or one structured 401, never a
-// panic or a 5xx, and only the real key or a real cookie gets through.
+// the user auth path, including X-API-Key sent twice: the answer is always 200
+// or one structured 401, never a panic or a 5xx; only the real key sent once,
+// or a real cookie, gets through, and the real key sent once always does. In
+// header, header2 and query, "$KEY" stands for the server's real API key.
 func FuzzUserCredentials(f *testing.F) {
-	f.Add("", "", "", false, false, false)
-	f.Add("wrong", "", "", true, false, false)
-	f.Add("", "wrong", "", false, true, false)
-	f.Add("", "", "MTIzNDU2Nzg5MHwxMjM0NTY3ODkw|abc", false, false, true)
-	f.Add("\x00\xff", "%zz", "a|b|c|d", true, true, true)
-	f.Add("", "", "\"quoted\"", false, false, true)
+	f.Add("", "", "", "", false, false, false, false)
+	f.Add("wrong", "", "", "", true, false, false, false)
+	f.Add("", "", "wrong", "", false, false, true, false)
+	f.Add("", "", "", "MTIzNDU2Nzg5MHwxMjM0NTY3ODkw|abc", false, false, false, true)
+	f.Add("\x00\xff", "", "%zz", "a|b|c|d", true, false, true, true)
+	f.Add("", "", "", "\"quoted\"", false, false, false, true)
+	f.Add("$KEY", "", "", "", true, false, false, false)
+	f.Add("", "", "$KEY", "", false, false, true, false)
+	// Two X-API-Key headers: never decided by the first value alone.
+	f.Add("$KEY", "wrong", "", "", true, true, false, false)
+	f.Add("wrong", "$KEY", "", "", true, true, false, false)
+	f.Add("$KEY", "$KEY", "", "", true, true, false, false)
+	f.Add("$KEY", "", "$KEY", "", true, true, true, false)
 	e := newEnv(f)
-	f.Fuzz(func(t *testing.T, header, query, cookie string, useHeader, useQuery, useCookie bool) {
+	key := func(v string) string { return strings.ReplaceAll(v, "$KEY", e.sec.APIKey) }
+	f.Fuzz(func(t *testing.T, header, header2, query, cookie string, useHeader, repeatHeader, useQuery, useCookie bool) {
+		header, header2, query = key(header), key(header2), key(query)
 		r := httptest.NewRequest("GET", "/gallery", nil)
 		if useHeader {
 			r.Header["X-Api-Key"] = []string{header}
+			if repeatHeader {
+				r.Header["X-Api-Key"] = append(r.Header["X-Api-Key"], header2)
+			}
 		}
 		if useQuery {
 			r.URL.RawQuery = "api_key=" + url.QueryEscape(query)
@@ -33,16 +47,30 @@ func FuzzUserCredentials(f *testing.F) {
 		}
 		w := httptest.NewRecorder()
 		e.h.ServeHTTP(w, r)
+		// The first credential present decides (CONTRACT.md section 3); a
+		// header sent twice is one ambiguous credential, refused whatever
+		// its values.
+		rightKey := useHeader && !repeatHeader && header == e.sec.APIKey ||
+			!useHeader && useQuery && query == e.sec.APIKey
 		switch w.Code {
 		case http.StatusOK:
 			if !useHeader && !useQuery {
 				t.Fatalf("a forged cookie %q got through", cookie)
 			}
-			if useHeader && header != e.sec.APIKey || !useHeader && useQuery && query != e.sec.APIKey {
+			if useHeader && repeatHeader {
+				t.Fatalf("X-API-Key sent twice got through")
+			}
+			if !rightKey {
 				t.Fatalf("a wrong key got through")
 			}
 		case http.StatusBadRequest, http.StatusUnauthorized:
-			errCode(t, w)
+			code := errCode(t, w)
+			if rightKey {
+				t.Fatalf("the right key was refused: %d %s", w.Code, code)
+			}
+			if useHeader && code != "invalid_api_key" {
+				t.Fatalf("a request with X-API-Key got %s, want invalid_api_key", code)
+			}
 		default:
 			t.Fatalf("status %d: %s", w.Code, w.Body.String())
 		}

@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"gooni/internal/testutil"
 	"gooni/internal/workspace"
 	"gooni/store"
 	"net/http"
@@ -27,7 +28,7 @@ import (
 // key it remembers. Inputs tried: 5,000 distinct keys against a cap of 1,000,
 // all inside one window.
 func TestThrottleStateIsBounded(t *testing.T) {
-	clk := &clock{t: time.Unix(5000, 0)}
+	clk := testutil.NewClock(time.Unix(5000, 0))
 	l := NewLimiter(2, time.Minute, clk.Now, 1000)
 	for i := 0; i < 5000; i++ {
 		l.Allow(fmt.Sprintf("ip:10.%d.%d.%d", i>>16&255, i>>8&255, i&255))

@@ -1,9 +1,6 @@
 package server
 
 import (
-	"gooni/internal/config"
-
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -12,52 +9,17 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"gooni/internal/catalog"
+	"gooni/internal/config"
 	"gooni/internal/dispatch"
 	"gooni/internal/secrets"
+	"gooni/internal/testutil"
 	"gooni/internal/workspace"
 	"gooni/store"
 )
-
-// clock is a settable time source shared by the server and its limiters.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-	// offset from the real clock instead of a fixed time, when real is set
-	real bool
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.real {
-		return time.Now()
-	}
-	return c.t
-}
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// syncBuffer collects log output from concurrent goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
 
 type testEnv struct {
 	t       testing.TB
@@ -65,19 +27,10 @@ type testEnv struct {
 	h       http.Handler
 	db      *store.DB
 	sec     *secrets.Set
-	clock   *clock
-	logs    *syncBuffer
+	clock   *testutil.Clock
+	logs    *testutil.LogBuffer
 	dataDir string
 	bodies  []string // every response body, for the leak scan
-}
-
-func readFile(t testing.TB, p string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // newEnv starts a server over a real SQLite file in a temp dir.
@@ -88,18 +41,18 @@ func newEnv(t testing.TB, mods ...func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := catalog.Load(readFile(t, "../inference_settings.json"))
+	cat, err := catalog.Load(testutil.Catalog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
-	db, err := store.Open(dir, string(readFile(t, "../schema.sql")), store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey, Now: clk.Now})
+	clk := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	db, err := store.Open(dir, testutil.Schema(t), store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	os.MkdirAll(dir+"/media", 0o700)
-	logs := &syncBuffer{}
+	logs := &testutil.LogBuffer{}
 	cfg := Config{
 		DB: db, Catalog: cat, Secrets: sec, DataDir: dir, Version: "test",
 		SessionMode: "open", SessionTTL: time.Hour, AdminSessionTTL: time.Hour, QueueMax: 1000,
@@ -117,6 +70,7 @@ type req struct {
 	method, path string
 	body         string
 	header       map[string]string
+	multi        http.Header // headers that repeat, added after header
 	cookies      []*http.Cookie
 	remote       string
 }
@@ -133,6 +87,11 @@ func (e *testEnv) do(r req) *httptest.ResponseRecorder {
 	}
 	for k, v := range r.header {
 		hr.Header.Set(k, v)
+	}
+	for k, vs := range r.multi {
+		for _, v := range vs {
+			hr.Header.Add(k, v)
+		}
 	}
 	for _, c := range r.cookies {
 		hr.AddCookie(c)
@@ -184,26 +143,25 @@ func cookieOf(w *httptest.ResponseRecorder, name string) *http.Cookie {
 // userSession obtains a gg_session cookie the way the UI does.
 func (e *testEnv) userSession() *http.Cookie {
 	e.t.Helper()
-	w := e.do(req{method: "POST", path: "/auth/session", remote: "203.0.113.50:1000"})
-	if w.Code != 200 {
-		e.t.Fatalf("POST /auth/session: %d %s", w.Code, w.Body.String())
-	}
-	c := cookieOf(w, "gg_session")
-	if c == nil {
-		e.t.Fatal("no gg_session cookie")
-	}
-	return c
+	return e.session(req{method: "POST", path: "/auth/session", remote: "203.0.113.50:1000"}, "gg_session")
 }
 
+// adminSession signs in with the admin key and returns the gg_admin cookie.
 func (e *testEnv) adminSession() *http.Cookie {
 	e.t.Helper()
-	w := e.do(req{method: "POST", path: "/admin/session", header: map[string]string{"X-Admin-Key": e.sec.AdminKey}, remote: "203.0.113.60:1000"})
+	return e.session(req{method: "POST", path: "/admin/session", header: map[string]string{"X-Admin-Key": e.sec.AdminKey}, remote: "203.0.113.60:1000"}, "gg_admin")
+}
+
+// session sends a sign-in request that must answer 200 with the named cookie.
+func (e *testEnv) session(r req, cookie string) *http.Cookie {
+	e.t.Helper()
+	w := e.do(r)
 	if w.Code != 200 {
-		e.t.Fatalf("POST /admin/session: %d %s", w.Code, w.Body.String())
+		e.t.Fatalf("%s %s: %d %s", r.method, r.path, w.Code, w.Body.String())
 	}
-	c := cookieOf(w, "gg_admin")
+	c := cookieOf(w, cookie)
 	if c == nil {
-		e.t.Fatal("no gg_admin cookie")
+		e.t.Fatalf("no %s cookie", cookie)
 	}
 	return c
 }
@@ -253,4 +211,14 @@ func (e *testEnv) wireDispatcher(simCfg workspace.SimConfig, tune func(*dispatch
 	srv := New(cfg)
 	e.srv, e.h = srv, srv.Handler()
 	return d, hs
+}
+
+// readFile is the file at p, failing the test when it cannot be read.
+func readFile(t testing.TB, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

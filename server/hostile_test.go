@@ -67,6 +67,7 @@ type hostileRoute struct {
 // panic or a hang; and no account target that fails validation ever receives
 // a request (the trap server records any).
 func TestHostileInput(t *testing.T) {
+	t.Parallel()
 	e := newDispatchEnv(t, workspace.SimConfig{}, "true", func(c *Config) { c.FrontendOrigins = []string{"https://app.example.com"} })
 	tr := newTrap(t)
 	_, trapPort, _ := net.SplitHostPort(strings.TrimPrefix(tr.URL, "http://"))
@@ -149,7 +150,7 @@ func TestHostileInput(t *testing.T) {
 	}
 	var results []outcome
 	run := func(name string, r *http.Request, strict bool) {
-		e.clock.Add(time.Second)
+		e.clock.Advance(time.Second)
 		done := make(chan *httptest.ResponseRecorder, 1)
 		go func() { done <- e.serveRaw(r) }()
 		select {
@@ -406,6 +407,7 @@ func jsonMarshal(s string) (string, error) {
 // refused before the body is read, a header block over the limit is refused,
 // and a client that lies about its body length gets an answer, not a hang.
 func TestHostileWire(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.readyAccount()
 	hs := httptest.NewUnstartedServer(e.h)

@@ -128,7 +128,7 @@ func TestInviteMode(t *testing.T) {
 
 	// Expired, at its time.
 	_, expToken := e.createInvite(host, admin, `{"uses":5,"expires_in":"1m"}`)
-	e.clock.Add(time.Minute)
+	e.clock.Advance(time.Minute)
 	if w := open(expToken, ""); w.Header().Get("Location") != "../../?signin=invalid&reason=expired" {
 		t.Errorf("expired link: %d %q", w.Code, w.Header().Get("Location"))
 	}

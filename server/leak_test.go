@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"gooni/internal/dispatch"
+	"gooni/internal/testutil"
 	"gooni/internal/workspace"
 )
 
@@ -44,6 +46,7 @@ func (h *headerLog) add(hd http.Header) {
 // body and header, every log line, every audit row and the raw database files
 // for every secret value. A hit names the secret and the place, never the value.
 func TestNoSecretLeaks(t *testing.T) {
+	t.Parallel()
 	creds := map[string]string{
 		"token_id":     "tokid-9f1c2e7a5b3d4c8e",
 		"token_secret": "toksec-2b7e151628aed2a6abf7158809cf4f3c",
@@ -59,9 +62,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	defer simHS.Close()
 
 	e := newEnv(t, func(c *Config) { c.FrontendOrigins = []string{"https://app.example.com"} })
-	e.clock.mu.Lock()
-	e.clock.real = true // the dispatcher runs
-	e.clock.mu.Unlock()
+	e.clock.FollowReal() // the dispatcher runs
 	d := dispatch.New(dispatch.Config{
 		DB: e.db, DataDir: e.dataDir, WorkspaceURL: "https://{workspace}.invalid",
 		// Prints everything a careless command could: its whole environment and the tokens once more.
@@ -179,17 +180,13 @@ func TestNoSecretLeaks(t *testing.T) {
 	e.bodies = append(e.bodies, string(stream))
 	headers.add(resp.Header)
 	for _, id := range ids {
-		deadline := time.Now().Add(10 * time.Second)
-		for {
+		testutil.WaitFor(t, 10*time.Second, "task "+id+" done", func() bool {
 			w := e.do(req{method: "GET", path: "/status/" + id, cookies: []*http.Cookie{user}})
-			if strings.Contains(w.Body.String(), `"status":"done"`) {
-				break
-			}
-			if strings.Contains(w.Body.String(), `"status":"failed"`) || time.Now().After(deadline) {
+			if strings.Contains(w.Body.String(), `"status":"failed"`) {
 				t.Fatalf("task %s: %s", id, w.Body.String())
 			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return strings.Contains(w.Body.String(), `"status":"done"`)
+		})
 		ok(e.do(req{method: "GET", path: "/results/" + id + "?download=1", header: apiKey}), 200, "result")
 		ok(e.do(req{method: "GET", path: "/preview/" + id, header: apiKey}), 200, "preview")
 	}
@@ -215,30 +212,25 @@ func TestNoSecretLeaks(t *testing.T) {
 	ok(e.do(req{method: "DELETE", path: "/auth/session", cookies: []*http.Cookie{user}}), 204, "user logout")
 	stop()
 
-	// The secrets, by name.
-	secrets := map[string]string{
-		"API key":                    e.sec.APIKey,
-		"admin key":                  e.sec.AdminKey,
-		"session hash key (base64)":  base64.StdEncoding.EncodeToString(e.sec.SessionHashKey),
-		"session block key (base64)": base64.StdEncoding.EncodeToString(e.sec.SessionBlockKey),
-		"session hash key (hex)":     hex.EncodeToString(e.sec.SessionHashKey),
-		"session block key (hex)":    hex.EncodeToString(e.sec.SessionBlockKey),
-		"audit key (base64)":         base64.StdEncoding.EncodeToString(e.sec.AuditKey),
-		"audit key (hex)":            hex.EncodeToString(e.sec.AuditKey),
-	}
-	rawSecrets := map[string][]byte{ // searched only in the binary database files
+	// The secrets, by name: each as it is (a text key is its own text; the
+	// session keys are raw bytes) and in every encoding a careless line could
+	// carry it in (base64 std/URL, padded or not, hex, URL-escaped).
+	values := map[string][]byte{
+		"API key":           []byte(e.sec.APIKey),
+		"admin key":         []byte(e.sec.AdminKey),
 		"session hash key":  e.sec.SessionHashKey,
 		"session block key": e.sec.SessionBlockKey,
 		"audit key":         e.sec.AuditKey,
 	}
+	rawSecrets := map[string][]byte{} // searched only in the binary database files
 	for i, k := range e.sec.AccountKeys {
-		secrets[fmt.Sprintf("account key %d", i)] = k
+		values[fmt.Sprintf("account key %d", i)] = []byte(k)
 		if raw, err := base64.URLEncoding.DecodeString(k); err == nil {
 			rawSecrets[fmt.Sprintf("account key %d (raw)", i)] = raw
 		}
 	}
 	for k, v := range creds {
-		secrets["credential "+k] = v
+		values["credential "+k] = []byte(v)
 	}
 	for i, c := range []*http.Cookie{user, admin} {
 		codec, name := srv.cookies, userCookie
@@ -246,14 +238,18 @@ func TestNoSecretLeaks(t *testing.T) {
 			codec, name = srv.admin, adminCookie
 		}
 		if tok, ok := decodeToken(codec, name, c.Value); ok {
-			secrets[name+" session token"] = tok
+			values[name+" session token"] = []byte(tok)
 		} else {
 			t.Errorf("%s cookie does not decode", name)
 		}
 	}
-	for name, v := range secrets {
+	secrets := map[string]string{}
+	for name, v := range values {
 		if len(v) < 8 {
 			t.Fatalf("secret %s is too short to search for", name)
+		}
+		for form, enc := range encodedForms(v) {
+			secrets[name+" ("+form+")"] = enc
 		}
 	}
 
@@ -319,5 +315,32 @@ func TestNoSecretLeaks(t *testing.T) {
 	for _, h := range hits {
 		t.Errorf("secret leaked: %s", h)
 	}
-	t.Logf("searched %d places and %d database files for %d secrets", len(places), len(dbFiles), len(secrets)+len(rawSecrets))
+	t.Logf("searched %d places and %d database files for %d secrets in %d forms", len(places), len(dbFiles), len(values), len(secrets)+len(rawSecrets))
+}
+
+// encodedForms is a secret as it is and as each encoding a log line, URL or
+// JSON string could carry it in; a form that comes out the same as an earlier
+// one (a URL-escaped key with nothing to escape is the key as it is) is listed
+// once, under the earlier name.
+func encodedForms(v []byte) map[string]string {
+	hexed := hex.EncodeToString(v)
+	forms := map[string]string{}
+	seen := map[string]bool{}
+	for _, f := range []struct{ name, enc string }{
+		{"as is", string(v)},
+		{"base64", base64.StdEncoding.EncodeToString(v)},
+		{"base64 unpadded", base64.RawStdEncoding.EncodeToString(v)},
+		{"base64url", base64.URLEncoding.EncodeToString(v)},
+		{"base64url unpadded", base64.RawURLEncoding.EncodeToString(v)},
+		{"hex", hexed},
+		{"HEX", strings.ToUpper(hexed)},
+		{"URL query-escaped", url.QueryEscape(string(v))},
+		{"URL path-escaped", url.PathEscape(string(v))},
+	} {
+		if !seen[f.enc] {
+			seen[f.enc] = true
+			forms[f.name] = f.enc
+		}
+	}
+	return forms
 }

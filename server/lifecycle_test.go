@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"gooni/internal/dispatch"
+	"gooni/internal/testutil"
 	"gooni/internal/workspace"
 	"gooni/store"
 )
@@ -38,9 +39,7 @@ func newLiveEnv(t *testing.T, simCfg workspace.SimConfig, mods ...func(*Config))
 		simCfg.Capacity = 4
 	}
 	e := newEnv(t, mods...)
-	e.clock.mu.Lock()
-	e.clock.real = true // dispatcher, reaper and store must share the real clock
-	e.clock.mu.Unlock()
+	e.clock.FollowReal() // dispatcher, reaper and store must share the real clock
 	d, hs := e.wireDispatcher(simCfg, func(c *dispatch.Config) {
 		c.TTLImage, c.TTLVideo = time.Minute, time.Minute
 		c.PollInterval, c.ReapInterval = 20*time.Millisecond, 50*time.Millisecond
@@ -92,10 +91,10 @@ func (e *liveEnv) status(id string) TaskView {
 // waitTerminal polls /status like a client, checking progress never goes down.
 func (e *liveEnv) waitTerminal(id string) TaskView {
 	e.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
 	last := -1
-	for time.Now().Before(deadline) {
-		v := e.status(id)
+	var v TaskView
+	testutil.WaitFor(e.t, 15*time.Second, "task "+id+" terminal", func() bool {
+		v = e.status(id)
 		if v.Progress < last {
 			e.t.Fatalf("progress went down: %d -> %d", last, v.Progress)
 		}
@@ -103,16 +102,13 @@ func (e *liveEnv) waitTerminal(id string) TaskView {
 		if v.Status != "done" && v.Progress >= 100 {
 			e.t.Fatalf("progress 100 while %s", v.Status)
 		}
-		if v.Status == "done" || v.Status == "failed" {
-			return v
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	e.t.Fatalf("task %s not terminal in time", id)
-	return TaskView{}
+		return v.Status == "done" || v.Status == "failed"
+	})
+	return v
 }
 
 func TestGenerateImageToGallery(t *testing.T) {
+	t.Parallel()
 	e := newLiveEnv(t, workspace.SimConfig{})
 	id := e.submit(`{"model":"flux","mode":"t2i","prompt":"a red fox in snow","params":{"width":512,"height":256,"steps":4}}`)
 	v := e.status(id)
@@ -194,6 +190,7 @@ func TestGenerateImageToGallery(t *testing.T) {
 }
 
 func TestGenerateVideoAndEvents(t *testing.T) {
+	t.Parallel()
 	e := newLiveEnv(t, workspace.SimConfig{})
 	id := e.submit(`{"model":"wan-remix","mode":"t2v","prompt":"waves at dusk"}`)
 	// Follow the SSE stream on a real HTTP server until it ends by itself.
@@ -245,6 +242,7 @@ func TestGenerateVideoAndEvents(t *testing.T) {
 }
 
 func TestNoWorkersCreatesNothing(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	w := e.do(req{method: "POST", path: "/generate", header: map[string]string{"X-API-Key": e.sec.APIKey}, body: `{"model":"flux","mode":"t2i","prompt":"x"}`})
 	if w.Code != 503 || errCode(t, w) != "no_workers" {
@@ -257,6 +255,7 @@ func TestNoWorkersCreatesNothing(t *testing.T) {
 }
 
 func TestQueueFull(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.QueueMax = 2 })
 	e.readyAccount() // no dispatcher runs: tasks stay pending
 	key := map[string]string{"X-API-Key": e.sec.APIKey}
@@ -284,6 +283,7 @@ func TestQueueFull(t *testing.T) {
 }
 
 func TestGenerateValidation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	e.readyAccount()
 	key := map[string]string{"X-API-Key": e.sec.APIKey}

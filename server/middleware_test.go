@@ -7,11 +7,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gooni/internal/testutil"
 )
 
 // TestErrorShapes: every failing answer is the contract's JSON error with one
 // code and a correlation id equal to the header.
 func TestErrorShapes(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	key := map[string]string{"X-API-Key": e.sec.APIKey}
 	cases := []struct {
@@ -43,6 +46,7 @@ func TestErrorShapes(t *testing.T) {
 }
 
 func TestRecoveredPanicIsInternalError(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	h := e.srv.correlate(e.srv.recoverPanics(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { panic("boom: secret detail") })))
 	w := httptest.NewRecorder()
@@ -56,6 +60,7 @@ func TestRecoveredPanicIsInternalError(t *testing.T) {
 }
 
 func TestCorrelationID(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	cases := []struct{ in, want string }{
 		{"abc-123_X.y", "abc-123_X.y"},
@@ -82,6 +87,7 @@ func TestCorrelationID(t *testing.T) {
 }
 
 func TestCORS(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.FrontendOrigins = []string{"https://app.example.com"} })
 	pre := func(origin string) req {
 		return req{method: "OPTIONS", path: "/generate", header: map[string]string{"Origin": origin, "Access-Control-Request-Method": "POST"}}
@@ -121,6 +127,14 @@ func TestCORS(t *testing.T) {
 	if !strings.Contains(e.logs.String(), `"action":"security.cors_blocked"`) {
 		t.Error("CORS denial not audited")
 	}
+	// Same origin means same scheme, host and port: an http page is not the
+	// origin of a server reached over https, nor one on another port.
+	for _, o := range []string{"https://example.com", "http://example.com:8080", "http://EXAMPLE.com.evil", "ws://example.com"} {
+		w := e.do(req{method: "GET", path: "/health", header: map[string]string{"Origin": o}})
+		if w.Code != 403 || errCode(t, w) != "cors_origin_blocked" {
+			t.Errorf("origin %q against http://example.com: %d %s, want 403 cors_origin_blocked", o, w.Code, w.Body.String())
+		}
+	}
 	// CORS is checked before throttling and auth: a blocked origin never reaches them.
 	w = e.do(req{method: "GET", path: "/gallery", header: map[string]string{"Origin": "https://evil.example"}})
 	if errCode(t, w) != "cors_origin_blocked" {
@@ -128,14 +142,57 @@ func TestCORS(t *testing.T) {
 	}
 }
 
+// TestSameOriginComparesTheScheme: behind TLS (served directly or declared
+// with Config.TLS) the server's own origin is https://host; an http:// page
+// on the same host is cross-origin and blocked, an https:// one passes.
+func TestSameOriginComparesTheScheme(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		tls    bool // Config.TLS (TLS terminated by the server itself)
+		direct bool // the request arrived over TLS (r.TLS set)
+	}{
+		{"Config.TLS", true, false},
+		{"request over TLS", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(c *Config) { c.TLS = tc.tls })
+			for _, c := range []struct {
+				origin string
+				want   int
+			}{
+				{"https://example.com", 200},
+				{"http://example.com", 403},
+				{"https://example.com:8443", 403},
+			} {
+				r := httptest.NewRequest("GET", "/health", nil)
+				if tc.direct {
+					r = httptest.NewRequest("GET", "https://example.com/health", nil)
+				}
+				r.Header.Set("Origin", c.origin)
+				w := httptest.NewRecorder()
+				e.h.ServeHTTP(w, r)
+				if w.Code != c.want {
+					t.Errorf("origin %q against https://example.com: %d %s, want %d", c.origin, w.Code, w.Body.String(), c.want)
+				}
+				if c.want == 403 && errCode(t, w) != "cors_origin_blocked" {
+					t.Errorf("origin %q: code %s", c.origin, errCode(t, w))
+				}
+				if w.Header().Get("Access-Control-Allow-Origin") != "" {
+					t.Errorf("origin %q got Access-Control-Allow-Origin", c.origin)
+				}
+			}
+		})
+	}
+}
+
 // TestRollingWindowLimiter: never more than N admitted in any window span.
 func TestRollingWindowLimiter(t *testing.T) {
-	clk := &clock{t: time.Unix(1000, 0)}
+	t.Parallel()
+	clk := testutil.NewClock(time.Unix(1000, 0))
 	l := NewLimiter(3, time.Minute, clk.Now, 0)
 	at := func(sec int) (bool, time.Duration, bool) {
-		clk.mu.Lock()
-		clk.t = time.Unix(1000+int64(sec), 0)
-		clk.mu.Unlock()
+		clk.Set(time.Unix(1000+int64(sec), 0))
 		return l.Allow("k")
 	}
 	steps := []struct {
@@ -166,13 +223,14 @@ func TestRollingWindowLimiter(t *testing.T) {
 }
 
 func TestAuthSessionThrottle(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ip := func(s string) req { return req{method: "POST", path: "/auth/session", remote: s + ":5555"} }
 	for i := 0; i < 10; i++ {
 		if w := e.do(ip("198.51.100.7")); w.Code != 200 {
 			t.Fatalf("request %d: %d", i+1, w.Code)
 		}
-		e.clock.Add(time.Second)
+		e.clock.Advance(time.Second)
 	}
 	w := e.do(ip("198.51.100.7"))
 	if w.Code != 429 || errCode(t, w) != "rate_limited" || w.Header().Get("Retry-After") != "50" {
@@ -182,7 +240,7 @@ func TestAuthSessionThrottle(t *testing.T) {
 	if w := e.do(ip("198.51.100.8")); w.Code != 200 {
 		t.Errorf("another IP is throttled: %d", w.Code)
 	}
-	e.clock.Add(50 * time.Second)
+	e.clock.Advance(50 * time.Second)
 	if w := e.do(ip("198.51.100.7")); w.Code != 200 {
 		t.Errorf("after the window: %d", w.Code)
 	}
@@ -192,6 +250,7 @@ func TestAuthSessionThrottle(t *testing.T) {
 }
 
 func TestAdminThrottles(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	// Login: 30 per rolling 60 s per IP, wrong keys count too, checked before the key.
 	for i := 0; i < 30; i++ {
@@ -220,13 +279,14 @@ func TestAdminThrottles(t *testing.T) {
 	if w := e.do(req{method: "GET", path: "/admin/accounts", cookies: []*http.Cookie{ac2}}); w.Code != 200 {
 		t.Errorf("second session: %d", w.Code)
 	}
-	e.clock.Add(61 * time.Second)
+	e.clock.Advance(61 * time.Second)
 	if w := e.do(req{method: "GET", path: "/admin/accounts", cookies: []*http.Cookie{ac}}); w.Code != 200 {
 		t.Errorf("after the window: %d", w.Code)
 	}
 }
 
 func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")} })
 	mk := func(remote, xff string) *http.Request {
 		r := httptest.NewRequest("GET", "/", nil)
@@ -251,6 +311,7 @@ func TestTrustedProxies(t *testing.T) {
 }
 
 func TestSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	w := e.do(req{method: "GET", path: "/health"})
 	for _, h := range []string{"Content-Security-Policy", "X-Content-Type-Options", "X-Frame-Options", "Referrer-Policy"} {

@@ -205,7 +205,7 @@ func TestIdempotencyAcrossRestart(t *testing.T) {
 		t.Fatalf("other body: %d %s", other.Code, other.Body.String())
 	}
 	// 24 h later the key is free again.
-	e.clock.Add(store.IdempotencyTTL + time.Minute)
+	e.clock.Advance(store.IdempotencyTTL + time.Minute)
 	later := e.do(req{method: "POST", path: "/generate", header: h, body: `{"model":"flux","mode":"t2i","prompt":"something else"}`})
 	if later.Code != 202 || later.Header().Get("Idempotent-Replayed") != "" {
 		t.Fatalf("after 24 h: %d %v", later.Code, later.Header())
@@ -288,9 +288,7 @@ func TestCancelPendingAndProcessing(t *testing.T) {
 // copied files are removed).
 func TestLateDoneAfterCancel(t *testing.T) {
 	e := newEnv(t)
-	e.clock.mu.Lock()
-	e.clock.real = true
-	e.clock.mu.Unlock()
+	e.clock.FollowReal()
 	sim, err := workspace.NewSim(workspace.SimConfig{Duration: 100 * time.Millisecond, Capacity: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -664,7 +662,7 @@ func TestETA(t *testing.T) {
 	if err := e.db.CreateTask(ctx, pony, store.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	e.clock.Add(4 * time.Second)
+	e.clock.Advance(4 * time.Second)
 	eta := func(id string) string {
 		v, err := e.srv.taskView(httptest.NewRequest("GET", "/", nil), id)
 		if err != nil {

@@ -8,13 +8,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gooni/internal/testutil"
 )
 
 func TestAccountsCRUD(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)}
-	opts := testOptions(t)
-	opts.Now = clock.Now
-	db, _ := openTest(t, opts)
+	db, clock := openClocked(t, time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC))
 
 	a := &Account{Name: "main", Workspace: "my-ws", BaseURL: "http://127.0.0.1:9100"}
 	if err := db.CreateAccount(bg, a, map[string]string{"proxy_key": "k", "proxy_secret": "s"}); err != nil {
@@ -150,7 +149,7 @@ func TestAccountKeys(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	open := func(keys ...string) *DB {
 		t.Helper()
-		db, err := Open(dir, testSchema(t), Options{AccountKeys: keys, AuditKey: testAuditKey})
+		db, err := Open(dir, testutil.Schema(t), Options{AccountKeys: keys, AuditKey: testAuditKey})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,7 +206,7 @@ func TestAccountKeys(t *testing.T) {
 		t.Fatalf("account without credentials: %v %v", creds, err)
 	}
 
-	if _, err := Open(dir, testSchema(t), Options{AccountKeys: []string{"not-a-key"}}); err == nil || strings.Contains(err.Error(), "not-a-key") {
+	if _, err := Open(dir, testutil.Schema(t), Options{AccountKeys: []string{"not-a-key"}}); err == nil || strings.Contains(err.Error(), "not-a-key") {
 		t.Fatalf("bad key: %v", err)
 	}
 }

@@ -199,15 +199,19 @@ func (db *DB) appendAuditTx(ctx context.Context, tx *sql.Tx, e *AuditEvent) (app
 		res.sealed, res.prev = true, head.pos()
 		prevID, prev = head.lastID, head.lastMAC
 	case !head.present && lastID == 0:
-		// Empty chain (new database, or every row aged out): start after the
-		// newest valid checkpoint, else at genesis.
-		res.sealed, res.emptyBefore = true, true
+		// No row and no head: a new database starts at genesis. A retention
+		// checkpoint without a head means the head went with the rows after
+		// the checkpoint (pruning keeps the head; the store never removes it):
+		// append after the checkpoint, but never re-seal a head, so
+		// VerifyAudit keeps reporting the break.
 		if cp, ok, err := db.latestCheckpoint(ctx, tx, 1<<62); err != nil {
 			return res, err
 		} else if ok {
 			prevID, prev = cp.uptoID, cp.rowMAC
+		} else {
+			res.sealed, res.emptyBefore = true, true
+			res.prev = headPos{lastID: prevID, lastMAC: prev}
 		}
-		res.prev = headPos{lastID: prevID, lastMAC: prev}
 	default:
 		// The head was removed or forged: keep appending (audit must not stop)
 		// but never re-seal a head, so VerifyAudit keeps reporting the break.
@@ -441,9 +445,14 @@ func (db *DB) VerifyAudit(ctx context.Context) (AuditVerdict, error) {
 	}
 	switch {
 	case !head.present:
-		if prevID > 0 && v.Checked > 0 {
+		if v.Checked > 0 {
 			// Rows exist but the sealed head is gone.
 			return bad(prevID, AuditHeadMissing)
+		}
+		if prevID > 0 {
+			// A retention checkpoint proves rows existed, and pruning keeps the
+			// head: every row after the checkpoint went with it.
+			return bad(prevID+1, AuditTableWiped)
 		}
 	case !db.headValid(head):
 		return bad(max(head.lastID, 1), AuditHeadInvalid)

@@ -4,6 +4,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"gooni/internal/testutil"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -103,7 +104,7 @@ func TestVerifyAuditReasons(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "data")
 			opts := testOptions(t)
-			db, err := Open(dir, testSchema(t), opts)
+			db, err := Open(dir, testutil.Schema(t), opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -123,7 +124,7 @@ func TestVerifyAuditReasons(t *testing.T) {
 			tc.tamper(t, raw, dir, old)
 			raw.Close()
 
-			db, err = Open(dir, testSchema(t), opts)
+			db, err = Open(dir, testutil.Schema(t), opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -214,7 +215,7 @@ func TestAuditAnchorKeptAsEvidence(t *testing.T) {
 
 // schemaUpTo is the real schema cut before step n.
 func schemaUpTo(t *testing.T, n int) string {
-	s := testSchema(t)
+	s := testutil.Schema(t)
 	i := strings.Index(s, "-- migrate: "+strconv.Itoa(n))
 	if i < 0 {
 		t.Fatalf("no step %d", n)
@@ -255,7 +256,7 @@ func TestAuditHeadUpgrade(t *testing.T) {
 	t.Run("valid old head", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "data")
 		oldChain(t, dir, 3, nil)
-		db, err := Open(dir, testSchema(t), testOptions(t))
+		db, err := Open(dir, testutil.Schema(t), testOptions(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -276,7 +277,7 @@ func TestAuditHeadUpgrade(t *testing.T) {
 	t.Run("forged old head", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "data")
 		oldChain(t, dir, 3, make([]byte, 32))
-		db, err := Open(dir, testSchema(t), testOptions(t))
+		db, err := Open(dir, testutil.Schema(t), testOptions(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -311,7 +312,7 @@ func TestReanchor(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, FileName), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	db, err := Open(dir, testSchema(t), testOptions(t))
+	db, err := Open(dir, testutil.Schema(t), testOptions(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gooni/internal/testutil"
 )
 
 // TestRotateAuditKey: after a rotation the whole chain still verifies (old
@@ -36,7 +38,7 @@ func TestRotateAuditKey(t *testing.T) {
 	db.Close()
 
 	reopen := func(opts Options) *DB {
-		db, err := Open(dir, testSchema(t), opts)
+		db, err := Open(dir, testutil.Schema(t), opts)
 		if err != nil {
 			t.Fatal(err)
 		}

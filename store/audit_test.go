@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gooni/internal/testutil"
 )
 
 func appendEvents(t *testing.T, db *DB, n int) {
@@ -27,10 +29,7 @@ func appendEvents(t *testing.T, db *DB, n int) {
 }
 
 func TestAuditAppendAndList(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)}
-	opts := testOptions(t)
-	opts.Now = clock.Now
-	db, _ := openTest(t, opts)
+	db, clock := openClocked(t, time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC))
 
 	for i := 0; i < 10; i++ {
 		e := &AuditEvent{Actor: "anonymous", Source: "10.0.0.1", Action: []string{"session.issue", "security.throttled"}[i%2],
@@ -155,6 +154,14 @@ func TestVerifyAuditDetectsTampering(t *testing.T) {
 		{"edited details", `UPDATE audit_events SET details = '{"a":"first"}' WHERE id = 4`, 4},
 		{"edited timestamp", "UPDATE audit_events SET ts = ts + 1 WHERE id = 2", 2},
 		{"edited actor", "UPDATE audit_events SET actor = (SELECT actor FROM audit_events WHERE id = 1) || 'x' WHERE id = 5", 5},
+		// Every field of a row is under its MAC: each one edited alone is found.
+		{"edited target", "UPDATE audit_events SET target = 'account:999' WHERE id = 4", 4},
+		{"edited source", "UPDATE audit_events SET source = '203.0.113.9' WHERE id = 3", 3},
+		{"edited action", "UPDATE audit_events SET action = 'session.issue' WHERE id = 2", 2},
+		{"edited correlation id", "UPDATE audit_events SET correlation_id = 'forged' WHERE id = 5", 5},
+		{"edited outcome", "UPDATE audit_events SET outcome = 'denied' WHERE id = 6", 6},
+		{"target moved between rows", `UPDATE audit_events SET target = (SELECT target FROM audit_events WHERE id = 2) WHERE id = 1`, 1},
+		{"edited id", "UPDATE audit_events SET id = 60 WHERE id = 6", 6},
 		{"deleted middle row", "DELETE FROM audit_events WHERE id = 3", 3},
 		{"deleted first row", "DELETE FROM audit_events WHERE id = 1", 1},
 		{"deleted newest row", "DELETE FROM audit_events WHERE id = 6", 6},
@@ -171,7 +178,7 @@ func TestVerifyAuditDetectsTampering(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "data")
 			opts := testOptions(t)
-			db, err := Open(dir, testSchema(t), opts)
+			db, err := Open(dir, testutil.Schema(t), opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -187,7 +194,7 @@ func TestVerifyAuditDetectsTampering(t *testing.T) {
 			mustExec(t, raw, tc.tamper)
 			raw.Close()
 
-			db, err = Open(dir, testSchema(t), opts)
+			db, err = Open(dir, testutil.Schema(t), opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -219,14 +226,14 @@ func appendEvents2(t *testing.T, db *DB) {
 
 func TestVerifyAuditWrongKey(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	db, err := Open(dir, testSchema(t), testOptions(t))
+	db, err := Open(dir, testutil.Schema(t), testOptions(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	appendEvents(t, db, 3)
 	db.Close()
 	other := Options{AuditKey: []byte(strings.Repeat("k", 32))}
-	db, err = Open(dir, testSchema(t), other)
+	db, err = Open(dir, testutil.Schema(t), other)
 	if err != nil {
 		t.Fatal(err)
 	}

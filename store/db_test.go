@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"gooni/internal/testutil"
 )
 
 func TestOpenFileModes(t *testing.T) {
@@ -25,7 +27,7 @@ func TestOpenFileModes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "data")
 			tc.prepare(dir)
-			db, err := Open(dir, testSchema(t), testOptions(t))
+			db, err := Open(dir, testutil.Schema(t), testOptions(t))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,7 +88,7 @@ func TestOpenPragmas(t *testing.T) {
 
 func TestMigrations(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
-	base := testSchema(t)
+	base := testutil.Schema(t)
 	db, err := Open(dir, base, testOptions(t))
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +185,7 @@ func TestParseMigrations(t *testing.T) {
 func TestReopenKeepsData(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	opts := testOptions(t)
-	db, err := Open(dir, testSchema(t), opts)
+	db, err := Open(dir, testutil.Schema(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +211,7 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatalf("CreateTask after Close: %v, want ErrClosed", err)
 	}
 
-	db, err = Open(dir, testSchema(t), opts)
+	db, err = Open(dir, testutil.Schema(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +256,7 @@ func TestPingAndBackup(t *testing.T) {
 	os.MkdirAll(restored, 0o700)
 	b, _ := os.ReadFile(dest)
 	os.WriteFile(filepath.Join(restored, FileName), b, 0o600)
-	db2, err := Open(restored, testSchema(t), testOptions(t))
+	db2, err := Open(restored, testutil.Schema(t), testOptions(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"database/sql"
 	"errors"
+	"gooni/internal/testutil"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,7 +17,7 @@ import (
 // files. Inputs tried: a PNG and a JPEG blob in a database at step 2.
 func TestInputBlobsMoveToFiles(t *testing.T) {
 	dir := t.TempDir()
-	steps, err := parseMigrations(testSchema(t))
+	steps, err := parseMigrations(testutil.Schema(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func TestInputBlobsMoveToFiles(t *testing.T) {
 	}
 	raw.Close()
 
-	db, err := Open(dir, testSchema(t), testOptions(t))
+	db, err := Open(dir, testutil.Schema(t), testOptions(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"gooni/internal/testutil"
 	"os"
 	"sync"
 	"testing"
@@ -27,7 +28,7 @@ func inviteEvent(action string) AuditOf[*Invite] {
 // it expires or it is revoked, and says which; each sign-in is one session
 // and one audit row, in the same commit; a token that fails changes nothing.
 func TestInviteLifecycle(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	clock := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 	opts := testOptions(t)
 	opts.Now = clock.Now
 	db, dir := openTest(t, opts)

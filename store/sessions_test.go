@@ -8,10 +8,7 @@ import (
 )
 
 func TestSessions(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)}
-	opts := testOptions(t)
-	opts.Now = clock.Now
-	db, _ := openTest(t, opts)
+	db, clock := openClocked(t, time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC))
 	hash := func(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
 
 	exp := clock.Now().Add(24 * time.Hour)

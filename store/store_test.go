@@ -3,32 +3,14 @@ package store
 import (
 	"context"
 	"database/sql"
-	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fernet/fernet-go"
-)
 
-var (
-	schemaOnce sync.Once
-	schemaText string
+	"gooni/internal/testutil"
 )
-
-// testSchema is the repository's real schema.sql.
-func testSchema(t testing.TB) string {
-	t.Helper()
-	schemaOnce.Do(func() {
-		b, err := os.ReadFile("../schema.sql")
-		if err != nil {
-			panic(err)
-		}
-		schemaText = string(b)
-	})
-	return schemaText
-}
 
 func newFernetKey(t testing.TB) string {
 	t.Helper()
@@ -41,24 +23,6 @@ func newFernetKey(t testing.TB) string {
 
 var testAuditKey = []byte("0123456789abcdef0123456789abcdef")
 
-// fakeClock is a settable clock for tests that care about time.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 func testOptions(t testing.TB) Options {
 	return Options{AccountKeys: []string{newFernetKey(t)}, AuditKey: testAuditKey}
 }
@@ -67,12 +31,22 @@ func testOptions(t testing.TB) Options {
 func openTest(t testing.TB, opts Options) (*DB, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "data")
-	db, err := Open(dir, testSchema(t), opts)
+	db, err := Open(dir, testutil.Schema(t), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	return db, dir
+}
+
+// openClocked is openTest with testOptions and a settable clock stopped at start.
+func openClocked(t testing.TB, start time.Time) (*DB, *testutil.Clock) {
+	t.Helper()
+	clock := testutil.NewClock(start)
+	opts := testOptions(t)
+	opts.Now = clock.Now
+	db, _ := openTest(t, opts)
+	return db, clock
 }
 
 // rawDB opens the file behind the store's back, as an attacker with the file could.

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"gooni/internal/testutil"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +19,7 @@ func ctlTask(prompt string) *Task {
 // a second batch with the same key creates nothing; an expired key is free
 // again; purge removes old keys.
 func TestIdempotencyCommitsWithTheTasks(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC)}
+	clk := testutil.NewClock(time.Date(2026, 5, 1, 10, 0, 0, 0, time.UTC))
 	opts := testOptions(t)
 	opts.Now = clk.Now
 	db, _ := openTest(t, opts)
@@ -207,7 +208,7 @@ func TestListTasksFilters(t *testing.T) {
 
 // TestPromptIndexMigration: tasks written before step 6 are searchable after it.
 func TestPromptIndexMigration(t *testing.T) {
-	schema := testSchema(t)
+	schema := testutil.Schema(t)
 	cut := strings.Index(schema, "-- migrate: 6")
 	if cut < 0 {
 		t.Fatal("no step 6 in the schema")

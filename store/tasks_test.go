@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"gooni/internal/testutil"
 )
 
 func newTask(prompt string) *Task {
@@ -26,10 +28,7 @@ func newAccount(t testing.TB, db *DB, name string) *Account {
 }
 
 func TestCreateAndGetTask(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 6_000_000, time.UTC)}
-	opts := testOptions(t)
-	opts.Now = clock.Now
-	db, _ := openTest(t, opts)
+	db, clock := openClocked(t, time.Date(2025, 1, 2, 3, 4, 5, 6_000_000, time.UTC))
 
 	for _, tc := range []struct {
 		name string
@@ -124,6 +123,7 @@ func TestQueueFull(t *testing.T) {
 
 func TestGroupCommitConcurrent(t *testing.T) {
 	db, dir := openTest(t, testOptions(t))
+	raw := rawDB(t, filepath.Join(dir, FileName))
 	const n = 50
 	var wg sync.WaitGroup
 	ids := make([]string, n)
@@ -138,11 +138,15 @@ func TestGroupCommitConcurrent(t *testing.T) {
 			}
 			errs[i] = db.CreateTask(bg, task, CreateOptions{})
 			ids[i] = task.ID
+			// The instant it returns, the row is committed for everyone.
+			if errs[i] == nil && !visible(t, raw, task.ID) {
+				t.Errorf("task %d: CreateTask returned before its row was committed", i)
+			}
 		}(i)
 	}
 	wg.Wait()
 	// A second, independent Open sees every row: each return meant a commit.
-	other, err := Open(dir, testSchema(t), testOptions(t))
+	other, err := Open(dir, testutil.Schema(t), testOptions(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,10 +245,7 @@ func TestGroupCommitBadRequestFailsAlone(t *testing.T) {
 const handed = "handed"
 
 func TestTaskTransitions(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)}
-	opts := testOptions(t)
-	opts.Now = clock.Now
-	db, _ := openTest(t, opts)
+	db, _ := openClocked(t, time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC))
 	acc := newAccount(t, db, "w1")
 
 	// setup brings a fresh task to a status; "handed" is a pending task a
@@ -340,10 +341,7 @@ func TestTaskTransitions(t *testing.T) {
 }
 
 func TestTaskLifecycleFields(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)}
-	opts := testOptions(t)
-	opts.Now = clock.Now
-	db, _ := openTest(t, opts)
+	db, clock := openClocked(t, time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC))
 	acc := newAccount(t, db, "w1")
 	task := newTask("life")
 	task.InputPath, task.InputType, task.InputBytes = "media/life.input.png", "image/png", 3
@@ -452,10 +450,7 @@ func TestTaskLifecycleFields(t *testing.T) {
 }
 
 func TestTaskQueries(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC)}
-	opts := testOptions(t)
-	opts.Now = clock.Now
-	db, _ := openTest(t, opts)
+	db, clock := openClocked(t, time.Date(2025, 5, 1, 12, 0, 0, 0, time.UTC))
 	a1, a2 := newAccount(t, db, "a1"), newAccount(t, db, "a2")
 
 	if _, ok, err := db.OldestPending(bg); ok || err != nil {
@@ -473,7 +468,7 @@ func TestTaskQueries(t *testing.T) {
 		ids = append(ids, task.ID)
 		clock.Advance(time.Second)
 	}
-	start := clock.t.Add(-6 * time.Second)
+	start := clock.Now().Add(-6 * time.Second)
 	// 0,1 pending; 2,3 processing on a1; 4 processing on a2; 5 failed
 	for _, c := range []struct {
 		i   int
@@ -532,12 +527,19 @@ func TestTaskQueries(t *testing.T) {
 		t.Errorf("UnfinishedTasksOfAccount = %s", taskIDs(u))
 	}
 	// Task 2 (image) started 3 min before now, 3 (video) 2 min, 4 (video) 1 min.
+	// Task 2 reports progress now: staleness counts from started_at, so a
+	// task that keeps reporting still runs out of time.
+	if err := db.SetProgress(bg, ids[2], 40); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		typ    string
 		cutoff time.Duration
 		want   string
 	}{
 		{"image", 150 * time.Second, ids[2]},
+		{"image", 179 * time.Second, ids[2]},
+		{"image", 180 * time.Second, ""}, // ran exactly as long as the cutoff: not yet stale
 		{"image", 200 * time.Second, ""},
 		{"video", 90 * time.Second, ids[3]},
 		{"video", 30 * time.Second, ids[3] + "," + ids[4]},

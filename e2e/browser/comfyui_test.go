@@ -2,11 +2,9 @@ package browser
 
 import (
 	"fmt"
+	"gooni/internal/testutil"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -16,46 +14,14 @@ import (
 // its GET /queue; it is stopped when the test ends.
 func startComfySim(t *testing.T, args ...string) string {
 	t.Helper()
-	addr := freePort(t)
-	logs := &syncBuffer{}
-	cmd := exec.Command(gooniBin, append([]string{"comfy-sim", "--addr", addr}, args...)...)
-	cmd.Env = os.Environ()
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
+	addr := testutil.FreeAddr(t)
+	p := testutil.NewProcess(t, "comfy-sim", gooniBin, append([]string{"comfy-sim", "--addr", addr}, args...), nil)
+	p.Start()
+	if err := p.WaitHTTP("http://"+addr+"/queue", 20*time.Second, func(code int) bool { return code == http.StatusOK }); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("comfy-sim log:\n%s", logs.String())
-		}
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-exited:
-			t.Fatalf("comfy-sim exited early:\n%s", logs.String())
-		default:
-		}
-		if res, err := http.Get("http://" + addr + "/queue"); err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return addr
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("comfy-sim not answering in 20 s:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	t.Cleanup(func() { p.Stop(5 * time.Second) })
+	return addr
 }
 
 // TestComfyUIAccountFromAdmin: an admin adds a ComfyUI server on the Admin
@@ -118,7 +84,7 @@ func TestComfyUIAccountFromAdmin(t *testing.T) {
 	p.screenshot("generate-through-comfyui")
 
 	var dispatched []string
-	for _, line := range strings.Split(srv.log.String(), "\n") {
+	for _, line := range strings.Split(srv.proc.Logs.String(), "\n") {
 		if strings.Contains(line, `"msg":"task dispatched"`) {
 			dispatched = append(dispatched, line)
 		}

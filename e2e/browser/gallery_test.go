@@ -11,6 +11,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+
+	"gooni/internal/testutil"
 )
 
 // articleIDs lists the gallery cards' task ids in page order.
@@ -184,11 +186,10 @@ func TestSessionRenewal(t *testing.T) {
 	p.waitForm()
 	// the form needs only the catalog; the session request may still be in flight
 	var first *network.Cookie
-	for deadline := time.Now().Add(5 * time.Second); first == nil; time.Sleep(50 * time.Millisecond) {
-		if first = p.sessionCookie(); first == nil && time.Now().After(deadline) {
-			t.Fatal("the UI did not obtain gg_session within 5 s of loading")
-		}
-	}
+	testutil.WaitFor(t, 5*time.Second, "the UI to obtain gg_session after loading", func() bool {
+		first = p.sessionCookie()
+		return first != nil
+	})
 	if r := p.fetch("GET", "/auth/session", nil, nil); r.Status != 200 {
 		t.Fatalf("GET /auth/session after load: %d", r.Status)
 	}

@@ -7,6 +7,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -110,6 +111,18 @@ func TestGenerateImage(t *testing.T) {
 			t.Errorf("aria-valuenow %v outside 0..100", v)
 		}
 	}
+	// The bar rises while the task runs and never falls back (contract 6:
+	// progress never goes down).
+	for i := 1; i < len(seen); i++ {
+		if seen[i] < seen[i-1] {
+			t.Errorf("the progress bar fell from %v to %v: %v", seen[i-1], seen[i], seen)
+			break
+		}
+	}
+	if distinct := len(slices.Compact(slices.Clone(seen))); distinct < 3 || seen[len(seen)-1] <= seen[0] {
+		t.Errorf("the progress bar did not rise while the task ran (%d distinct values): %v", distinct, seen)
+	}
+	t.Logf("progress bar values: %v", seen)
 
 	id := p.currentTask()
 	st := p.fetch("GET", "/status/"+id, nil, nil)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
@@ -14,13 +13,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"gooni/internal/testutil"
 )
 
 // adminKey is the fixed admin key every test server runs with (GG_ADMIN_KEY);
@@ -45,24 +45,17 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(m.Run()) // every test skips with the reason
 	}
-	dir, err := os.MkdirTemp("", "gooni-browser-bin")
+	bin, cleanup, err := testutil.BuildGooni()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "browser tests:", err)
 		os.Exit(1)
 	}
-	gooniBin = filepath.Join(dir, "gooni")
-	build := exec.Command("go", "build", "-o", gooniBin, "../..")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "browser tests: building gooni:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
+	gooniBin = bin
 	code := m.Run()
 	if _, err := os.Stat(shotsDir); err == nil {
 		fmt.Println("browser tests: screenshots in", shotsDir)
 	}
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
@@ -97,35 +90,7 @@ func needBrowser(t *testing.T) {
 type server struct {
 	URL     string
 	DataDir string
-	log     *syncBuffer
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	proc    *testutil.Process
 }
 
 // startServer runs the built binary with --demo on a free loopback port and
@@ -138,73 +103,19 @@ func startServer(t *testing.T, env ...string) *server {
 	var lastErr error
 	// another process can take the port between the probe and the bind: retry
 	for range 3 {
-		s, err := tryStart(t, dataDir, env...)
-		if err == nil {
+		addr := testutil.FreeAddr(t)
+		p := testutil.NewProcess(t, "gooni --demo", gooniBin, []string{"--demo"},
+			append([]string{"GG_DATA_DIR=" + dataDir, "GG_ADDR=" + addr, "GG_ADMIN_KEY=" + adminKey}, env...))
+		p.Start()
+		s := &server{URL: "http://" + addr, DataDir: dataDir, proc: p}
+		if lastErr = p.WaitHTTP(s.URL+"/health", 20*time.Second, func(code int) bool { return code == http.StatusOK }); lastErr == nil {
+			t.Cleanup(func() { p.Stop(5 * time.Second) }) // runs before the kill NewProcess registered
 			return s
 		}
-		lastErr = err
+		p.Kill()
 	}
 	t.Fatalf("gooni did not start: %v", lastErr)
 	return nil
-}
-
-func tryStart(t *testing.T, dataDir string, extra ...string) (*server, error) {
-	addr := freePort(t)
-	logs := &syncBuffer{}
-	cmd := exec.Command(gooniBin, "--demo")
-	env := []string{}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GG_") {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = append(append(env, "GG_DATA_DIR="+dataDir, "GG_ADDR="+addr, "GG_ADMIN_KEY="+adminKey), extra...)
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}
-	s := &server{URL: "http://" + addr, DataDir: dataDir, log: logs}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-exited:
-			return nil, fmt.Errorf("gooni exited early:\n%s", logs.String())
-		default:
-		}
-		res, err := http.Get(s.URL + "/health")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, fmt.Errorf("no healthy answer from %s within 20 s:\n%s", s.URL, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("gooni log:\n%s", logs.String())
-		}
-	})
-	return s, nil
 }
 
 // apiClient is a plain HTTP user of the server with its own gg_session, for
@@ -281,23 +192,16 @@ func (c *apiClient) generate(model, mode, prompt string, params map[string]any) 
 // waitDone polls /status until every task is done (the demo takes about 3 s each).
 func (c *apiClient) waitDone(ids ...string) {
 	c.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
 	for _, id := range ids {
-		for {
+		testutil.WaitFor(c.t, 30*time.Second, "task "+id+" done", func() bool {
 			code, body := c.do("GET", "/status/"+id, nil, nil)
 			var v taskView
 			json.Unmarshal(body, &v)
-			if code == http.StatusOK && v.Status == "done" {
-				break
-			}
-			if v.Status == "failed" || (code != http.StatusOK) {
+			if v.Status == "failed" || code != http.StatusOK {
 				c.t.Fatalf("task %s: %d %s", id, code, body)
 			}
-			if time.Now().After(deadline) {
-				c.t.Fatalf("task %s not done within 30 s: %s", id, body)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return v.Status == "done"
+		})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"gooni/internal/testutil"
 	"gooni/store"
 )
 
@@ -17,7 +18,7 @@ import (
 func seedDone(t *testing.T, srv *server, n int) []string {
 	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(srv.DataDir, string(mustRead(t, "../../schema.sql")), store.Options{})
+	db, err := store.Open(srv.DataDir, testutil.Schema(t), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +27,7 @@ func seedDone(t *testing.T, srv *server, n int) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	png := mustRead(t, "../../docs/screenshots/admin.png")
+	png := testutil.ReadRepoFile(t, "docs/screenshots/admin.png")
 	var ids []string
 	for i := 0; i < n; i++ {
 		task := &store.Task{ID: store.NewID(), Type: "image", Model: "flux", Mode: "t2i", Prompt: "seeded picture",
@@ -54,15 +55,6 @@ func seedDone(t *testing.T, srv *server, n int) []string {
 	return ids
 }
 
-func mustRead(t *testing.T, p string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // TestGalleryLoadsMore: past one page (24) the gallery brings in the rest, by
 // scrolling or the `Load more` button, newest first, without duplicates.
 func TestGalleryLoadsMore(t *testing.T) {
@@ -72,15 +64,14 @@ func TestGalleryLoadsMore(t *testing.T) {
 	p := openBrowser(t, srv, desktop)
 	p.open("/#/gallery")
 	p.waitFor("the first page of cards", `document.querySelectorAll("main article[data-task-id]").length >= 24`, 10*time.Second)
-	deadline := time.Now().Add(10 * time.Second)
-	for eval[int](p, `document.querySelectorAll("main article[data-task-id]").length`) < 30 {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d cards after scrolling and Load more", eval[int](p, `document.querySelectorAll("main article[data-task-id]").length`))
+	testutil.WaitFor(t, 10*time.Second, "all 30 cards after scrolling and Load more", func() bool {
+		if eval[int](p, `document.querySelectorAll("main article[data-task-id]").length`) >= 30 {
+			return true
 		}
 		eval[bool](p, `(() => { const b = [...document.querySelectorAll("main button")].find((b) => b.textContent.trim() === "Load more");
 			if (b) { b.click(); } else { window.scrollTo(0, document.body.scrollHeight); } return true; })()`)
-		time.Sleep(200 * time.Millisecond)
-	}
+		return false
+	})
 	got := eval[[]string](p, articleIDs)
 	want := slices.Clone(ids)
 	slices.Reverse(want)

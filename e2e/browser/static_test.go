@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gooni/internal/testutil"
 )
 
 func TestStaticAssetsCacheAndCSP(t *testing.T) {
@@ -74,21 +76,15 @@ func TestErrorWatchSeesErrors(t *testing.T) {
 	p.waitForm()
 	eval[bool](p, `fetch("/gallery", {credentials: "omit"}).then(() => true)`) // a 401 the browser logs itself
 	eval[bool](p, `(() => { console.error("probe console error"); setTimeout(() => { throw new Error("probe exception"); }, 0); return true; })()`)
-	deadline := time.Now().Add(3 * time.Second)
-	for {
+	var got string
+	testutil.WaitFor(t, 3*time.Second, "the error watch to see both probes", func() bool {
 		p.mu.Lock()
-		got := strings.Join(p.jsErrors, "\n")
+		got = strings.Join(p.jsErrors, "\n")
 		p.mu.Unlock()
-		if strings.Contains(got, "probe console error") && strings.Contains(got, "probe exception") {
-			if strings.Contains(got, "401") {
-				t.Errorf("a failed request counted as a JavaScript error: %s", got)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the error watch missed the probes; it saw: %q", got)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return strings.Contains(got, "probe console error") && strings.Contains(got, "probe exception")
+	})
+	if strings.Contains(got, "401") {
+		t.Errorf("a failed request counted as a JavaScript error: %s", got)
 	}
 	p.mu.Lock()
 	p.jsErrors = nil // the probes were planted on purpose

@@ -3,12 +3,10 @@ package browser
 import (
 	"encoding/json"
 	"fmt"
+	"gooni/internal/testutil"
 	"net/http"
 	"net/http/cookiejar"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -229,30 +227,25 @@ func TestRetriedPostKeepsItsKey(t *testing.T) {
 	}
 }
 
-// gooniProc is a gooni process on a fixed address and data directory, so a
-// test can stop and start it again.
-type gooniProc struct {
-	t       *testing.T
-	addr    string
-	dataDir string
-	args    []string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	logs    *syncBuffer
-}
-
-func startGooni(t *testing.T, dataDir, addr string, args ...string) *gooniProc {
+// startGooni runs the built binary with args, its own data directory and
+// address, and waits for /health; it is stopped (SIGTERM) when the test ends.
+func startGooni(t *testing.T, dataDir, addr string, args ...string) *testutil.Process {
 	t.Helper()
 	needBrowser(t)
-	g := &gooniProc{t: t, addr: addr, dataDir: dataDir, args: args, logs: &syncBuffer{}}
-	g.start()
-	t.Cleanup(func() {
-		g.stop()
-		if t.Failed() {
-			t.Logf("gooni log:\n%s", g.logs.String())
-		}
-	})
+	g := testutil.NewProcess(t, strings.TrimSpace("gooni "+strings.Join(args, " ")), gooniBin, args,
+		[]string{"GG_DATA_DIR=" + dataDir, "GG_ADDR=" + addr, "GG_ADMIN_KEY=" + adminKey})
+	startHealthy(t, g, "http://"+addr)
+	t.Cleanup(func() { g.Stop(10 * time.Second) }) // runs before the kill NewProcess registered
 	return g
+}
+
+// startHealthy starts g and waits until base/health answers 200.
+func startHealthy(t *testing.T, g *testutil.Process, base string) {
+	t.Helper()
+	g.Start()
+	if err := g.WaitHTTP(base+"/health", 20*time.Second, func(code int) bool { return code == http.StatusOK }); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // serverWithSim runs Gooni without the demo and one `gooni workspace-sim`
@@ -260,11 +253,12 @@ func startGooni(t *testing.T, dataDir, addr string, args ...string) *gooniProc {
 // test controls how long tasks take and how they end.
 func serverWithSim(t *testing.T, simFlags ...string) *server {
 	t.Helper()
-	simAddr := freePort(t)
+	simAddr := testutil.FreeAddr(t)
 	startGooni(t, t.TempDir(), simAddr, append([]string{"workspace-sim", "--addr", simAddr}, simFlags...)...)
 	dir := t.TempDir()
-	g := startGooni(t, dir, freePort(t))
-	srv := &server{URL: "http://" + g.addr, DataDir: dir, log: g.logs}
+	addr := testutil.FreeAddr(t)
+	g := startGooni(t, dir, addr)
+	srv := &server{URL: "http://" + addr, DataDir: dir, proc: g}
 	jar, _ := cookiejar.New(nil)
 	admin := &apiClient{t: t, base: srv.URL, hc: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
 	if code, body := admin.do("POST", "/admin/session", nil, map[string]string{"X-Admin-Key": adminKey}); code != 200 {
@@ -283,64 +277,14 @@ func serverWithSim(t *testing.T, simFlags ...string) *server {
 	return srv
 }
 
-func (g *gooniProc) start() {
-	g.t.Helper()
-	cmd := exec.Command(gooniBin, g.args...)
-	env := []string{}
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GG_") {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = append(env, "GG_DATA_DIR="+g.dataDir, "GG_ADDR="+g.addr, "GG_ADMIN_KEY="+adminKey)
-	cmd.Stdout, cmd.Stderr = g.logs, g.logs
-	if err := cmd.Start(); err != nil {
-		g.t.Fatal(err)
-	}
-	g.cmd, g.exited = cmd, make(chan struct{})
-	go func(c *exec.Cmd, done chan struct{}) { c.Wait(); close(done) }(cmd, g.exited)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		select {
-		case <-g.exited:
-			g.t.Fatalf("gooni %v exited early:\n%s", g.args, g.logs.String())
-		default:
-		}
-		res, err := http.Get("http://" + g.addr + "/health")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			g.t.Fatalf("gooni %v not healthy in 20 s:\n%s", g.args, g.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (g *gooniProc) stop() {
-	if g.cmd == nil {
-		return
-	}
-	g.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-g.exited:
-	case <-time.After(10 * time.Second):
-		g.cmd.Process.Kill()
-		<-g.exited
-	}
-	g.cmd = nil
-}
-
 // TestConnectionLostNotice: while the server restarts, the Generate page
 // says the connection is lost, and stops saying it once it is back.
 func TestConnectionLostNotice(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	g := startGooni(t, dir, freePort(t), "--demo")
-	srv := &server{URL: "http://" + g.addr, DataDir: dir, log: g.logs}
+	addr := testutil.FreeAddr(t)
+	g := startGooni(t, dir, addr, "--demo")
+	srv := &server{URL: "http://" + addr, DataDir: dir, proc: g}
 	p := openBrowser(t, srv, desktop)
 	p.open("/")
 	p.waitForm()
@@ -348,10 +292,12 @@ func TestConnectionLostNotice(t *testing.T) {
 	if eval[bool](p, lost) {
 		t.Fatal("the connection-lost notice shows while connected")
 	}
-	g.stop()
+	if err := g.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	p.waitFor("the connection-lost notice", lost, 15*time.Second)
 	p.screenshot("connection-lost")
-	g.start()
+	startHealthy(t, g, srv.URL)
 	p.waitFor("the notice gone after the restart", `!`+lost, 20*time.Second)
 	// and the page works again: a task runs to its result
 	p.chooseOption(modelSelect, "FLUX")

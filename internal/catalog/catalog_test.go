@@ -3,19 +3,13 @@ package catalog
 import (
 	"bytes"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
+
+	"gooni/internal/testutil"
 )
 
-func realCatalogBytes(t testing.TB) []byte {
-	t.Helper()
-	data, err := os.ReadFile("../../inference_settings.json")
-	if err != nil {
-		t.Fatalf("read inference_settings.json: %v", err)
-	}
-	return data
-}
+func realCatalogBytes(t testing.TB) []byte { return testutil.Catalog(t) }
 
 func realCatalog(t testing.TB) *Catalog {
 	t.Helper()

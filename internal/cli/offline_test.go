@@ -36,14 +36,7 @@ var (
 func newInstallation(t *testing.T) *installation {
 	t.Helper()
 	dir := t.TempDir()
-	sec, err := secrets.Load(dir, noSecretInputs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(dir, testutil.Schema(t), store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, sec := openData(t, dir)
 	defer db.Close()
 	ctx := context.Background()
 	creds := map[string]string{"token_id": "ak-rotation-test", "token_secret": "as-very-secret-value-0123"}
@@ -66,6 +59,21 @@ func newInstallation(t *testing.T) *installation {
 
 func envFromMap(m map[string]string) func(string) string {
 	return func(k string) string { return m[k] }
+}
+
+// openData loads (or generates) dir's secrets and opens its database with
+// them, as the server does; the caller closes the store.
+func openData(t *testing.T, dir string) (*store.DB, *secrets.Set) {
+	t.Helper()
+	sec, err := secrets.Load(dir, noSecretInputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(dir, testutil.Schema(t), store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, sec
 }
 
 // noSecretInputs is an environment that gives no secret (all come from

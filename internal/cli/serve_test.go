@@ -23,14 +23,7 @@ import (
 // or the next.
 func TestRefusesToOrphanTheAuditChain(t *testing.T) {
 	dir := t.TempDir()
-	sec, err := secrets.Load(dir, noSecretInputs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Open(dir, testutil.Schema(t), store.Options{AccountKeys: sec.AccountKeys, AuditKey: sec.AuditKey})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, _ := openData(t, dir)
 	if err := db.AppendAudit(context.Background(), &store.AuditEvent{Actor: "admin:x", Source: "127.0.0.1", Action: "admin.login", Target: "admin_session", Outcome: "success", CorrelationID: "c"}); err != nil {
 		t.Fatal(err)
 	}

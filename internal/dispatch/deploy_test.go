@@ -1,8 +1,6 @@
 package dispatch
 
 import (
-	"gooni/internal/audit"
-
 	"context"
 	"errors"
 	"io"
@@ -11,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"gooni/internal/audit"
+	"gooni/internal/testutil"
 	"gooni/internal/workspace"
 	"gooni/store"
 )
@@ -27,7 +27,7 @@ const (
 func (e *env) waitDeploy(id int64) *store.Account {
 	e.t.Helper()
 	var a *store.Account
-	waitFor(e.t, 10*time.Second, "deploy to finish", func() bool {
+	testutil.WaitFor(e.t, 10*time.Second, "deploy to finish", func() bool {
 		a = e.getAccount(id)
 		return a.DeployStatus != "running"
 	})
@@ -35,6 +35,7 @@ func (e *env) waitDeploy(id int64) *store.Account {
 }
 
 func TestDeploy(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name        string
 		command     string
@@ -162,6 +163,7 @@ func TestDeploy(t *testing.T) {
 }
 
 func TestDeployUnknownAccount(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	cfg := e.config()
 	cfg.DeployCommand = "true"
@@ -172,6 +174,7 @@ func TestDeployUnknownAccount(t *testing.T) {
 }
 
 func TestRedactTail(t *testing.T) {
+	t.Parallel()
 	creds := map[string]string{"token_secret": "s3cr3t-value", "short": "abc"}
 	for _, tc := range []struct {
 		name, in  string

@@ -1,26 +1,23 @@
 package dispatch
 
 import (
-	"fmt"
-	"gooni/internal/audit"
-	"net/url"
-	"slices"
-
 	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image"
-	_ "image/jpeg"
+	"image/jpeg"
 	"image/png"
 	_ "image/png"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +27,8 @@ import (
 	"github.com/fernet/fernet-go"
 	_ "golang.org/x/image/webp"
 
+	"gooni/internal/audit"
+	"gooni/internal/testutil"
 	"gooni/internal/workspace"
 	"gooni/store"
 )
@@ -42,25 +41,8 @@ type env struct {
 	dataDir string
 
 	mu      sync.Mutex
-	changes map[string][]int // progress seen at each committed change, per task
-	logs    syncBuffer       // the dispatcher's log, shown when a test fails
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	changes map[string][]int   // progress seen at each committed change, per task
+	logs    testutil.LogBuffer // the dispatcher's log, shown when a test fails
 }
 
 func newEnv(t *testing.T) *env {
@@ -68,20 +50,23 @@ func newEnv(t *testing.T) *env {
 	return newEnvClock(t, nil)
 }
 
+// newEnvAt is newEnv whose store reads the given clock, so that started_at
+// and updated_at follow a test's time.
+func newEnvAt(t *testing.T, clock *testutil.Clock) *env {
+	t.Helper()
+	return newEnvClock(t, clock.Now)
+}
+
 // newEnvClock is newEnv with the store on clock now (nil = real time), so a
 // test can move the store's and the dispatcher's time together.
 func newEnvClock(t *testing.T, now func() time.Time) *env {
 	t.Helper()
-	schema, err := os.ReadFile(filepath.Join("..", "..", "schema.sql"))
-	if err != nil {
-		t.Fatalf("read schema: %v", err)
-	}
 	var k fernet.Key
 	if err := k.Generate(); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	db, err := store.Open(dir, string(schema), store.Options{
+	db, err := store.Open(dir, testutil.Schema(t), store.Options{
 		AccountKeys: []string{k.Encode()},
 		AuditKey:    bytes.Repeat([]byte("k"), 32),
 		Now:         now,
@@ -228,23 +213,11 @@ func (e *env) getAccount(id int64) *store.Account {
 	return a
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // waitTerminal waits until the task is done or failed and returns it.
 func (e *env) waitTerminal(id string) *store.Task {
 	e.t.Helper()
 	var t *store.Task
-	waitFor(e.t, 10*time.Second, "task "+id+" to finish", func() bool {
+	testutil.WaitFor(e.t, 10*time.Second, "task "+id+" to finish", func() bool {
 		t = e.get(id)
 		return t.Status == "done" || t.Status == "failed"
 	})
@@ -263,6 +236,7 @@ func (e *env) mediaFiles() []string {
 // ---- lifecycle ----
 
 func TestTasksFinishWithMediaOnDisk(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		typ, resultType, resultExt string
 	}{
@@ -332,6 +306,7 @@ func TestTasksFinishWithMediaOnDisk(t *testing.T) {
 }
 
 func TestCredentialsReachTheWorkspace(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	srv := e.sim(workspace.SimConfig{RequireKey: "wk-proxy-key", RequireSecret: "ws-proxy-secret"})
 	// Created first, so it is tried first: its wrong secret gets a 401.
@@ -355,6 +330,7 @@ func TestCredentialsReachTheWorkspace(t *testing.T) {
 }
 
 func TestFaultsAndFailover(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		fault string // of the first account, created first so it is picked first
@@ -409,6 +385,7 @@ func TestFaultsAndFailover(t *testing.T) {
 }
 
 func TestCorruptResultIsNotServed(t *testing.T) {
+	t.Parallel()
 	for _, typ := range []string{"image", "video"} {
 		t.Run(typ, func(t *testing.T) {
 			e := newEnv(t)
@@ -429,7 +406,73 @@ func TestCorruptResultIsNotServed(t *testing.T) {
 	}
 }
 
+// TestMislabelledResultIsCorrupt: a real, decodable image whose declared type
+// is not what its bytes are (a PNG sent as image/jpeg, as video/mp4, ...) is
+// refused as corrupt_result: the declared type must match the bytes, being
+// some known media type is not enough. Nothing is kept in media/.
+func TestMislabelledResultIsCorrupt(t *testing.T) {
+	t.Parallel()
+	pic := image.NewRGBA(image.Rect(0, 0, 8, 8))
+	var pngBuf, jpegBuf bytes.Buffer
+	if err := png.Encode(&pngBuf, pic); err != nil {
+		t.Fatal(err)
+	}
+	if err := jpeg.Encode(&jpegBuf, pic, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, typ, declared string
+		body                []byte
+	}{
+		{"PNG declared as image/jpeg", "image", "image/jpeg", pngBuf.Bytes()},
+		{"PNG declared as video/mp4", "video", "video/mp4", pngBuf.Bytes()},
+		{"JPEG declared as image/png", "image", "image/png", jpegBuf.Bytes()},
+		{"PNG declared as image/webp", "image", "image/webp", pngBuf.Bytes()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			sim, err := workspace.NewSim(workspace.SimConfig{Duration: 50 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			inner := sim.Handler()
+			var served atomic.Int32
+			ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/result") {
+					served.Add(1)
+					w.Header().Set("Content-Type", tc.declared)
+					w.Write(tc.body)
+					return
+				}
+				inner.ServeHTTP(w, r)
+			}))
+			t.Cleanup(ws.Close)
+			t.Cleanup(sim.Close)
+			e.account("mislabels", ws.URL, 1, "ready", nil)
+			e.start(e.config())
+			task := e.task(tc.typ)
+			got := e.waitTerminal(task.ID)
+			if served.Load() == 0 {
+				t.Fatal("the result was never fetched: the case proves nothing")
+			}
+			if got.Status != "failed" || got.ErrorCode != "corrupt_result" {
+				t.Fatalf("status %s code %q (%s), want failed corrupt_result", got.Status, got.ErrorCode, got.ErrorMessage)
+			}
+			if !strings.Contains(got.ErrorMessage, tc.declared) {
+				t.Errorf("message %q does not name the declared %s", got.ErrorMessage, tc.declared)
+			}
+			if got.ResultPath != "" {
+				t.Errorf("result path %q set", got.ResultPath)
+			}
+			if files := e.mediaFiles(); len(files) != 0 {
+				t.Errorf("media dir holds %v, want nothing", files)
+			}
+		})
+	}
+}
+
 func TestCapacityIsRespectedAndLoadSpread(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	a := e.account("one", e.sim(workspace.SimConfig{Duration: 300 * time.Millisecond}).URL, 1, "ready", nil)
 	b := e.account("two", e.sim(workspace.SimConfig{Duration: 300 * time.Millisecond}).URL, 1, "ready", nil)
@@ -465,6 +508,7 @@ func TestCapacityIsRespectedAndLoadSpread(t *testing.T) {
 }
 
 func TestResumeFinishesProcessingTasks(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	srv := e.sim(workspace.SimConfig{Duration: 200 * time.Millisecond})
 	acc := e.account("resume", srv.URL, 4, "ready", nil)
@@ -501,9 +545,28 @@ func TestResumeFinishesProcessingTasks(t *testing.T) {
 	}
 }
 
+// TestReaperFailsStaleTasks: a processing task is failed with timeout once it
+// has run longer than its type's TTL, counted from started_at: not a moment
+// before (half the TTL, or just under it, is not stale), and not later when it
+// keeps reporting progress. Store and dispatcher share one injected clock.
 func TestReaperFailsStaleTasks(t *testing.T) {
-	e := newEnv(t)
-	acc := e.account("slow", e.sim(workspace.SimConfig{Duration: time.Hour}).URL, 4, "ready", nil)
+	t.Parallel()
+	clock := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	e := newEnvAt(t, clock)
+	sim := e.sim(workspace.SimConfig{Duration: time.Hour})
+	var mu sync.Mutex
+	cancelled := map[string]bool{} // tasks the workspace was asked to drop
+	ws := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodDelete {
+			mu.Lock()
+			cancelled[strings.TrimPrefix(r.URL.Path, "/tasks/")] = true
+			mu.Unlock()
+		}
+		sim.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(ws.Close)
+	acc := e.account("slow", ws.URL, 4, "ready", nil)
+	wasCancelled := func(id string) bool { mu.Lock(); defer mu.Unlock(); return cancelled[id] }
 	ctx := context.Background()
 	img, vid := e.task("image"), e.task("video")
 	for _, task := range []*store.Task{img, vid} {
@@ -514,27 +577,54 @@ func TestReaperFailsStaleTasks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var logs bytes.Buffer
-	var mu sync.Mutex
-	now := time.Now()
+	start := clock.Now()
+	var logs testutil.LogBuffer
 	cfg := e.config()
-	cfg.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	cfg.Now = clock.Now
 	cfg.Logger = slogJSON(&logs)
 	d := New(cfg)
+	// at moves the shared clock to start+offset and runs one reaper pass.
+	at := func(offset time.Duration) int {
+		t.Helper()
+		clock.Set(start.Add(offset))
+		n, err := d.Reap(ctx)
+		if err != nil {
+			t.Fatalf("Reap at +%v: %v", offset, err)
+		}
+		return n
+	}
+	progress := func(task *store.Task, offset time.Duration, p int) {
+		t.Helper()
+		clock.Set(start.Add(offset))
+		if err := e.db.SetProgress(ctx, task.ID, p); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	if !d.LastReap().IsZero() {
 		t.Error("LastReap set before any pass")
 	}
-	if n, err := d.Reap(ctx); err != nil || n != 0 {
-		t.Fatalf("fresh tasks reaped: %d %v", n, err)
+	if n := at(0); n != 0 {
+		t.Fatalf("fresh tasks reaped: %d", n)
 	}
-	mu.Lock()
-	now = now.Add(11 * time.Minute) // past the image TTL, not the video TTL
-	mu.Unlock()
-	n, err := d.Reap(ctx)
-	if err != nil || n != 1 {
-		t.Fatalf("Reap = %d, %v; want 1", n, err)
+	// The image TTL is 10 minutes, the video TTL 30.
+	if n := at(5*time.Minute + time.Millisecond); n != 0 {
+		t.Fatalf("%d task(s) reaped just past half the image TTL", n)
 	}
+	progress(img, 9*time.Minute, 40) // still working: progress does not restart its clock
+	progress(vid, 9*time.Minute, 20)
+	for _, off := range []time.Duration{10*time.Minute - time.Millisecond, 10 * time.Minute} {
+		if n := at(off); n != 0 {
+			t.Fatalf("%d task(s) reaped at +%v, not past the 10m image TTL", n, off)
+		}
+	}
+	if got := e.get(img.ID); got.Status != "processing" {
+		t.Fatalf("image task %s before its TTL", got.Status)
+	}
+	if n := at(11 * time.Minute); n != 1 { // past the image TTL, not the video TTL
+		t.Fatalf("Reap at +11m = %d, want 1 (the image task, 2 minutes after its last progress)", n)
+	}
+	now := clock.Now()
 	got := e.get(img.ID)
 	if got.Status != "failed" || got.ErrorCode != "timeout" ||
 		got.ErrorMessage != "task ran longer than the 10m0s limit for image tasks" {
@@ -543,36 +633,39 @@ func TestReaperFailsStaleTasks(t *testing.T) {
 	if got := e.get(vid.ID); got.Status != "processing" {
 		t.Errorf("video task %s, want still processing", got.Status)
 	}
+	// The workspace is asked to drop what it no longer needs to run.
+	testutil.WaitFor(t, 5*time.Second, "the workspace to be asked to drop the reaped task", func() bool { return wasCancelled(img.ID) })
+	if wasCancelled(vid.ID) {
+		t.Error("the workspace was asked to drop a task still within its TTL")
+	}
 	if !d.LastReap().Equal(now.Truncate(time.Millisecond).UTC()) {
 		t.Errorf("LastReap %v, want %v", d.LastReap(), now)
 	}
 	out := logs.String()
-	for _, want := range []string{`"task_id":"` + img.ID + `"`, `"type":"image"`, `"runtime":"11m0`, `"ttl":"10m0s"`} {
+	for _, want := range []string{`"task_id":"` + img.ID + `"`, `"type":"image"`, `"runtime":"11m0s"`, `"ttl":"10m0s"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("reaper log lacks %s: %s", want, out)
 		}
 	}
-	mu.Lock()
-	now = now.Add(20 * time.Minute)
-	mu.Unlock()
-	if n, _ := d.Reap(ctx); n != 1 || e.get(vid.ID).ErrorCode != "timeout" {
-		t.Errorf("video task not reaped after its TTL")
+	progress(vid, 29*time.Minute, 90)
+	if n := at(30 * time.Minute); n != 0 || e.get(vid.ID).Status != "processing" {
+		t.Fatalf("video task reaped at exactly its 30m TTL (%d)", n)
 	}
+	if n := at(31 * time.Minute); n != 1 || e.get(vid.ID).ErrorCode != "timeout" {
+		t.Errorf("video task not reaped after its TTL (%d, %s)", n, e.get(vid.ID).ErrorCode)
+	}
+	testutil.WaitFor(t, 5*time.Second, "the workspace to be asked to drop the reaped video task", func() bool { return wasCancelled(vid.ID) })
 }
 
 // ---- accounts ----
 
 func TestHealthCheckTransitions(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	ok := e.sim(workspace.SimConfig{})
 	broken := e.sim(workspace.SimConfig{Fault: "5xx"})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedURL := "http://" + ln.Addr().String()
-	ln.Close()
+	closedURL := testutil.ClosedURL(t)
 
 	d := New(e.config())
 	for _, tc := range []struct {
@@ -605,17 +698,32 @@ func TestHealthCheckTransitions(t *testing.T) {
 }
 
 func TestBackgroundHealthCheckRecoversAndAudits(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	srv := e.sim(workspace.SimConfig{})
+	sim, err := workspace.NewSim(workspace.SimConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var checks atomic.Int64 // health checks the workspace answered
+	inner := sim.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inner.ServeHTTP(w, r)
+		if r.URL.Path == "/health" {
+			checks.Add(1)
+		}
+	}))
+	t.Cleanup(srv.Close)
 	failed := e.account("came-back", srv.URL, 1, "failed", nil)
 	pending := e.account("not-checked", srv.URL, 1, "pending", nil)
 	cfg := e.config()
 	cfg.HealthInterval = 30 * time.Millisecond
 	e.start(cfg)
-	waitFor(t, 5*time.Second, "failed account to become ready", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "failed account to become ready", func() bool {
 		return e.getAccount(failed.ID).Status == "ready"
 	})
-	time.Sleep(100 * time.Millisecond) // several more passes: no more audit rows without a change
+	// Three more passes over the now ready account: no more audit rows without a change.
+	after := checks.Load()
+	testutil.WaitFor(t, 5*time.Second, "three more background checks", func() bool { return checks.Load() >= after+3 })
 	if a := e.getAccount(pending.ID); a.Status != "pending" {
 		t.Errorf("pending account changed by the background checker: %s", a.Status)
 	}
@@ -630,6 +738,7 @@ func TestBackgroundHealthCheckRecoversAndAudits(t *testing.T) {
 }
 
 func TestClientRefusesInvalidTargets(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	var hits atomic.Int64
 	trap := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
@@ -667,14 +776,15 @@ func TestClientRefusesInvalidTargets(t *testing.T) {
 }
 
 func TestDispatchNeverSendsToInvalidTarget(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	acc := e.account("far-away", "http://10.1.2.3", 2, "ready", map[string]string{"proxy_key": "pk-1234", "proxy_secret": "ps-5678"})
 	e.start(e.config())
 	task := e.task("image")
-	waitFor(t, 5*time.Second, "account to be marked failed", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "account to be marked failed", func() bool {
 		return e.getAccount(acc.ID).Status == "failed"
 	})
-	waitFor(t, 5*time.Second, "the refusal and the status change to be audited", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the refusal and the status change to be audited", func() bool {
 		return len(e.audits()) >= 2
 	})
 	got := e.get(task.ID)
@@ -690,13 +800,14 @@ func TestDispatchNeverSendsToInvalidTarget(t *testing.T) {
 }
 
 func TestRemoveAccountFailsItsTasks(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	srv := e.sim(workspace.SimConfig{Duration: time.Hour})
 	acc := e.account("doomed", srv.URL, 2, "ready", nil)
 	d := e.start(e.config())
 	task := e.task("image")
-	waitFor(t, 5*time.Second, "task to run", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "task to run", func() bool {
 		got := e.get(task.ID)
 		return got.Status == "processing" && got.Progress > 0 || got.Status == "processing" && got.AccountID == acc.ID
 	})
@@ -717,6 +828,7 @@ func TestRemoveAccountFailsItsTasks(t *testing.T) {
 }
 
 func TestWorkspaceGoingAwayMidTaskFailsOverAndComesBack(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	sim, err := workspace.NewSim(workspace.SimConfig{Duration: 5 * time.Second, Capacity: 2})
 	if err != nil {
@@ -741,7 +853,7 @@ func TestWorkspaceGoingAwayMidTaskFailsOverAndComesBack(t *testing.T) {
 	cfg.HealthInterval = 100 * time.Millisecond
 	d := e.start(cfg)
 	task := e.task("image")
-	waitFor(t, 5*time.Second, "task to run on the first account", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "task to run on the first account", func() bool {
 		got := e.get(task.ID)
 		return got.Status == "processing" && got.AccountID == a.ID && got.Progress > 0
 	})
@@ -759,12 +871,13 @@ func TestWorkspaceGoingAwayMidTaskFailsOverAndComesBack(t *testing.T) {
 	}
 
 	down.Store(false)
-	waitFor(t, 5*time.Second, "the account to be ready again", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the account to be ready again", func() bool {
 		return e.getAccount(a.ID).Status == "ready"
 	})
 }
 
 func TestImageToVideoSendsTheInputImage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	sim, err := workspace.NewSim(workspace.SimConfig{Duration: 200 * time.Millisecond})
 	if err != nil {
@@ -819,13 +932,14 @@ func TestImageToVideoSendsTheInputImage(t *testing.T) {
 // TestStartRemovesPartialMedia: a temp file a crash left mid-download is
 // removed at start; finished media stays.
 func TestStartRemovesPartialMedia(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	media := filepath.Join(e.dataDir, "media")
 	os.MkdirAll(media, 0o700)
 	os.WriteFile(filepath.Join(media, ".01ABC.123.tmp"), []byte("half"), 0o600)
 	os.WriteFile(filepath.Join(media, "01ABC.png"), []byte("kept"), 0o600)
 	e.start(e.config())
-	waitFor(t, 5*time.Second, "partial file removed", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "partial file removed", func() bool {
 		names := e.mediaFiles()
 		return len(names) == 1 && names[0] == "01ABC.png"
 	})
@@ -834,9 +948,12 @@ func TestStartRemovesPartialMedia(t *testing.T) {
 // TestDisableDuringHealthCheckWins: an admin's Disable made while a slow
 // health check runs is not overwritten by the check's result.
 func TestDisableDuringHealthCheckWins(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
-	release := make(chan struct{})
+	release, reached := make(chan struct{}), make(chan struct{})
+	var once sync.Once
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(reached) }) // the check has read the account and is probing
 		<-release
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"status":"ok","models":[],"capacity":1,"running":0}`))
@@ -852,7 +969,13 @@ func TestDisableDuringHealthCheckWins(t *testing.T) {
 		}
 		done <- a
 	}()
-	time.Sleep(50 * time.Millisecond)
+	select {
+	case <-reached:
+	case a := <-done:
+		t.Fatalf("the health check ended before it reached the workspace: %+v", a)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the health check never reached the workspace")
+	}
 	if _, err := e.db.SetAccountStatus(context.Background(), acc.ID, "disabled", "disabled by an admin", time.Time{}); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"gooni/internal/testutil"
 	"gooni/internal/workspace"
 	"gooni/internal/workspace/comfyui"
 	"gooni/store"
@@ -188,7 +189,7 @@ func TestQueuedTTLAndProcessingTTL(t *testing.T) {
 	cfg.ReapInterval = time.Hour // the test reaps by hand
 	d := e.start(cfg)
 	task := e.task("image")
-	waitFor(t, 5*time.Second, "the task handed to the workspace", func() bool { return e.get(task.ID).AccountID != 0 })
+	testutil.WaitFor(t, 5*time.Second, "the task handed to the workspace", func() bool { return e.get(task.ID).AccountID != 0 })
 	if got := e.get(task.ID); got.Status != "pending" || got.HandedAt.IsZero() || !got.StartedAt.IsZero() {
 		t.Fatalf("handed task: %+v", got)
 	}
@@ -203,7 +204,7 @@ func TestQueuedTTLAndProcessingTTL(t *testing.T) {
 	}
 	// Then the workspace runs it: the processing clock starts now.
 	running.Store(true)
-	waitFor(t, 5*time.Second, "the task running", func() bool { return e.get(task.ID).Status == "processing" })
+	testutil.WaitFor(t, 5*time.Second, "the task running", func() bool { return e.get(task.ID).Status == "processing" })
 	mu.Store((17 * time.Minute).Milliseconds()) // 8 min running, 17 min since the hand-over
 	if n, _ := d.Reap(context.Background()); n != 0 {
 		t.Fatalf("a task running 8 min of a 10 min TTL was reaped (the clock must start when it runs)")
@@ -211,7 +212,7 @@ func TestQueuedTTLAndProcessingTTL(t *testing.T) {
 	// A second task stays queued past GG_TTL_QUEUED.
 	running.Store(false)
 	queued := e.task("image")
-	waitFor(t, 5*time.Second, "the second task handed over", func() bool { return e.get(queued.ID).AccountID != 0 })
+	testutil.WaitFor(t, 5*time.Second, "the second task handed over", func() bool { return e.get(queued.ID).AccountID != 0 })
 	mu.Store((30 * time.Minute).Milliseconds())
 	n, _ := d.Reap(context.Background())
 	if got := e.get(queued.ID); got.Status != "failed" || got.ErrorCode != "timeout" || !strings.Contains(got.ErrorMessage, "queue") {

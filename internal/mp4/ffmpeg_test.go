@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"gooni/internal/testutil"
 	"io"
 	"os"
 	"os/exec"
@@ -14,14 +15,12 @@ import (
 
 // These tests check Encode's output with an independent decoder, FFmpeg's
 // (Debian's ffmpeg package). They skip when ffprobe or ffmpeg is not
-// installed; everything else in this package runs without them.
+// installed (a failure under GG_REQUIRE_TOOLS=1); everything else in this package runs without them.
 
 func needFFmpeg(t *testing.T) {
 	t.Helper()
 	for _, tool := range []string{"ffprobe", "ffmpeg"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install ffmpeg): decoding with FFmpeg not checked", tool)
-		}
+		testutil.NeedTool(t, tool, "decoding with FFmpeg (apt-get install ffmpeg)")
 	}
 }
 

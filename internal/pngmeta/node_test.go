@@ -2,6 +2,7 @@ package pngmeta_test
 
 import (
 	"context"
+	"gooni/internal/testutil"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,12 +13,9 @@ import (
 // The UI's PNG import (ui/src/pngimport.ts) reads the same committed PNGs
 // this package builds; its tests run under Node (ui/test/pngimport.test.mjs),
 // so `go test ./...` covers both sides of the format. Skipped only when node
-// is not installed; ui/node_modules (npm ci) must be there when it is.
+// is not installed (a failure under GG_REQUIRE_TOOLS=1); ui/node_modules (npm ci) must be there when it is.
 func TestUIImportUnderNode(t *testing.T) {
-	node, err := exec.LookPath("node")
-	if err != nil {
-		t.Skip("node is not installed; ui/test/pngimport.test.mjs needs Node 20")
-	}
+	node := testutil.NeedTool(t, "node", "the UI's PNG import, ui/test/pngimport.test.mjs (Node 20)")
 	ui, err := filepath.Abs("../../ui")
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"gooni/internal/mp4"
+	"gooni/internal/testutil"
 )
 
 func renderReq(typ, params string) *TaskRequest {
@@ -319,9 +320,7 @@ func TestRenderI2VUsesTheInputImage(t *testing.T) {
 }
 
 func TestRenderFFmpegDecodesTheVideo(t *testing.T) {
-	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg not installed (apt-get install ffmpeg): decoding with FFmpeg not checked")
-	}
+	testutil.NeedTool(t, "ffmpeg", "decoding the simulator's video with FFmpeg")
 	req := renderReq("video", `{"width":720,"height":405,"num_frames":17,"fps":16,"seed":5}`)
 	m := mustRender(t, req)
 	path := filepath.Join(t.TempDir(), "v.mp4")

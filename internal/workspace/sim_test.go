@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -16,37 +17,17 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"gooni/internal/mp4"
+	"gooni/internal/testutil"
 )
 
-// testClock is the Sim's injected clock: tests move it instead of sleeping.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newTestClock() *testClock { return &testClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // startSim runs a Sim on a real loopback listener and returns a client for it.
-func startSim(t *testing.T, cfg SimConfig) (*Sim, *Client, *testClock) {
+func startSim(t *testing.T, cfg SimConfig) (*Sim, *Client, *testutil.Clock) {
 	t.Helper()
-	clock := newTestClock()
+	clock := testutil.NewClock(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 	cfg.Now = clock.Now
 	sim, err := NewSim(cfg)
 	if err != nil {
@@ -161,7 +142,7 @@ func TestSimSubmitIsIdempotentAndProgresses(t *testing.T) {
 	}
 }
 
-func finish(t *testing.T, c *Client, clock *testClock, req *TaskRequest) {
+func finish(t *testing.T, c *Client, clock *testutil.Clock, req *TaskRequest) {
 	t.Helper()
 	if _, err := c.Submit(context.Background(), req); err != nil {
 		t.Fatal(err)
@@ -440,9 +421,9 @@ func TestSimFaults(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		fault string
-		check func(t *testing.T, c *Client, clock *testClock)
+		check func(t *testing.T, c *Client, clock *testutil.Clock)
 	}{
-		{FaultRefuse, func(t *testing.T, c *Client, clock *testClock) {
+		{FaultRefuse, func(t *testing.T, c *Client, clock *testutil.Clock) {
 			if _, err := c.Submit(ctx, imageTask("f-1")); statusCode(err) != http.StatusServiceUnavailable {
 				t.Fatalf("submit: %v, want 503", err)
 			}
@@ -450,7 +431,7 @@ func TestSimFaults(t *testing.T) {
 				t.Fatalf("status of a refused task: %v, want ErrNotFound", err)
 			}
 		}},
-		{FaultDrop, func(t *testing.T, c *Client, clock *testClock) {
+		{FaultDrop, func(t *testing.T, c *Client, clock *testutil.Clock) {
 			if st, err := c.Submit(ctx, imageTask("f-1")); err != nil || st.Status != StatusPending {
 				t.Fatalf("submit: %+v, %v; want accepted", st, err)
 			}
@@ -461,7 +442,7 @@ func TestSimFaults(t *testing.T) {
 				t.Fatalf("a dropped task still occupies capacity: running %d", h.Running)
 			}
 		}},
-		{FaultHang, func(t *testing.T, c *Client, clock *testClock) {
+		{FaultHang, func(t *testing.T, c *Client, clock *testutil.Clock) {
 			for _, call := range []func(ctx context.Context) error{
 				func(ctx context.Context) error { _, err := c.Submit(ctx, imageTask("f-1")); return err },
 				func(ctx context.Context) error { _, err := c.Status(ctx, "f-1"); return err },
@@ -477,7 +458,7 @@ func TestSimFaults(t *testing.T) {
 				t.Fatalf("health under hang: %v", err)
 			}
 		}},
-		{FaultCorrupt, func(t *testing.T, c *Client, clock *testClock) {
+		{FaultCorrupt, func(t *testing.T, c *Client, clock *testutil.Clock) {
 			for _, req := range []*TaskRequest{imageTask("f-1"), videoTask("f-2")} {
 				finish(t, c, clock, req)
 				body, ctype := fetch(t, c, req.TaskID, false)
@@ -493,7 +474,7 @@ func TestSimFaults(t *testing.T) {
 				}
 			}
 		}},
-		{FaultError, func(t *testing.T, c *Client, clock *testClock) {
+		{FaultError, func(t *testing.T, c *Client, clock *testutil.Clock) {
 			if _, err := c.Submit(ctx, imageTask("f-1")); err != nil {
 				t.Fatal(err)
 			}
@@ -506,7 +487,7 @@ func TestSimFaults(t *testing.T) {
 				t.Fatalf("result of a failed task: %v, want 409", err)
 			}
 		}},
-		{Fault5xx, func(t *testing.T, c *Client, clock *testClock) {
+		{Fault5xx, func(t *testing.T, c *Client, clock *testutil.Clock) {
 			if _, err := c.Health(ctx); statusCode(err) != 500 {
 				t.Fatalf("health: %v, want 500", err)
 			}
@@ -550,6 +531,13 @@ func TestSimFaultRateIsPerTaskAndStable(t *testing.T) {
 	}
 }
 
+// TestSimServeReleasesHungCallsOnShutdown: a call the hang fault holds is
+// released when Serve's context ends (the connection is dropped with no
+// answer), and Serve returns promptly, well inside its 5 s shutdown grace,
+// which a held call would use up. The context ends only once the handler is
+// known to hold the call: the submit is sent with Expect: 100-continue, and
+// the server sends "100 Continue" only when the handler starts reading the
+// body, so the call is never one refused at the door instead.
 func TestSimServeReleasesHungCallsOnShutdown(t *testing.T) {
 	sim, err := NewSim(SimConfig{Fault: FaultHang})
 	if err != nil {
@@ -563,26 +551,41 @@ func TestSimServeReleasesHungCallsOnShutdown(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- sim.Serve(ctx, ln) }()
 
-	c, _ := NewClient("http://"+ln.Addr().String(), "", "")
-	called := make(chan error, 1)
-	go func() { _, err := c.Status(context.Background(), "stuck"); called <- err }()
-	time.Sleep(50 * time.Millisecond) // let the call reach the handler
-	cancel()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	body, _ := json.Marshal(imageTask("stuck"))
+	fmt.Fprintf(conn, "POST /tasks HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", len(body))
+	rd := bufio.NewReader(conn)
+	status, err := rd.ReadString('\n')
+	if err != nil || !strings.HasPrefix(status, "HTTP/1.1 100") {
+		t.Fatalf("the handler did not ask for the body: %q %v", status, err)
+	}
+	if blank, err := rd.ReadString('\n'); err != nil || blank != "\r\n" {
+		t.Fatalf("after 100 Continue: %q %v", blank, err)
+	}
+	if _, err := conn.Write(body); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // the handler is running: it holds the call
 
 	select {
 	case err := <-served:
 		if err != nil {
 			t.Fatalf("Serve: %v", err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return after its context ended")
+	case <-time.After(3 * time.Second):
+		t.Fatal("Serve did not return within 3 s of its context ending: the hung call was not released")
 	}
-	select {
-	case err := <-called:
-		if err == nil {
-			t.Fatal("a hung call got an answer")
-		}
-	case <-time.After(5 * time.Second):
+	answer, err := io.ReadAll(rd)
+	if len(answer) > 0 {
+		t.Fatalf("a hung call got an answer: %q", answer)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
 		t.Fatal("the hung call was not released by shutdown")
 	}
 }
