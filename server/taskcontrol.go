@@ -143,7 +143,7 @@ func (s *Server) listFilter(q url.Values, withStatus bool) (store.TaskFilter, er
 // maxTotal bounds the count ?total=1 asks for: beyond it the answer is
 // maxTotal with total_capped true, so a count costs about what a page does
 // at any table size (docs/PERFORMANCE.md).
-const maxTotal = 1000
+const maxTotal = 500
 
 // totalParam reads ?total= of GET /gallery and /tasks: "1" asks for the
 // count of matches; absent or "0" does not.

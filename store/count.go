@@ -12,7 +12,7 @@ import (
 // most upTo+1 matching rows: n is the exact count when it is at most upTo,
 // else n is upTo and more is true. upTo <= 0 counts them all. The bound keeps
 // the cost of a count near that of a page whatever the table holds (GET
-// /gallery?total=1 counts up to 1,000: docs/PERFORMANCE.md).
+// /gallery?total=1 counts up to 500: docs/PERFORMANCE.md).
 func (db *DB) CountTasks(ctx context.Context, f TaskFilter, upTo int) (n int, more bool, err error) {
 	var conds []string
 	var args []any
