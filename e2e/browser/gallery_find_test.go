@@ -37,7 +37,9 @@ type seedItem struct {
 
 // seedItems writes done tasks oldest first, each with its own result and
 // preview file (a real PNG), and returns their ids: faster than the demo
-// workspace's 3 s a task, and free to choose prompts and models.
+// workspace's 3 s a task, and free to choose prompts and models. The rows
+// are inserted as done (store.SeedTasks), never pending, so the running
+// server's dispatcher cannot take one of them meanwhile.
 func seedItems(t *testing.T, srv *server, items []seedItem) []string {
 	t.Helper()
 	ctx := context.Background()
@@ -46,38 +48,31 @@ func seedItems(t *testing.T, srv *server, items []seedItem) []string {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	demo, err := db.GetAccountByName(ctx, "demo")
-	if err != nil {
-		t.Fatal(err)
-	}
 	pic := mustRead(t, "../../docs/screenshots/admin.png")
-	var ids []string
-	for _, it := range items {
+	start := time.Now().Add(-time.Duration(len(items)) * time.Second)
+	ids := make([]string, len(items))
+	for i := range items {
+		ids[i] = store.IDAt(start.Add(time.Duration(i) * time.Second))
+		for _, name := range []string{ids[i] + ".png", ids[i] + ".preview.png"} {
+			if err := os.WriteFile(filepath.Join(srv.DataDir, "media", name), pic, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	err = db.SeedTasks(ctx, len(items), func(i int) store.Task {
+		it := items[i]
 		typ, mode := it.typ, it.mode
 		if typ == "" {
 			typ, mode = "image", "t2i"
 		}
-		task := &store.Task{ID: store.NewID(), Type: typ, Model: it.model, Mode: mode, Prompt: it.prompt,
-			Params: []byte(`{"width":1024,"height":768,"steps":28,"guidance":3.5,"seed":42}`), Status: "pending"}
-		if err := db.CreateTask(ctx, task, store.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.ClaimTask(ctx, task.ID, demo.ID); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := db.StartTask(ctx, task.ID, demo.ID); err != nil {
-			t.Fatal(err)
-		}
-		res, prev := "media/"+task.ID+".png", "media/"+task.ID+".preview.png"
-		for _, p := range []string{res, prev} {
-			if err := os.WriteFile(filepath.Join(srv.DataDir, p), pic, 0o600); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := db.CompleteTask(ctx, task.ID, res, "image/png", prev, "image/png"); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, task.ID)
+		c := start.Add(time.Duration(i) * time.Second)
+		return store.Task{ID: ids[i], Type: typ, Model: it.model, Mode: mode, Prompt: it.prompt, Status: "done", Progress: 100,
+			Params:    []byte(`{"width":1024,"height":768,"steps":28,"guidance":3.5,"seed":42}`),
+			CreatedAt: c, StartedAt: c, CompletedAt: c.Add(time.Second),
+			ResultPath: "media/" + ids[i] + ".png", ResultType: "image/png", PreviewPath: "media/" + ids[i] + ".preview.png", PreviewType: "image/png"}
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ids
 }
