@@ -271,6 +271,10 @@ func (s *Server) proxyMedia(w http.ResponseWriter, r *http.Request, t *store.Tas
 type galleryPage struct {
 	Items      []*TaskView `json:"items"`
 	NextCursor *string     `json:"next_cursor"`
+	// Total and TotalCapped answer ?total=1: how many tasks match the
+	// filters, counted up to maxTotal (TotalCapped: more than that).
+	Total       *int  `json:"total,omitempty"`
+	TotalCapped *bool `json:"total_capped,omitempty"`
 }
 
 // handleGallery lists done tasks newest first with keyset paging and the

@@ -140,6 +140,24 @@ func (s *Server) listFilter(q url.Values, withStatus bool) (store.TaskFilter, er
 	return f, nil
 }
 
+// maxTotal bounds the count ?total=1 asks for: beyond it the answer is
+// maxTotal with total_capped true, so a count costs about what a page does
+// at any table size (docs/PERFORMANCE.md).
+const maxTotal = 500
+
+// totalParam reads ?total= of GET /gallery and /tasks: "1" asks for the
+// count of matches; absent or "0" does not.
+func totalParam(q url.Values) (bool, error) {
+	v, ok := q["total"]
+	if !ok {
+		return false, nil
+	}
+	if len(v) != 1 || (v[0] != "0" && v[0] != "1") {
+		return false, apierr.Validation("total", "total must be given once, as 1 (count the matches) or 0")
+	}
+	return v[0] == "1", nil
+}
+
 // handleTasks answers GET /tasks: tasks of every status, newest first,
 // filtered and paged like the gallery (CONTRACT section 12).
 func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request) error {
@@ -151,11 +169,22 @@ func (s *Server) handleTasks(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) writeTaskPage(w http.ResponseWriter, r *http.Request, f store.TaskFilter) error {
+	wantTotal, err := totalParam(r.URL.Query())
+	if err != nil {
+		return err
+	}
 	items, next, err := s.cfg.DB.ListTasks(r.Context(), f)
 	if err != nil {
 		return apierr.Internal(err)
 	}
 	page := galleryPage{Items: make([]*TaskView, 0, len(items))}
+	if wantTotal {
+		n, more, err := s.cfg.DB.CountTasks(r.Context(), f, maxTotal)
+		if err != nil {
+			return apierr.Internal(err)
+		}
+		page.Total, page.TotalCapped = &n, &more
+	}
 	for _, t := range items {
 		v, err := s.liveView(r.Context(), t)
 		if err != nil {

@@ -49,7 +49,8 @@ func (e *liveEnv) result(id string) []byte {
 
 // TestSeedResolvedAndReproducible: -1 (or no seed) becomes a real seed,
 // stored and shown before the task runs; sending that seed again gives the
-// same bytes from the workspace, another seed other bytes.
+// same image from the workspace, another seed another image (pixels are
+// compared: the stored PNG also names its own task in its gooni chunk).
 func TestSeedResolvedAndReproducible(t *testing.T) {
 	e := newLiveEnv(t, workspace.SimConfig{Duration: 100 * time.Millisecond})
 	const body = `{"model":"flux","mode":"t2i","prompt":"a red fox in snow","params":{"width":256,"height":256,"steps":4%s}}`
@@ -74,12 +75,12 @@ func TestSeedResolvedAndReproducible(t *testing.T) {
 			t.Fatalf("%s: %+v", id, v)
 		}
 	}
-	first := e.result(omitted)
-	if !bytes.Equal(first, e.result(again)) {
-		t.Error("the same seed gave other bytes")
+	first := pixels(t, e.result(omitted))
+	if !bytes.Equal(first, pixels(t, e.result(again))) {
+		t.Error("the same seed gave another image")
 	}
-	if bytes.Equal(first, e.result(other)) {
-		t.Error("another seed gave the same bytes")
+	if bytes.Equal(first, pixels(t, e.result(other))) {
+		t.Error("another seed gave the same image")
 	}
 }
 

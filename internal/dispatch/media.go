@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"gooni/internal/config"
+	"gooni/internal/pngmeta"
 	"gooni/internal/workspace"
 	"gooni/store"
 )
@@ -52,6 +53,8 @@ func (d *Dispatcher) mediaDir() string { return filepath.Join(d.cfg.DataDir, "me
 
 // fetchMedia downloads a task's result (or preview) into media/ the durable way:
 // temp file, fsync, type check against the bytes, rename, fsync of the directory.
+// A PNG result is streamed through pngmeta.Embed on the way, so the stored
+// file carries the task's settings (CONTRACT section 13).
 func (d *Dispatcher) fetchMedia(ctx context.Context, c workspace.Driver, t *store.Task, preview bool) (*storedMedia, error) {
 	ctx, cancel := context.WithTimeout(ctx, downloadTimeout)
 	defer cancel()
@@ -91,7 +94,13 @@ func (d *Dispatcher) fetchMedia(ctx context.Context, c workspace.Driver, t *stor
 			os.Remove(tmp.Name())
 		}
 	}()
-	head, n, err := copyMedia(tmp, resp.Body)
+	var head []byte
+	var n int64
+	if !preview && declared == "image/png" {
+		head, n, err = d.copyPNG(tmp, resp.Body, t)
+	} else {
+		head, n, err = copyMedia(tmp, resp.Body)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +108,7 @@ func (d *Dispatcher) fetchMedia(ctx context.Context, c workspace.Driver, t *stor
 		return nil, &corruptError{msg: "the workspace sent an empty " + what}
 	}
 	if got := sniff(head); got != declared {
-		return nil, &corruptError{msg: fmt.Sprintf("the %s's bytes are not the %s the workspace claimed", what, declared)}
+		return nil, notTheClaimedType(what, declared)
 	}
 	if err := tmp.Sync(); err != nil {
 		return nil, &storageError{err}
@@ -120,6 +129,10 @@ func (d *Dispatcher) fetchMedia(ctx context.Context, c workspace.Driver, t *stor
 		return nil, &storageError{err}
 	}
 	return &storedMedia{name: name, contentType: declared}, nil
+}
+
+func notTheClaimedType(what, declared string) error {
+	return &corruptError{msg: fmt.Sprintf("the %s's bytes are not the %s the workspace claimed", what, declared)}
 }
 
 // copyMedia copies body to f, keeping the first bytes for the type check. Read
@@ -147,6 +160,95 @@ func copyMedia(f *os.File, body io.Reader) (head []byte, n int64, err error) {
 			return nil, n, rerr
 		}
 	}
+}
+
+// copyPNG copies a PNG result from body to f through pngmeta.Embed, adding
+// the task's `parameters` and `gooni` text chunks right after IHDR (and
+// dropping any the workspace wrote under those keywords); every other chunk,
+// and so the image data, is copied byte for byte. head and n are what
+// copyMedia gives (the body's own first bytes, for the type check, and how
+// many bytes were read from it). A body that is not a well-formed PNG (bad
+// signature, CRC, truncated) is corruptError; read and write errors come
+// back as copyMedia's do.
+func (d *Dispatcher) copyPNG(f *os.File, body io.Reader, t *store.Task) (head []byte, n int64, err error) {
+	chunks, err := pngmeta.Chunks(pngmeta.Settings{Model: t.Model, Mode: t.Mode, Prompt: t.Prompt,
+		NegativePrompt: t.NegativePrompt, Params: t.Params, TaskID: t.ID})
+	if err != nil {
+		// params are always a JSON object in a stored task; never lose the result over it
+		d.log.Warn("result stored without its settings", "task_id", t.ID, "err", err)
+		return copyMedia(f, body)
+	}
+	for i := range chunks {
+		// a PNG text holds no NUL; the gooni JSON escapes it, parameters gets U+FFFD
+		chunks[i].Text = strings.ReplaceAll(chunks[i].Text, "\x00", "\uFFFD")
+	}
+	src := &mediaReader{r: body}
+	dst := &mediaWriter{w: f}
+	err = pngmeta.Embed(dst, src, chunks)
+	var fe *pngmeta.FormatError
+	switch {
+	case src.tooLarge:
+		return nil, src.n, &corruptError{msg: "the workspace sent a file larger than " + strconv.Itoa(maxMediaBytes>>30) + " GiB"}
+	case src.err != nil:
+		return nil, src.n, src.err
+	case dst.err != nil:
+		return nil, src.n, &storageError{dst.err}
+	case errors.Is(err, pngmeta.ErrNotPNG) && src.n == 0:
+		return nil, 0, nil // nothing came: fetchMedia says the result is empty
+	case errors.Is(err, pngmeta.ErrNotPNG):
+		return nil, src.n, notTheClaimedType("result", "image/png")
+	case errors.As(err, &fe):
+		return src.head, src.n, &corruptError{msg: "the result is not a well-formed PNG: " + strings.TrimPrefix(fe.Error(), "pngmeta: ")}
+	case err != nil:
+		return nil, src.n, &storageError{err}
+	}
+	return src.head, src.n, nil
+}
+
+// mediaReader counts what it reads, keeps the first 16 bytes, stops at
+// maxMediaBytes, and remembers a read error so the caller can tell it from
+// a format error.
+type mediaReader struct {
+	r        io.Reader
+	n        int64
+	head     []byte
+	err      error
+	tooLarge bool
+}
+
+func (m *mediaReader) Read(p []byte) (int, error) {
+	if m.n >= maxMediaBytes {
+		m.tooLarge = true
+		return 0, errTooLarge
+	}
+	if rest := maxMediaBytes - m.n; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	k, err := m.r.Read(p)
+	if len(m.head) < 16 {
+		m.head = append(m.head, p[:min(k, 16-len(m.head))]...)
+	}
+	m.n += int64(k)
+	if err != nil && err != io.EOF {
+		m.err = err
+	}
+	return k, err
+}
+
+var errTooLarge = errors.New("dispatch: media over the size limit")
+
+// mediaWriter remembers a write error (the server's own disk).
+type mediaWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (m *mediaWriter) Write(p []byte) (int, error) {
+	k, err := m.w.Write(p)
+	if err != nil {
+		m.err = err
+	}
+	return k, err
 }
 
 func mediaType(header string) string {

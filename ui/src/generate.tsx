@@ -6,7 +6,8 @@ import type { Catalog, Model, Param, TaskView } from './api';
 import { ApiError, base, findModel, hintFor } from './api';
 import { capitalize, keyParams, modeName, needsImage } from './format';
 import type { Draft, ParamValue } from './settings';
-import { defaultParams, loadDraft, loadTaskId, paramValues, saveDraft, saveTaskId } from './settings';
+import { defaultParams, loadDraft, loadTaskId, paramValues, saveDraft, saveTaskId, takeHandoffImage } from './settings';
+import { ImportSettings } from './importpanel';
 import { cancelTask, etaText, isOpen, myTasks, rememberTasks, retryTask, statusText, submitGenerate, useLiveTasks, useMyTasks } from './tasks';
 import { ErrorNote } from './widgets';
 
@@ -236,7 +237,8 @@ export function GeneratePage({ catalog }: GenerateProps) {
   const tracked = useMemo(() => mine.slice(0, 20), [mine]);
   const { views, connected } = useLiveTasks(tracked);
   const [selected, setSelected] = useState<string | null>(() => loadTaskId() ?? tracked[0] ?? null);
-  const [image, setImage] = useState<File | null>(null);
+  // an i2v task's input image comes along with the Gallery's "Use these settings"
+  const [image, setImage] = useState<File | null>(takeHandoffImage);
   const [imageURL, setImageURL] = useState<string | null>(null);
   const [fieldErrors, setFieldErrors] = useState<Record<string, string>>({});
   const [submitError, setSubmitError] = useState<unknown>(null);
@@ -254,6 +256,18 @@ export function GeneratePage({ catalog }: GenerateProps) {
     const old = loadTaskId();
     if (old && !myTasks().includes(old)) rememberTasks([old]);
   }, []);
+  useEffect(() => {
+    // an image handed over by "Use these settings" shows in the file field too
+    const el = fileRef.current;
+    if (!image || !el || el.files?.[0] === image || typeof DataTransfer === 'undefined') return;
+    try {
+      const dt = new DataTransfer();
+      dt.items.add(image);
+      el.files = dt.files;
+    } catch {
+      // the preview still shows it
+    }
+  });
   useEffect(() => {
     if (!image) {
       setImageURL(null);
@@ -397,6 +411,22 @@ export function GeneratePage({ catalog }: GenerateProps) {
       </div>
       <div class="generate-grid">
         <form ref={formRef} class="card form" onSubmit={submit} onKeyDown={onKeyDown} noValidate aria-label="Generation settings">
+          <ImportSettings
+            catalog={catalog}
+            current={model}
+            onImport={(f) => {
+              setDraft((d) => ({
+                ...d,
+                model: f.model,
+                modes: f.mode ? { ...d.modes, [f.model]: f.mode } : d.modes,
+                params: { ...d.params, [f.model]: f.params },
+                prompt: f.prompt,
+                negative: f.negative,
+              }));
+              setFieldErrors({});
+              setSubmitError(null);
+            }}
+          />
           <div class="row2">
             <div class="field">
               <label for="gen-model">Model</label>

@@ -4,7 +4,8 @@
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import type { Catalog, Page, TaskView } from './api';
 import { ApiError, base, findModel, request } from './api';
-import { capitalize, formatTime, formatTimeFull, modeName } from './format';
+import { formatTime, formatTimeFull, modeName } from './format';
+import { FilterFields, useDebounced } from './filters';
 import { applyTask, saveTaskId } from './settings';
 import { cancelTask, etaText, isOpen, retryTask, statusText } from './tasks';
 import { ErrorNote } from './widgets';
@@ -37,7 +38,7 @@ export function HistoryPage({ catalog }: { catalog: Catalog }) {
   const [model, setModel] = useState('');
   const [type, setType] = useState('');
   const [search, setSearch] = useState('');
-  const [query, setQuery] = useState('');
+  const query = useDebounced(search.trim(), 300);
   const [items, setItems] = useState<TaskView[]>([]);
   const [next, setNext] = useState<string | null>(null);
   const [loaded, setLoaded] = useState(false);
@@ -46,13 +47,7 @@ export function HistoryPage({ catalog }: { catalog: Catalog }) {
   const [actionError, setActionError] = useState<unknown>(null);
   const [busy, setBusy] = useState<Record<string, boolean>>({});
   const generation = useRef(0);
-  const types = [...new Set(catalog.models.map((m) => m.type))];
-
-  // the search box asks the server once typing pauses
-  useEffect(() => {
-    const t = window.setTimeout(() => setQuery(search.trim()), 300);
-    return () => window.clearTimeout(t);
-  }, [search]);
+  // the search box asks the server once typing pauses (useDebounced)
 
   const load = useCallback(
     async (cursor: string | null) => {
@@ -141,32 +136,7 @@ export function HistoryPage({ catalog }: { catalog: Catalog }) {
             ))}
           </select>
         </div>
-        <div class="field">
-          <label for="h-search">Search prompts</label>
-          <input id="h-search" type="search" aria-label="Search prompts" value={search} placeholder="Words in the prompt" onInput={(e) => setSearch((e.currentTarget as HTMLInputElement).value)} />
-        </div>
-        <div class="field">
-          <label for="h-model">Model</label>
-          <select id="h-model" aria-label="Model" value={model} onChange={(e) => setModel((e.currentTarget as HTMLSelectElement).value)}>
-            <option value="">All models</option>
-            {catalog.models.map((m) => (
-              <option key={m.id} value={m.id}>
-                {m.label}
-              </option>
-            ))}
-          </select>
-        </div>
-        <div class="field">
-          <label for="h-type">Type</label>
-          <select id="h-type" aria-label="Type" value={type} onChange={(e) => setType((e.currentTarget as HTMLSelectElement).value)}>
-            <option value="">All types</option>
-            {types.map((t) => (
-              <option key={t} value={t}>
-                {capitalize(t)}
-              </option>
-            ))}
-          </select>
-        </div>
+        <FilterFields catalog={catalog} idPrefix="h" search={search} model={model} type={type} onSearch={setSearch} onModel={setModel} onType={setType} />
       </div>
       {actionError ? <ErrorNote error={actionError} /> : null}
       {error ? (

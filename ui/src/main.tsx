@@ -19,9 +19,10 @@ const routes: { route: Route; hash: string; label: string }[] = [
 ];
 
 function parseRoute(hash: string): Route {
-  const path = hash.replace(/^#/, '').replace(/\/+$/, '') || '/';
+  // a page's own state may follow: #/gallery/<task id>?q=... (galleryurl.ts)
+  const path = hash.replace(/^#/, '').split('?')[0].replace(/\/+$/, '') || '/';
   if (path === '/' || path === '') return 'generate';
-  if (path === '/gallery') return 'gallery';
+  if (path === '/gallery' || path.startsWith('/gallery/')) return 'gallery';
   if (path === '/history') return 'history';
   if (path === '/admin') return 'admin';
   return 'missing';

@@ -108,3 +108,18 @@ export function saveTaskId(id: string | null): void {
     // see saveDraft
   }
 }
+
+// The input image "Use these settings" hands to the Generate page (a File
+// cannot live in localStorage): set by the Gallery just before it navigates,
+// taken once by the Generate page as it opens.
+let handoffImage: File | null = null;
+
+export function setHandoffImage(f: File | null): void {
+  handoffImage = f;
+}
+
+export function takeHandoffImage(): File | null {
+  const f = handoffImage;
+  handoffImage = null;
+  return f;
+}

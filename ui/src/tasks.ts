@@ -1,7 +1,7 @@
 // Task control shared by Generate and History: this browser's tasks, the one
 // GET /events stream of the tab, submitting with an Idempotency-Key, cancel
 // and retry (CONTRACT section 12).
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import type { TaskView } from './api';
 import { ApiError, base, ensureSession, renewSession, request } from './api';
 
@@ -252,6 +252,45 @@ export function useLiveTasks(ids: string[]): { views: Map<string, TaskView>; con
     };
   }, [key]);
   return { views, connected, error };
+}
+
+// useTaskEvents hands every task view the tab's one GET /events stream
+// brings to onTask (no fetches: the Gallery's live arrivals), and calls
+// onReconnect when the stream is back after being down (events may have
+// been missed meanwhile). It returns whether the stream is up.
+export function useTaskEvents(onTask: Listener, onReconnect?: () => void): boolean {
+  const [connected, setConnected] = useState(live.up);
+  const taskRef = useRef(onTask);
+  const reconnectRef = useRef(onReconnect);
+  taskRef.current = onTask;
+  reconnectRef.current = onReconnect;
+  useEffect(() => {
+    let stopped = false;
+    let wasUp = live.up;
+    const apply = (t: TaskView) => {
+      if (!stopped) taskRef.current(t);
+    };
+    const onState = (up: boolean) => {
+      setConnected(up);
+      if (up && !wasUp) reconnectRef.current?.();
+      wasUp = up;
+    };
+    live.listeners.add(apply);
+    live.states.add(onState);
+    setConnected(live.up);
+    void ensureSession()
+      .catch(() => undefined)
+      .then(() => {
+        if (!stopped) connect();
+      });
+    return () => {
+      stopped = true;
+      live.listeners.delete(apply);
+      live.states.delete(onState);
+      disconnect();
+    };
+  }, []);
+  return connected;
 }
 
 // etaText says when a task should be done, or nothing without an estimate.
