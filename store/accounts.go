@@ -352,10 +352,31 @@ func (db *DB) AccountCredentials(ctx context.Context, id int64) (map[string]stri
 	return db.open(tok)
 }
 
-// DeleteAccount removes the account; its finished tasks keep no account id.
+// DeleteAccount removes the account; its tasks keep no account id, so a
+// pending task it held goes back to the queue (RemoveAccountAudited is the
+// path that fails them instead).
 func (db *DB) DeleteAccount(ctx context.Context, id int64) error {
-	res, err := db.writer.ExecContext(ctx, `DELETE FROM accounts WHERE id = ?`, id)
-	return one(res, err, notFound)
+	var requeued []string
+	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
+		held, err := queryRows(ctx, tx, scanTask, `SELECT `+taskColumns+` FROM tasks
+			WHERE account_id = ? AND status = 'pending'`, id)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM accounts WHERE id = ?`, id)
+		if err := one(res, err, notFound); err != nil {
+			return err
+		}
+		for _, t := range held {
+			q.add(t.ID, kindOf(t), queueWait)
+			requeued = append(requeued, t.ID)
+		}
+		return nil
+	})
+	if err == nil && len(requeued) > 0 {
+		db.taskChanged(requeued...)
+	}
+	return err
 }
 
 // ResealCredentials re-seals every account's credentials under AccountKeys[0]
