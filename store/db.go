@@ -61,7 +61,7 @@ type DB struct {
 	pending pendingBound // committer-only
 	// Statements of the submit and status paths, prepared once (parsing a
 	// statement cost about as much as running it).
-	stmtInsertTask, stmtHasReady, stmtReadyFor, stmtGetTask *sql.Stmt
+	stmtInsertTask, stmtHasReady, stmtReadyFor, stmtGetTask, stmtListAccounts *sql.Stmt
 	// pendingAdds counts pending rows added outside the committer (requeues).
 	pendingAdds atomic.Int64
 	closing     chan struct{}
@@ -205,6 +205,10 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 	if err == nil {
 		db.stmtGetTask, err = db.reader.Prepare(`SELECT ` + taskColumns + ` FROM tasks WHERE id = ?`)
 	}
+	if err == nil {
+		// The dispatcher lists the accounts on every wake-up (every submit).
+		db.stmtListAccounts, err = db.reader.Prepare(`SELECT ` + accountColumns + ` FROM accounts ORDER BY id`)
+	}
 	if err != nil {
 		db.reader.Close()
 		db.writer.Close()
@@ -298,6 +302,7 @@ func (db *DB) Close() error {
 		db.stmtHasReady.Close()
 		db.stmtReadyFor.Close()
 		db.stmtGetTask.Close()
+		db.stmtListAccounts.Close()
 		errR := db.reader.Close()
 		errW := db.writer.Close()
 		db.closeErr = errors.Join(errR, errW)

@@ -10,9 +10,10 @@ import (
 )
 
 // The queue index: an in-memory mirror of which tasks wait where and which
-// run, so that queue_position and the ETA's work ahead are read without
-// counting or reading rows (a count of the tasks ahead grew with the queue:
-// ~130 ms p99 at 88k).
+// are on a workspace, so that queue_position, the ETA's work ahead and the
+// dispatcher's in-flight counts are read without counting or reading rows
+// (a count of the tasks ahead grew with the queue: ~130 ms p99 at 88k; the
+// dispatcher's count per account walked every pending row on each submit).
 //
 // The database stays the only truth. The index is built from it at Open and
 // then follows every committed write: each write that moves a task into,
@@ -39,6 +40,7 @@ type queueEdit struct {
 	id      string
 	kind    ModelMode
 	state   queueState
+	account int64     // queueHanded, queueRunning: account_id (0 = none)
 	started time.Time // queueRunning: started_at
 }
 
@@ -51,7 +53,8 @@ func (e *queueEdits) add(id string, kind ModelMode, st queueState) {
 
 // addTask records t's place as its row now stands.
 func (e *queueEdits) addTask(t *Task) {
-	e.list = append(e.list, queueEdit{id: t.ID, kind: kindOf(t), state: stateOf(t.Status, t.AccountID), started: t.StartedAt})
+	e.list = append(e.list, queueEdit{id: t.ID, kind: kindOf(t), state: stateOf(t.Status, t.AccountID),
+		account: t.AccountID, started: t.StartedAt})
 }
 
 // stateOf is where a task row with this status and account sits.
@@ -75,18 +78,25 @@ type RunningTask struct {
 	StartedAt time.Time
 }
 
+// flight is a task on a workspace: handed out or processing.
+type flight struct {
+	kind    ModelMode
+	account int64
+	started time.Time // processing only
+}
+
 // queueIndex holds the waiting tasks of each kind (model and mode) in id
 // order, which is the dispatcher's order, and the handed-out and the
 // processing tasks (both bounded by the accounts' capacity).
 type queueIndex struct {
 	mu      sync.RWMutex
 	wait    map[ModelMode]*idSet
-	handed  map[string]ModelMode
-	running map[string]RunningTask
+	handed  map[string]flight
+	running map[string]flight
 }
 
 func newQueueIndex() *queueIndex {
-	return &queueIndex{wait: map[ModelMode]*idSet{}, handed: map[string]ModelMode{}, running: map[string]RunningTask{}}
+	return &queueIndex{wait: map[ModelMode]*idSet{}, handed: map[string]flight{}, running: map[string]flight{}}
 }
 
 // apply moves each task to its new place; the caller holds db.commitMu.
@@ -119,9 +129,9 @@ func (q *queueIndex) place(e queueEdit) {
 		}
 		s.insert(e.id)
 	case queueHanded:
-		q.handed[e.id] = e.kind
+		q.handed[e.id] = flight{kind: e.kind, account: e.account}
 	case queueRunning:
-		q.running[e.id] = RunningTask{Kind: e.kind, StartedAt: e.started}
+		q.running[e.id] = flight{kind: e.kind, account: e.account, started: e.started}
 	}
 }
 
@@ -131,9 +141,28 @@ func (q *queueIndex) processing() []RunningTask {
 	defer q.mu.RUnlock()
 	out := make([]RunningTask, 0, len(q.running))
 	for _, r := range q.running {
-		out = append(out, r)
+		out = append(out, RunningTask{Kind: r.kind, StartedAt: r.started})
 	}
 	return out
+}
+
+// inFlight lists the ids of the tasks on a workspace (handed out or
+// processing), sorted, and counts them by account (0 excluded).
+func (q *queueIndex) inFlight() (ids []string, byAccount map[int64]int) {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	ids = make([]string, 0, len(q.handed)+len(q.running))
+	byAccount = map[int64]int{}
+	for _, m := range []map[string]flight{q.handed, q.running} {
+		for id, f := range m {
+			ids = append(ids, id)
+			if f.account != 0 {
+				byAccount[f.account]++
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids, byAccount
 }
 
 // position is the 1-based place of id among the waiting tasks of every
@@ -164,9 +193,9 @@ func (q *queueIndex) ahead(id string) map[ModelMode]int {
 			out[k] = r
 		}
 	}
-	for h, k := range q.handed {
+	for h, f := range q.handed {
 		if h < id {
-			out[k]++
+			out[f.kind]++
 		}
 	}
 	return out
@@ -187,43 +216,40 @@ func (q *queueIndex) waiting() int {
 func (q *queueIndex) load(ctx context.Context, r interface {
 	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
 }) error {
-	running := map[string]RunningTask{}
-	procs, err := queryRows(ctx, r, func(rs rowScanner) (struct {
+	type row struct {
 		id string
-		r  RunningTask
-	}, error) {
-		var x struct {
-			id string
-			r  RunningTask
-		}
-		var started sql.NullInt64
-		err := rs.Scan(&x.id, &x.r.Kind.Model, &x.r.Kind.Mode, &started)
-		x.r.StartedAt = fromMS(started)
+		f  flight
+	}
+	scan := func(rs rowScanner) (row, error) {
+		var x row
+		var account, started sql.NullInt64
+		err := rs.Scan(&x.id, &x.f.kind.Model, &x.f.kind.Mode, &account, &started)
+		x.f.account, x.f.started = account.Int64, fromMS(started)
 		return x, err
-	}, `SELECT id, model, mode, started_at FROM tasks WHERE status = 'processing'`)
+	}
+	running := map[string]flight{}
+	procs, err := queryRows(ctx, r, scan, `SELECT id, model, mode, account_id, started_at FROM tasks WHERE status = 'processing'`)
 	if err != nil {
 		return err
 	}
 	for _, p := range procs {
-		running[p.id] = p.r
+		running[p.id] = p.f
 	}
-	rows, err := r.QueryContext(ctx, `SELECT id, model, mode, account_id IS NOT NULL FROM tasks
-		WHERE status = 'pending' ORDER BY id`)
+	rows, err := r.QueryContext(ctx, `SELECT id, model, mode, account_id, NULL FROM tasks WHERE status = 'pending' ORDER BY id`)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	wait := map[ModelMode]*idSet{}
-	handed := map[string]ModelMode{}
+	handed := map[string]flight{}
 	for rows.Next() {
-		var id string
-		var k ModelMode
-		var isHanded bool
-		if err := rows.Scan(&id, &k.Model, &k.Mode, &isHanded); err != nil {
+		x, err := scan(rows)
+		if err != nil {
 			return err
 		}
-		if isHanded {
-			handed[id] = k
+		id, k := x.id, x.f.kind
+		if x.f.account != 0 {
+			handed[id] = x.f
 			continue
 		}
 		s := wait[k]

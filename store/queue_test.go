@@ -88,12 +88,41 @@ func checkQueue(t *testing.T, db *DB, step string) {
 	if !slices.Equal(want, got) {
 		t.Fatalf("%s: Running = %v, rows say %v", step, got, want)
 	}
+	// The dispatcher's view: tasks on a workspace, and their count per account.
+	byAccount, _ := db.RunningByAccount(bg)
+	wantBy, err := countBy[int64](bg, db.reader, `SELECT account_id, count(*) FROM tasks
+		WHERE account_id IS NOT NULL AND status IN ('pending', 'processing') GROUP BY account_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(byAccount) != fmt.Sprint(wantBy) {
+		t.Fatalf("%s: RunningByAccount = %v, counted %v", step, byAccount, wantBy)
+	}
+	flying, err := db.ListInFlight(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFlying, err := db.queryTasks(bg, db.reader, `SELECT `+taskColumns+` FROM tasks
+		WHERE status = 'processing' OR (status = 'pending' AND account_id IS NOT NULL) ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idsOf := func(ts []*Task) (out []string) {
+		for _, t := range ts {
+			out = append(out, t.ID+"/"+t.Status)
+		}
+		return out
+	}
+	if !slices.Equal(idsOf(flying), idsOf(wantFlying)) {
+		t.Fatalf("%s: ListInFlight = %v, rows say %v", step, idsOf(flying), idsOf(wantFlying))
+	}
 }
 
 // TestQueueIndexFollowsEveryWrite drives every write that moves a task into,
 // out of or within the queue, in a random order, and after each one
 // compares queue_position, the ETA's counts and its list of processing
-// tasks with the rows;
+// tasks, and the dispatcher's tasks in flight and their count per account,
+// with the rows;
 // then reopens the database (the index is rebuilt) and compares again.
 func TestQueueIndexFollowsEveryWrite(t *testing.T) {
 	db, dir := openTest(t, testOptions(t))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -447,10 +448,32 @@ func (db *DB) ListPending(ctx context.Context, limit int) ([]*Task, error) {
 }
 
 // ListInFlight returns every task on a workspace, oldest first: handed
-// (pending with an account) and processing.
+// (pending with an account) and processing. Which they are comes from the
+// in-memory queue index (queue.go), so a long queue costs nothing here; the
+// rows are then read by id, and a row that moved on meanwhile is left out.
 func (db *DB) ListInFlight(ctx context.Context) ([]*Task, error) {
-	return db.queryTasks(ctx, db.reader, `SELECT `+taskColumns+` FROM tasks
-		WHERE status = 'processing' OR (status = 'pending' AND account_id IS NOT NULL) ORDER BY id`)
+	ids, _ := db.queue.inFlight()
+	var out []*Task
+	const chunk = 256
+	for len(ids) > 0 {
+		part := ids[:min(chunk, len(ids))]
+		ids = ids[len(part):]
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		ts, err := db.queryTasks(ctx, db.reader, `SELECT `+taskColumns+` FROM tasks
+			WHERE id IN (?`+strings.Repeat(", ?", len(part)-1)+`) ORDER BY id`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ts {
+			if t.Status == StatusProcessing || t.Handed() {
+				out = append(out, t)
+			}
+		}
+	}
+	return out, nil
 }
 
 // ListProcessing returns every processing task, oldest first.
@@ -460,10 +483,12 @@ func (db *DB) ListProcessing(ctx context.Context) ([]*Task, error) {
 }
 
 // RunningByAccount counts the tasks each account holds (handed or
-// processing): what its capacity is measured against.
+// processing): what its capacity is measured against. It reads the
+// in-memory queue index (queue.go): the dispatcher asks on every submit,
+// and the count over the rows walked every pending one. ctx is unused.
 func (db *DB) RunningByAccount(ctx context.Context) (map[int64]int, error) {
-	return countBy[int64](ctx, db.reader,
-		`SELECT account_id, count(*) FROM tasks WHERE account_id IS NOT NULL AND status IN ('pending', 'processing') GROUP BY account_id`)
+	_, by := db.queue.inFlight()
+	return by, nil
 }
 
 // transitionError tells a missing task (ErrNotFound) from one in the wrong state (ErrConflict).

@@ -17,15 +17,17 @@ import (
 
 	"gooni/internal/catalog"
 	"gooni/internal/config"
+	"gooni/internal/dispatch"
 	"gooni/internal/secrets"
 	"gooni/internal/testutil"
+	"gooni/internal/workspace"
 	"gooni/server"
 	"gooni/store"
 )
 
 // benchServer serves the real handler over a real SQLite file on a loopback
 // port, with one ready worker account (no dispatcher: tasks stay pending).
-func benchServer(tb testing.TB, dataDir string) (url, apiKey string, db *store.DB) {
+func benchServer(tb testing.TB, dataDir string, opts ...func(testing.TB, *server.Config, *store.Account)) (url, apiKey string, db *store.DB) {
 	tb.Helper()
 	sec, err := secrets.Load(dataDir, config.Secrets{})
 	if err != nil {
@@ -52,13 +54,42 @@ func benchServer(tb testing.TB, dataDir string) (url, apiKey string, db *store.D
 	if err := db.SetAccountModels(context.Background(), acc.ID, acc.ConfigRev, []string{"anisora", "phr00t", "pony", "flux"}); err != nil {
 		tb.Fatal(err)
 	}
-	srv := server.New(server.Config{
+	cfg := server.Config{
 		DB: db, Catalog: cat, Secrets: sec, DataDir: dataDir, Version: "test", SessionMode: "open",
 		QueueMax: 1_000_000, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-	})
+	}
+	for _, o := range opts {
+		o(tb, &cfg, acc)
+	}
+	srv := server.New(cfg)
 	ts := httptest.NewServer(srv.Handler())
 	tb.Cleanup(ts.Close)
 	return ts.URL, sec.APIKey, db
+}
+
+// withDemoDispatcher runs, as `gooni --demo` does, the dispatcher and a
+// simulated workspace (2 tasks at a time, 3 s each) behind the account.
+func withDemoDispatcher(tb testing.TB, cfg *server.Config, acc *store.Account) {
+	sim, err := workspace.NewSim(workspace.SimConfig{Addr: "127.0.0.1:0", Duration: 3 * time.Second, Capacity: 2})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ws := httptest.NewServer(sim.Handler())
+	tb.Cleanup(ws.Close)
+	base := ws.URL
+	capacity := 2
+	if _, err := cfg.DB.UpdateAccount(context.Background(), acc.ID, store.AccountPatch{BaseURL: &base, Capacity: &capacity}); err != nil {
+		tb.Fatal(err)
+	}
+	d := dispatch.New(dispatch.Config{DB: cfg.DB, DataDir: cfg.DataDir, Logger: cfg.Logger, Models: cfg.Catalog.ModelIDs()})
+	if _, err := d.HealthCheck(context.Background(), acc.ID); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	cfg.Dispatcher = d
 }
 
 var benchRow = regexp.MustCompile(`(?m)^\s*(submit|status|result|gallery|raw insert)\s+(\d+)\s+(\d+)\s`)
@@ -187,9 +218,25 @@ func TestBenchRefusesWhatItMustNotDo(t *testing.T) {
 
 // BenchmarkGenerateHandler drives POST /generate through the whole handler
 // chain in-process; profile it with
-// go test -run XXX -bench GenerateHandler -cpuprofile /tmp/cpu.out .
+//
+//	go test ./internal/bench -run '^$' -bench GenerateHandler -benchtime 20000x -cpuprofile /tmp/submit.out
+//	go tool pprof -top -cum bench.test /tmp/submit.out
+//
+// The "demo" variant adds what `gooni --demo` runs beside the handler: the
+// dispatcher (woken by every submit) and a simulated workspace that takes
+// 2 tasks at a time.
 func BenchmarkGenerateHandler(b *testing.B) {
-	url, key, _ := benchServer(b, b.TempDir())
+	b.Run("handler", func(b *testing.B) {
+		url, key, _ := benchServer(b, b.TempDir())
+		benchGenerate(b, url, key)
+	})
+	b.Run("demo", func(b *testing.B) {
+		url, key, _ := benchServer(b, b.TempDir(), withDemoDispatcher)
+		benchGenerate(b, url, key)
+	})
+}
+
+func benchGenerate(b *testing.B, url, key string) {
 	h := http.DefaultClient
 	body := []byte(`{"model":"flux","mode":"t2i","prompt":"gooni bench: a lighthouse on a rocky coast at dusk"}`)
 	b.SetParallelism(5) // 10 clients on 2 cores
