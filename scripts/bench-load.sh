@@ -1,7 +1,9 @@
 #!/bin/sh
-# Submit/status/result load against fresh `gooni --demo` servers on loopback,
-# with the raw WAL-insert floor on the same disk, and the server's RSS idle
-# and under load. Usage: scripts/bench-load.sh [clients] [duration]
+# Submit/status/result load against fresh `gooni --demo` servers on loopback:
+# the ratios of `gooni bench --compare` (each workload next to its reference
+# in one run), the mixed workload, and the server's RSS idle and under load.
+# Usage: scripts/bench-load.sh [clients] [duration]  (duration: each side's
+# time in the comparison, and the length of the mixed run)
 # GOONI=path uses a built binary (with the bench subcommand) instead of building one.
 set -eu
 CLIENTS=${1:-10}
@@ -39,14 +41,18 @@ start_server() {
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%d MB", $2/1024}' /proc/meminfo), $(go env GOVERSION 2>/dev/null || echo go ?)"
 
-# 1. The commit path. The demo workspace runs 2 tasks at a time for 3 s each,
-# so a submit load outruns it by far: the queue limit is raised so that every
-# submit is a real commit (with the default 1000 nearly all would be
-# queue_full answers, which commit nothing).
-start_server submit 10000000
+# 1. Each workload next to its reference, in one run (gooni bench --compare):
+# submits against raw one-row FULL inserts on the same disk, status reads
+# (done tasks, unknown ids) and gallery pages against GET /config through
+# the same middleware. The demo workspace runs 2 tasks at a time for 3 s
+# each, so a submit load outruns it by far: the queue limit is raised so
+# that every submit is a real commit (with the default 1000 nearly all would
+# be queue_full answers, which commit nothing).
+start_server compare 10000000 1000
 printf 'server idle:          '; rss $PID
-echo; echo "== submit only (POST /generate), GG_QUEUE_MAX=10000000, raw floor first"; $B --workload submit
-printf 'server after submit:  '; rss $PID
+echo; echo "== gooni bench --compare (submit, status, error, gallery), GG_QUEUE_MAX=10000000"
+$B --compare --workload submit,status,error,gallery
+printf 'server after compare: '; rss $PID
 stop_server
 
 # 2. What a user's client does, under the default queue limit (1000):
@@ -54,5 +60,4 @@ stop_server
 # so that results can be fetched although the demo workspace is far behind.
 start_server mixed 1000 1000
 echo; echo "== mixed (submit, poll status of up to 2 own tasks, fetch a result), GG_QUEUE_MAX=1000"; $B --workload mixed
-echo; echo "== status reads (done tasks from the gallery + one pending task per client)"; $B --workload status
 printf 'server after load:    '; rss $PID

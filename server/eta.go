@@ -124,12 +124,8 @@ func (e *etaEstimator) estimate(ctx context.Context, t *store.Task) (int, error)
 		return d, nil
 	}
 	var work time.Duration
-	running, err := e.db.ListProcessing(ctx)
-	if err != nil {
-		return -1, err
-	}
-	for _, p := range running {
-		d, err := kindTime(store.ModelMode{Model: p.Model, Mode: p.Mode})
+	for _, p := range e.db.Running() {
+		d, err := kindTime(p.Kind)
 		if err != nil {
 			return -1, err
 		}

@@ -99,7 +99,8 @@ type Server struct {
 	now     func() time.Time
 	cookies *securecookie.SecureCookie
 	admin   *securecookie.SecureCookie
-	hub     *Hub
+	// events feeds GET /events and GET /events/{id} (hub.go).
+	events *eventHub
 	// auditLog is the one audit writer, shared with the dispatcher.
 	auditLog *audit.Writer
 	origins  map[string]bool
@@ -114,8 +115,7 @@ type Server struct {
 	handler http.Handler
 	uploads *uploadGate
 	streams *streamLimits
-	// all feeds GET /events; eta computes eta_seconds (CONTRACT section 12).
-	all *broadcaster
+	// eta computes eta_seconds (CONTRACT section 12).
 	eta *etaEstimator
 	// openapi is GET /openapi.json (nil: the binary carries none); router
 	// is the route table, which server/openapi_test.go walks.
@@ -150,7 +150,6 @@ func New(cfg Config) *Server {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		now:     cfg.Now,
-		hub:     NewHub(),
 		origins: map[string]bool{},
 		hosts:   newHosts(cfg.ListenAddr, cfg.PublicURL),
 	}
@@ -160,11 +159,10 @@ func New(cfg Config) *Server {
 	if s.auditLog == nil {
 		s.auditLog = audit.NewWriter(cfg.DB, cfg.Logger, cfg.Now)
 	}
-	// Every committed task change wakes the event streams watching it.
-	cfg.DB.ListenTasks(s.hub.Notify)
 	s.eta = newETA(cfg.DB, cfg.Now)
-	s.all = newBroadcaster(s.loadEvent)
-	cfg.DB.ListenTasks(s.all.notify)
+	// Every committed task change reaches the event streams through one hub.
+	s.events = newEventHub(s.loadView, eventsRefresh)
+	cfg.DB.ListenTasks(s.events.notify)
 	s.cookies = newCodec(cfg.Secrets, cfg.SessionTTL)
 	s.admin = newCodec(cfg.Secrets, cfg.AdminSessionTTL)
 	for _, o := range cfg.FrontendOrigins {

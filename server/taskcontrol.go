@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -199,110 +197,6 @@ func (s *Server) writeTaskPage(w http.ResponseWriter, r *http.Request, f store.T
 	return nil
 }
 
-// broadcaster feeds GET /events (no id): each committed task change is read
-// once, as a view, and that one JSON is handed to every open stream; a
-// stream that falls allBuffer events behind is ended (its client reconnects
-// and reloads the list). A goroutine runs only while changes wait.
-type broadcaster struct {
-	load func(id string) ([]byte, bool)
-
-	mu      sync.Mutex
-	subs    map[*allSub]struct{}
-	pending map[string]bool
-	order   []string
-	running bool
-}
-
-type allSub struct{ c chan []byte }
-
-// allBuffer is how many events a global stream may be behind.
-const allBuffer = 256
-
-func newBroadcaster(load func(id string) ([]byte, bool)) *broadcaster {
-	return &broadcaster{load: load, subs: map[*allSub]struct{}{}, pending: map[string]bool{}}
-}
-
-// notify records a changed task; it never blocks (it runs on the store's
-// committing goroutine) and does nothing while no global stream is open.
-func (b *broadcaster) notify(id string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if len(b.subs) == 0 {
-		return
-	}
-	if !b.pending[id] {
-		b.pending[id] = true
-		b.order = append(b.order, id)
-	}
-	if !b.running {
-		b.running = true
-		go b.run()
-	}
-}
-
-func (b *broadcaster) run() {
-	for {
-		b.mu.Lock()
-		ids := b.order
-		if len(ids) == 0 || len(b.subs) == 0 {
-			b.order, b.pending, b.running = nil, map[string]bool{}, false
-			b.mu.Unlock()
-			return
-		}
-		b.order, b.pending = nil, map[string]bool{}
-		b.mu.Unlock()
-		for _, id := range ids {
-			msg, ok := b.load(id)
-			if !ok {
-				continue
-			}
-			b.mu.Lock()
-			for sub := range b.subs {
-				select {
-				case sub.c <- msg:
-				default:
-					close(sub.c)
-					delete(b.subs, sub)
-				}
-			}
-			b.mu.Unlock()
-		}
-	}
-}
-
-func (b *broadcaster) subscribe() (*allSub, func()) {
-	sub := &allSub{c: make(chan []byte, allBuffer)}
-	b.mu.Lock()
-	b.subs[sub] = struct{}{}
-	b.mu.Unlock()
-	return sub, func() {
-		b.mu.Lock()
-		delete(b.subs, sub)
-		b.mu.Unlock()
-	}
-}
-
-// loadEvent is the broadcaster's view of one task: its JSON, false when the
-// task is gone or unreadable.
-func (s *Server) loadEvent(id string) ([]byte, bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	t, err := s.cfg.DB.GetTask(ctx, id)
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			s.log.Warn("events: read a changed task", "task_id", id, "err", err)
-		}
-		return nil, false
-	}
-	v, err := s.liveView(ctx, t)
-	if err != nil {
-		s.log.Warn("events: build a task view", "task_id", id, "err", err)
-		return nil, false
-	}
-	b, err := json.Marshal(v)
-	return b, err == nil
-}
-
 // allEventsPing is how often GET /events sends a comment when nothing
 // changes (CONTRACT section 12: at least every 15 s); tests shorten it.
 var allEventsPing = eventsPing
@@ -316,7 +210,7 @@ func (s *Server) handleAllEvents(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	sub, unsubscribe := s.all.subscribe()
+	sub, unsubscribe := s.events.subscribeAll()
 	defer unsubscribe()
 	rc := http.NewResponseController(w)
 	h := w.Header()

@@ -598,14 +598,14 @@ func TestGlobalEventsPing(t *testing.T) {
 func TestBroadcasterLoadsOncePerChange(t *testing.T) {
 	var loads atomic.Int64
 	release := make(chan struct{})
-	b := newBroadcaster(func(id string) ([]byte, bool) {
+	b := newEventHub(func(id string) ([]byte, bool, error) {
 		<-release
 		loads.Add(1)
-		return []byte(id), true
-	})
+		return []byte(id), false, nil
+	}, time.Hour)
 	subs := make([]*allSub, 4)
 	for i := range subs {
-		subs[i], _ = b.subscribe()
+		subs[i], _ = b.subscribeAll()
 	}
 	b.notify("a")
 	b.notify("a") // coalesced with the first while it waits
@@ -621,12 +621,12 @@ func TestBroadcasterLoadsOncePerChange(t *testing.T) {
 	// A stream nobody reads: past allBuffer events it is closed, not grown.
 	gate := make(chan struct{})
 	var slowLoads atomic.Int64
-	b2 := newBroadcaster(func(id string) ([]byte, bool) {
+	b2 := newEventHub(func(id string) ([]byte, bool, error) {
 		<-gate
 		slowLoads.Add(1)
-		return []byte(id), true
-	})
-	slow, _ := b2.subscribe()
+		return []byte(id), false, nil
+	}, time.Hour)
+	slow, _ := b2.subscribeAll()
 	const sent = allBuffer + 10
 	for i := range sent {
 		b2.notify(fmt.Sprint(i))

@@ -95,10 +95,7 @@ func (s *Server) taskView(r *http.Request, id string) (*TaskView, error) {
 func (s *Server) liveView(ctx context.Context, t *store.Task) (*TaskView, error) {
 	v := view(t, s.basePath())
 	if t.Status == store.StatusPending {
-		pos, err := s.cfg.DB.QueuePosition(ctx, t.ID)
-		if err != nil {
-			return nil, apierr.Internal(err)
-		}
+		pos := s.cfg.DB.QueuePositionOf(t)
 		v.QueuePosition = &pos
 	}
 	if t.Status == store.StatusPending || t.Status == store.StatusProcessing {

@@ -210,7 +210,7 @@ func (db *DB) getAccount(ctx context.Context, q rowQuerier, query string, arg an
 
 // ListAccounts returns every account by id.
 func (db *DB) ListAccounts(ctx context.Context) ([]*Account, error) {
-	return queryRows(ctx, db.reader, scanAccount, `SELECT `+accountColumns+` FROM accounts ORDER BY id`)
+	return queryRows(ctx, stmtQuerier{db.stmtListAccounts}, scanAccount, "")
 }
 
 // UpdateAccount applies the patch in one transaction and returns the new state.
@@ -361,10 +361,42 @@ func (db *DB) AccountCredentials(ctx context.Context, id int64) (map[string]stri
 	return db.open(tok)
 }
 
-// DeleteAccount removes the account; its finished tasks keep no account id.
+// stmtQuerier runs a prepared statement where queryRows expects a query
+// (the query text is the statement's own).
+type stmtQuerier struct{ *sql.Stmt }
+
+func (q stmtQuerier) QueryContext(ctx context.Context, _ string, args ...any) (*sql.Rows, error) {
+	return q.Stmt.QueryContext(ctx, args...)
+}
+
+// DeleteAccount removes the account; its tasks keep no account id, so a
+// pending task it held goes back to the queue (RemoveAccountAudited is the
+// path that fails them instead).
 func (db *DB) DeleteAccount(ctx context.Context, id int64) error {
-	res, err := db.writer.ExecContext(ctx, `DELETE FROM accounts WHERE id = ?`, id)
-	return one(res, err, notFound)
+	var requeued []string
+	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
+		held, err := queryRows(ctx, tx, scanTask, `SELECT `+taskColumns+` FROM tasks
+			WHERE account_id = ? AND status IN ('pending', 'processing')`, id)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM accounts WHERE id = ?`, id)
+		if err := one(res, err, notFound); err != nil {
+			return err
+		}
+		for _, t := range held {
+			t.AccountID = 0 // ON DELETE SET NULL
+			q.addTask(t)
+			if t.Status == StatusPending {
+				requeued = append(requeued, t.ID)
+			}
+		}
+		return nil
+	})
+	if err == nil && len(requeued) > 0 {
+		db.taskChanged(requeued...)
+	}
+	return err
 }
 
 // ResealCredentials re-seals every account's credentials under AccountKeys[0]

@@ -268,10 +268,16 @@ func (db *DB) mayMoveAnchor(ctx context.Context, tx *sql.Tx, a appended) (bool, 
 // brought up to the new head (anchorAt), outside the transaction so that its
 // fsync never holds the writer.
 func (db *DB) auditedTx(ctx context.Context, fn func(tx *sql.Tx) (*AuditEvent, error)) error {
+	return db.auditedTasksTx(ctx, func(tx *sql.Tx, _ *queueEdits) (*AuditEvent, error) { return fn(tx) })
+}
+
+// auditedTasksTx is auditedTx for a write that also moves tasks in the
+// queue (see writeTasksTx).
+func (db *DB) auditedTasksTx(ctx context.Context, fn func(tx *sql.Tx, q *queueEdits) (*AuditEvent, error)) error {
 	var move *headPos
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
 		move = nil
-		e, err := fn(tx)
+		e, err := fn(tx, q)
 		if err != nil || e == nil {
 			return err
 		}

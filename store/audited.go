@@ -86,7 +86,7 @@ func (db *DB) UpdateAccountAudited(ctx context.Context, id int64, p AccountPatch
 // such account. Done tasks and their media stay, without an account id.
 func (db *DB) RemoveAccountAudited(ctx context.Context, id int64, code, message string, ev AuditOf[*Account]) ([]*Task, error) {
 	var failed []*Task
-	err := db.auditedTx(ctx, func(tx *sql.Tx) (*AuditEvent, error) {
+	err := db.auditedTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) (*AuditEvent, error) {
 		failed = nil
 		acc, err := db.getAccount(ctx, tx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id)
 		if err != nil {
@@ -99,7 +99,7 @@ func (db *DB) RemoveAccountAudited(ctx context.Context, id int64, code, message 
 		}
 		now := db.nowMS()
 		for _, t := range tasks {
-			if err := failTask(ctx, tx, t.ID, code, message, now); err != nil {
+			if err := failTask(ctx, tx, q, t.ID, code, message, now); err != nil {
 				return nil, err
 			}
 		}

@@ -59,15 +59,20 @@ type DB struct {
 
 	creates chan *createRequest
 	pending pendingBound // committer-only
-	// Statements of the submit path, prepared once.
-	stmtInsertTask, stmtHasReady, stmtReadyFor *sql.Stmt
+	// Statements of the submit and status paths, prepared once (parsing a
+	// statement cost about as much as running it).
+	stmtInsertTask, stmtHasReady, stmtReadyFor, stmtGetTask, stmtListAccounts *sql.Stmt
 	// pendingAdds counts pending rows added outside the committer (requeues).
 	pendingAdds atomic.Int64
 	closing     chan struct{}
 	committed   sync.WaitGroup
-	listeners   changeListeners
-	closeOnce   sync.Once
-	closeErr    error
+	// queue mirrors the pending tasks (queue.go); commitMu is held from
+	// each write's COMMIT until its queue edits are applied.
+	queue     *queueIndex
+	commitMu  sync.Mutex
+	listeners changeListeners
+	closeOnce sync.Once
+	closeErr  error
 
 	// anchorMu serializes writes of DATA_DIR/audit.anchor; anchored is the
 	// count of the last anchor this process put in place. headMu guards
@@ -131,6 +136,7 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 		retiredAuditKeys: opts.RetiredAuditKeys,
 		creates:          make(chan *createRequest),
 		closing:          make(chan struct{}),
+		queue:            newQueueIndex(),
 	}
 	if db.now == nil {
 		db.now = time.Now
@@ -167,6 +173,10 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db.removeStaleAnchorTemps()
+	if err := db.queue.load(context.Background(), db.writer); err != nil {
+		db.writer.Close()
+		return nil, fmt.Errorf("store: read the queue: %w", err)
+	}
 
 	n := opts.ReadConns
 	if n <= 0 {
@@ -191,6 +201,13 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 	if err == nil {
 		db.stmtReadyFor, err = db.reader.Prepare(`SELECT EXISTS (SELECT 1 FROM accounts, json_each(accounts.models)
 			WHERE accounts.status = 'ready' AND json_each.value = ?)`)
+	}
+	if err == nil {
+		db.stmtGetTask, err = db.reader.Prepare(`SELECT ` + taskColumns + ` FROM tasks WHERE id = ?`)
+	}
+	if err == nil {
+		// The dispatcher lists the accounts on every wake-up (every submit).
+		db.stmtListAccounts, err = db.reader.Prepare(`SELECT ` + accountColumns + ` FROM accounts ORDER BY id`)
 	}
 	if err != nil {
 		db.reader.Close()
@@ -284,6 +301,8 @@ func (db *DB) Close() error {
 		db.stmtInsertTask.Close()
 		db.stmtHasReady.Close()
 		db.stmtReadyFor.Close()
+		db.stmtGetTask.Close()
+		db.stmtListAccounts.Close()
 		errR := db.reader.Close()
 		errW := db.writer.Close()
 		db.closeErr = errors.Join(errR, errW)
@@ -378,15 +397,30 @@ func notFound() error { return ErrNotFound }
 
 // writeTx runs fn in one transaction on the writer and commits it.
 func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return db.writeTasksTx(ctx, func(tx *sql.Tx, _ *queueEdits) error { return fn(tx) })
+}
+
+// writeTasksTx is writeTx for a write that moves tasks into, out of or
+// within the queue: fn records each move in q, and they reach the queue
+// index after COMMIT, before any later write can commit (queue.go).
+func (db *DB) writeTasksTx(ctx context.Context, fn func(tx *sql.Tx, q *queueEdits) error) error {
 	tx, err := db.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	var q queueEdits
+	if err := fn(tx, &q); err != nil {
 		tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	// Holding the writer connection, this cannot wait on a later write.
+	db.commitMu.Lock()
+	defer db.commitMu.Unlock()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	db.queue.apply(q.list)
+	return nil
 }
 
 // isUniqueViolation reports a UNIQUE or PRIMARY KEY constraint failure.

@@ -84,7 +84,7 @@ const ErrorCanceled = "canceled"
 // ErrConflict (with the task) when it had already finished; ErrNotFound.
 func (db *DB) CancelTask(ctx context.Context, id, msg string) (*Task, error) {
 	var was *Task
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
 		var err error
 		was, err = scanTask(tx.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -96,7 +96,7 @@ func (db *DB) CancelTask(ctx context.Context, id, msg string) (*Task, error) {
 		if was.Status != StatusPending && was.Status != StatusProcessing {
 			return ErrConflict
 		}
-		return failTask(ctx, tx, id, ErrorCanceled, msg, db.nowMS())
+		return failTask(ctx, tx, q, id, ErrorCanceled, msg, db.nowMS())
 	})
 	if err != nil {
 		if errors.Is(err, ErrConflict) {
@@ -259,24 +259,12 @@ func (db *DB) RecentRunTimes(ctx context.Context, model, mode string, n int) ([]
 // ModelMode names a kind of task for run-time estimates.
 type ModelMode struct{ Model, Mode string }
 
-// PendingAhead counts, by model and mode, the pending tasks queued before id.
+// PendingAhead counts, by model and mode, the pending tasks (waiting in the
+// queue or handed to a workspace) whose id sorts before id; kinds with none
+// are absent. It reads the in-memory queue index (queue.go), so its cost
+// does not grow with the tasks ahead; ctx is unused.
 func (db *DB) PendingAhead(ctx context.Context, id string) (map[ModelMode]int, error) {
-	type row struct {
-		k ModelMode
-		n int
-	}
-	rows, err := queryRows(ctx, db.reader, func(r rowScanner) (row, error) {
-		var x row
-		return x, r.Scan(&x.k.Model, &x.k.Mode, &x.n)
-	}, `SELECT model, mode, count(*) FROM tasks WHERE status = 'pending' AND id < ? GROUP BY model, mode`, id)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[ModelMode]int, len(rows))
-	for _, r := range rows {
-		out[r.k] = r.n
-	}
-	return out, nil
+	return db.queue.ahead(id), nil
 }
 
 // SeedTasks inserts n tasks made by mk(i) for load and scale measurements
@@ -285,7 +273,7 @@ func (db *DB) PendingAhead(ctx context.Context, id string) (map[ModelMode]int, e
 // server must be stopped. The prompt index is filled as for any task.
 func (db *DB) SeedTasks(ctx context.Context, n int, mk func(i int) Task) error {
 	for done := 0; done < n; {
-		err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
 			stmt, err := tx.PrepareContext(ctx, `INSERT INTO tasks (id, type, model, mode, prompt, params, status, progress,
 				attempts, error_code, error_message, created_at, started_at, completed_at, updated_at,
 				result_path, result_type, preview_path, preview_type)
@@ -303,6 +291,11 @@ func (db *DB) SeedTasks(ctx context.Context, n int, mk func(i int) Task) error {
 					t.ErrorCode, t.ErrorMessage, t.CreatedAt.UnixMilli(), ms(t.StartedAt), ms(t.CompletedAt), t.CreatedAt.UnixMilli(),
 					t.ResultPath, t.ResultType, t.PreviewPath, t.PreviewType); err != nil {
 					return err
+				}
+				if t.Status == StatusPending || t.Status == StatusProcessing {
+					row := t // as stored: no account, times in whole ms
+					row.AccountID, row.StartedAt = 0, fromMS(sql.NullInt64{Int64: t.StartedAt.UnixMilli(), Valid: !t.StartedAt.IsZero()})
+					q.addTask(&row)
 				}
 			}
 			return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -243,7 +244,7 @@ func (db *DB) commitBatch(batch []*createRequest) {
 	results := make([]error, len(batch))
 	bound := &db.pending
 	inserted := 0 // since the bound's last count
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
 		inserted = 0
 		// Count only when the bound cannot prove there is room for every
 		// limited request of this batch.
@@ -335,6 +336,9 @@ func (db *DB) commitBatch(batch []*createRequest) {
 				pending += n
 				inserted += n
 				inputs += size
+				for _, t := range req.tasks {
+					q.add(t.ID, kindOf(t), queueWait)
+				}
 			}
 		}
 		return nil
@@ -366,7 +370,7 @@ func (db *DB) commitBatch(batch []*createRequest) {
 
 // GetTask returns one task; ErrNotFound when there is none.
 func (db *DB) GetTask(ctx context.Context, id string) (*Task, error) {
-	t, err := scanTask(db.reader.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id))
+	t, err := scanTask(db.stmtGetTask.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -374,26 +378,39 @@ func (db *DB) GetTask(ctx context.Context, id string) (*Task, error) {
 }
 
 // QueuePosition is the 1-based place among the tasks not yet handed to a
-// workspace, by id; 0 if the task is not waiting in Gooni's queue.
+// workspace, by id; 0 if the task is not waiting in Gooni's queue;
+// ErrNotFound when there is no such task. It reads the in-memory queue
+// index (queue.go): no count of the tasks ahead.
 func (db *DB) QueuePosition(ctx context.Context, id string) (int, error) {
-	var status string
-	var pos int
-	var handed bool
-	err := db.reader.QueryRowContext(ctx, `SELECT status,
-		(SELECT count(*) FROM tasks p WHERE p.status = 'pending' AND p.account_id IS NULL AND p.id < t.id),
-		t.account_id IS NOT NULL
-		FROM tasks t WHERE t.id = ?`, id).Scan(&status, &pos, &handed)
+	if pos := db.queue.position(id); pos > 0 {
+		return pos, nil
+	}
+	var one int
+	err := db.reader.QueryRowContext(ctx, `SELECT 1 FROM tasks WHERE id = ?`, id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNotFound
 	}
-	if err != nil {
-		return 0, err
-	}
-	if status != StatusPending || handed {
-		return 0, nil // handed to a workspace: no longer in Gooni's queue
-	}
-	return pos + 1, nil
+	return 0, err
 }
+
+// QueuePositionOf is QueuePosition of a task already read: 0 unless it is
+// pending and not handed out; no database read.
+func (db *DB) QueuePositionOf(t *Task) int {
+	if t.Status != StatusPending || t.Handed() {
+		return 0
+	}
+	return db.queue.position(t.ID)
+}
+
+// Running lists the processing tasks (kind and start), from the in-memory
+// queue index: the ETA's work in progress without a read of the rows.
+func (db *DB) Running() []RunningTask { return db.queue.processing() }
+
+// QueueLength is how many tasks wait in Gooni's queue (pending, not handed
+// out), from the in-memory queue index.
+func (db *DB) QueueLength() int { return db.queue.waiting() }
+
+func kindOf(t *Task) ModelMode { return ModelMode{Model: t.Model, Mode: t.Mode} }
 
 // CountByStatus returns a count for each of the four statuses (zero included).
 func (db *DB) CountByStatus(ctx context.Context) (map[string]int, error) {
@@ -431,10 +448,32 @@ func (db *DB) ListPending(ctx context.Context, limit int) ([]*Task, error) {
 }
 
 // ListInFlight returns every task on a workspace, oldest first: handed
-// (pending with an account) and processing.
+// (pending with an account) and processing. Which they are comes from the
+// in-memory queue index (queue.go), so a long queue costs nothing here; the
+// rows are then read by id, and a row that moved on meanwhile is left out.
 func (db *DB) ListInFlight(ctx context.Context) ([]*Task, error) {
-	return db.queryTasks(ctx, db.reader, `SELECT `+taskColumns+` FROM tasks
-		WHERE status = 'processing' OR (status = 'pending' AND account_id IS NOT NULL) ORDER BY id`)
+	ids, _ := db.queue.inFlight()
+	var out []*Task
+	const chunk = 256
+	for len(ids) > 0 {
+		part := ids[:min(chunk, len(ids))]
+		ids = ids[len(part):]
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id
+		}
+		ts, err := db.queryTasks(ctx, db.reader, `SELECT `+taskColumns+` FROM tasks
+			WHERE id IN (?`+strings.Repeat(", ?", len(part)-1)+`) ORDER BY id`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range ts {
+			if t.Status == StatusProcessing || t.Handed() {
+				out = append(out, t)
+			}
+		}
+	}
+	return out, nil
 }
 
 // ListProcessing returns every processing task, oldest first.
@@ -444,10 +483,12 @@ func (db *DB) ListProcessing(ctx context.Context) ([]*Task, error) {
 }
 
 // RunningByAccount counts the tasks each account holds (handed or
-// processing): what its capacity is measured against.
+// processing): what its capacity is measured against. It reads the
+// in-memory queue index (queue.go): the dispatcher asks on every submit,
+// and the count over the rows walked every pending one. ctx is unused.
 func (db *DB) RunningByAccount(ctx context.Context) (map[int64]int, error) {
-	return countBy[int64](ctx, db.reader,
-		`SELECT account_id, count(*) FROM tasks WHERE account_id IS NOT NULL AND status IN ('pending', 'processing') GROUP BY account_id`)
+	_, by := db.queue.inFlight()
+	return by, nil
 }
 
 // transitionError tells a missing task (ErrNotFound) from one in the wrong state (ErrConflict).
@@ -481,11 +522,14 @@ func (db *DB) ClaimTask(ctx context.Context, id string, accountID int64) (*Task,
 // transitionError finds (ErrNotFound or ErrConflict).
 func (db *DB) moveTask(ctx context.Context, id, query string, args ...any) (*Task, error) {
 	var t *Task
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
 		var err error
 		t, err = scanTask(tx.QueryRowContext(ctx, query, args...))
 		if errors.Is(err, sql.ErrNoRows) {
 			return transitionError(ctx, tx, id)
+		}
+		if err == nil {
+			q.addTask(t)
 		}
 		return err
 	})
@@ -510,10 +554,20 @@ func (db *DB) StartTask(ctx context.Context, id string, accountID int64) (*Task,
 // reason recorded. ErrConflict when it is not pending on accountID.
 func (db *DB) ReleaseTask(ctx context.Context, id string, accountID int64) error {
 	db.pendingAdds.Add(1)
-	res, err := db.writer.ExecContext(ctx, `UPDATE tasks SET account_id = NULL, handed_at = NULL,
-		attempts = max(attempts - 1, 0), updated_at = ?
-		WHERE id = ? AND status = 'pending' AND account_id = ?`, db.nowMS(), id, accountID)
-	if err := one(res, err, func() error { return transitionError(ctx, db.writer, id) }); err != nil {
+	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
+		var k ModelMode
+		err := tx.QueryRowContext(ctx, `UPDATE tasks SET account_id = NULL, handed_at = NULL,
+			attempts = max(attempts - 1, 0), updated_at = ?
+			WHERE id = ? AND status = 'pending' AND account_id = ? RETURNING model, mode`, db.nowMS(), id, accountID).Scan(&k.Model, &k.Mode)
+		if errors.Is(err, sql.ErrNoRows) {
+			return transitionError(ctx, tx, id)
+		}
+		if err == nil {
+			q.add(id, k, queueWait)
+		}
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	db.taskChanged(id)
@@ -530,12 +584,12 @@ func nullID(id int64) any {
 // RequeueTask: processing -> pending, account cleared, reason appended to a retry log (ErrConflict if not processing).
 func (db *DB) RequeueTask(ctx context.Context, id string, reason string) error {
 	db.pendingAdds.Add(1) // keeps the committer's queue bound an upper bound
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
 		account, err := processingAccount(ctx, tx, id)
 		if err != nil {
 			return err
 		}
-		return requeue(ctx, tx, id, account, reason, db.nowMS())
+		return requeue(ctx, tx, q, id, account, reason, db.nowMS())
 	})
 	if err == nil {
 		db.taskChanged(id)
@@ -562,18 +616,21 @@ func processingAccount(ctx context.Context, tx *sql.Tx, id string) (sql.NullInt6
 }
 
 // requeue moves a processing task back to pending and records why.
-func requeue(ctx context.Context, tx *sql.Tx, id string, account sql.NullInt64, reason string, now int64) error {
+func requeue(ctx context.Context, tx *sql.Tx, q *queueEdits, id string, account sql.NullInt64, reason string, now int64) error {
 	// Progress is kept: a client's view never goes down (contract section 6);
 	// the next workspace's progress counts only once it passes it.
-	res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'pending', started_at = NULL, handed_at = NULL,
+	var k ModelMode
+	err := tx.QueryRowContext(ctx, `UPDATE tasks SET status = 'pending', started_at = NULL, handed_at = NULL,
 		updated_at = ?, account_id = NULL
-		WHERE id = ? AND (status = 'processing' OR (status = 'pending' AND account_id IS NOT NULL))`, now, id)
+		WHERE id = ? AND (status = 'processing' OR (status = 'pending' AND account_id IS NOT NULL))
+		RETURNING model, mode`, now, id).Scan(&k.Model, &k.Mode)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrConflict
+	}
 	if err != nil {
 		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return ErrConflict
-	}
+	q.add(id, k, queueWait)
 	_, err = tx.ExecContext(ctx, `INSERT INTO task_retries (task_id, account_id, reason, created_at) VALUES (?, ?, ?, ?)`,
 		id, account, reason, now)
 	return err
@@ -603,7 +660,7 @@ func (db *DB) RequeueOrFail(ctx context.Context, id string, accountID int64, rea
 	// Counted before the commit, so the committer's queue bound never
 	// falls below the truth (an over-count only costs a recount).
 	db.pendingAdds.Add(1)
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
 		var err error
 		t, err = scanTask(tx.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -618,14 +675,14 @@ func (db *DB) RequeueOrFail(ctx context.Context, id string, accountID int64, rea
 		now := db.nowMS()
 		if t.Attempts < maxAttempts {
 			out = Requeued
-			return requeue(ctx, tx, id, sql.NullInt64{Int64: t.AccountID, Valid: t.AccountID != 0}, reason, now)
+			return requeue(ctx, tx, q, id, sql.NullInt64{Int64: t.AccountID, Valid: t.AccountID != 0}, reason, now)
 		}
 		reasons, err := retryReasons(ctx, tx, id)
 		if err != nil {
 			return err
 		}
 		out = Failed
-		return failTask(ctx, tx, id, "dispatch_failed", describe(t.Attempts, append(reasons, reason)), now)
+		return failTask(ctx, tx, q, id, "dispatch_failed", describe(t.Attempts, append(reasons, reason)), now)
 	})
 	if err != nil {
 		return 0, nil, err
@@ -695,13 +752,17 @@ func (db *DB) SetProgress(ctx context.Context, id string, p int) error {
 
 // CompleteTask: processing -> done, progress 100, paths and types set, completed_at=now; deletes the input image.
 func (db *DB) CompleteTask(ctx context.Context, id, resultPath, resultType, previewPath, previewType string) error {
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
 		now := db.nowMS()
 		res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'done', progress = 100, result_path = ?,
 			result_type = ?, preview_path = ?, preview_type = ?, completed_at = ?, updated_at = ?
 			WHERE id = ? AND status = 'processing'`,
 			resultPath, resultType, previewPath, previewType, now, now, id)
-		return one(res, err, func() error { return transitionError(ctx, tx, id) })
+		if err := one(res, err, func() error { return transitionError(ctx, tx, id) }); err != nil {
+			return err
+		}
+		q.add(id, ModelMode{}, queueOut) // it ran: never in the queue, so its kind is not needed
+		return nil
 	})
 	if err == nil {
 		db.taskChanged(id)
@@ -712,8 +773,8 @@ func (db *DB) CompleteTask(ctx context.Context, id, resultPath, resultType, prev
 // FailTask: pending|processing -> failed with code/message, completed_at=now
 // (ErrConflict if already terminal). The input image is dropped: nothing will use it.
 func (db *DB) FailTask(ctx context.Context, id, code, message string) error {
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		return failTask(ctx, tx, id, code, message, db.nowMS())
+	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
+		return failTask(ctx, tx, q, id, code, message, db.nowMS())
 	})
 	if err == nil {
 		db.taskChanged(id)
@@ -721,11 +782,18 @@ func (db *DB) FailTask(ctx context.Context, id, code, message string) error {
 	return err
 }
 
-func failTask(ctx context.Context, tx *sql.Tx, id, code, message string, now int64) error {
-	res, err := tx.ExecContext(ctx, `UPDATE tasks SET status = 'failed', error_code = ?, error_message = ?,
+func failTask(ctx context.Context, tx *sql.Tx, q *queueEdits, id, code, message string, now int64) error {
+	var k ModelMode
+	err := tx.QueryRowContext(ctx, `UPDATE tasks SET status = 'failed', error_code = ?, error_message = ?,
 		completed_at = ?, updated_at = ?
-		WHERE id = ? AND status IN ('pending', 'processing')`, code, message, now, now, id)
-	return one(res, err, func() error { return transitionError(ctx, tx, id) })
+		WHERE id = ? AND status IN ('pending', 'processing') RETURNING model, mode`, code, message, now, now, id).Scan(&k.Model, &k.Mode)
+	if errors.Is(err, sql.ErrNoRows) {
+		return transitionError(ctx, tx, id)
+	}
+	if err == nil {
+		q.add(id, k, queueOut)
+	}
+	return err
 }
 
 // ListStale: processing tasks of type typ whose started_at is before cutoff.
@@ -767,8 +835,18 @@ func (db *DB) Gallery(ctx context.Context, cursor string, limit int) (items []*T
 
 // DeleteTask removes the row (and its input image); caller removes files first.
 func (db *DB) DeleteTask(ctx context.Context, id string) error {
-	res, err := db.writer.ExecContext(ctx, `DELETE FROM tasks WHERE id = ?`, id)
-	if err := one(res, err, notFound); err != nil {
+	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
+		var k ModelMode
+		err := tx.QueryRowContext(ctx, `DELETE FROM tasks WHERE id = ? RETURNING model, mode`, id).Scan(&k.Model, &k.Mode)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err == nil {
+			q.add(id, k, queueOut)
+		}
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	db.taskChanged(id)

@@ -55,6 +55,14 @@ type benchConfig struct {
 	RawDuration time.Duration
 	SeedDone    int
 	Timeout     time.Duration
+	// Compare runs each workload next to its reference (compare.go) in
+	// Rounds alternating rounds; Nginx names the nginx binary for media.
+	Compare bool
+	Rounds  int
+	Nginx   string
+	// The streams workload (streams.go): how many streams on how many
+	// tasks, and the server process whose memory is read (0 = none).
+	Streams, Tasks, ServerPID int
 }
 
 // Env is what the bench takes from outside its flags.
@@ -75,7 +83,8 @@ func Main(args []string, env Env, stdout, stderr io.Writer) int {
 	fs.StringVar(&keyFile, "api-key-file", "", "file holding the API key, e.g. DATA_DIR/secrets/api_key")
 	fs.IntVar(&cfg.Clients, "clients", 10, "concurrent clients")
 	fs.DurationVar(&cfg.Duration, "duration", 20*time.Second, "length of the HTTP phase")
-	fs.StringVar(&cfg.Workload, "workload", "mixed", "mixed (submit, poll status, fetch results) | submit (POST /generate only) | status | gallery")
+	fs.StringVar(&cfg.Workload, "workload", "mixed", "mixed (submit, poll status, fetch results) | submit (POST /generate only) | status | gallery | "+
+		"streams (open --streams event streams on --tasks new tasks; /health latency and, with --server-pid, memory)")
 	fs.IntVar(&cfg.InFlight, "inflight", 2, "tasks each client polls at once in the mixed workload (further submits are not polled)")
 	fs.Int64Var(&cfg.MaxRequests, "max-requests", 2_000_000, "stop after this many HTTP requests in total")
 	fs.StringVar(&cfg.Model, "model", "flux", "model of the submitted tasks")
@@ -85,6 +94,14 @@ func Main(args []string, env Env, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.RawDuration, "raw-duration", 5*time.Second, "length of the raw-insert floor phase (0 = skip it)")
 	fs.IntVar(&cfg.SeedDone, "seed-done", 0, "instead of a run: insert N done tasks into --data-dir (server stopped) and exit")
 	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "limit of one HTTP request")
+	fs.BoolVar(&cfg.Compare, "compare", false, "measure each workload next to its reference in one run and print the ratios "+
+		"(submit vs raw inserts; status, error, gallery vs GET /config; media vs nginx); --workload is then a comma list of "+
+		strings.Join(compareWorkloads, ",")+" (default all) and --duration the time of each side")
+	fs.IntVar(&cfg.Streams, "streams", 2000, "with --workload streams: event streams to open")
+	fs.IntVar(&cfg.Tasks, "tasks", 1000, "with --workload streams: tasks to submit and watch")
+	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "with --workload streams: the server's process id, to read its memory (same machine)")
+	fs.IntVar(&cfg.Rounds, "rounds", 4, "with --compare: alternating rounds each side's time is split into")
+	fs.StringVar(&cfg.Nginx, "nginx", "", "with --compare: the nginx binary for the media reference (default: nginx on $PATH or /usr/sbin/nginx)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -108,9 +125,44 @@ func Main(args []string, env Env, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "seeded %d done tasks into %s in %s\n", cfg.SeedDone, cfg.DataDir, time.Since(start).Round(time.Millisecond))
 		return 0
 	}
+	if cfg.Compare {
+		workloadSet := false
+		fs.Visit(func(f *flag.Flag) { workloadSet = workloadSet || f.Name == "workload" })
+		if !workloadSet {
+			cfg.Workload = "all"
+		}
+		workloads, err := parseCompareWorkloads(cfg.Workload)
+		if err == nil {
+			cfg.Workload = "submit" // the shared checks below know the mode names
+			err = cfg.check(keyFile, env.APIKey)
+		}
+		if err == nil && (cfg.Rounds < 1 || cfg.Rounds > 20) {
+			err = errors.New("--rounds must be 1..20")
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "gooni bench:", err)
+			return 2
+		}
+		rep, err := runCompare(context.Background(), &cfg, workloads)
+		if err != nil {
+			fmt.Fprintln(stderr, "gooni bench:", err)
+			return 1
+		}
+		rep.print(stdout)
+		return 0
+	}
 	if err := cfg.check(keyFile, env.APIKey); err != nil {
 		fmt.Fprintln(stderr, "gooni bench:", err)
 		return 2
+	}
+	if cfg.Workload == "streams" {
+		rep, err := runStreams(context.Background(), &cfg)
+		if err != nil {
+			fmt.Fprintln(stderr, "gooni bench:", err)
+			return 1
+		}
+		rep.print(stdout)
+		return 0
 	}
 	rep, err := runBenchLoad(context.Background(), &cfg)
 	if err != nil {
@@ -157,8 +209,12 @@ func (c *benchConfig) check(keyFile, envKey string) error {
 	}
 	switch c.Workload {
 	case "mixed", "submit", "status", "gallery":
+	case "streams":
+		if c.Streams < 1 || c.Streams > benchMaxStreams || c.Tasks < 1 || c.Tasks > benchMaxTasks {
+			return fmt.Errorf("--streams must be 1..%d and --tasks 1..%d", benchMaxStreams, benchMaxTasks)
+		}
 	default:
-		return fmt.Errorf("--workload %q: want mixed, submit, status or gallery", c.Workload)
+		return fmt.Errorf("--workload %q: want mixed, submit, status, gallery or streams", c.Workload)
 	}
 	return nil
 }
@@ -621,31 +677,47 @@ func benchRawDir(cfg *benchConfig) (dir string, cleanup func(), err error) {
 	return dir, func() { os.RemoveAll(dir) }, nil
 }
 
-// runRawFloor: cfg.Clients goroutines each insert one row per transaction
-// for RawDuration, through one writer connection (as the store writes),
-// with the store's writer pragmas.
-func runRawFloor(ctx context.Context, cfg *benchConfig) *rawResult {
-	res := &rawResult{}
+// rawFloor is the raw-insert floor's database, open for one or more phases.
+type rawFloor struct {
+	cfg     *benchConfig
+	db      *sql.DB
+	dir     string
+	cleanup func()
+}
+
+// openRawFloor creates the floor's table in a fresh directory (benchRawDir)
+// behind one writer connection with the store's writer pragmas.
+func openRawFloor(ctx context.Context, cfg *benchConfig) (*rawFloor, error) {
 	dir, cleanup, err := benchRawDir(cfg)
 	if err != nil {
-		res.err = err
-		return res
+		return nil, err
 	}
-	defer cleanup()
-	res.dir = dir
 	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "raw.db")+
 		"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
 	if err != nil {
-		res.err = err
-		return res
+		cleanup()
+		return nil, err
 	}
-	defer db.Close()
 	db.SetMaxOpenConns(1)
 	if _, err := db.ExecContext(ctx, rawTableSQL); err != nil {
-		res.err = err
-		return res
+		db.Close()
+		cleanup()
+		return nil, err
 	}
-	runCtx, cancel := context.WithTimeout(ctx, cfg.RawDuration)
+	return &rawFloor{cfg: cfg, db: db, dir: dir, cleanup: cleanup}, nil
+}
+
+func (f *rawFloor) close() {
+	f.db.Close()
+	f.cleanup()
+}
+
+// run adds one phase of d to res: cfg.Clients goroutines each insert one
+// row per transaction, through the one writer connection (as the store
+// writes).
+func (f *rawFloor) run(ctx context.Context, d time.Duration, res *rawResult) {
+	cfg := f.cfg
+	runCtx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -658,7 +730,7 @@ func runRawFloor(ctx context.Context, cfg *benchConfig) *rawResult {
 			for runCtx.Err() == nil {
 				t0 := time.Now()
 				now := t0.UnixMilli()
-				tx, err := db.BeginTx(context.Background(), nil)
+				tx, err := f.db.BeginTx(context.Background(), nil)
 				if err == nil {
 					_, err = tx.Exec(`INSERT INTO raw_tasks (id, type, model, mode, prompt, params, status, created_at, updated_at)
 						VALUES (?, 'image', ?, ?, ?, '{"steps":28,"width":1024}', 'pending', ?, ?)`,
@@ -683,8 +755,23 @@ func runRawFloor(ctx context.Context, cfg *benchConfig) *rawResult {
 		}()
 	}
 	wg.Wait()
-	res.elapsed = time.Since(start)
+	res.elapsed += time.Since(start)
 	res.rows = int64(len(res.lat))
+	res.dir = f.dir
+}
+
+// runRawFloor: cfg.Clients goroutines each insert one row per transaction
+// for RawDuration, through one writer connection (as the store writes),
+// with the store's writer pragmas.
+func runRawFloor(ctx context.Context, cfg *benchConfig) *rawResult {
+	res := &rawResult{}
+	f, err := openRawFloor(ctx, cfg)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	defer f.close()
+	f.run(ctx, cfg.RawDuration, res)
 	return res
 }
 

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,15 +17,17 @@ import (
 
 	"gooni/internal/catalog"
 	"gooni/internal/config"
+	"gooni/internal/dispatch"
 	"gooni/internal/secrets"
 	"gooni/internal/testutil"
+	"gooni/internal/workspace"
 	"gooni/server"
 	"gooni/store"
 )
 
 // benchServer serves the real handler over a real SQLite file on a loopback
 // port, with one ready worker account (no dispatcher: tasks stay pending).
-func benchServer(tb testing.TB, dataDir string) (url, apiKey string, db *store.DB) {
+func benchServer(tb testing.TB, dataDir string, opts ...func(testing.TB, *server.Config, *store.Account)) (url, apiKey string, db *store.DB) {
 	tb.Helper()
 	sec, err := secrets.Load(dataDir, config.Secrets{})
 	if err != nil {
@@ -51,13 +54,42 @@ func benchServer(tb testing.TB, dataDir string) (url, apiKey string, db *store.D
 	if err := db.SetAccountModels(context.Background(), acc.ID, acc.ConfigRev, []string{"anisora", "phr00t", "pony", "flux"}); err != nil {
 		tb.Fatal(err)
 	}
-	srv := server.New(server.Config{
+	cfg := server.Config{
 		DB: db, Catalog: cat, Secrets: sec, DataDir: dataDir, Version: "test", SessionMode: "open",
 		QueueMax: 1_000_000, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-	})
+	}
+	for _, o := range opts {
+		o(tb, &cfg, acc)
+	}
+	srv := server.New(cfg)
 	ts := httptest.NewServer(srv.Handler())
 	tb.Cleanup(ts.Close)
 	return ts.URL, sec.APIKey, db
+}
+
+// withDemoDispatcher runs, as `gooni --demo` does, the dispatcher and a
+// simulated workspace (2 tasks at a time, 3 s each) behind the account.
+func withDemoDispatcher(tb testing.TB, cfg *server.Config, acc *store.Account) {
+	sim, err := workspace.NewSim(workspace.SimConfig{Addr: "127.0.0.1:0", Duration: 3 * time.Second, Capacity: 2})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ws := httptest.NewServer(sim.Handler())
+	tb.Cleanup(ws.Close)
+	base := ws.URL
+	capacity := 2
+	if _, err := cfg.DB.UpdateAccount(context.Background(), acc.ID, store.AccountPatch{BaseURL: &base, Capacity: &capacity}); err != nil {
+		tb.Fatal(err)
+	}
+	d := dispatch.New(dispatch.Config{DB: cfg.DB, DataDir: cfg.DataDir, Logger: cfg.Logger, Models: cfg.Catalog.ModelIDs()})
+	if _, err := d.HealthCheck(context.Background(), acc.ID); err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { d.Run(ctx); close(done) }()
+	tb.Cleanup(func() { cancel(); <-done })
+	cfg.Dispatcher = d
 }
 
 var benchRow = regexp.MustCompile(`(?m)^\s*(submit|status|result|gallery|raw insert)\s+(\d+)\s+(\d+)\s`)
@@ -186,9 +218,25 @@ func TestBenchRefusesWhatItMustNotDo(t *testing.T) {
 
 // BenchmarkGenerateHandler drives POST /generate through the whole handler
 // chain in-process; profile it with
-// go test -run XXX -bench GenerateHandler -cpuprofile /tmp/cpu.out .
+//
+//	go test ./internal/bench -run '^$' -bench GenerateHandler -benchtime 20000x -cpuprofile /tmp/submit.out
+//	go tool pprof -top -cum bench.test /tmp/submit.out
+//
+// The "demo" variant adds what `gooni --demo` runs beside the handler: the
+// dispatcher (woken by every submit) and a simulated workspace that takes
+// 2 tasks at a time.
 func BenchmarkGenerateHandler(b *testing.B) {
-	url, key, _ := benchServer(b, b.TempDir())
+	b.Run("handler", func(b *testing.B) {
+		url, key, _ := benchServer(b, b.TempDir())
+		benchGenerate(b, url, key)
+	})
+	b.Run("demo", func(b *testing.B) {
+		url, key, _ := benchServer(b, b.TempDir(), withDemoDispatcher)
+		benchGenerate(b, url, key)
+	})
+}
+
+func benchGenerate(b *testing.B, url, key string) {
 	h := http.DefaultClient
 	body := []byte(`{"model":"flux","mode":"t2i","prompt":"gooni bench: a lighthouse on a rocky coast at dusk"}`)
 	b.SetParallelism(5) // 10 clients on 2 cores
@@ -211,4 +259,114 @@ func BenchmarkGenerateHandler(b *testing.B) {
 			}
 		}
 	})
+}
+
+var compareRow = regexp.MustCompile(`(?m)^(submit|status|error|gallery|media) .*\|\s+(\d+\.\d\d|n/a)\s*$`)
+
+// compareRatios maps each workload of a --compare report to its ratio.
+func compareRatios(out string) map[string]string {
+	m := map[string]string{}
+	for _, r := range compareRow.FindAllStringSubmatch(out, -1) {
+		m[r[1]] = r[2]
+	}
+	return m
+}
+
+func TestBenchCompareMeasuresEachWorkloadNextToItsReference(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if err := seedDoneTasks(data, testutil.Schema(t), 50); err != nil {
+		t.Fatal(err)
+	}
+	url, key, _ := benchServer(t, data)
+	var out, errb bytes.Buffer
+	code := Main([]string{"--compare", "--url", url, "--api-key", key, "--clients", "2", "--duration", "400ms",
+		"--rounds", "2", "--data-dir", data, "--nginx", filepath.Join(dir, "no-such-nginx")}, Env{}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	t.Log(out.String())
+	ratios := compareRatios(out.String())
+	for _, w := range []string{"submit", "status", "error", "gallery"} {
+		if r, ok := ratios[w]; !ok || r == "n/a" || r == "0.00" {
+			t.Errorf("%s: ratio %q in:\n%s", w, r, out.String())
+		}
+	}
+	for _, want := range []string{"raw insert (1 row/tx, FULL)", "GET /config", "load average", "errors: none",
+		"media skipped: no nginx binary at "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".gooni-bench-raw-*")); len(left) != 0 {
+		t.Errorf("raw dir left behind: %v", left)
+	}
+	if strings.Contains(out.String(), key) || strings.Contains(errb.String(), key) {
+		t.Error("the API key appears in the output")
+	}
+
+	// One workload alone, and a wrong list.
+	out.Reset()
+	if code := Main([]string{"--compare", "--url", url, "--api-key", key, "--clients", "1", "--duration", "100ms",
+		"--workload", "error"}, Env{}, &out, &errb); code != 0 || len(compareRatios(out.String())) != 1 {
+		t.Errorf("--workload error: exit %d, %v:\n%s", code, compareRatios(out.String()), out.String())
+	}
+	for _, args := range [][]string{{"--workload", "mixed"}, {"--rounds", "0"}} {
+		if code := Main(append([]string{"--compare", "--url", url, "--api-key", key}, args...), Env{}, &out, &errb); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
+
+// TestBenchCompareMediaAgainstNginx serves a done task's result from gooni
+// and the same bytes from nginx, when an nginx binary is installed.
+func TestBenchCompareMediaAgainstNginx(t *testing.T) {
+	if _, err := nginxBinary(""); err != nil {
+		t.Skip("nginx is not installed:", err)
+	}
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	if err := seedDoneTasks(data, testutil.Schema(t), 1); err != nil {
+		t.Fatal(err)
+	}
+	url, key, _ := benchServer(t, data)
+	var out, errb bytes.Buffer
+	code := Main([]string{"--compare", "--url", url, "--api-key", key, "--clients", "2", "--duration", "300ms",
+		"--rounds", "1", "--workload", "media"}, Env{}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if r := compareRatios(out.String())["media"]; r == "" || r == "n/a" || !strings.Contains(out.String(), "nginx, the same file") {
+		t.Errorf("media ratio %q in:\n%s", r, out.String())
+	}
+	if left, _ := filepath.Glob(filepath.Join(os.TempDir(), "gooni-bench-nginx-*")); len(left) != 0 {
+		t.Errorf("nginx dir left behind: %v", left)
+	}
+}
+
+// TestBenchStreamsOpensStreamsWithinTheLimits: 40 streams need two source
+// addresses and five sessions under the limits of 8 per session and 32 per
+// client; all open, /health is measured before and with them, and the
+// memory line appears when the server's pid is given.
+func TestBenchStreamsOpensStreamsWithinTheLimits(t *testing.T) {
+	url, key, _ := benchServer(t, t.TempDir())
+	var out, errb bytes.Buffer
+	code := Main([]string{"--workload", "streams", "--url", url, "--api-key", key, "--streams", "40", "--tasks", "5",
+		"--duration", "400ms", "--server-pid", fmt.Sprint(os.Getpid())}, Env{}, &out, &errb)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	t.Log(out.String())
+	for _, want := range []string{"tasks: 5 submitted", "streams: 40 of 40 open", "/health without streams: ", "/health with the streams: ",
+		"KB per stream"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "refused") || strings.Contains(out.String(), "no answers") {
+		t.Errorf("streams refused or /health unanswered:\n%s", out.String())
+	}
+	if code := Main([]string{"--workload", "streams", "--url", url, "--api-key", key, "--streams", "0"}, Env{}, &out, &errb); code != 2 {
+		t.Errorf("--streams 0: exit %d, want 2", code)
+	}
 }
