@@ -1,7 +1,6 @@
 package comfyui
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"gooni/internal/workspace"
@@ -17,59 +16,32 @@ func RunSimCommand(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return code
 	}
-	sim, err := NewSim(cfg)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	c := sim.Config()
-	banner := func(a net.Addr) string {
+	return workspace.RunSim("comfy-sim", cfg.Addr, func() (*Sim, error) { return NewSim(cfg) }, func(sim *Sim, a net.Addr) string {
+		c := sim.Config()
 		return fmt.Sprintf("comfy-sim listening on http://%s (duration %s, fault %s, %d model files)", a, c.Duration, c.Fault, len(sim.Models()))
-	}
-	return workspace.RunSimProcess("comfy-sim", c.Addr, banner, sim.Serve, stdout, stderr)
+	}, stdout, stderr)
 }
 
 // parseComfySimFlags returns the config, or ok=false with the exit code to use.
 func parseComfySimFlags(args []string, stderr io.Writer) (cfg SimConfig, code int, ok bool) {
-	fs := flag.NewFlagSet("comfy-sim", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: gooni comfy-sim [flags]\n\nServes the ComfyUI API subset Gooni's comfyui driver uses, with synthetic media, for tests and the demo.\n\nFlags:")
-		fs.PrintDefaults()
-	}
+	fs := workspace.NewSimFlags("comfy-sim", "Serves the ComfyUI API subset Gooni's comfyui driver uses, with synthetic media, for tests and the demo.", stderr)
 	fs.StringVar(&cfg.Addr, "addr", simDefaultAddr, "listen address")
 	fs.DurationVar(&cfg.Duration, "duration", simDefaultDuration, "sampling time of one prompt")
 	models := fs.String("models", "", "comma-separated model file names the loaders list (default: every file the shipped workflows need)")
 	fs.StringVar(&cfg.Fault, "fault", FaultNone, "fault to inject: "+strings.Join(simFaults, "|"))
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return cfg, 0, false
-		}
-		return cfg, 2, false
+	if code, ok := fs.ParseArgs(args); !ok {
+		return cfg, code, false
 	}
-	fail := func(msg string) (SimConfig, int, bool) {
-		fmt.Fprintf(stderr, "comfy-sim: %s\n", msg)
-		fs.Usage()
-		return cfg, 2, false
-	}
-	if fs.NArg() > 0 {
-		return fail("unexpected arguments: " + strings.Join(fs.Args(), " "))
-	}
-	if cfg.Duration <= 0 {
-		return fail("--duration must be positive")
-	}
-	if !validSimFault(cfg.Fault) {
-		return fail(fmt.Sprintf("--fault %q is not one of %s", cfg.Fault, strings.Join(simFaults, "|")))
+	switch {
+	case cfg.Duration <= 0:
+		return cfg, fs.Fail("--duration must be positive"), false
+	case !validSimFault(cfg.Fault):
+		return cfg, fs.Fail(fmt.Sprintf("--fault %q is not one of %s", cfg.Fault, strings.Join(simFaults, "|"))), false
 	}
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "models" {
-			cfg.Models = []string{}
+			cfg.Models = workspace.SplitList(*models)
 		}
 	})
-	for _, m := range strings.Split(*models, ",") {
-		if m = strings.TrimSpace(m); m != "" {
-			cfg.Models = append(cfg.Models, m)
-		}
-	}
 	return cfg, 0, true
 }
