@@ -37,74 +37,102 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	defer release()
-	rc := http.NewResponseController(w)
 	feed, unwatch := s.events.watch(id)
 	defer unwatch()
 
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	// The stream lives as long as the task runs: the server's read timeout
-	// (which would cancel the request context) does not apply; each write
-	// gets its own deadline, so a client that stops reading is let go.
-	_ = rc.SetReadDeadline(time.Time{})
-	write := func(format string, args ...any) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(eventsWriteIdle))
-		if _, err := fmt.Fprintf(w, format, args...); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
-	}
-	endWith := func(err error) {
-		e := apierr.From(err)
-		b, _ := json.Marshal(errorBody{Error: errorPayload{Code: e.Code, Message: e.Message, CorrelationID: correlationID(r.Context())}})
-		write("event: error\ndata: %s\n\n", b)
-	}
-	if !write("retry: 2000\n") {
+	st := startSSE(w, r)
+	if !st.write("retry: 2000\n") {
 		return nil
 	}
 	last, _ := json.Marshal(v)
-	if !write("event: task\ndata: %s\n\n", last) {
+	if !st.write("event: task\ndata: %s\n\n", last) {
 		return nil
 	}
 	if v.Status == store.StatusDone || v.Status == store.StatusFailed {
 		return nil
 	}
-	ping := time.NewTicker(eventsPing)
-	defer ping.Stop()
+	pumpSSE(s, st, eventsPing, feed.c, func(struct{}, bool) bool {
+		view, terminal, err := feed.take()
+		if err != nil {
+			// Deleted under us or the store failed: end the stream with an error event.
+			st.endWith(err)
+			return false
+		}
+		if !bytes.Equal(view, last) {
+			last = view
+			if !st.write("event: task\ndata: %s\n\n", view) {
+				return false
+			}
+		}
+		return !terminal
+	})
+	return nil
+}
+
+// sseStream is one open server-sent-events answer (text/event-stream,
+// WHATWG HTML "Server-sent events"): headers sent, the server's read timeout
+// lifted (the stream lives as long as its subject), a write deadline per
+// event, so a client that stops reading is let go.
+type sseStream struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+	r  *http.Request
+}
+
+// startSSE sends the headers of an event stream and answers 200.
+func startSSE(w http.ResponseWriter, r *http.Request) *sseStream {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	st := &sseStream{w: w, rc: http.NewResponseController(w), r: r}
+	_ = st.rc.SetReadDeadline(time.Time{})
+	return st
+}
+
+// write sends one formatted piece and flushes it; false when the client is gone.
+func (st *sseStream) write(format string, args ...any) bool {
+	_ = st.rc.SetWriteDeadline(time.Now().Add(eventsWriteIdle))
+	if _, err := fmt.Fprintf(st.w, format, args...); err != nil {
+		return false
+	}
+	return st.rc.Flush() == nil
+}
+
+// endWith sends err as an event named error carrying the contract's error body.
+func (st *sseStream) endWith(err error) {
+	e := apierr.From(err)
+	b, _ := json.Marshal(errorBody{Error: errorPayload{Code: e.Code, Message: e.Message, CorrelationID: correlationID(st.r.Context())}})
+	st.write("event: error\ndata: %s\n\n", b)
+}
+
+// pumpSSE runs a stream until the client leaves, a write fails, on returns
+// false, or the credential that opened it is no longer valid (rechecked every
+// authCheckEvery; a revoked session or rotated-out key ends it with an error
+// event). It sends a ping comment every ping and calls on for each value
+// received from c (ok false when c is closed).
+func pumpSSE[T any](s *Server, st *sseStream, ping time.Duration, c <-chan T, on func(v T, ok bool) bool) {
+	pings := time.NewTicker(ping)
+	defer pings.Stop()
 	auth := time.NewTicker(s.authCheckEvery())
 	defer auth.Stop()
 	for {
 		select {
-		case <-r.Context().Done():
-			return nil
-		case <-ping.C:
-			if !write(": ping\n\n") {
-				return nil
+		case <-st.r.Context().Done():
+			return
+		case <-pings.C:
+			if !st.write(": ping\n\n") {
+				return
 			}
 		case <-auth.C:
-			// A revoked or expired session (or a rotated-out key) ends the stream.
-			if _, err := s.userActor(r); err != nil {
-				endWith(err)
-				return nil
+			if _, err := s.userActor(st.r); err != nil {
+				st.endWith(err)
+				return
 			}
-		case <-feed.c:
-			view, terminal, err := feed.take()
-			if err != nil {
-				// Deleted under us or the store failed: end the stream with an error event.
-				endWith(err)
-				return nil
-			}
-			if !bytes.Equal(view, last) {
-				last = view
-				if !write("event: task\ndata: %s\n\n", view) {
-					return nil
-				}
-			}
-			if terminal {
-				return nil
+		case v, ok := <-c:
+			if !on(v, ok) {
+				return
 			}
 		}
 	}

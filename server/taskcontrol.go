@@ -1,14 +1,12 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/gorilla/mux"
@@ -212,52 +210,15 @@ func (s *Server) handleAllEvents(w http.ResponseWriter, r *http.Request) error {
 	defer release()
 	sub, unsubscribe := s.events.subscribeAll()
 	defer unsubscribe()
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	_ = rc.SetReadDeadline(time.Time{})
-	write := func(format string, args ...any) bool {
-		_ = rc.SetWriteDeadline(time.Now().Add(eventsWriteIdle))
-		if _, err := fmt.Fprintf(w, format, args...); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
-	}
-	if !write("retry: 2000\n: connected\n\n") {
+	st := startSSE(w, r)
+	if !st.write("retry: 2000\n: connected\n\n") {
 		return nil
 	}
-	ping := time.NewTicker(allEventsPing)
-	defer ping.Stop()
-	auth := time.NewTicker(s.authCheckEvery())
-	defer auth.Stop()
-	for {
-		select {
-		case <-r.Context().Done():
-			return nil
-		case <-ping.C:
-			if !write(": ping\n\n") {
-				return nil
-			}
-		case <-auth.C:
-			if _, err := s.userActor(r); err != nil {
-				e := apierr.From(err)
-				b, _ := json.Marshal(errorBody{Error: errorPayload{Code: e.Code, Message: e.Message, CorrelationID: correlationID(r.Context())}})
-				write("event: error\ndata: %s\n\n", b)
-				return nil
-			}
-		case msg, ok := <-sub.c:
-			if !ok {
-				// Too far behind: end, so the client reconnects and reloads.
-				return nil
-			}
-			if !write("event: task\ndata: %s\n\n", msg) {
-				return nil
-			}
-		}
-	}
+	pumpSSE(s, st, allEventsPing, sub.c, func(msg []byte, ok bool) bool {
+		// Not ok: too far behind; end, so the client reconnects and reloads.
+		return ok && st.write("event: task\ndata: %s\n\n", msg)
+	})
+	return nil
 }
 
 // syncDir makes a directory's new entries durable.
