@@ -26,19 +26,14 @@ func (d *Dispatcher) Reap(ctx context.Context) (int, error) {
 			if cur, err := d.db.GetTask(ctx, t.ID); err != nil || cur.Status != store.StatusProcessing || !cur.StartedAt.Equal(t.StartedAt) {
 				continue
 			}
-			runtime := now.Sub(t.StartedAt).Round(time.Millisecond)
 			msg := "task ran longer than the " + rule.ttl.String() + " limit for " + rule.typ + " tasks"
-			if err := d.db.FailTask(ctx, t.ID, "timeout", msg); err != nil {
-				if errors.Is(err, store.ErrConflict) {
-					continue
-				}
+			ok, err := d.failStale(ctx, t, msg, rule.ttl, "runtime", now.Sub(t.StartedAt).Round(time.Millisecond).String())
+			if err != nil {
 				return failed, err
 			}
-			failed++
-			d.forget(t.ID)
-			d.log.Warn("stale task failed", "task_id", t.ID, "type", t.Type, "runtime", runtime.String(),
-				"ttl", rule.ttl.String(), "code", "timeout", "account_id", t.AccountID)
-			d.cancelStale(ctx, t)
+			if ok {
+				failed++
+			}
 		}
 	}
 	// Handed to a workspace that never started it (a cold start that never
@@ -49,20 +44,34 @@ func (d *Dispatcher) Reap(ctx context.Context) (int, error) {
 	}
 	for _, t := range queued {
 		msg := "the workspace did not start the task within the " + d.cfg.TTLQueued.String() + " limit for waiting in its queue"
-		if err := d.db.FailTask(ctx, t.ID, "timeout", msg); err != nil {
-			if errors.Is(err, store.ErrConflict) {
-				continue
-			}
+		ok, err := d.failStale(ctx, t, msg, d.cfg.TTLQueued, "waited", now.Sub(t.HandedAt).Round(time.Millisecond).String(),
+			"state", "queued on the workspace")
+		if err != nil {
 			return failed, err
 		}
-		failed++
-		d.forget(t.ID)
-		d.log.Warn("stale task failed", "task_id", t.ID, "type", t.Type, "waited", now.Sub(t.HandedAt).Round(time.Millisecond).String(),
-			"ttl", d.cfg.TTLQueued.String(), "code", "timeout", "account_id", t.AccountID, "state", "queued on the workspace")
-		d.cancelStale(ctx, t)
+		if ok {
+			failed++
+		}
 	}
 	d.lastReap.Store(now.UnixMilli())
 	return failed, nil
+}
+
+// failStale fails t with code timeout and msg, logs it with attrs and asks
+// its workspace to drop it. ok is false when the task had already moved on
+// (ErrConflict: done, failed or requeued meanwhile).
+func (d *Dispatcher) failStale(ctx context.Context, t *store.Task, msg string, ttl time.Duration, attrs ...any) (ok bool, err error) {
+	if err := d.db.FailTask(ctx, t.ID, "timeout", msg); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return false, nil
+		}
+		return false, err
+	}
+	d.forget(t.ID)
+	d.log.Warn("stale task failed", append([]any{"task_id", t.ID, "type", t.Type, "ttl", ttl.String(), "code", "timeout",
+		"account_id", t.AccountID}, attrs...)...)
+	d.cancelStale(ctx, t)
+	return true, nil
 }
 
 // cancelStale asks the workspace that ran a reaped task to drop it, best-effort.

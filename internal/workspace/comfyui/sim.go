@@ -487,16 +487,24 @@ func (s *Sim) handlePrompt(w http.ResponseWriter, r *http.Request) {
 
 func (s *Sim) handleQueue(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
+	s.writeLocked(w, func() any {
+		running := []any{}
+		if s.running != nil {
+			running = append(running, s.running.item())
+		}
+		pending := make([]any, 0, len(s.queue))
+		for _, p := range s.queue {
+			pending = append(pending, p.item())
+		}
+		return map[string]any{"queue_running": running, "queue_pending": pending}
+	})
+}
+
+// writeLocked answers 200 with the JSON of what build returns, built and
+// encoded while s.mu is held (the entries it names change under the lock).
+func (s *Sim) writeLocked(w http.ResponseWriter, build func() any) {
 	s.mu.Lock()
-	running := []any{}
-	if s.running != nil {
-		running = append(running, s.running.item())
-	}
-	pending := make([]any, 0, len(s.queue))
-	for _, p := range s.queue {
-		pending = append(pending, p.item())
-	}
-	b, err := json.Marshal(map[string]any{"queue_running": running, "queue_pending": pending})
+	b, err := json.Marshal(build())
 	s.mu.Unlock()
 	if err != nil {
 		http.Error(w, "500: encode failed", http.StatusInternalServerError)
@@ -573,37 +581,25 @@ func (s *Sim) handleInterrupt(w http.ResponseWriter, r *http.Request) {
 
 func (s *Sim) handleHistoryAll(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
-	s.mu.Lock()
-	out := make(map[string]any, len(s.history))
-	for id, e := range s.history {
-		out[id] = e
-	}
-	b, err := json.Marshal(out)
-	s.mu.Unlock()
-	if err != nil {
-		http.Error(w, "500: encode failed", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Write(b)
+	s.writeLocked(w, func() any {
+		out := make(map[string]any, len(s.history))
+		for id, e := range s.history {
+			out[id] = e
+		}
+		return out
+	})
 }
 
 func (s *Sim) handleHistory(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	id := r.PathValue("id")
-	s.mu.Lock()
-	out := map[string]any{}
-	if e, ok := s.history[id]; ok {
-		out[id] = e
-	}
-	b, err := json.Marshal(out)
-	s.mu.Unlock()
-	if err != nil {
-		http.Error(w, "500: encode failed", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Write(b)
+	s.writeLocked(w, func() any {
+		out := map[string]any{}
+		if e, ok := s.history[id]; ok {
+			out[id] = e
+		}
+		return out
+	})
 }
 
 func (s *Sim) handleHistoryPost(w http.ResponseWriter, r *http.Request) {
