@@ -20,14 +20,21 @@ var servedDocs = map[string]string{
 // that is not in the public repository).
 func (s *Server) handleDoc(file string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		b, err := fs.ReadFile(s.cfg.Docs, file)
-		if err != nil {
-			return apierr.NotFound()
-		}
-		h := w.Header()
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		h.Set("Cache-Control", "no-cache")
-		w.Write(b)
-		return nil
+		return serveNoCache(w, s.cfg.Docs, file, "text/plain; charset=utf-8")
 	}
+}
+
+// serveNoCache answers 200 with file from fsys as contentType, marked
+// no-cache (revalidated on every use, so a new build shows at once), or the
+// contract's 404 when fsys has no such file.
+func serveNoCache(w http.ResponseWriter, fsys fs.FS, file, contentType string) error {
+	b, err := fs.ReadFile(fsys, file)
+	if err != nil {
+		return apierr.NotFound()
+	}
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "no-cache")
+	w.Write(b)
+	return nil
 }

@@ -13,15 +13,7 @@ import (
 
 // handleIndex serves the UI shell; it is never cached so a new build shows at once.
 func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) error {
-	b, err := fs.ReadFile(s.cfg.UI, "index.html")
-	if err != nil {
-		return apierr.NotFound()
-	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
-	w.Write(b)
-	return nil
+	return serveNoCache(w, s.cfg.UI, "index.html", "text/html; charset=utf-8")
 }
 
 // handleAsset serves hashed build assets with a long cache lifetime.
