@@ -6,7 +6,7 @@ import { ApiError, request } from './api';
 import { formatBytes, formatDuration, formatTime, formatTimeFull } from './format';
 import { credentialFields, driverLabels, healthAdvice, WorkspaceGuide } from './guide';
 import { InvitesPanel } from './invites';
-import { Badge, ConfirmDialog, ErrorNote, Modal, useVisibleInterval } from './widgets';
+import { Badge, ConfirmDialog, ErrorNote, LoadMore, Modal, useVisibleInterval } from './widgets';
 
 const refreshMs = 3000;
 const logPage = 50;
@@ -215,6 +215,19 @@ function cursorOf(c: string | number | null | undefined): string | null {
   return c == null || c === '' ? null : String(c);
 }
 
+
+// loadSection reads one section of the admin page: on success it hands the
+// answer to set and clears the section's error; a failure shows in the
+// section unless guard handled it (an ended admin session).
+async function loadSection<T>(path: string, set: (v: T) => void, setError: (e: unknown) => void, guard: (e: unknown) => boolean) {
+  try {
+    set(await request<T>(path));
+    setError(null);
+  } catch (e) {
+    if (!guard(e)) setError(e);
+  }
+}
+
 function Console({ initial, onSignedOut }: ConsoleProps) {
   const [accounts, setAccounts] = useState<Account[]>(initial);
   const [accountsError, setAccountsError] = useState<unknown>(null);
@@ -251,33 +264,12 @@ function Console({ initial, onSignedOut }: ConsoleProps) {
     [onSignedOut],
   );
 
-  const loadAccounts = useCallback(async () => {
-    try {
-      const res = await request<{ items: Account[] }>('/admin/accounts');
-      setAccounts(res.items ?? []);
-      setAccountsError(null);
-    } catch (e) {
-      if (!guard(e)) setAccountsError(e);
-    }
-  }, [guard]);
-
-  const loadHealth = useCallback(async () => {
-    try {
-      setHealth(await request<AdminHealth>('/admin/health'));
-      setHealthError(null);
-    } catch (e) {
-      if (!guard(e)) setHealthError(e);
-    }
-  }, [guard]);
-
-  const loadVerdict = useCallback(async () => {
-    try {
-      setVerdict(await request<ChainVerdict>('/admin/logs/verify'));
-      setVerdictError(null);
-    } catch (e) {
-      if (!guard(e)) setVerdictError(e);
-    }
-  }, [guard]);
+  const loadAccounts = useCallback(
+    () => loadSection<{ items: Account[] }>('/admin/accounts', (r) => setAccounts(r.items ?? []), setAccountsError, guard),
+    [guard],
+  );
+  const loadHealth = useCallback(() => loadSection('/admin/health', setHealth, setHealthError, guard), [guard]);
+  const loadVerdict = useCallback(() => loadSection('/admin/logs/verify', setVerdict, setVerdictError, guard), [guard]);
 
   // loadLogs(null, f) refreshes the newest page and keeps older pages already shown.
   const loadLogs = useCallback(
@@ -463,13 +455,7 @@ function Console({ initial, onSignedOut }: ConsoleProps) {
         </form>
         {logsError ? <ErrorNote error={logsError} /> : null}
         <AuditTable events={logs} loaded={logsLoaded} />
-        {logsNext ? (
-          <div class="load-more">
-            <button type="button" class="secondary" onClick={() => void loadLogs(logsNext, filter)}>
-              Load more
-            </button>
-          </div>
-        ) : null}
+        <LoadMore shown={!!logsNext} onLoad={() => void loadLogs(logsNext, filter)} />
       </section>
     </div>
   );

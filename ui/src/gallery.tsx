@@ -14,7 +14,7 @@ import { galleryHash, hasFilters, noFilters, parseGalleryHash, promptMatches, sa
 import { GalleryTabs } from './history';
 import { applyTask, loadTaskId, saveTaskId, setHandoffImage } from './settings';
 import { useTaskEvents } from './tasks';
-import { ConfirmDialog, ErrorNote, Modal } from './widgets';
+import { ConfirmDialog, ErrorNote, LoadMore, Modal } from './widgets';
 
 const pageSize = 24;
 // how many DELETE requests a batch keeps in flight
@@ -870,13 +870,7 @@ export function GalleryPage({ catalog }: GalleryProps) {
         </div>
       ) : null}
       <div ref={sentinel} class="sentinel" />
-      {next ? (
-        <div class="load-more">
-          <button type="button" class="secondary" onClick={() => void load(next)} disabled={loading} aria-busy={loading ? 'true' : undefined}>
-            Load more
-          </button>
-        </div>
-      ) : null}
+      <LoadMore shown={!!next} busy={loading} onLoad={() => void load(next)} />
 
       {openId ? (
         <ItemView

@@ -8,7 +8,7 @@ import { formatTime, formatTimeFull, modeName } from './format';
 import { FilterFields, useDebounced } from './filters';
 import { applyTask, saveTaskId } from './settings';
 import { cancelTask, etaText, isOpen, retryTask, statusText } from './tasks';
-import { ErrorNote } from './widgets';
+import { ErrorNote, LoadMore } from './widgets';
 
 const pageSize = 30;
 
@@ -192,13 +192,7 @@ export function HistoryPage({ catalog }: { catalog: Catalog }) {
           );
         })}
       </ul>
-      {next ? (
-        <div class="load-more">
-          <button type="button" class="secondary" onClick={() => void load(next)} disabled={loading} aria-busy={loading ? 'true' : undefined}>
-            Load more
-          </button>
-        </div>
-      ) : null}
+      <LoadMore shown={!!next} busy={loading} onLoad={() => void load(next)} />
     </section>
   );
 }

@@ -193,6 +193,27 @@ function disconnect() {
   }, 1000);
 }
 
+// subscribe adds a listener of task views and one of the stream's state to
+// the tab's one GET /events stream, opening it (after making sure of a
+// session) if it is not open; the function it returns removes both and lets
+// the stream close when nothing else listens.
+function subscribe(onTask: Listener, onState: (up: boolean) => void): () => void {
+  let stopped = false;
+  live.listeners.add(onTask);
+  live.states.add(onState);
+  void ensureSession()
+    .catch(() => undefined)
+    .then(() => {
+      if (!stopped) connect();
+    });
+  return () => {
+    stopped = true;
+    live.listeners.delete(onTask);
+    live.states.delete(onState);
+    disconnect();
+  };
+}
+
 // useLiveTasks keeps views of ids current: one fetch each when the list or
 // the connection changes, then every change from the tab's stream. It also
 // says whether the stream is up.
@@ -231,24 +252,15 @@ export function useLiveTasks(ids: string[]): { views: Map<string, TaskView>; con
         }
       }
     };
-    const onState = (up: boolean) => {
+    const unsubscribe = subscribe(apply, (up) => {
       setConnected(up);
       if (up) void refresh(); // catch up with what changed while it was down
-    };
-    live.listeners.add(apply);
-    live.states.add(onState);
+    });
     setConnected(live.up);
-    void ensureSession()
-      .catch(() => undefined)
-      .then(() => {
-        if (!stopped) connect();
-      });
     void refresh();
     return () => {
       stopped = true;
-      live.listeners.delete(apply);
-      live.states.delete(onState);
-      disconnect();
+      unsubscribe();
     };
   }, [key]);
   return { views, connected, error };
@@ -270,24 +282,15 @@ export function useTaskEvents(onTask: Listener, onReconnect?: () => void): boole
     const apply = (t: TaskView) => {
       if (!stopped) taskRef.current(t);
     };
-    const onState = (up: boolean) => {
+    const unsubscribe = subscribe(apply, (up) => {
       setConnected(up);
       if (up && !wasUp) reconnectRef.current?.();
       wasUp = up;
-    };
-    live.listeners.add(apply);
-    live.states.add(onState);
+    });
     setConnected(live.up);
-    void ensureSession()
-      .catch(() => undefined)
-      .then(() => {
-        if (!stopped) connect();
-      });
     return () => {
       stopped = true;
-      live.listeners.delete(apply);
-      live.states.delete(onState);
-      disconnect();
+      unsubscribe();
     };
   }, []);
   return connected;

@@ -85,6 +85,19 @@ export function ErrorNote({ error, id }: { error: unknown; id?: string }) {
   );
 }
 
+// LoadMore is a list's "Load more" button, shown while a next page exists;
+// busy disables it while a page loads.
+export function LoadMore({ shown, busy, onLoad }: { shown: boolean; busy?: boolean; onLoad: () => void }) {
+  if (!shown) return null;
+  return (
+    <div class="load-more">
+      <button type="button" class="secondary" onClick={onLoad} disabled={busy} aria-busy={busy ? 'true' : undefined}>
+        Load more
+      </button>
+    </div>
+  );
+}
+
 export function Badge({ tone, children }: { tone: string; children: ComponentChildren }) {
   return <span class={`badge badge-${tone}`}>{children}</span>;
 }
