@@ -121,35 +121,26 @@ type Dispatcher struct {
 	endLife context.CancelFunc
 }
 
+// setDefault puts def in *v when *v is zero or negative (unset).
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
 // New returns a Dispatcher with defaults filled in; Run starts it.
 func New(cfg Config) *Dispatcher {
 	if cfg.Observer == nil {
 		cfg.Observer = noObserver{}
 	}
-	if cfg.TTLImage <= 0 {
-		cfg.TTLImage = defaultTTLImage
-	}
-	if cfg.TTLVideo <= 0 {
-		cfg.TTLVideo = defaultTTLVideo
-	}
-	if cfg.DeployTimeout <= 0 {
-		cfg.DeployTimeout = defaultDeployTimeout
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = defaultPollInterval
-	}
-	if cfg.ReapInterval <= 0 {
-		cfg.ReapInterval = defaultReapInterval
-	}
-	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = defaultMaxAttempts
-	}
-	if cfg.RequestTimeout <= 0 {
-		cfg.RequestTimeout = defaultRequestTimeout
-	}
-	if cfg.TTLQueued <= 0 {
-		cfg.TTLQueued = defaultTTLQueued
-	}
+	setDefault(&cfg.TTLImage, defaultTTLImage)
+	setDefault(&cfg.TTLVideo, defaultTTLVideo)
+	setDefault(&cfg.DeployTimeout, defaultDeployTimeout)
+	setDefault(&cfg.PollInterval, defaultPollInterval)
+	setDefault(&cfg.ReapInterval, defaultReapInterval)
+	setDefault(&cfg.MaxAttempts, defaultMaxAttempts)
+	setDefault(&cfg.RequestTimeout, defaultRequestTimeout)
+	setDefault(&cfg.TTLQueued, defaultTTLQueued)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

@@ -838,45 +838,43 @@ function fieldErrorOf(x: unknown): Record<string, string> {
   return typeof field === 'string' ? { [field.replace(/^credentials\./, '')]: (x as ApiError).message } : {};
 }
 
-function AddAccount({ onAdded, guard }: { onAdded: (a: Account) => void; guard: (e: unknown) => boolean }) {
-  const empty: Record<string, string> = { name: '', workspace: '', base_url: '', capacity: '1', driver: 'gooni' };
-  const [form, setForm] = useState<Record<string, string>>(empty);
+
+// useAccountForm is what the Add and Edit account forms share: the values,
+// the field errors, the request's error and busy flag, a field renderer
+// (ids start with prefix), check (the fields both forms have, plus extra
+// errors; shows them and focuses the first; false when any) and send (runs
+// the form's request; a refusal shows on its fields and above the form).
+function useAccountForm(start: Record<string, string>, prefix: string, guard: (e: unknown) => boolean) {
+  const [form, setForm] = useState<Record<string, string>>(start);
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [err, setErr] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
   const formRef = useRef<HTMLFormElement>(null);
   const set = (k: string) => (e: Event) => setForm({ ...form, [k]: (e.currentTarget as HTMLInputElement).value });
-  const driver = form.driver;
-
-  const submit = async (e: Event) => {
-    e.preventDefault();
+  const f = (k: string, label: string, props: Record<string, unknown> = {}, hint?: string) => (
+    <Field prefix={prefix} k={k} label={label} form={form} errors={errors} set={set} props={props} hint={hint} />
+  );
+  const check = (extra: Record<string, string> = {}) => {
     const errs: Record<string, string> = {};
     if (!form.name.trim()) errs.name = 'Give the account a name.';
-    if (!workspacePattern.test(form.workspace)) errs.workspace = 'Use 3–64 lowercase letters, digits or hyphens.';
+    Object.assign(errs, extra);
     const cap = Number(form.capacity);
     if (!Number.isInteger(cap) || cap < 1) errs.capacity = 'Capacity is a whole number of at least 1.';
-    if (form.base_url.trim() && !validURL(form.base_url.trim())) {
-      errs.base_url = 'Enter a full URL such as https://example.modal.run, or leave it empty.';
-    } else if (driver === 'comfyui' && !form.base_url.trim()) {
-      errs.base_url = 'A ComfyUI account needs the base URL of its server.';
-    }
+    const url = form.base_url.trim();
+    if (url && !validURL(url)) errs.base_url = 'Enter a full URL such as https://example.modal.run, or leave it empty.';
+    else if (form.driver === 'comfyui' && !url) errs.base_url = 'A ComfyUI account needs the base URL of its server.';
     setErrors(errs);
     setErr(null);
     if (Object.keys(errs).length) {
       window.setTimeout(() => formRef.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus(), 0);
-      return;
+      return false;
     }
-    const credentials: Record<string, string> = {};
-    for (const [k] of credentialFields(driver)) if (form[k]) credentials[k] = form[k];
-    const body: Record<string, unknown> = { name: form.name.trim(), workspace: form.workspace, capacity: cap, credentials };
-    if (form.base_url.trim()) body.base_url = form.base_url.trim();
-    // gooni is the server's default: the field is sent only for another driver
-    if (driver !== 'gooni') body.driver = driver;
+    return true;
+  };
+  const send = async <T,>(req: () => Promise<T>, ok: (v: T) => void) => {
     setBusy(true);
     try {
-      const a = await request<Account>('/admin/accounts', { method: 'POST', body });
-      setForm(empty);
-      onAdded(a);
+      ok(await req());
     } catch (x) {
       if (guard(x)) return;
       setErrors(fieldErrorOf(x));
@@ -885,10 +883,34 @@ function AddAccount({ onAdded, guard }: { onAdded: (a: Account) => void; guard: 
       setBusy(false);
     }
   };
+  return { form, setForm, err, busy, formRef, f, check, send };
+}
 
-  const f = (k: string, label: string, props: Record<string, unknown> = {}, hint?: string) => (
-    <Field prefix="acc" k={k} label={label} form={form} errors={errors} set={set} props={props} hint={hint} />
-  );
+function AddAccount({ onAdded, guard }: { onAdded: (a: Account) => void; guard: (e: unknown) => boolean }) {
+  const empty: Record<string, string> = { name: '', workspace: '', base_url: '', capacity: '1', driver: 'gooni' };
+  const { form, setForm, err, busy, formRef, f, check, send } = useAccountForm(empty, 'acc', guard);
+  const driver = form.driver;
+
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const extra: Record<string, string> = {};
+    if (!workspacePattern.test(form.workspace)) extra.workspace = 'Use 3–64 lowercase letters, digits or hyphens.';
+    if (!check(extra)) return;
+    const cap = Number(form.capacity);
+    const credentials: Record<string, string> = {};
+    for (const [k] of credentialFields(driver)) if (form[k]) credentials[k] = form[k];
+    const body: Record<string, unknown> = { name: form.name.trim(), workspace: form.workspace, capacity: cap, credentials };
+    if (form.base_url.trim()) body.base_url = form.base_url.trim();
+    // gooni is the server's default: the field is sent only for another driver
+    if (driver !== 'gooni') body.driver = driver;
+    await send(
+      () => request<Account>('/admin/accounts', { method: 'POST', body }),
+      (a) => {
+        setForm(empty);
+        onAdded(a);
+      },
+    );
+  };
 
   return (
     <section class="card" aria-labelledby="add-title">
@@ -931,31 +953,16 @@ function EditAccount({ account, guard, onClose, onSaved }: { account: Account; g
     base_url: account.base_url ?? '',
     driver: driverOf(account),
   };
-  const [form, setForm] = useState<Record<string, string>>(start);
-  const [errors, setErrors] = useState<Record<string, string>>({});
-  const [err, setErr] = useState<unknown>(null);
+  const { form, setForm, err, busy, formRef, f, check, send } = useAccountForm(start, 'edit', guard);
   const [note, setNote] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const formRef = useRef<HTMLFormElement>(null);
-  const set = (k: string) => (e: Event) => setForm({ ...form, [k]: (e.currentTarget as HTMLInputElement).value });
   const driver = form.driver;
 
   const submit = async (e: Event) => {
     e.preventDefault();
-    const errs: Record<string, string> = {};
-    if (!form.name.trim()) errs.name = 'Give the account a name.';
-    const cap = Number(form.capacity);
-    if (!Number.isInteger(cap) || cap < 1) errs.capacity = 'Capacity is a whole number of at least 1.';
-    const url = form.base_url.trim();
-    if (url && !validURL(url)) errs.base_url = 'Enter a full URL such as https://example.modal.run, or leave it empty.';
-    else if (driver === 'comfyui' && !url) errs.base_url = 'A ComfyUI account needs the base URL of its server.';
-    setErrors(errs);
-    setErr(null);
     setNote(null);
-    if (Object.keys(errs).length) {
-      window.setTimeout(() => formRef.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus(), 0);
-      return;
-    }
+    if (!check()) return;
+    const cap = Number(form.capacity);
+    const url = form.base_url.trim();
     const body: Record<string, unknown> = {};
     if (form.name.trim() !== account.name) body.name = form.name.trim();
     if (cap !== account.capacity) body.capacity = cap;
@@ -968,23 +975,14 @@ function EditAccount({ account, guard, onClose, onSaved }: { account: Account; g
       setNote('Nothing changed.');
       return;
     }
-    setBusy(true);
-    try {
-      const a = await request<Account>(`/admin/accounts/${account.id}`, { method: 'PATCH', body });
-      const check = body.credentials || 'base_url' in body || body.driver ? ' Run a health check to try the new settings.' : '';
-      onSaved(`Saved ${a?.name ?? account.name}.${check}`);
-    } catch (x) {
-      if (guard(x)) return;
-      setErrors(fieldErrorOf(x));
-      setErr(x);
-    } finally {
-      setBusy(false);
-    }
+    await send(
+      () => request<Account>(`/admin/accounts/${account.id}`, { method: 'PATCH', body }),
+      (a) => {
+        const retry = body.credentials || 'base_url' in body || body.driver ? ' Run a health check to try the new settings.' : '';
+        onSaved(`Saved ${a?.name ?? account.name}.${retry}`);
+      },
+    );
   };
-
-  const f = (k: string, label: string, props: Record<string, unknown> = {}, hint?: string) => (
-    <Field prefix="edit" k={k} label={label} form={form} errors={errors} set={set} props={props} hint={hint} />
-  );
   const derived = !account.base_url && account.effective_base_url ? `Empty: derived from the workspace name (${account.effective_base_url}).` : 'Empty: derived from the workspace name.';
 
   return (
