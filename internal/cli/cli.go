@@ -1,5 +1,5 @@
 // Package cli is Gooni's command layer: one file per subcommand (serve,
-// workspace-sim, bench, backup, secrets, sessions, audit, healthcheck, version).
+// workspace-sim, comfy-sim, bench, backup, secrets, sessions, audit, healthcheck, version).
 // main.go embeds the assets and calls Main.
 package cli
 

@@ -26,12 +26,3 @@ func linkOf(graph map[string]any, id, input string) (string, bool) {
 	src, ok := l[0].(string)
 	return src, ok
 }
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}

@@ -10,6 +10,7 @@ import (
 	"image"
 	"image/png"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -82,7 +83,7 @@ func (s *Sim) run(p *simPrompt, boot uint64) {
 
 	total := 0
 	for _, id := range order {
-		if samplerClasses[classOf(p.graph, id)] && !contains(cached, id) {
+		if samplerClasses[classOf(p.graph, id)] && !slices.Contains(cached, id) {
 			total += samplerSteps(p.graph, id)
 		}
 	}
@@ -190,7 +191,7 @@ func (s *Sim) run(p *simPrompt, boot uint64) {
 
 	for _, id := range order {
 		ct := classOf(p.graph, id)
-		if contains(cached, id) {
+		if slices.Contains(cached, id) {
 			newCache[id] = sigs[id]
 			if out, ok := prevUI[id]; ok {
 				ui[id] = out

@@ -3,6 +3,7 @@ package comfyui
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -265,7 +266,7 @@ func (t *tracker) handle(frame []byte) {
 	case "execution_cached":
 		tr.status = workspace.StatusProcessing
 		for _, n := range d.Nodes {
-			if id := nodeID(n); id != "" && contains(tr.samplers, id) {
+			if id := nodeID(n); id != "" && slices.Contains(tr.samplers, id) {
 				tr.frac[id] = 1
 			}
 		}
@@ -280,7 +281,7 @@ func (t *tracker) handle(frame []byte) {
 		tr.status = workspace.StatusProcessing
 	case "progress":
 		id := nodeID(d.Node)
-		if d.Value == nil || d.Max == nil || *d.Max <= 0 || !contains(tr.samplers, id) {
+		if d.Value == nil || d.Max == nil || *d.Max <= 0 || !slices.Contains(tr.samplers, id) {
 			break
 		}
 		tr.status = workspace.StatusProcessing

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -113,7 +114,7 @@ func TestShippedWorkflowsAgainstNodeFixture(t *testing.T) {
 		man := wf.Manifest
 		t.Run(man.Model+"-"+man.Mode, func(t *testing.T) {
 			m, ok := cat.Lookup(man.Model)
-			if !ok || !contains(m.Modes, man.Mode) {
+			if !ok || !slices.Contains(m.Modes, man.Mode) {
 				t.Fatalf("workflow for %s %s, which the catalog does not have", man.Model, man.Mode)
 			}
 			if man.Type != m.Type {
@@ -174,7 +175,7 @@ func TestShippedWorkflowsAgainstNodeFixture(t *testing.T) {
 			}
 			for _, f := range wf.ModelFiles {
 				opts, ok := defs[f.ClassType].Options(f.Input)
-				if !ok || !contains(opts, f.File) {
+				if !ok || !slices.Contains(opts, f.File) {
 					t.Errorf("model file %s (%s.%s) is not in the fixture's list", f.File, f.ClassType, f.Input)
 				}
 			}
