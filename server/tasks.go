@@ -202,7 +202,7 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return generateError(err)
 	}
-	sink := &lazyInput{s: s}
+	sink := &lazyInput{s: s, r: r, holdsSlot: r.ContentLength < 0 || r.ContentLength > largeBody}
 	defer sink.discard()
 	v, err := s.cfg.Catalog.ValidateInto(req, sink)
 	if err != nil {
@@ -394,11 +394,35 @@ func linkOrCopy(src, dst string) error {
 }
 
 // lazyInput is the catalog's image sink: a temp file in media/ made on the
-// first byte, so a request without an image touches no file.
+// first byte, so a request without an image touches no file. It is also the
+// catalog's DecodeGate: decoding an image whose pixels take more than
+// largeDecode needs an upload slot, like a large body (a small PNG can
+// decode to hundreds of MiB).
 type lazyInput struct {
-	s   *Server
-	in  *inputFile
-	err error
+	s         *Server
+	r         *http.Request
+	in        *inputFile
+	err       error
+	holdsSlot bool   // the request's body already took an upload slot
+	release   func() // the slot BeforeDecode took, if any
+}
+
+// largeDecode is the decoded size from which an input image's decode counts
+// as a large upload (a 1448x1448 RGBA picture; the models take at most
+// 2048x2048 and usually far less).
+const largeDecode = 8 << 20
+
+// BeforeDecode takes an upload slot for a large decode, unless the request
+// already holds one; server_busy when none frees in time.
+func (l *lazyInput) BeforeDecode(pixelBytes int64) error {
+	if pixelBytes <= largeDecode || l.holdsSlot || l.release != nil {
+		return nil
+	}
+	if !l.s.uploads.acquire(l.r.Context()) {
+		return apierr.ServerBusy("too many large uploads at once; try again shortly", max(1, int(l.s.uploads.wait/time.Second)))
+	}
+	l.release = l.s.uploads.release
+	return nil
 }
 
 func (l *lazyInput) Write(p []byte) (int, error) {
@@ -418,11 +442,22 @@ func (l *lazyInput) ReadAt(p []byte, off int64) (int, error) {
 	return l.in.f.ReadAt(p, off)
 }
 
-func (l *lazyInput) discard() { l.in.discard() }
+// discard removes the temp file unless it was kept, and gives back the
+// decode's upload slot.
+func (l *lazyInput) discard() {
+	l.in.discard()
+	if l.release != nil {
+		l.release()
+		l.release = nil
+	}
+}
 
 func generateError(err error) error {
 	var fe *catalog.FieldError
+	var ae *apierr.Error
 	switch {
+	case errors.As(err, &ae):
+		return ae
 	case errors.As(err, &fe):
 		return apierr.Validation(fe.Field, fe.Message)
 	case errors.Is(err, catalog.ErrImageStorage):

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
@@ -93,6 +94,48 @@ func TestLargeUploadsAreBounded(t *testing.T) {
 	}
 	if code, out, _ := post(strings.NewReader(body), len(body)); code != 202 {
 		t.Fatalf("a large upload once the slot is free: %d %s", code, out)
+	}
+}
+
+// TestLargeDecodesAreBounded: a small body can hold a picture that decodes
+// to hundreds of MiB (16 parallel 174 KB bodies of a 4096x4096 16-bit PNG
+// drove RSS to 2.46 GB). Decoding an image whose pixels take more than
+// largeDecode takes an upload slot like a large body. Inputs tried: a
+// 1100x1100 16-bit RGBA PNG of one colour (a few KiB, 9.7 MB decoded) while
+// the only slot is held, a 40x40 PNG meanwhile, the big one once the slot is
+// free.
+func TestLargeDecodesAreBounded(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxUploads = 1; c.UploadWait = 200 * time.Millisecond })
+	e.readyAccount()
+	flat := image.NewRGBA64(image.Rect(0, 0, 1100, 1100))
+	for i := range flat.Pix {
+		flat.Pix[i] = 0x7f
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, flat); err != nil {
+		t.Fatal(err)
+	}
+	bomb := i2vBody(b.Bytes())
+	if len(bomb) > largeBody/10 {
+		t.Fatalf("the test's bomb is %d bytes, want a small body", len(bomb))
+	}
+	key := map[string]string{"X-API-Key": e.sec.APIKey}
+	if !e.srv.uploads.acquire(context.Background()) {
+		t.Fatal("could not take the only upload slot")
+	}
+	w := e.do(req{method: "POST", path: "/generate", header: key, body: bomb})
+	if w.Code != 503 || errCode(t, w) != "server_busy" || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("a large decode while the slot is held: %d %s, want 503 server_busy with Retry-After", w.Code, w.Body.String())
+	}
+	if w := e.do(req{method: "POST", path: "/generate", header: key, body: i2vBody(bigPNG(t, 40))}); w.Code != 202 {
+		t.Fatalf("a small image waited for the slot: %d %s", w.Code, w.Body.String())
+	}
+	e.srv.uploads.release()
+	if w := e.do(req{method: "POST", path: "/generate", header: key, body: bomb}); w.Code != 202 {
+		t.Fatalf("the large decode once the slot is free: %d %s", w.Code, w.Body.String())
+	}
+	if n := e.srv.uploads.inFlight.Load(); n != 0 {
+		t.Fatalf("%d upload slots still held after the requests ended", n)
 	}
 }
 

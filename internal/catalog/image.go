@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/color"
 	"image/jpeg"
 	"image/png"
 	"io"
@@ -63,11 +64,39 @@ func saveImage(raw json.RawMessage, sink ImageSink) (typ string, n int64, err er
 	case n > MaxImageBytes:
 		return "", 0, fieldErr("image", "image must be at most 10 MiB")
 	}
-	typ, ferr = checkImage(io.NewSectionReader(sink, 0, n))
-	if ferr != nil {
-		return "", 0, ferr
+	gate, _ := sink.(DecodeGate)
+	typ, err = checkImage(io.NewSectionReader(sink, 0, n), gate)
+	if err != nil {
+		return "", 0, err
 	}
 	return typ, n, nil
+}
+
+// DecodeGate is an optional method of an ImageSink. Before the image is
+// decoded whole, saveImage calls BeforeDecode with the bytes its pixels take
+// in memory once decoded (width x height x the bytes per pixel of its colour
+// model: a small file can decode to hundreds of MiB); an error stops the
+// validation and is returned as it is.
+type DecodeGate interface {
+	BeforeDecode(pixelBytes int64) error
+}
+
+// pixelBytes is what image/png, image/jpeg or x/image/webp allocate for a
+// decoded picture of cfg (their image types' bytes per pixel).
+func pixelBytes(cfg image.Config) int64 {
+	per := int64(4)
+	switch cfg.ColorModel {
+	case color.RGBA64Model, color.NRGBA64Model:
+		per = 8
+	case color.Gray16Model:
+		per = 2
+	case color.GrayModel, color.AlphaModel:
+		per = 1
+	}
+	if _, ok := cfg.ColorModel.(color.Palette); ok {
+		per = 1
+	}
+	return int64(cfg.Width) * int64(cfg.Height) * per
 }
 
 // ErrImageStorage means the image could not be written to its sink (the
@@ -155,8 +184,10 @@ func (s spaceless) Read(p []byte) (int, error) {
 	}
 }
 
-// checkImage reads the picture's header, then decodes it whole.
-func checkImage(r io.ReadSeeker) (string, *FieldError) {
+// checkImage reads the picture's header, asks gate (when not nil) for the
+// memory its pixels take, then decodes it whole. Errors are *FieldError on
+// "image", or gate's own.
+func checkImage(r io.ReadSeeker, gate DecodeGate) (string, error) {
 	head := make([]byte, 16)
 	k, _ := io.ReadFull(r, head)
 	head = head[:k]
@@ -175,6 +206,11 @@ func checkImage(r io.ReadSeeker) (string, *FieldError) {
 		}
 		if cfg.Width > MaxImageSide || cfg.Height > MaxImageSide {
 			return "", fieldErr("image", "image must be at most %dx%d pixels (it is %dx%d)", MaxImageSide, MaxImageSide, cfg.Width, cfg.Height)
+		}
+		if gate != nil {
+			if err := gate.BeforeDecode(pixelBytes(cfg)); err != nil {
+				return "", err
+			}
 		}
 		r.Seek(0, io.SeekStart)
 		if _, err := safeDecode(func() (image.Config, error) {

@@ -42,7 +42,7 @@ type Config struct {
 	TTLQueued        time.Duration // waiting in a workspace's own queue (GG_TTL_QUEUED)
 	WorkflowsDir     string        // ComfyUI workflows overriding the built-in ones, file by file (GG_WORKFLOWS_DIR)
 	DemoDriver       string        // --demo-driver: gooni (workspace-sim) or comfyui (comfy-sim)
-	MaxUploads       int           // POST /generate bodies over 1 MiB read or decoded at once (GG_MAX_UPLOADS)
+	MaxUploads       int           // POST /generate bodies over 1 MiB, or images over 8 MiB decoded, handled at once (GG_MAX_UPLOADS)
 	InputQuota       int64         // bytes of queued input images (GG_INPUT_QUOTA)
 	Demo             bool
 	Secrets          Secrets
@@ -101,7 +101,7 @@ var Vars = []Var{
 	{"GG_TTL_QUEUED", "60m", "a task handed to a workspace that has not started it fails with timeout after this"},
 	{"GG_WORKFLOWS_DIR", "empty (the built-in workflows)", "directory of ComfyUI workflows (<model>-<mode>.json and .manifest.json) overriding the built-in ones file by file"},
 	{"GG_MAX_STREAMS", "2000", "open event streams in all; past it new streams get 503 server_busy"},
-	{"GG_MAX_UPLOADS", "4", "POST /generate bodies over 1 MiB read and decoded at once; others wait up to 10 s, then 503 server_busy"},
+	{"GG_MAX_UPLOADS", "4", "POST /generate bodies over 1 MiB, or images that decode to over 8 MiB, handled at once; others wait up to 10 s, then 503 server_busy"},
 	{"GG_INPUT_QUOTA", "2GiB", "bytes of i2v input images of pending and processing tasks; past it 503 queue_full"},
 }
 
