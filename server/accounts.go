@@ -439,19 +439,19 @@ func (s *Server) handleAccountHealthCheck(w http.ResponseWriter, r *http.Request
 	if err != nil {
 		return err
 	}
-	acc, err := s.cfg.Dispatcher.HealthCheck(r.Context(), a.ID)
-	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return accountErr(err)
+	// The verdict and its audit row commit together or not at all (FR-023).
+	ev, logged := audit.InTxOutcome(s.auditLog, r.Context(), "account.health_check", func(acc *store.Account) (string, string, map[string]any) {
+		outcome := "success"
+		if acc.Status != store.AccountReady {
+			outcome = "failure"
 		}
-		s.audit(r, "account.health_check", accountTarget(a.ID), "failure", map[string]any{"reason": "health check could not run"})
+		return accountTarget(acc.ID), outcome, map[string]any{"status": acc.Status, "reason": acc.StatusReason}
+	})
+	acc, err := s.cfg.Dispatcher.HealthCheckAudited(r.Context(), a.ID, ev)
+	if err != nil {
 		return accountErr(err)
 	}
-	outcome := "success"
-	if acc.Status != store.AccountReady {
-		outcome = "failure"
-	}
-	s.audit(r, "account.health_check", accountTarget(a.ID), outcome, map[string]any{"status": acc.Status, "reason": acc.StatusReason})
+	logged()
 	writeJSON(w, http.StatusOK, s.accountView(acc, false))
 	return nil
 }

@@ -403,3 +403,45 @@ func TestAdminActionsFailClosedWhenAuditFails(t *testing.T) {
 		})
 	}
 }
+
+// TestHealthCheckFailsClosedWhenAuditFails (FR-023): an admin's health check
+// commits its verdict with its audit row; when the row cannot be written the
+// answer is 500 internal and the account keeps its status, reason and check
+// time. Before, the check changed the account (ready -> failed) and the
+// missing row was only logged. Inputs tried: a failed account whose
+// workspace is healthy, with the audit insert refused, then allowed.
+func TestHealthCheckFailsClosedWhenAuditFails(t *testing.T) {
+	e := newDispatchEnv(t, workspace.SimConfig{}, "")
+	ac := e.adminSession()
+	acc := e.account("gpu-one", e.sim.URL, map[string]string{"token_id": "t"})
+	if _, err := e.db.SetAccountStatus(context.Background(), acc.ID, "failed", "down earlier", e.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	path := "/admin/accounts/" + strconv.FormatInt(acc.ID, 10) + "/health-check"
+	rawExec(t, rawFile(t, e.dataDir), `CREATE TRIGGER audit_refused BEFORE INSERT ON audit_events
+		BEGIN SELECT RAISE(ABORT, 'audit storage unavailable'); END`)
+	before := e.adminState(t)
+	w := e.do(req{method: "POST", path: path, cookies: []*http.Cookie{ac}})
+	if w.Code != 500 || errCode(t, w) != "internal" {
+		t.Fatalf("health check with the audit refused: %d %s, want 500 internal", w.Code, w.Body.String())
+	}
+	got, err := e.db.GetAccount(context.Background(), acc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != "failed" || got.StatusReason != "down earlier" || len(got.Models) != 0 {
+		t.Fatalf("the refused health check changed the account: %s %q models %v", got.Status, got.StatusReason, got.Models)
+	}
+	if after := e.adminState(t); !reflect.DeepEqual(before, after) {
+		t.Fatalf("the refused health check changed the database:\nbefore %+v\nafter  %+v", before, after)
+	}
+	rawExec(t, rawFile(t, e.dataDir), `DROP TRIGGER audit_refused`)
+	w = e.do(req{method: "POST", path: path, cookies: []*http.Cookie{ac}})
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `"status":"ready"`) {
+		t.Fatalf("health check with the audit working: %d %s", w.Code, w.Body.String())
+	}
+	rows, _, err := e.db.ListAudit(context.Background(), store.AuditFilter{Action: "account.health_check", Limit: 10})
+	if err != nil || len(rows) != 1 || rows[0].Outcome != "success" {
+		t.Fatalf("health check audit rows: %d (%v), want one success", len(rows), err)
+	}
+}

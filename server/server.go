@@ -28,7 +28,7 @@ import (
 type Dispatcher interface {
 	Wake()
 	LiveMedia(ctx context.Context, t *store.Task, preview bool) (*dispatch.LiveMedia, error)
-	HealthCheck(ctx context.Context, accountID int64) (*store.Account, error)
+	HealthCheckAudited(ctx context.Context, accountID int64, ev store.AuditOf[*store.Account]) (*store.Account, error)
 	HealthCheckInBackground(accountID int64, trigger string)
 	CancelRemote(ctx context.Context, taskID string, accountID int64)
 	Deploy(ctx context.Context, accountID int64, ev store.AuditOf[*store.Account]) error

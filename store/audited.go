@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -63,6 +64,44 @@ func (db *DB) UpdateAccountAudited(ctx context.Context, id int64, p AccountPatch
 			res, err := tx.ExecContext(ctx, `UPDATE accounts SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?`,
 				status, reason, db.nowMS(), id)
 			if err := one(res, err, notFound); err != nil {
+				return nil, err
+			}
+		}
+		var err error
+		if out, err = db.getAccount(ctx, tx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id); err != nil {
+			return nil, err
+		}
+		return ev.of(out), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// SetHealthAudited records a health check's verdict and appends its audit
+// event in one transaction (fail closed: without the row nothing changes).
+// models, when not nil, become what the account serves if its settings are
+// still those of configRev (an edit during the check wins); status and
+// reason are set unless the account is disabled (an admin's Disable during
+// the check wins), with last_health_check_at = checkedAt; status "" changes
+// nothing but still appends the event. It returns the account as it now is.
+func (db *DB) SetHealthAudited(ctx context.Context, id, configRev int64, models []string, status, reason string, checkedAt time.Time, ev AuditOf[*Account]) (*Account, error) {
+	if status != "" && !accountStatuses[status] {
+		return nil, fmt.Errorf("store: unknown account status %q", status)
+	}
+	var out *Account
+	err := db.auditedTx(ctx, func(tx *sql.Tx) (*AuditEvent, error) {
+		if models != nil {
+			mj, _ := json.Marshal(models)
+			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET models = ? WHERE id = ? AND config_rev = ?`, string(mj), id, configRev); err != nil {
+				return nil, err
+			}
+		}
+		if status != "" {
+			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET status = ?, status_reason = ?,
+				last_health_check_at = ?, updated_at = ? WHERE id = ? AND status <> ?`,
+				status, reason, ms(checkedAt), db.nowMS(), id, AccountDisabled); err != nil {
 				return nil, err
 			}
 		}

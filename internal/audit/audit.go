@@ -149,14 +149,27 @@ func (w *Writer) Record(ctx context.Context, action, target, outcome string, det
 // from ctx. Once the write returned nil, call logged for the log line. A nil
 // Writer gives a nil builder (no event) and a logged that does nothing.
 func InTx[T any](w *Writer, ctx context.Context, action, outcome string, build func(T) (target string, details map[string]any)) (ev store.AuditOf[T], logged func()) {
+	return InTxOutcome(w, ctx, action, func(v T) (string, string, map[string]any) {
+		target, details := build(v)
+		return target, outcome, details
+	})
+}
+
+// InTxOutcome is InTx for an action whose outcome depends on the row the
+// write produced (a health check: success when the account is ready).
+func InTxOutcome[T any](w *Writer, ctx context.Context, action string, build func(T) (target, outcome string, details map[string]any)) (ev store.AuditOf[T], logged func()) {
 	if w == nil {
 		return nil, func() {}
 	}
 	var e *store.AuditEvent
 	ev = func(v T) *store.AuditEvent {
-		target, details := build(v)
+		target, outcome, details := build(v)
 		e = w.Event(ctx, action, target, outcome, details)
 		return e
 	}
-	return ev, func() { w.Logged(e) }
+	return ev, func() {
+		if e != nil {
+			w.Logged(e)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"syscall"
+	"time"
 
 	"gooni/internal/workspace"
 	"gooni/store"
@@ -80,29 +81,39 @@ func clientErrorReason(err error) string {
 // ready on success, failed with a plain reason otherwise. A disabled account
 // is left as it is (only an admin enables it) and returned unchanged.
 func (d *Dispatcher) HealthCheck(ctx context.Context, accountID int64) (*store.Account, error) {
+	return d.HealthCheckAudited(ctx, accountID, nil)
+}
+
+// HealthCheckAudited is HealthCheck whose verdict commits together with the
+// audit event ev builds from the account as it then is (nil: none): if the
+// row cannot be written, nothing changes and the error is returned (fail
+// closed). A disabled account is not probed; ev is still appended.
+func (d *Dispatcher) HealthCheckAudited(ctx context.Context, accountID int64, ev store.AuditOf[*store.Account]) (*store.Account, error) {
 	acc, err := d.db.GetAccount(ctx, accountID)
 	if err != nil {
 		return nil, err
 	}
 	if acc.Status == store.AccountDisabled {
-		return acc, nil
+		if ev == nil {
+			return acc, nil
+		}
+		return d.db.SetHealthAudited(ctx, accountID, acc.ConfigRev, nil, "", "", time.Time{}, ev)
 	}
 	ok, reason, models := d.probe(ctx, acc)
 	status := store.AccountReady
 	if !ok {
 		status = store.AccountFailed
+		models = nil // what it serves is kept until it answers again
 	} else if len(models) == 0 {
 		// It answers, but can serve nothing of the catalog: ready, and said
 		// so, so an admin sees why no task goes there.
 		reason = "the workspace serves none of the catalog's models"
 	}
-	if ok {
-		if err := d.db.SetAccountModels(ctx, accountID, acc.ConfigRev, models); err != nil {
-			return nil, err
-		}
+	if ok && models == nil {
+		models = []string{}
 	}
 	// An admin may have disabled the account while the check ran: that wins.
-	updated, _, err := d.db.SetAccountStatusUnless(ctx, accountID, status, reason, d.cfg.Now(), store.AccountDisabled)
+	updated, err := d.db.SetHealthAudited(ctx, accountID, acc.ConfigRev, models, status, reason, d.cfg.Now(), ev)
 	if err != nil {
 		return nil, err
 	}
