@@ -81,7 +81,7 @@ func (s *Server) listFilter(q url.Values, withStatus bool) (store.TaskFilter, er
 	if err != nil {
 		return f, err
 	}
-	if cursor != "" && !taskid.Valid(cursor) {
+	if cursor != "" && !store.IsID(cursor) {
 		return f, apierr.Validation("cursor", "cursor is not one this server gave out")
 	}
 	f.Cursor = cursor

@@ -2,6 +2,7 @@ package store
 
 import (
 	"crypto/rand"
+	"strings"
 	"sync"
 	"time"
 )
@@ -86,4 +87,19 @@ func encodeCrockford(b [16]byte) string {
 		out[i] = crockford[v]
 	}
 	return string(out[:])
+}
+
+// IsID reports whether s has the shape of an id NewID or IDAt makes: 26
+// upper-case Crockford base32 digits whose first is 0-7 (128 bits). A page
+// cursor is such an id; anything else was not given out by this server.
+func IsID(s string) bool {
+	if len(s) != 26 || s[0] > '7' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if strings.IndexByte(crockford, s[i]) < 0 {
+			return false
+		}
+	}
+	return true
 }
