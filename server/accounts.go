@@ -461,6 +461,21 @@ func (s *Server) handleAccountDeploy(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
+	// Deploy runs the Modal app (GG_DEPLOY_COMMAND) with the account's Modal
+	// token: it can only work for a Workspace API v1 account with credentials.
+	// A ComfyUI box is set up by its owner; deploying would overwrite its base
+	// URL with the Modal app's.
+	var refused *apierr.Error
+	switch {
+	case a.Driver != store.DriverGooni:
+		refused = apierr.Validation("driver", "deploy runs the Modal app, so only an account with the gooni driver can be deployed; a "+a.Driver+" server is set up by its owner")
+	case !a.HasCredentials:
+		refused = apierr.Validation("credentials", "deploy needs the account's Modal token: add credentials token_id and token_secret first")
+	}
+	if refused != nil {
+		s.audit(r, "account.deploy", accountTarget(a.ID), "failure", map[string]any{"reason": refused.Message})
+		return refused
+	}
 	// The deploy finishes in the background; its audit event names this admin.
 	ctx := context.WithoutCancel(r.Context()) // carries the actor for the audit row written when it ends
 	// It starts only if its audit row commits with the running state (FR-023).

@@ -445,3 +445,49 @@ func TestHealthCheckFailsClosedWhenAuditFails(t *testing.T) {
 		t.Fatalf("health check audit rows: %d (%v), want one success", len(rows), err)
 	}
 }
+
+// TestDeployOnlyWhereItCanWork (issue 16 point 4): deploy runs the Modal app
+// with the account's Modal token, so the server refuses it, with 400
+// validation_failed naming the field and an audit row, for a ComfyUI account
+// (a deploy overwrote its base URL with the Modal app's) and for an account
+// without credentials; nothing runs and nothing changes. An account with the
+// gooni driver and credentials deploys. Inputs tried: those three accounts.
+func TestDeployOnlyWhereItCanWork(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "deployed")
+	e := newDispatchEnv(t, workspace.SimConfig{}, "touch "+marker+"; echo 'Created web function web => https://x--gooni-inference.modal.run'")
+	ac := e.adminSession()
+	comfy := &store.Account{Name: "box", Workspace: "box", BaseURL: "http://127.0.0.1:8188", Capacity: 1, Status: "pending", Driver: store.DriverComfyUI}
+	if err := e.db.CreateAccount(context.Background(), comfy, map[string]string{"proxy_key": "k"}); err != nil {
+		t.Fatal(err)
+	}
+	bare := e.account("bare", e.sim.URL, map[string]string{})
+	for _, c := range []struct {
+		acc   *store.Account
+		field string
+	}{{comfy, "driver"}, {bare, "credentials"}} {
+		before, _ := e.db.GetAccount(context.Background(), c.acc.ID)
+		w := e.do(req{method: "POST", path: fmt.Sprintf("/admin/accounts/%d/deploy", c.acc.ID), cookies: []*http.Cookie{ac}})
+		if w.Code != 400 || errCode(t, w) != "validation_failed" || !strings.Contains(w.Body.String(), `"field":"`+c.field+`"`) {
+			t.Fatalf("deploy of %s: %d %s, want 400 validation_failed on %s", c.acc.Name, w.Code, w.Body.String(), c.field)
+		}
+		after, _ := e.db.GetAccount(context.Background(), c.acc.ID)
+		if after.BaseURL != before.BaseURL || after.DeployStatus != "" {
+			t.Fatalf("a refused deploy changed %s: base_url %q -> %q, deploy_status %q", c.acc.Name, before.BaseURL, after.BaseURL, after.DeployStatus)
+		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the deploy command ran for a refused deploy")
+	}
+	rows, _, _ := e.db.ListAudit(context.Background(), store.AuditFilter{Action: "account.deploy", Limit: 10})
+	if len(rows) != 2 || rows[0].Outcome != "failure" || rows[1].Outcome != "failure" {
+		t.Fatalf("account.deploy audit rows: %+v, want two failures", rows)
+	}
+	good := e.account("good", e.sim.URL, map[string]string{"token_id": "t", "token_secret": "s"})
+	if w := e.do(req{method: "POST", path: fmt.Sprintf("/admin/accounts/%d/deploy", good.ID), cookies: []*http.Cookie{ac}}); w.Code != 202 {
+		t.Fatalf("deploy of a gooni account with credentials: %d %s", w.Code, w.Body.String())
+	}
+	waitDeploy(t, e.testEnv, good.ID)
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatal("the deploy command did not run for the good account")
+	}
+}

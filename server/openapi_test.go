@@ -606,7 +606,7 @@ func TestOpenAPIAnswers(t *testing.T) {
 	accPath := fmt.Sprint("/admin/accounts/", acc.ID)
 	do("health-check", req{method: "POST", path: accPath + "/health-check", cookies: ac}, 200)
 	do("GET /admin/accounts", req{method: "GET", path: "/admin/accounts", cookies: ac}, 200)
-	do("PATCH account", req{method: "PATCH", path: accPath, cookies: ac, body: `{"capacity":3,"credentials":{"token_id":null}}`}, 200)
+	do("PATCH account", req{method: "PATCH", path: accPath, cookies: ac, body: `{"capacity":3,"credentials":{"token_secret":null}}`}, 200)
 	do("deploy", req{method: "POST", path: accPath + "/deploy", cookies: ac}, 202)
 	waitDeploy(t, e, acc.ID)
 	do("GET account", req{method: "GET", path: accPath, cookies: ac}, 200)
