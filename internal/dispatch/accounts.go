@@ -31,7 +31,10 @@ func classify(err error) (failKind, string) {
 	var ne net.Error
 	var busy *workspace.BusyError
 	var refused *workspace.RefusedError
+	var incompatible *workspace.IncompatibleError
 	switch {
+	case errors.As(err, &incompatible):
+		return failDown, "the workspace cannot serve Gooni: " + incompatible.Reason
 	case errors.Is(err, workspace.ErrTargetInvalid):
 		return failDown, "the workspace address is not a valid target"
 	case errors.As(err, &busy):

@@ -257,3 +257,39 @@ func TestComfyUIThroughTheDispatcher(t *testing.T) {
 		})
 	}
 }
+
+// TestOldComfyUIIsNamed: a ComfyUI too old to honour a client's prompt_id
+// (comfy-sim --fault old_version) passes its health check, but the first
+// task sent there marks the account failed with the reason and the fix, and
+// the task's try says the same; before, every try ended "the workspace gave
+// an unusable answer".
+func TestOldComfyUIIsNamed(t *testing.T) {
+	e := newEnv(t)
+	sim, err := comfyui.NewSim(comfyui.SimConfig{Duration: time.Hour, Fault: comfyui.FaultOldVersion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	t.Cleanup(srv.Close)
+	cfg := e.config()
+	cfg.Models = []string{"anisora", "phr00t", "pony", "flux"}
+	d := e.start(cfg)
+	acc := e.healthChecked(d, "old-box", srv.URL, store.DriverComfyUI, 1)
+	task := e.task("image")
+	testutil.WaitFor(t, 10*time.Second, "the account marked failed", func() bool {
+		a, err := e.db.GetAccount(context.Background(), acc.ID)
+		return err == nil && a.Status == store.AccountFailed
+	})
+	a, _ := e.db.GetAccount(context.Background(), acc.ID)
+	if !strings.Contains(a.StatusReason, "too old") || !strings.Contains(a.StatusReason, "update ComfyUI") {
+		t.Fatalf("account reason %q, want it to say the ComfyUI is too old and to update it", a.StatusReason)
+	}
+	got := e.get(task.ID)
+	if got.Status != "pending" || got.AccountID != 0 {
+		t.Fatalf("the task is %s on account %d, want back in the queue", got.Status, got.AccountID)
+	}
+	recs := e.logs.Records("workspace did not take the task")
+	if len(recs) == 0 || !strings.Contains(fmt.Sprint(recs[0]["reason"]), "update ComfyUI") {
+		t.Fatalf("the dispatch log does not name the fix: %v", recs)
+	}
+}

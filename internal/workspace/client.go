@@ -50,6 +50,16 @@ const (
 	maxErrorBody = 512
 )
 
+// IncompatibleError means the workspace's software cannot serve Gooni as it
+// is, for example a ComfyUI too old to honour a client's prompt_id. Reason is
+// a fixed sentence naming the fix, with nothing the workspace sent: safe to
+// show to an admin and in a task's error.
+type IncompatibleError struct {
+	Reason string
+}
+
+func (e *IncompatibleError) Error() string { return "workspace: incompatible: " + e.Reason }
+
 // StatusError is an unexpected HTTP status; Body is a short, redacted excerpt.
 type StatusError struct {
 	Code int

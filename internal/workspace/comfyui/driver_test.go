@@ -232,8 +232,9 @@ func TestDriverRefusesAnOldComfyUI(t *testing.T) {
 	sim, base := startSim(t, SimConfig{Fault: FaultOldVersion, Duration: time.Hour}, nil)
 	d := startDriver(t, base, hooks{}, nil)
 	_, err := d.Submit(t.Context(), taskFor(t, "pony", "t2i"))
-	if !errors.Is(err, workspace.ErrBadResponse) || !strings.Contains(err.Error(), "too old") {
-		t.Fatalf("Submit: %v, want ErrBadResponse naming an old ComfyUI", err)
+	var ie *workspace.IncompatibleError
+	if !errors.As(err, &ie) || !strings.Contains(ie.Reason, "too old") || !strings.Contains(ie.Reason, "update ComfyUI") {
+		t.Fatalf("Submit: %v, want an IncompatibleError naming an old ComfyUI and the fix", err)
 	}
 	// Its stray prompt was taken back (deleted, or interrupted if it had started): nothing runs.
 	waitFor(t, "an idle ComfyUI", func() bool {

@@ -114,7 +114,7 @@ func (d *Driver) postPrompt(ctx context.Context, pid string, body []byte) (*work
 			d.takeBack(dctx, other)
 			dcancel()
 		}
-		return nil, fmt.Errorf("%w: POST /prompt: ComfyUI answered with another prompt_id; it is too old to honour a client's prompt_id (update ComfyUI)", workspace.ErrBadResponse)
+		return nil, &workspace.IncompatibleError{Reason: "this ComfyUI is too old to honour a client's prompt_id (it answered with another one): update ComfyUI"}
 	}
 	if len(ans.NodeErrors) > 0 {
 		// ComfyUI queued the outputs that validated and dropped the others:
