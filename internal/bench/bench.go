@@ -95,7 +95,7 @@ func Main(args []string, env Env, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.SeedDone, "seed-done", 0, "instead of a run: insert N done tasks into --data-dir (server stopped) and exit")
 	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "limit of one HTTP request")
 	fs.BoolVar(&cfg.Compare, "compare", false, "measure each workload next to its reference in one run and print the ratios "+
-		"(submit vs raw inserts; status, error, gallery vs GET /config; media vs nginx); --workload is then a comma list of "+
+		"(submit vs raw inserts; status, error, route, gallery vs GET /config; media vs nginx); --workload is then a comma list of "+
 		strings.Join(compareWorkloads, ",")+" (default all) and --duration the time of each side")
 	fs.IntVar(&cfg.Streams, "streams", 2000, "with --workload streams: event streams to open")
 	fs.IntVar(&cfg.Tasks, "tasks", 1000, "with --workload streams: tasks to submit and watch")

@@ -280,7 +280,7 @@ func benchGenerate(b *testing.B, url, key string) {
 	})
 }
 
-var compareRow = regexp.MustCompile(`(?m)^(submit|status|error|gallery|media) .*\|\s+(\d+\.\d\d|n/a)\s*$`)
+var compareRow = regexp.MustCompile(`(?m)^(submit|status|error|route|gallery|media) .*\|\s+(\d+\.\d\d|n/a)\s*$`)
 
 // compareRatios maps each workload of a --compare report to its ratio.
 func compareRatios(out string) map[string]string {
@@ -306,7 +306,7 @@ func TestBenchCompareMeasuresEachWorkloadNextToItsReference(t *testing.T) {
 	}
 	t.Log(out.String())
 	ratios := compareRatios(out.String())
-	for _, w := range []string{"submit", "status", "error", "gallery"} {
+	for _, w := range []string{"submit", "status", "error", "route", "gallery"} {
 		if r, ok := ratios[w]; !ok || r == "n/a" || r == "0.00" {
 			t.Errorf("%s: ratio %q in:\n%s", w, r, out.String())
 		}
