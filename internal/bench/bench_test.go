@@ -377,6 +377,7 @@ func TestBenchStreamsOpensStreamsWithinTheLimits(t *testing.T) {
 	}
 	t.Log(out.String())
 	for _, want := range []string{"tasks: 5 submitted", "streams: 40 of 40 open", "/health without streams: ", "/health with the streams: ",
+		"/health p99 with the streams / without (same run): ",
 		"KB per stream"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
