@@ -35,4 +35,4 @@ until curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; do
 done
 echo "machine: $(nproc) cores; file: $SIZE_MB MB (warm page cache); nginx: $NGINX"
 "$GOONI" bench --compare --workload media --url "http://127.0.0.1:$PORT" --api-key-file "$DATA/secrets/api_key" \
-	--clients "$CLIENTS" --duration "$DURATION" --nginx "$NGINX"
+	--clients "$CLIENTS" --duration "$DURATION" --nginx "$NGINX" --repeat "${RUNS:-3}"

@@ -3,11 +3,15 @@
 # the ratios of `gooni bench --compare` (each workload next to its reference
 # in one run), the mixed workload, and the server's RSS idle and under load.
 # Usage: scripts/bench-load.sh [clients] [duration]  (duration: each side's
-# time in the comparison, and the length of the mixed run)
+# time in one comparison, and the length of the mixed run)
+# RUNS (default 3) comparisons are run and each ratio's median and spread
+# printed (--repeat); ROUNDS (default 10) alternating rounds make one.
 # GOONI=path uses a built binary (with the bench subcommand) instead of building one.
 set -eu
 CLIENTS=${1:-10}
 DURATION=${2:-20s}
+RUNS=${RUNS:-3}
+ROUNDS=${ROUNDS:-10}
 PORT=${PORT:-18096}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gooni-bench-load.XXXXXX")
@@ -43,15 +47,15 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%d MB", $2/1024}' /pro
 
 # 1. Each workload next to its reference, in one run (gooni bench --compare):
 # submits against raw one-row FULL inserts on the same disk, status reads
-# (done tasks, unknown ids) and gallery pages against GET /config through
-# the same middleware. The demo workspace runs 2 tasks at a time for 3 s
+# (done tasks, unknown ids), an unknown route and gallery pages against
+# GET /config through the same middleware. The demo workspace runs 2 tasks at a time for 3 s
 # each, so a submit load outruns it by far: the queue limit is raised so
 # that every submit is a real commit (with the default 1000 nearly all would
 # be queue_full answers, which commit nothing).
 start_server compare 10000000 1000
 printf 'server idle:          '; rss $PID
-echo; echo "== gooni bench --compare (submit, status, error, gallery), GG_QUEUE_MAX=10000000"
-$B --compare --workload submit,status,error,gallery
+echo; echo "== gooni bench --compare (submit, status, error, route, gallery), GG_QUEUE_MAX=10000000"
+$B --compare --workload submit,status,error,route,gallery --rounds "$ROUNDS" --repeat "$RUNS"
 printf 'server after compare: '; rss $PID
 stop_server
 

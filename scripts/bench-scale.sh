@@ -35,6 +35,6 @@ printf 'server idle:       '; rss $PID
 B="$GOONI bench --url http://127.0.0.1:$PORT --api-key-file $DATA/secrets/api_key --data-dir $DATA --duration $DURATION"
 echo; echo "== gallery pages, one client (latency of a page: limit 50, walking the cursor chain)"; $B --clients 1 --workload gallery
 echo; echo "== gallery pages, 10 clients (saturation)"; $B --clients 10 --workload gallery
-echo; echo "== gooni bench --compare at $TASKS done tasks, 10 clients (status, error, gallery vs GET /config)"
-$B --clients 10 --compare --workload status,error,gallery
+echo; echo "== gooni bench --compare at $TASKS done tasks, 10 clients (status, error, route, gallery vs GET /config)"
+$B --clients 10 --compare --workload status,error,route,gallery --rounds "${ROUNDS:-10}" --repeat "${RUNS:-3}"
 printf 'server under load: '; rss $PID

@@ -21,7 +21,8 @@ import (
 //
 // config is the reference (static JSON through the same middleware);
 // status_done reads a done task with an API key; status_unknown is the
-// error path (a well-formed id that does not exist).
+// error path (a well-formed id that does not exist), route_unknown the
+// router's 404 (every route tried).
 func BenchmarkReadPaths(b *testing.B) {
 	e := newEnv(b)
 	e.clock.FollowReal()
@@ -42,6 +43,7 @@ func BenchmarkReadPaths(b *testing.B) {
 		{"config", "/config", 200},
 		{"status_done", "/status/" + done.ID, 200},
 		{"status_unknown", "/status/" + store.IDAt(now.Add(time.Minute)), 404},
+		{"route_unknown", "/no/such/route", 404},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			defer reportCPU(b)()

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -22,7 +21,21 @@ type ctxKey int
 
 const ctxRoute ctxKey = iota
 
-var correlationPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+// validCorrelationID reports whether an incoming X-Correlation-ID may be
+// kept: 1-64 of [A-Za-z0-9._-] (CONTRACT section 2). A loop, not a regexp:
+// it runs on every request.
+func validCorrelationID(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // correlationID is the request's correlation id (set by correlate).
 func correlationID(ctx context.Context) string { return audit.ActorFrom(ctx).CorrelationID }
@@ -48,7 +61,7 @@ func newCorrelationID() string {
 func (s *Server) correlate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cid := r.Header.Get("X-Correlation-ID")
-		if !correlationPattern.MatchString(cid) {
+		if !validCorrelationID(cid) {
 			cid = newCorrelationID()
 		}
 		w.Header().Set("X-Correlation-ID", cid)
@@ -78,18 +91,36 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
 	"media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 
+// headerValue is a header's one value as http.Header holds it, built once:
+// assigning it costs no allocation or key check per response. Its capacity
+// is its length, so an Add to the same header copies instead of writing
+// into the shared array; nothing in net/http edits a value in place.
+func headerValue(v string) []string { return []string{v}[:1:1] }
+
+// securityHeaders are set on every response (canonical keys).
+var securityHeaders = []struct {
+	key   string
+	value []string
+}{
+	{"Content-Security-Policy", headerValue(contentSecurityPolicy)},
+	{"X-Content-Type-Options", headerValue("nosniff")},
+	{"X-Frame-Options", headerValue("DENY")},
+	{"Referrer-Policy", headerValue("no-referrer")},
+	{"Cross-Origin-Opener-Policy", headerValue("same-origin")},
+	{"Permissions-Policy", headerValue("camera=(), microphone=(), geolocation=()")},
+}
+
+var hstsValue = headerValue("max-age=31536000")
+
 // secureHeaders sets the security headers every response carries.
 func (s *Server) secureHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		h.Set("Content-Security-Policy", contentSecurityPolicy)
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("Cross-Origin-Opener-Policy", "same-origin")
-		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+		for _, sh := range securityHeaders {
+			h[sh.key] = sh.value
+		}
 		if s.secure(r) {
-			h.Set("Strict-Transport-Security", "max-age=31536000")
+			h["Strict-Transport-Security"] = hstsValue
 		}
 		next.ServeHTTP(w, r)
 	})

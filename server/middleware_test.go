@@ -76,7 +76,7 @@ func TestCorrelationID(t *testing.T) {
 		if c.want != "" && got != c.want {
 			t.Errorf("%q: got %q", c.in, got)
 		}
-		if c.want == "" && (got == "" || got == c.in || !correlationPattern.MatchString(got)) {
+		if c.want == "" && (got == "" || got == c.in || !validCorrelationID(got)) {
 			t.Errorf("%q not replaced: %q", c.in, got)
 		}
 		errCode(t, w)

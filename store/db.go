@@ -62,6 +62,8 @@ type DB struct {
 	// Statements of the submit and status paths, prepared once (parsing a
 	// statement cost about as much as running it).
 	stmtInsertTask, stmtHasReady, stmtReadyFor, stmtGetTask, stmtListAccounts *sql.Stmt
+	// bulk holds the committer's multi-row INSERTs (groupcommit.go).
+	bulk bulkStatements
 	// pendingAdds counts pending rows added outside the committer (requeues).
 	pendingAdds atomic.Int64
 	closing     chan struct{}
@@ -298,6 +300,7 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		close(db.closing)
 		db.committed.Wait()
+		db.bulk.close()
 		db.stmtInsertTask.Close()
 		db.stmtHasReady.Close()
 		db.stmtReadyFor.Close()

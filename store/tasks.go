@@ -196,9 +196,11 @@ func (b *pendingBound) recount(ctx context.Context, db *DB, tx *sql.Tx) (int, er
 	return n, nil
 }
 
-const insertTaskSQL = `INSERT INTO tasks (id, type, model, mode, prompt, negative_prompt, params,
+const insertTaskHead = `INSERT INTO tasks (id, type, model, mode, prompt, negative_prompt, params,
 		status, progress, attempts, created_at, updated_at, input_path, input_type, input_bytes)
-		VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, ?, ?, ?, ?, ?)`
+		VALUES `
+
+const insertTaskSQL = insertTaskHead + `(?, ?, ?, ?, ?, ?, ?, 'pending', 0, 0, ?, ?, ?, ?, ?)`
 
 func (db *DB) insertTask(ctx context.Context, tx *sql.Tx, t *Task) error {
 	// The statement prepared once at Open: parsing the INSERT anew cost
@@ -215,10 +217,18 @@ func (db *DB) insertTask(ctx context.Context, tx *sql.Tx, t *Task) error {
 }
 
 // runCommitter batches concurrent CreateTask calls: it takes every request that
-// is waiting, writes them in one transaction and answers each after COMMIT.
+// is waiting (and, after a batch of several, lingers briefly for their
+// callers' next requests: groupcommit.go), writes them in one transaction
+// and answers each after COMMIT.
 func (db *DB) runCommitter() {
 	defer db.committed.Done()
 	batch := make([]*createRequest, 0, maxCreateBatch)
+	expect, lastCommit := 1, time.Duration(0)
+	var timer *time.Timer
+	linger := func() <-chan time.Time {
+		timer = time.NewTimer(lingerFor(lastCommit))
+		return timer.C
+	}
 	for {
 		select {
 		case req := <-db.creates:
@@ -226,21 +236,21 @@ func (db *DB) runCommitter() {
 		case <-db.closing:
 			return
 		}
-	drain:
-		for len(batch) < maxCreateBatch {
-			select {
-			case req := <-db.creates:
-				batch = append(batch, req)
-			default:
-				break drain
-			}
+		batch = gather(batch, db.creates, expect, linger, db.closing)
+		if timer != nil {
+			timer.Stop()
+			timer = nil
 		}
+		start := time.Now()
 		db.commitBatch(batch)
+		lastCommit = time.Since(start)
+		expect = len(batch)
 	}
 }
 
 func (db *DB) commitBatch(batch []*createRequest) {
 	ctx := context.Background()
+	db.bulk.prepare(db.writer, len(batch))
 	results := make([]error, len(batch))
 	bound := &db.pending
 	inserted := 0 // since the bound's last count
@@ -266,8 +276,35 @@ func (db *DB) commitBatch(batch []*createRequest) {
 			}
 			pending, exact = n, true
 		}
+		// When the whole batch fits under the limit, the requests of one
+		// task each (no key, no input image) go in multi-row INSERTs
+		// (groupcommit.go); a failure there leaves them to the loop below,
+		// one by one.
+		var bulk []bool
+		if limit == 0 || pending+want <= limit {
+			var idx []int
+			var ts []*Task
+			for i, req := range batch {
+				if req.ctx.Err() == nil && len(req.tasks) == 1 && req.opts.Idempotency == nil && req.tasks[0].InputBytes == 0 {
+					idx, ts = append(idx, i), append(ts, req.tasks[0])
+				}
+			}
+			if len(ts) > 1 {
+				bulk = make([]bool, len(batch))
+				for _, i := range idx[:db.bulk.insert(ctx, tx, ts)] {
+					t := batch[i].tasks[0]
+					bulk[i] = true
+					pending++
+					inserted++
+					q.add(t.ID, kindOf(t), queueWait)
+				}
+			}
+		}
 		inputs, inputsKnown := int64(0), false
 		for i, req := range batch {
+			if bulk != nil && bulk[i] {
+				continue
+			}
 			if err := req.ctx.Err(); err != nil {
 				results[i] = err
 				continue

@@ -60,6 +60,9 @@ type benchConfig struct {
 	Compare bool
 	Rounds  int
 	Nginx   string
+	// Repeat runs the whole comparison this many times and summarises
+	// each ratio as its median and spread (repeat.go).
+	Repeat int
 	// The streams workload (streams.go): how many streams on how many
 	// tasks, and the server process whose memory is read (0 = none).
 	Streams, Tasks, ServerPID int
@@ -95,12 +98,13 @@ func Main(args []string, env Env, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.SeedDone, "seed-done", 0, "instead of a run: insert N done tasks into --data-dir (server stopped) and exit")
 	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "limit of one HTTP request")
 	fs.BoolVar(&cfg.Compare, "compare", false, "measure each workload next to its reference in one run and print the ratios "+
-		"(submit vs raw inserts; status, error, gallery vs GET /config; media vs nginx); --workload is then a comma list of "+
+		"(submit vs raw inserts; status, error, route, gallery vs GET /config; media vs nginx); --workload is then a comma list of "+
 		strings.Join(compareWorkloads, ",")+" (default all) and --duration the time of each side")
 	fs.IntVar(&cfg.Streams, "streams", 2000, "with --workload streams: event streams to open")
 	fs.IntVar(&cfg.Tasks, "tasks", 1000, "with --workload streams: tasks to submit and watch")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "with --workload streams: the server's process id, to read its memory (same machine)")
 	fs.IntVar(&cfg.Rounds, "rounds", 4, "with --compare: alternating rounds each side's time is split into")
+	fs.IntVar(&cfg.Repeat, "repeat", 1, "with --compare: run the comparison this many times (1-9) and print each ratio's median and spread")
 	fs.StringVar(&cfg.Nginx, "nginx", "", "with --compare: the nginx binary for the media reference (default: nginx on $PATH or /usr/sbin/nginx)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -139,16 +143,29 @@ func Main(args []string, env Env, stdout, stderr io.Writer) int {
 		if err == nil && (cfg.Rounds < 1 || cfg.Rounds > 20) {
 			err = errors.New("--rounds must be 1..20")
 		}
+		if err == nil && (cfg.Repeat < 1 || cfg.Repeat > 9) {
+			err = errors.New("--repeat must be 1..9")
+		}
 		if err != nil {
 			fmt.Fprintln(stderr, "gooni bench:", err)
 			return 2
 		}
-		rep, err := runCompare(context.Background(), &cfg, workloads)
-		if err != nil {
-			fmt.Fprintln(stderr, "gooni bench:", err)
-			return 1
+		var reps []*compareReport
+		for i := 0; i < cfg.Repeat; i++ {
+			if cfg.Repeat > 1 {
+				fmt.Fprintf(stdout, "== run %d of %d\n", i+1, cfg.Repeat)
+			}
+			rep, err := runCompare(context.Background(), &cfg, workloads)
+			if err != nil {
+				fmt.Fprintln(stderr, "gooni bench:", err)
+				return 1
+			}
+			rep.print(stdout)
+			reps = append(reps, rep)
 		}
-		rep.print(stdout)
+		if len(reps) > 1 {
+			printRepeatSummary(stdout, reps)
+		}
 		return 0
 	}
 	if err := cfg.check(keyFile, env.APIKey); err != nil {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -236,11 +237,29 @@ func BenchmarkGenerateHandler(b *testing.B) {
 	})
 }
 
+// reportCPU adds cpu-ns/op, the process's CPU time (user and system) per
+// iteration: unlike ns/op it does not grow when other processes take the
+// machine's cores. In-process it counts both the client and the server.
+func reportCPU(b *testing.B) (stop func()) {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	start := cpu()
+	return func() {
+		if b.N > 0 {
+			b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op")
+		}
+	}
+}
+
 func benchGenerate(b *testing.B, url, key string) {
 	h := http.DefaultClient
 	body := []byte(`{"model":"flux","mode":"t2i","prompt":"gooni bench: a lighthouse on a rocky coast at dusk"}`)
 	b.SetParallelism(5) // 10 clients on 2 cores
 	b.ResetTimer()
+	defer reportCPU(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			req, _ := http.NewRequest(http.MethodPost, url+"/generate", bytes.NewReader(body))
@@ -261,7 +280,7 @@ func benchGenerate(b *testing.B, url, key string) {
 	})
 }
 
-var compareRow = regexp.MustCompile(`(?m)^(submit|status|error|gallery|media) .*\|\s+(\d+\.\d\d|n/a)\s*$`)
+var compareRow = regexp.MustCompile(`(?m)^(submit|status|error|route|gallery|media) .*\|\s+(\d+\.\d\d|n/a)\s*$`)
 
 // compareRatios maps each workload of a --compare report to its ratio.
 func compareRatios(out string) map[string]string {
@@ -287,7 +306,7 @@ func TestBenchCompareMeasuresEachWorkloadNextToItsReference(t *testing.T) {
 	}
 	t.Log(out.String())
 	ratios := compareRatios(out.String())
-	for _, w := range []string{"submit", "status", "error", "gallery"} {
+	for _, w := range []string{"submit", "status", "error", "route", "gallery"} {
 		if r, ok := ratios[w]; !ok || r == "n/a" || r == "0.00" {
 			t.Errorf("%s: ratio %q in:\n%s", w, r, out.String())
 		}
@@ -358,6 +377,7 @@ func TestBenchStreamsOpensStreamsWithinTheLimits(t *testing.T) {
 	}
 	t.Log(out.String())
 	for _, want := range []string{"tasks: 5 submitted", "streams: 40 of 40 open", "/health without streams: ", "/health with the streams: ",
+		"/health p99 with the streams / without (same run): ",
 		"KB per stream"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())

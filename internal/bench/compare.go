@@ -32,6 +32,7 @@ import (
 //	                                           transaction, synchronous=FULL)
 //	status   GET /status/{done task}       vs  GET /config (static JSON through the
 //	error    GET /status/{unknown id}          same middleware chain)
+//	route    GET /no/such/route (404)
 //	gallery  GET /gallery?limit=50
 //	media    GET /results/{done task}      vs  nginx serving the same bytes (when an
 //	                                           nginx binary is found)
@@ -41,7 +42,7 @@ import (
 // load falls on both sides alike.
 
 // compareWorkloads are the workloads of --compare, in print order.
-var compareWorkloads = []string{"submit", "status", "error", "gallery", "media"}
+var compareWorkloads = []string{"submit", "status", "error", "route", "gallery", "media"}
 
 // phaseOp is one measured request kind of compare mode: its latencies and,
 // over all its phases, the time it ran, the answers that counted and the
@@ -267,6 +268,11 @@ func runCompare(ctx context.Context, cfg *benchConfig, workloads []string) (*com
 			// Well-formed ids that name no task: the whole lookup runs, then the error answer.
 			rep.pairs = append(rep.pairs, readPair(w, "GET /status/{unknown id}", func(*rand.Rand) string {
 				return "/status/" + store.NewID()
+			}, http.StatusNotFound))
+		case "route":
+			// A path no route matches: the router tries every route, then the error answer.
+			rep.pairs = append(rep.pairs, readPair(w, "GET /{unknown route}", func(*rand.Rand) string {
+				return "/no/such/route"
 			}, http.StatusNotFound))
 		case "gallery":
 			rep.pairs = append(rep.pairs, readPair(w, "GET /gallery?limit=50", func(*rand.Rand) string {

@@ -282,6 +282,13 @@ func (r *streamsReport) print(w io.Writer) {
 		r.events, r.elapsed.Round(time.Millisecond), float64(r.events)/r.elapsed.Seconds(), r.ended)
 	fmt.Fprintf(w, "/health without streams: %s\n", latencyLine(r.healthBefore))
 	fmt.Fprintf(w, "/health with the streams: %s (one probe every ~%d ms; %d failed)\n", latencyLine(r.healthDuring), r.healthProbeMS, r.healthErrors)
+	if len(r.healthBefore) > 0 && len(r.healthDuring) > 0 {
+		b, d := slices.Clone(r.healthBefore), slices.Clone(r.healthDuring)
+		slices.Sort(b)
+		slices.Sort(d)
+		fmt.Fprintf(w, "/health p99 with the streams / without (same run): %s; p50: %s\n",
+			ratio(float64(percentile(d, .99)), float64(percentile(b, .99))), ratio(float64(percentile(d, .5)), float64(percentile(b, .5))))
+	}
 	if r.rssBefore > 0 && r.rssDuring > 0 {
 		per := float64(r.rssDuring-r.rssBefore) / float64(max(r.opened, 1))
 		fmt.Fprintf(w, "server RSS: %.1f MB before the streams, %.1f MB with them: %.1f KB per stream\n",

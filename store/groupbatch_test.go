@@ -1,0 +1,228 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestGatherWaitsForSiblingsOnlyWhenExpected: the committer takes what is
+// waiting, and waits (until the linger's deadline) only while fewer
+// requests than expected are in hand. Each case drives gather with its own
+// channels: the deadline fires only when the case closes it.
+func TestGatherWaitsForSiblingsOnlyWhenExpected(t *testing.T) {
+	req := func(id string) *createRequest { return &createRequest{tasks: []*Task{{ID: id}}} }
+	ids := func(b []*createRequest) []string {
+		var out []string
+		for _, r := range b {
+			out = append(out, r.tasks[0].ID)
+		}
+		return out
+	}
+	cases := []struct {
+		name   string
+		expect int
+		queued int // requests already waiting on the channel
+		later  int // requests sent once gather is waiting
+		expire bool
+		close  bool
+		want   int
+		linger bool // whether gather must start the linger
+	}{
+		{name: "a lone caller never waits", expect: 1, want: 1},
+		{name: "what is waiting is taken without a wait", expect: 1, queued: 3, want: 4},
+		{name: "enough in hand: no wait", expect: 3, queued: 2, want: 3, linger: false},
+		{name: "waits for the expected siblings", expect: 4, later: 3, want: 4, linger: true},
+		{name: "the deadline ends the wait", expect: 5, later: 1, expire: true, want: 2, linger: true},
+		{name: "closing ends the wait", expect: 5, close: true, want: 1, linger: true},
+		{name: "never more than a batch", expect: 10 * maxCreateBatch, queued: maxCreateBatch + 5, want: maxCreateBatch},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// Queued requests sit in the channel's buffer, which they fill,
+			// so a later send completes only when gather has taken it.
+			creates := make(chan *createRequest, c.queued)
+			for i := 0; i < c.queued; i++ {
+				creates <- req(fmt.Sprintf("q%d", i))
+			}
+			closing := make(chan struct{})
+			deadline := make(chan time.Time)
+			waiting := make(chan struct{})
+			lingered := false
+			linger := func() <-chan time.Time {
+				lingered = true
+				close(waiting)
+				return deadline
+			}
+			first := req("first")
+			got := make(chan []*createRequest, 1)
+			go func() { got <- gather([]*createRequest{first}, creates, c.expect, linger, closing) }()
+			if c.linger {
+				select {
+				case <-waiting:
+				case b := <-got:
+					t.Fatalf("gather returned %v without waiting for siblings", ids(b))
+				}
+				for i := 0; i < c.later; i++ {
+					select {
+					case creates <- req(fmt.Sprintf("l%d", i)):
+					case b := <-got:
+						t.Fatalf("gather returned %v before its siblings came", ids(b))
+					}
+				}
+				switch {
+				case c.expire:
+					close(deadline)
+				case c.close:
+					close(closing)
+				}
+			}
+			b := <-got
+			if len(b) != c.want {
+				t.Fatalf("batch %v: %d requests, want %d", ids(b), len(b), c.want)
+			}
+			if lingered != c.linger {
+				t.Errorf("lingered = %v, want %v", lingered, c.linger)
+			}
+			if b[0] != first {
+				t.Errorf("the batch does not start with its first request: %v", ids(b))
+			}
+			if left := len(creates); left != c.queued+c.later+1-len(b) {
+				t.Errorf("%d requests left waiting, want %d", left, c.queued+c.later+1-len(b))
+			}
+		})
+	}
+}
+
+// TestLingerIsBoundedByTheLastCommit: the wait for siblings is never
+// longer than the last COMMIT took, nor than maxLinger.
+func TestLingerIsBoundedByTheLastCommit(t *testing.T) {
+	for _, c := range []struct{ last, want time.Duration }{
+		{0, minLinger},
+		{300 * time.Microsecond, 300 * time.Microsecond},
+		{time.Second, maxLinger},
+	} {
+		if got := lingerFor(c.last); got != c.want {
+			t.Errorf("lingerFor(%s) = %s, want %s", c.last, got, c.want)
+		}
+	}
+}
+
+// TestBulkInsertWritesWholeRows: the multi-row INSERT writes every field a
+// one-row INSERT writes, the prompt search finds the rows (the FTS trigger
+// ran for each), and a chunk that fails stops the count at the rows before
+// it, so that the caller re-inserts only the rest.
+func TestBulkInsertWritesWholeRows(t *testing.T) {
+	db, _ := openTest(t, testOptions(t))
+	n := maxBulkRows + 8 // two statements
+	var tasks []*Task
+	for i := 0; i < n; i++ {
+		task := &Task{Type: "video", Model: "anisora", Mode: "t2v", Prompt: fmt.Sprintf("lighthouse number%d", i),
+			NegativePrompt: "blur", Params: json.RawMessage(fmt.Sprintf(`{"seed":%d}`, i))}
+		db.prepareTask(task)
+		tasks = append(tasks, task)
+	}
+	db.bulk.prepare(db.writer, n)
+	tx, err := db.writer.BeginTx(bg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := db.bulk.insert(bg, tx, tasks); got != n {
+		tx.Rollback()
+		t.Fatalf("insert wrote %d rows, want %d", got, n)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range tasks {
+		got, err := db.GetTask(bg, want.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Type != want.Type || got.Model != want.Model || got.Mode != want.Mode || got.Prompt != want.Prompt ||
+			got.NegativePrompt != want.NegativePrompt || string(got.Params) != string(want.Params) ||
+			got.Status != StatusPending || !got.CreatedAt.Equal(want.CreatedAt) || !got.UpdatedAt.Equal(want.UpdatedAt) {
+			t.Fatalf("row %s = %+v, want %+v", want.ID, got, want)
+		}
+	}
+	found, _, err := db.ListTasks(bg, TaskFilter{Query: fmt.Sprintf("number%d", n-1)})
+	if err != nil || len(found) != 1 || found[0].ID != tasks[n-1].ID {
+		t.Fatalf("search for the last row's word: %v %v", found, err)
+	}
+
+	// A duplicate in the second statement: the first statement's rows stay,
+	// the second's are undone whole.
+	var again []*Task
+	for i := 0; i < n; i++ {
+		task := newTask("again")
+		db.prepareTask(task)
+		again = append(again, task)
+	}
+	again[maxBulkRows+3].ID = tasks[0].ID
+	tx, err = db.writer.BeginTx(bg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := db.bulk.insert(bg, tx, again); got != maxBulkRows {
+		tx.Rollback()
+		t.Fatalf("insert with a duplicate in the second statement wrote %d, want %d", got, maxBulkRows)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	for i, task := range again {
+		_, err := db.GetTask(bg, task.ID)
+		if want := i < maxBulkRows; (err == nil) != want && i != maxBulkRows+3 {
+			t.Errorf("row %d committed = %v, want %v", i, err == nil, want)
+		}
+	}
+}
+
+// TestGroupCommitBulkDuplicateFailsAlone: in a batch written by multi-row
+// INSERTs, a request whose id is taken fails alone, wherever it sits, and
+// every other request of the batch commits (counted once in the queue).
+func TestGroupCommitBulkDuplicateFailsAlone(t *testing.T) {
+	db, _ := openTest(t, testOptions(t))
+	if err := db.CreateTask(bg, &Task{ID: "taken", Prompt: "first"}, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var batch []*createRequest
+	for i := 0; i < maxBulkRows+10; i++ {
+		task := newTask("bulk")
+		if i == maxBulkRows+2 {
+			task.ID = "taken"
+		}
+		db.prepareTask(task)
+		batch = append(batch, &createRequest{ctx: bg, tasks: []*Task{task}, opts: CreateOptions{QueueMax: 1000}, done: make(chan error, 1)})
+	}
+	db.commitBatch(batch)
+	for i, req := range batch {
+		err := <-req.done
+		if i == maxBulkRows+2 {
+			if !errors.Is(err, ErrDuplicate) {
+				t.Errorf("the duplicate: %v, want ErrDuplicate", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("request %d: %v", i, err)
+		}
+		if _, err := db.GetTask(bg, req.tasks[0].ID); err != nil {
+			t.Errorf("request %d not committed: %v", i, err)
+		}
+	}
+	if got, _ := db.GetTask(bg, "taken"); got.Prompt != "first" {
+		t.Errorf("the duplicate overwrote the first task: %q", got.Prompt)
+	}
+	if got, want := db.QueueLength(), len(batch); got != want {
+		t.Errorf("queue length %d, want %d", got, want)
+	}
+	var n int
+	db.reader.QueryRowContext(context.Background(), `SELECT count(*) FROM tasks WHERE status = 'pending'`).Scan(&n)
+	if n != len(batch) {
+		t.Errorf("%d pending rows, want %d", n, len(batch))
+	}
+}
