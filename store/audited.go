@@ -53,19 +53,29 @@ func (db *DB) UpdateAccountAudited(ctx context.Context, id int64, p AccountPatch
 		}
 	}
 	patched := p.Name != nil || p.Capacity != nil || p.BaseURL != nil || p.Credentials != nil || p.CredentialUpdates != nil || p.Driver != nil
-	var out *Account
-	err := db.auditedTx(ctx, func(tx *sql.Tx) (*AuditEvent, error) {
+	return db.auditedAccountWrite(ctx, id, ev, func(tx *sql.Tx) error {
 		if patched || status == "" {
 			if err := db.updateAccountTx(ctx, tx, id, p, tok); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		if status != "" {
 			res, err := tx.ExecContext(ctx, `UPDATE accounts SET status = ?, status_reason = ?, updated_at = ? WHERE id = ?`,
 				status, reason, db.nowMS(), id)
-			if err := one(res, err, notFound); err != nil {
-				return nil, err
-			}
+			return one(res, err, notFound)
+		}
+		return nil
+	})
+}
+
+// auditedAccountWrite runs change, reads account id back and appends the
+// event ev builds from it, all in one transaction; it returns the account as
+// it now is (ErrNotFound when there is none).
+func (db *DB) auditedAccountWrite(ctx context.Context, id int64, ev AuditOf[*Account], change func(tx *sql.Tx) error) (*Account, error) {
+	var out *Account
+	err := db.auditedTx(ctx, func(tx *sql.Tx) (*AuditEvent, error) {
+		if err := change(tx); err != nil {
+			return nil, err
 		}
 		var err error
 		if out, err = db.getAccount(ctx, tx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id); err != nil {
@@ -90,31 +100,21 @@ func (db *DB) SetHealthAudited(ctx context.Context, id, configRev int64, models 
 	if status != "" && !accountStatuses[status] {
 		return nil, fmt.Errorf("store: unknown account status %q", status)
 	}
-	var out *Account
-	err := db.auditedTx(ctx, func(tx *sql.Tx) (*AuditEvent, error) {
+	return db.auditedAccountWrite(ctx, id, ev, func(tx *sql.Tx) error {
 		if models != nil {
 			mj, _ := json.Marshal(models)
 			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET models = ? WHERE id = ? AND config_rev = ?`, string(mj), id, configRev); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		if status != "" {
-			if _, err := tx.ExecContext(ctx, `UPDATE accounts SET status = ?, status_reason = ?,
+			_, err := tx.ExecContext(ctx, `UPDATE accounts SET status = ?, status_reason = ?,
 				last_health_check_at = ?, updated_at = ? WHERE id = ? AND status <> ?`,
-				status, reason, ms(checkedAt), db.nowMS(), id, AccountDisabled); err != nil {
-				return nil, err
-			}
+				status, reason, ms(checkedAt), db.nowMS(), id, AccountDisabled)
+			return err
 		}
-		var err error
-		if out, err = db.getAccount(ctx, tx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id); err != nil {
-			return nil, err
-		}
-		return ev.of(out), nil
+		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 // RemoveAccountAudited fails the account's unfinished tasks (its processing

@@ -349,14 +349,19 @@ func (rep *benchReport) print(w io.Writer) {
 			errs = append(errs, fmt.Sprintf("  %s %s: %d", o.name, k, v))
 		}
 	}
+	printErrors(w, "errors by code:", errs)
+}
+
+// printErrors prints "errors: none", or header and errs sorted, one a line.
+func printErrors(w io.Writer, header string, errs []string) {
 	sort.Strings(errs)
 	if len(errs) == 0 {
 		fmt.Fprintln(w, "errors: none")
-	} else {
-		fmt.Fprintln(w, "errors by code:")
-		for _, e := range errs {
-			fmt.Fprintln(w, e)
-		}
+		return
+	}
+	fmt.Fprintln(w, header)
+	for _, e := range errs {
+		fmt.Fprintln(w, e)
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -583,15 +582,7 @@ func (rep *compareReport) print(w io.Writer) {
 			errs = append(errs, "  raw insert: "+p.raw.err.Error())
 		}
 	}
-	sort.Strings(errs)
-	if len(errs) == 0 {
-		fmt.Fprintln(w, "errors: none")
-	} else {
-		fmt.Fprintln(w, "errors by code (a ratio counts only good answers):")
-		for _, e := range errs {
-			fmt.Fprintln(w, e)
-		}
-	}
+	printErrors(w, "errors by code (a ratio counts only good answers):", errs)
 }
 
 func ratio(a, b float64) string {
