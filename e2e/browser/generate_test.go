@@ -38,7 +38,7 @@ func (p *page) recordProgress() {
 	eval[bool](p, `(() => {
 		window.__progress = [];
 		const seen = () => {
-			const b = document.querySelector('[role="progressbar"]');
+			const b = document.querySelector('[role="progressbar"][aria-label="Generation progress"]');
 			if (b && b.hasAttribute("aria-valuenow")) window.__progress.push(Number(b.getAttribute("aria-valuenow")));
 		};
 		new MutationObserver(seen).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ["aria-valuenow"]});

@@ -229,9 +229,11 @@ export function useLiveTasks(ids: string[]): { views: Map<string, TaskView>; con
       if (stopped || !wanted.has(t.task_id)) return;
       setViews((old) => {
         const prev = old.get(t.task_id);
-        // never step back: a late fetch must not undo a newer event
+        // never step back: a late fetch must not undo a newer event. The
+        // server's progress never goes down (a requeued task keeps it), so
+        // an open view with less progress than the one shown is stale.
         if (prev && isTerminal(prev) && !isTerminal(t)) return old;
-        if (prev && prev.status === t.status && (prev.progress ?? 0) > (t.progress ?? 0)) return old;
+        if (prev && !isTerminal(t) && (prev.progress ?? 0) > (t.progress ?? 0)) return old;
         const next = new Map(old);
         next.set(t.task_id, t);
         return next;
