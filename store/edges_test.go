@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -192,41 +191,54 @@ func TestListenersHearCommittedTasksOnly(t *testing.T) {
 		db.prepareTask(task)
 		return &createRequest{ctx: bg, tasks: []*Task{task}, done: make(chan error, 1)}
 	}
+	// heard checks, after each step, every task id heard so far: a change is
+	// heard once it committed, a refused one never.
+	heardNow := func(step, want string) {
+		t.Helper()
+		mu.Lock()
+		got := strings.Join(heard, ",")
+		mu.Unlock()
+		if got != want {
+			t.Fatalf("after %s, listeners heard %s, want %s", step, got, want)
+		}
+	}
+	conflict := func(step string, err error) {
+		t.Helper()
+		if !errors.Is(err, ErrConflict) {
+			t.Fatalf("%s: %v, want ErrConflict", step, err)
+		}
+	}
+	must := func(step string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
 	db.commitBatch([]*createRequest{mk(&Task{ID: "good-1", Prompt: "a"}), mk(&Task{ID: "taken", Prompt: "dup"}), mk(&Task{ID: "good-2", Prompt: "b"})})
+	heardNow("a batch with a duplicate", "good-1,good-2")
 	acc := newAccount(t, db, "w")
-	if _, err := db.ClaimTask(context.Background(), "good-1", acc.ID); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.StartTask(bg, "good-1", acc.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.CompleteTask(bg, "good-1", "media/a.png", "image/png", "media/a.preview.png", "image/png"); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.CompleteTask(bg, "good-2", "media/b.png", "image/png", "", ""); !errors.Is(err, ErrConflict) {
-		t.Fatalf("completing a pending task: %v, want ErrConflict", err)
-	}
-	if _, err := db.ClaimTask(bg, "good-2", acc.ID); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.RequeueTask(bg, "good-2", "lost"); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.RequeueTask(bg, "good-2", "lost again"); !errors.Is(err, ErrConflict) {
-		t.Fatalf("requeueing a pending task: %v, want ErrConflict", err)
-	}
-	if err := db.FailTask(bg, "good-2", "worker_error", "x"); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.FailTask(bg, "good-1", "worker_error", "x"); !errors.Is(err, ErrConflict) {
-		t.Fatalf("failing a done task: %v, want ErrConflict", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	want := "good-1,good-2,good-1,good-1,good-1,good-2,good-2,good-2" // created x2, claimed, started, done, claimed, requeued, failed
-	if got := strings.Join(heard, ","); got != want {
-		t.Fatalf("listeners heard %s, want %s", got, want)
-	}
+	_, err := db.ClaimTask(bg, "good-1", acc.ID)
+	must("claim", err)
+	_, err = db.StartTask(bg, "good-1", acc.ID)
+	must("start", err)
+	heardNow("claim and start", "good-1,good-2,good-1,good-1")
+	must("progress 30", db.SetProgress(bg, "good-1", 30))
+	heardNow("progress 30", "good-1,good-2,good-1,good-1,good-1")
+	must("progress 20 (kept at 30)", db.SetProgress(bg, "good-1", 20))
+	heardNow("a progress that changes nothing", "good-1,good-2,good-1,good-1,good-1")
+	must("complete", db.CompleteTask(bg, "good-1", "media/a.png", "image/png", "media/a.preview.png", "image/png"))
+	conflict("completing a pending task", db.CompleteTask(bg, "good-2", "media/b.png", "image/png", "", ""))
+	heardNow("complete", "good-1,good-2,good-1,good-1,good-1,good-1")
+	_, err = db.ClaimTask(bg, "good-2", acc.ID)
+	must("claim good-2", err)
+	must("requeue", db.RequeueTask(bg, "good-2", "lost"))
+	heardNow("claim and requeue", "good-1,good-2,good-1,good-1,good-1,good-1,good-2,good-2")
+	conflict("requeueing a pending task", db.RequeueTask(bg, "good-2", "lost again"))
+	heardNow("a refused requeue", "good-1,good-2,good-1,good-1,good-1,good-1,good-2,good-2")
+	must("fail", db.FailTask(bg, "good-2", "worker_error", "x"))
+	conflict("failing a done task", db.FailTask(bg, "good-1", "worker_error", "x"))
+	// created x2, claimed, started, progress, done, claimed, requeued, failed
+	heardNow("fail", "good-1,good-2,good-1,good-1,good-1,good-1,good-2,good-2,good-2")
 }
 
 // TestVerifyAuditAfterPruneFindsAWipedTail: after a retention prune, someone

@@ -6,11 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"modernc.org/sqlite"
+
+	"gooni/internal/testutil"
 )
 
 // onCommit installs fn as SQLite's commit hook on the store's one writer
@@ -141,5 +146,73 @@ func TestGroupCommitFailedCommitKeepsTheQueueLimit(t *testing.T) {
 	}
 	if err := db.CreateTask(bg, newTask("over"), CreateOptions{QueueMax: limit}); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("create over the limit: %v, want ErrQueueFull", err)
+	}
+}
+
+// waitingCreates counts the goroutines blocked in CreateTasks handing their
+// request to the committer (read from the goroutine dump).
+func waitingCreates() int {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.HasPrefix(g, "goroutine ") && strings.Contains(g, " [select") && strings.Contains(g, "store.(*DB).CreateTasks(") {
+			n++
+		}
+	}
+	return n
+}
+
+// TestGroupCommitSharesOneCommit: submits that arrive while a COMMIT is in
+// progress are written together, in one transaction and one fsync, when it
+// ends: 20 callers waiting behind a held COMMIT take exactly one more.
+func TestGroupCommitSharesOneCommit(t *testing.T) {
+	db, _ := openTest(t, testOptions(t))
+	var commits atomic.Int64
+	var armed atomic.Bool
+	held, release := make(chan struct{}), make(chan struct{})
+	onCommit(t, db, func() int32 {
+		commits.Add(1)
+		if armed.CompareAndSwap(true, false) {
+			close(held)
+			<-release
+		}
+		return 0
+	})
+	armed.Store(true)
+	first := make(chan error, 1)
+	go func() { first <- db.CreateTask(bg, newTask("first"), CreateOptions{}) }()
+	<-held // the first task's COMMIT is in progress
+
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = db.CreateTask(bg, newTask(fmt.Sprintf("behind-%d", i)), CreateOptions{})
+		}()
+	}
+	if err := testutil.Poll(10*time.Second, func() bool { return waitingCreates() == n }); err != nil {
+		close(release)
+		t.Fatalf("%d of %d callers waiting for the committer: %v", waitingCreates(), n, err)
+	}
+	before := commits.Load()
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("caller %d: %v", i, err)
+		}
+	}
+	if got := commits.Load() - before; got != 1 {
+		t.Errorf("%d callers waiting behind a COMMIT took %d more COMMITs, want 1", n, got)
+	}
+	if counts, _ := db.CountByStatus(bg); counts[StatusPending] != n+1 {
+		t.Errorf("pending = %d, want %d", counts[StatusPending], n+1)
 	}
 }

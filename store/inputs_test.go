@@ -106,4 +106,20 @@ func TestInputQuota(t *testing.T) {
 	if err := db.CreateTasks(bg, []*Task{img(100), img(150)}, quota); err != nil {
 		t.Fatalf("room freed by a finished task: %v", err)
 	}
+	// Up to the quota exactly: 400 + 100 + 150 queued, 350 more is 1000.
+	if err := db.CreateTask(bg, img(350), quota); err != nil {
+		t.Fatalf("an image that fills the quota exactly: %v", err)
+	}
+	if err := db.CreateTask(bg, img(1), quota); !errors.Is(err, ErrInputQuota) {
+		t.Fatalf("one byte past the quota: %v, want ErrInputQuota", err)
+	}
+	// GG_INPUT_QUOTA lowered below what is already queued (a restart with a
+	// smaller setting): a new image waits for room, a task without one does not.
+	lowered := CreateOptions{InputQuota: 100}
+	if err := db.CreateTask(bg, img(1), lowered); !errors.Is(err, ErrInputQuota) {
+		t.Fatalf("an image under a quota already passed: %v, want ErrInputQuota", err)
+	}
+	if err := db.CreateTask(bg, newTask("still no image"), lowered); err != nil {
+		t.Fatalf("a task without an image refused for the image quota: %v", err)
+	}
 }

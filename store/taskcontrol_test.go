@@ -41,6 +41,14 @@ func TestIdempotencyCommitsWithTheTasks(t *testing.T) {
 			t.Errorf("task %q of the refused batch exists: %v", tk.Prompt, err)
 		}
 	}
+	// A single task is all or none with its key too.
+	lone := ctlTask("lone")
+	if err := db.CreateTasks(bg, []*Task{lone}, CreateOptions{Idempotency: &IdempotencyRecord{Key: "k-1", BodyHash: []byte("hash-c"), Response: []byte(`{}`)}}); !errors.Is(err, ErrIdempotencyKeyUsed) {
+		t.Fatalf("same key again for one task: %v, want ErrIdempotencyKeyUsed", err)
+	}
+	if _, err := db.GetTask(bg, lone.ID); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the task refused for its used key exists: %v", err)
+	}
 	if got, _ := db.IdempotentAnswer(bg, "k-1"); !got.SameBody([]byte("hash-a")) {
 		t.Error("the refused batch replaced the stored key")
 	}

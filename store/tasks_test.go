@@ -218,15 +218,17 @@ func TestGroupCommitBadRequestFailsAlone(t *testing.T) {
 		{ctx: cancelled, tasks: []*Task{{ID: "gone", Prompt: "d"}}, done: make(chan error, 1)},
 		// A request of several tasks is all or none: one duplicate undoes its siblings.
 		{ctx: bg, tasks: []*Task{{ID: "sibling-1", Prompt: "e"}, {ID: "taken", Prompt: "f"}}, done: make(chan error, 1)},
+		// and the batch carries on after it.
+		mk(&Task{ID: "good-3", Prompt: "g"}, 0),
 	}
 	db.commitBatch(batch)
-	want := []error{nil, ErrDuplicate, ErrQueueFull, nil, context.Canceled, ErrDuplicate}
+	want := []error{nil, ErrDuplicate, ErrQueueFull, nil, context.Canceled, ErrDuplicate, nil}
 	for i, req := range batch {
 		if err := <-req.done; !errors.Is(err, want[i]) {
 			t.Errorf("request %s: %v, want %v", req.tasks[0].ID, err, want[i])
 		}
 	}
-	for _, id := range []string{"good-1", "good-2"} {
+	for _, id := range []string{"good-1", "good-2", "good-3"} {
 		if _, err := db.GetTask(bg, id); err != nil {
 			t.Errorf("%s not committed: %v", id, err)
 		}

@@ -1,9 +1,17 @@
 package dispatch
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
+	"gooni/internal/testutil"
+	"gooni/internal/workspace"
 	"gooni/store"
 )
 
@@ -121,5 +129,135 @@ func TestDescribeTries(t *testing.T) {
 		if got := describeTries(tc.attempts, tc.reasons); got != tc.want {
 			t.Errorf("describeTries(%d, %q) =\n  %q\nwant\n  %q", tc.attempts, tc.reasons, got, tc.want)
 		}
+	}
+}
+
+// TestDispatchPassFillsEveryFreeSlot: one dispatch pass hands a burst of
+// queued tasks to every free slot at once (capacity 40; the API allows up
+// to 64), oldest first, instead of a slice of them per poll interval; the
+// rest wait in the queue.
+func TestDispatchPassFillsEveryFreeSlot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	acc := e.account("wide", e.sim(workspace.SimConfig{Duration: time.Hour, Capacity: 64}).URL, 40, "ready", nil)
+	d := New(e.config())
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); d.workers.Wait() })
+	var ids []string
+	for range 45 {
+		ids = append(ids, e.task("image").ID)
+	}
+	d.dispatchPass(ctx)
+	for i, id := range ids {
+		got := e.get(id)
+		if handed := got.AccountID == acc.ID; handed != (i < 40) {
+			t.Errorf("task %d of 45: account %d, attempts %d (40 slots free)", i+1, got.AccountID, got.Attempts)
+		}
+	}
+}
+
+// TestZeroCapacityAccountHoldsNothingBack: an account whose capacity is 0
+// (the schema allows it) takes no task, and a task that one account
+// already refused is not kept waiting for it: it goes back to the account
+// with room.
+func TestZeroCapacityAccountHoldsNothingBack(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	open := e.account("open", e.sim(workspace.SimConfig{Duration: time.Hour}).URL, 1, "ready", nil)
+	shut := e.account("shut", e.sim(workspace.SimConfig{Duration: time.Hour}).URL, 1, "ready", nil)
+	zero := 0
+	if _, err := e.db.UpdateAccount(context.Background(), shut.ID, store.AccountPatch{Capacity: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	d := New(e.config())
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { cancel(); d.workers.Wait() })
+	task := e.task("image")
+	d.mu.Lock()
+	d.tried[task.ID] = map[int64]bool{open.ID: true} // it refused the task once
+	d.mu.Unlock()
+	d.dispatchPass(ctx)
+	if got := e.get(task.ID); got.AccountID != open.ID {
+		t.Errorf("task on account %d, want %d (the other has capacity 0)", got.AccountID, open.ID)
+	}
+}
+
+// TestSubmitAnsweredRunningStartsTheClock: when the workspace's answer to
+// the submit already says processing, the task is processing from that
+// moment (its TTL clock and what the user sees start then), not from the
+// next poll.
+func TestSubmitAnsweredRunningStartsTheClock(t *testing.T) {
+	t.Parallel()
+	clock := testutil.NewClock(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
+	e := newEnvAt(t, clock)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b struct {
+			TaskID string `json:"task_id"`
+		}
+		json.NewDecoder(r.Body).Decode(&b)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		fmt.Fprintf(w, `{"task_id":%q,"status":"processing","progress":0}`, b.TaskID)
+	}))
+	t.Cleanup(srv.Close)
+	acc := e.account("eager", srv.URL, 1, "ready", nil)
+	cfg := e.config()
+	cfg.Now = clock.Now
+	d := New(cfg)
+	ctx := context.Background()
+	task := e.task("image")
+	claimed, err := e.db.ClaimTask(ctx, task.ID, acc.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := d.Driver(ctx, acc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(3 * time.Second)
+	d.submit(ctx, claimed, &candidate{acc: acc, client: client})
+	if got := e.get(task.ID); got.Status != "processing" || !got.StartedAt.Equal(clock.Now()) {
+		t.Errorf("after a submit answered processing: %s, started %v (now %v)", got.Status, got.StartedAt, clock.Now())
+	}
+}
+
+// TestAccountDownHandsItsTasksOnAtOnce: when an account goes down, its
+// tasks are handed to another ready account right away, not at the next
+// dispatch pass (an hour away here).
+func TestAccountDownHandsItsTasksOnAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// The first workspace reports every task running until it goes down.
+	first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.URL.Path == "/health" {
+			fmt.Fprint(w, `{"status":"ok","models":["flux"],"capacity":1,"running":1}`)
+			return
+		}
+		fmt.Fprintf(w, `{"task_id":%q,"status":"processing","progress":10}`, strings.TrimPrefix(r.URL.Path, "/tasks/"))
+	}))
+	t.Cleanup(first.Close)
+	down := e.account("going-down", first.URL, 1, "ready", nil)
+	ctx := context.Background()
+	task := e.task("image")
+	if _, err := e.db.ClaimTask(ctx, task.ID, down.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.StartTask(ctx, task.ID, down.ID); err != nil {
+		t.Fatal(err)
+	}
+	other := e.account("other", e.sim(workspace.SimConfig{Duration: time.Hour}).URL, 1, "ready", nil)
+	cfg := e.config()
+	cfg.PollInterval = time.Hour
+	d := e.start(cfg)
+	// The loops run once the reaper has finished a pass (after Run's first poll and dispatch passes).
+	testutil.WaitFor(t, 5*time.Second, "the dispatcher's loops", func() bool { return !d.LastReap().IsZero() })
+	if got := e.get(task.ID); got.AccountID != down.ID || got.Status != "processing" {
+		t.Fatalf("before the account went down: %s on %d", got.Status, got.AccountID)
+	}
+	d.accountDown(ctx, down.ID, "the test took it down", nil)
+	testutil.WaitFor(t, 5*time.Second, "the task handed to the other account", func() bool { return e.get(task.ID).AccountID == other.ID })
+	if a := e.getAccount(down.ID); a.Status != store.AccountFailed {
+		t.Errorf("account that went down is %s", a.Status)
 	}
 }

@@ -38,6 +38,7 @@ func (e *env) healthChecked(d *Dispatcher, name, baseURL, driver string, capacit
 // simulator serving only flux, one only anisora (and a name the catalog does
 // not know, which is dropped), a flux, an anisora and a pony task.
 func TestRoutingByModel(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	cfg := e.config()
 	cfg.Models = []string{"anisora", "phr00t", "pony", "flux"}
@@ -76,6 +77,7 @@ func TestRoutingByModel(t *testing.T) {
 // nothing for its Retry-After and stays ready, and the task runs once it is
 // free. Input tried: 503 with Retry-After: 1 for the first three submits.
 func TestBusyIsNotAFailedTry(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	sim, err := workspace.NewSim(workspace.SimConfig{Duration: 100 * time.Millisecond, Capacity: 4})
 	if err != nil {
@@ -120,6 +122,7 @@ func TestBusyIsNotAFailedTry(t *testing.T) {
 // row. Input tried: a workspace whose first submit answers after 2x the
 // per-call timeout (it took the task meanwhile).
 func TestColdStartIsNotAFailure(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
 	sim, err := workspace.NewSim(workspace.SimConfig{Duration: 200 * time.Millisecond, Capacity: 4})
 	if err != nil {
@@ -156,6 +159,7 @@ func TestColdStartIsNotAFailure(t *testing.T) {
 // from the hand-over. Inputs tried: a workspace that answers "pending"
 // forever; one that answers "pending" and then "processing".
 func TestQueuedTTLAndProcessingTTL(t *testing.T) {
+	t.Parallel()
 	var mu atomic.Int64 // the store's and the dispatcher's clock, in ms since start
 	base := time.Now()
 	clock := func() time.Time { return base.Add(time.Duration(mu.Load()) * time.Millisecond) }
@@ -214,9 +218,20 @@ func TestQueuedTTLAndProcessingTTL(t *testing.T) {
 	queued := e.task("image")
 	testutil.WaitFor(t, 5*time.Second, "the second task handed over", func() bool { return e.get(queued.ID).AccountID != 0 })
 	mu.Store((30 * time.Minute).Milliseconds())
-	n, _ := d.Reap(context.Background())
+	n, err := d.Reap(context.Background())
 	if got := e.get(queued.ID); got.Status != "failed" || got.ErrorCode != "timeout" || !strings.Contains(got.ErrorMessage, "queue") {
 		t.Fatalf("a task queued on its workspace past GG_TTL_QUEUED: %s %s %q (reaped %d)", got.Status, got.ErrorCode, got.ErrorMessage, n)
+	}
+	// The first task has now run 21 min of its 10: Reap fails and counts
+	// both, and finishes its pass (LastReap, what /admin/health shows).
+	if got := e.get(task.ID); got.Status != "failed" || got.ErrorCode != "timeout" || !strings.Contains(got.ErrorMessage, "ran longer") {
+		t.Errorf("the task running past its TTL: %s %s %q", got.Status, got.ErrorCode, got.ErrorMessage)
+	}
+	if n != 2 || err != nil {
+		t.Errorf("Reap = %d, %v; want 2 tasks failed", n, err)
+	}
+	if !d.LastReap().Equal(clock().Truncate(time.Millisecond).UTC()) {
+		t.Errorf("LastReap %v after the pass at %v", d.LastReap(), clock())
 	}
 }
 
@@ -226,6 +241,7 @@ func TestQueuedTTLAndProcessingTTL(t *testing.T) {
 // ComfyUI restart mid-task sends the task back to the queue, where it
 // completes without a twin.
 func TestComfyUIThroughTheDispatcher(t *testing.T) {
+	t.Parallel()
 	for _, fault := range []string{comfyui.FaultNone, comfyui.FaultRestart} {
 		t.Run(fault, func(t *testing.T) {
 			e := newEnv(t)
