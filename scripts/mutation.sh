@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Mutation testing of Gooni's core packages: plant one small bug at a time
-# (a flipped comparison, a changed boundary, + for -) in the files that hold
-# the core behaviours, run that package's tests, and count the bugs they let
-# through. Prints, per package, the score and every surviving mutant.
+# (a flipped comparison; in the generate validator also a moved boundary) in
+# the files that hold the core behaviours, run the tests of that behaviour,
+# and count the bugs they let through. Prints, per target and per package,
+# the score and every surviving mutant.
 #
-#   scripts/mutation.sh              # every target below (about 15 minutes on 2 idle cores)
-#   scripts/mutation.sh store        # one target, by its directory
+#   scripts/mutation.sh              # every target below (under 15 minutes on 2 idle cores)
+#   scripts/mutation.sh store        # the targets of one directory
+#   LOG_DIR=/tmp/m scripts/mutation.sh   # keep gremlins' output per target
 #
 # Not a CI step (too slow); the command a reviewer runs after touching a core
 # package. The score per package is recorded in docs/RELIABILITY.md.
@@ -15,24 +17,61 @@
 # temporary directory per worker, applies one mutant at a time there and runs
 # `go test -failfast` on the mutated package only; a mutant is KILLED when a
 # test fails, LIVED when every test passes, TIMED OUT when the run takes longer
-# than the timeout coefficient times the package's plain test run.
+# than the timeout coefficient times the package's plain test run. Leave the
+# tree alone while it runs: the workers copy it when they start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 GREMLINS="github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0"
 WORKERS="${WORKERS:-2}"
-# A mutant is stopped after COEFF x the package's clean coverage run (which
-# gremlins measures once, with a warm build cache); a mutant's run also
-# recompiles and relinks the package's test binary, so a small coefficient
-# marks slow-but-passing runs TIMED OUT on a busy machine.
-COEFF="${COEFF:-8}"
+# A mutant is stopped after COEFF x the package's clean test run under
+# coverage, measured once per target (with -count=1, so never a cached
+# result) with a warm build cache. A mutant's run also recompiles and relinks
+# the package's test binary (2-6 s of the run), so the coefficient must leave
+# room for that when the selected tests themselves take a second or two.
+COEFF="${COEFF:-12}"
 
-# directory | the files whose mutants count (everything else in the directory is excluded)
+# The run is bounded by the number of mutants: each one rebuilds and relinks
+# its package's test binary, 2.5 (catalog) to 6 (server) CPU-seconds before a
+# test runs. With every gremlins kind on these files (~600 mutants) the run
+# took about an hour of CPU; the kinds below keep it near 27 CPU-minutes,
+# under 15 minutes on 2 idle cores:
+#   negation  (== for !=, < for >=, ...: every decision flipped) in every target;
+#   boundary  (< for <=, > for >=) only for the generate validator, whose job
+#             is ranges; elsewhere 25 of 64 boundary mutants survived a full
+#             run and 22 of those were equivalent (a bound that only saves a
+#             count, a sort tie that cannot happen, a length no valid input has);
+#   arithmetic off: most of its mutants turn a string concatenation's + into
+#             -, which does not compile, and gremlins v0.6.0 counts a build
+#             failure as KILLED (go test exits 1 either way);
+#   ++/-- and negated signs off: 21 mutants in these files, one of which
+#             loops until the timeout.
+# The tests written for the survivors of the full run stay in the suite.
+NEG=(--arithmetic-base=false --conditionals-boundary=false --conditionals-negation
+  --increment-decrement=false --invert-negatives=false)
+NEG_BOUNDARY=(--arithmetic-base=false --conditionals-boundary --conditionals-negation
+  --increment-decrement=false --invert-negatives=false)
+
+# package directory | the files whose mutants count (every other file of the
+# directory is excluded) | kinds (neg or neg+boundary) | the tests run against
+# each mutant (a go test -run pattern; empty = all of the package's tests).
+#
+# Each target runs the tests of the behaviour its files hold, not the whole
+# package's (server's full suite is about 15 CPU-seconds a mutant). A mutant
+# that only a test outside the pattern would catch counts as LIVED, never as
+# KILLED; a line no selected test reaches counts as NOT COVERED.
 targets=(
-  "store|tasks.go audit.go sessions.go"
-  "server|auth.go throttle.go middleware.go"
-  "internal/dispatch|dispatch.go reap.go"
-  "internal/catalog|generate.go"
+  # task lifecycle, group commit, queue limit, input quota
+  "store|tasks.go|neg|^(TestCreateAndGetTask|TestQueueFull|TestGroupCommit.*|TestTask.*|TestQueueLimit.*|TestQueueIndex.*|TestReleasedTask.*|TestProgressNeverGoesDown|TestRequeueOrFail|TestListenersHearCommittedTasksOnly|TestInputQuota|TestIdempotency.*|TestCancelTask|TestRecentRunTimesAndPendingAhead|TestGalleryPaging|TestCreateTaskDurableAcrossOpen)$"
+  # the audit chain: append, verify, prune, rotate, list
+  "store|audit.go|neg|^(TestAudit.*|TestVerifyAudit.*|TestRotateAuditKey.*|TestPrune.*|TestReanchor|TestListAudit.*|TestRemoveAccountAudited)$"
+  "store|sessions.go|neg|^(TestSessions|TestInvite.*|TestAuditedWritesFailClosed)$"
+  # user and admin auth, the throttles, CORS, client addresses
+  "server|auth.go throttle.go middleware.go|neg|^(TestUserAuthPrecedence|TestSession.*|TestFailClosedWhenSessionStoreUnreadable|TestAdminAuth|TestAdminLoginFailureReason|TestAdminActionsFailClosedWhenAuditFails|TestTLSCookiesAndHSTS|TestForwardedProtoNearestProxyDecides|TestDecodeTokenLength|TestThrottle.*|TestMalformedQueryKeyNeverFallsThrough|TestErrorShapes|TestRecoveredPanicIsInternalError|TestCorrelationID|TestCORS|TestSameOriginComparesTheScheme|TestRollingWindowLimiter|TestAuthSessionThrottle|TestAdminThrottles|TestTrustedProxies|TestSecurityHeaders|TestRepeatedDenialsDoNotFloodTheAuditLog|TestInviteMode|FuzzUserCredentials|FuzzDecodeToken)$"
+  # the dispatcher and the reaper (not deploys, media checks, health checks, drivers)
+  "internal/dispatch|dispatch.go reap.go|neg|^(TestTasksFinishWithMediaOnDisk|TestFaultsAndFailover|TestCapacityIsRespectedAndLoadSpread|TestResumeFinishesProcessingTasks|TestReaperFailsStaleTasks|TestDispatchNeverSendsToInvalidTarget|TestRemoveAccountFailsItsTasks|TestWorkspaceGoingAwayMidTaskFailsOverAndComesBack|TestImageToVideoSendsTheInputImage|TestDisableDuringHealthCheckWins|TestNewFillsDefaults|TestPick.*|TestDescribeTries|TestDispatchPass.*|TestZeroCapacity.*|TestSubmitAnswered.*|TestAccountDown.*|TestRoutingByModel|TestBusyIsNotAFailedTry|TestColdStartIsNotAFailure|TestQueuedTTLAndProcessingTTL|TestProgressNeverGoesDownAcrossAResend)$"
+  # the generate validator
+  "internal/catalog|generate.go|neg+boundary|"
 )
 
 # Each mutant relinks and reruns a package's tests. The store's tests fsync
@@ -42,18 +81,27 @@ targets=(
 if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then
   export TMPDIR=/dev/shm
 fi
-# go vet already runs in CI; here it would only redo its checks per mutant.
-export GOFLAGS="${GOFLAGS:+$GOFLAGS }-parallel=8 -vet=off"
+# -count=1: the coverage run that sets the timeout is never a cached result
+# (a cached one takes a second, and every mutant then times out). go vet
+# already runs in CI; here it would only redo its checks per mutant.
+# -ldflags=-w: no DWARF in the test binaries, which links them faster.
+base_goflags="${GOFLAGS:+$GOFLAGS }-count=1 -parallel=8 -vet=off -ldflags=-w"
 
 only="${1:-}"
 out_dir="$(mktemp -d "${TMPDIR:-/tmp}/gooni-mutation.XXXXXX")"
 trap 'rm -rf "$out_dir"' EXIT
+# LOG_DIR=dir keeps gremlins' full output per target there.
+log_dir="${LOG_DIR:-$out_dir}"
+mkdir -p "$log_dir"
 
+declare -A pkg_k pkg_l pkg_t pkg_n
+pkgs=()
 summary=()
+cpu_all=0
 start_all=$(date +%s)
 for t in "${targets[@]}"; do
-  dir="${t%%|*}"
-  keep=" ${t#*|} "
+  IFS='|' read -r dir files kinds run <<<"$t"
+  keep=" $files "
   if [ -n "$only" ] && [ "$only" != "$dir" ]; then
     continue
   fi
@@ -65,13 +113,28 @@ for t in "${targets[@]}"; do
     case "$keep" in *" $rel "*) continue ;; esac
     excludes+=(-E "^$(printf '%s' "$rel" | sed 's/[.]/\\./g')\$")
   done < <(find "$dir" -name '*.go' ! -name '*_test.go' | sort)
+  for f in $files; do
+    if [ ! -f "$dir/$f" ]; then
+      echo "mutation.sh: $dir/$f does not exist; update the targets" >&2
+      exit 1
+    fi
+  done
 
-  log="$out_dir/$(echo "$dir" | tr / _).log"
-  echo "== $dir (${keep# }): gremlins with $WORKERS workers, timeout coefficient $COEFF"
+  case "$kinds" in
+    neg) kind_flags=("${NEG[@]}") ;;
+    neg+boundary) kind_flags=("${NEG_BOUNDARY[@]}") ;;
+    *) echo "mutation.sh: unknown kinds $kinds for $dir" >&2; exit 1 ;;
+  esac
+
+  log="$log_dir/$(echo "$dir $files" | tr '/ ' '__').log"
+  echo "== $dir ($files; $kinds): gremlins with $WORKERS workers, timeout coefficient $COEFF${run:+, tests $run}"
   t0=$(date +%s)
-  go run "$GREMLINS" unleash --workers "$WORKERS" --timeout-coefficient "$COEFF" \
-    "${excludes[@]}" "./$dir" >"$log" 2>&1 || true
+  TIMEFORMAT='%U %S'
+  cpu=$( { time GOFLAGS="$base_goflags${run:+ -run=$run}" go run "$GREMLINS" unleash \
+    --workers "$WORKERS" --timeout-coefficient "$COEFF" "${kind_flags[@]}" \
+    "${excludes[@]}" "./$dir" >"$log" 2>&1 || true; } 2>&1 | awk '{ printf "%d", $1 + $2 }')
   secs=$(( $(date +%s) - t0 ))
+  cpu_all=$((cpu_all + cpu))
 
   killed=$(grep -c '^ *KILLED' "$log" || true)
   lived=$(grep -c '^ *LIVED' "$log" || true)
@@ -87,7 +150,7 @@ for t in "${targets[@]}"; do
   # mutant is counted apart (the run was cut, whether the tests would have
   # caught it is unknown) and listed, so a busy machine cannot inflate it.
   score=$(awk -v k="$killed" -v l="$lived" 'BEGIN { if (k + l == 0) print "n/a"; else printf "%.1f", 100 * k / (k + l) }')
-  echo "   killed $killed, timed out $timedout, lived $lived, not covered $notcov, not viable $viable: score ${score}% in ${secs}s"
+  echo "   killed $killed, timed out $timedout, lived $lived, not covered $notcov, not viable $viable: score ${score}% in ${secs}s (${cpu} CPU-seconds)"
   if [ "$lived" -gt 0 ]; then
     echo "   surviving mutants:"
     grep '^ *LIVED' "$log" | sed "s|^ *LIVED *|     |; s| at | $dir/|"
@@ -97,12 +160,23 @@ for t in "${targets[@]}"; do
     grep '^ *TIMED OUT' "$log" | sed "s|^ *TIMED OUT *|     |; s| at | $dir/|"
   fi
   if [ "$notcov" -gt 0 ]; then
-    echo "   not covered by any test:"
+    echo "   not covered by the selected tests:"
     grep '^ *NOT COVERED' "$log" | sed "s|^ *NOT COVERED *|     |; s| at | $dir/|"
   fi
-  summary+=("$(printf '%-20s %6s%%  killed %3d  timed out %2d  lived %3d  not covered %3d  %4ss' "$dir" "$score" "$killed" "$timedout" "$lived" "$notcov" "$secs")")
+  if [ -z "${pkg_k[$dir]:-}" ]; then
+    pkgs+=("$dir")
+    pkg_k[$dir]=0 pkg_l[$dir]=0 pkg_t[$dir]=0 pkg_n[$dir]=0
+  fi
+  pkg_k[$dir]=$((pkg_k[$dir] + killed)) pkg_l[$dir]=$((pkg_l[$dir] + lived))
+  pkg_t[$dir]=$((pkg_t[$dir] + timedout)) pkg_n[$dir]=$((pkg_n[$dir] + notcov))
+  summary+=("$(printf '  %-44s %6s%%  killed %3d  timed out %2d  lived %3d  not covered %3d  %4ss' "$dir ($files)" "$score" "$killed" "$timedout" "$lived" "$notcov" "$secs")")
 done
 
 echo
-echo "== mutation score killed / (killed + lived), in $(( $(date +%s) - start_all ))s"
+echo "== mutation score killed / (killed + lived), in $(( $(date +%s) - start_all ))s wall, ${cpu_all} CPU-seconds"
 printf '%s\n' "${summary[@]}"
+for dir in "${pkgs[@]}"; do
+  k=${pkg_k[$dir]} l=${pkg_l[$dir]}
+  score=$(awk -v k="$k" -v l="$l" 'BEGIN { if (k + l == 0) print "n/a"; else printf "%.1f", 100 * k / (k + l) }')
+  printf '%-46s %6s%%  killed %3d  timed out %2d  lived %3d  not covered %3d\n' "$dir" "$score" "$k" "${pkg_t[$dir]}" "$l" "${pkg_n[$dir]}"
+done

@@ -283,6 +283,44 @@ func TestSecureBehindProxy(t *testing.T) {
 	}
 }
 
+// TestForwardedProtoNearestProxyDecides: behind a trusted proxy the scheme
+// is the last X-Forwarded-Proto element, the one the nearest proxy added,
+// whether proxies appended to one header line or each sent its own; an
+// untrusted peer's word counts for nothing (CONTRACT section 17).
+func TestForwardedProtoNearestProxyDecides(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")} })
+	for _, c := range []struct {
+		name   string
+		values []string // X-Forwarded-Proto header lines, in order
+		remote string
+		secure bool
+	}{
+		{"https", []string{"https"}, "127.0.0.1:4000", true},
+		{"http", []string{"http"}, "127.0.0.1:4000", false},
+		{"appended on one line", []string{"http, https"}, "127.0.0.1:4000", true},
+		{"nearest says http", []string{"https, http"}, "127.0.0.1:4000", false},
+		{"an empty element first", []string{",https"}, "127.0.0.1:4000", true},
+		{"one line per proxy", []string{"http", "https"}, "127.0.0.1:4000", true},
+		{"one line per proxy, nearest http", []string{"https", "http"}, "127.0.0.1:4000", false},
+		{"untrusted peer", []string{"https"}, "198.51.100.7:4000", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			w := e.do(req{method: "POST", path: "/auth/session", remote: c.remote, multi: http.Header{"X-Forwarded-Proto": c.values}})
+			ck := cookieOf(w, "gg_session")
+			if w.Code != 200 || ck == nil {
+				t.Fatalf("POST /auth/session: %d %s", w.Code, w.Body.String())
+			}
+			if ck.Secure != c.secure {
+				t.Errorf("gg_session Secure = %v, want %v", ck.Secure, c.secure)
+			}
+			if hsts := w.Header().Get("Strict-Transport-Security"); (hsts != "") != c.secure {
+				t.Errorf("HSTS %q, want present = %v", hsts, c.secure)
+			}
+		})
+	}
+}
+
 // TestBasePath: with GG_PUBLIC_URL=https://gen.example.com/gooni the URLs
 // the API returns carry /gooni, and the session cookie is scoped to it when
 // the request came through the public host (a loopback tool keeps "/").

@@ -127,7 +127,9 @@ func TestSessionExpiry(t *testing.T) {
 	if w := e.do(req{method: "GET", path: "/gallery", cookies: []*http.Cookie{c}}); errCode(t, w) != "session_expired" {
 		t.Fatalf("after expiry: %s", w.Body.String())
 	}
-	if w := e.do(req{method: "GET", path: "/auth/session", cookies: []*http.Cookie{c}}); errCode(t, w) != "session_expired" {
+	// The UI reads details.session_mode to know whether asking again can work (API.md).
+	if w := e.do(req{method: "GET", path: "/auth/session", cookies: []*http.Cookie{c}}); errCode(t, w) != "session_expired" ||
+		!strings.Contains(w.Body.String(), `"session_mode":"open"`) {
 		t.Fatalf("GET /auth/session after expiry: %s", w.Body.String())
 	}
 }
@@ -205,7 +207,16 @@ func TestAdminAuth(t *testing.T) {
 			t.Errorf("%s: %q (%d), want %q", c.name, got, w.Code, c.code)
 		}
 	}
-	ac := e.adminSession()
+	// The login answers the session it made: a UI shows when it ends.
+	login := e.do(req{method: "POST", path: "/admin/session", header: map[string]string{"X-Admin-Key": e.sec.AdminKey}})
+	if login.Code != 200 || !strings.Contains(login.Body.String(), `"authenticated":true`) ||
+		!strings.Contains(login.Body.String(), `"expires_at":"2026-03-01T13:00:00Z"`) {
+		t.Fatalf("admin login: %d %s", login.Code, login.Body.String())
+	}
+	ac := cookieOf(login, "gg_admin")
+	if ac == nil {
+		t.Fatal("admin login set no gg_admin cookie")
+	}
 	if !strings.Contains(e.logs.String(), `"action":"admin.login"`) {
 		t.Error("admin login not audited in the log")
 	}

@@ -332,3 +332,36 @@ func TestIDSetKeepsOrderAcrossBlocks(t *testing.T) {
 		t.Fatalf("rank past the end = %d %v", r, found)
 	}
 }
+
+// TestReleasedTaskWaitsInTheQueueAgain: a task a busy workspace gives back
+// (ReleaseTask) is at its place in Gooni's queue again and no longer takes a
+// slot of that account's capacity, so the dispatcher can hand it out again.
+func TestReleasedTaskWaitsInTheQueueAgain(t *testing.T) {
+	db, _ := openTest(t, testOptions(t))
+	acc := newAccount(t, db, "busy")
+	first, second := newTask("first"), newTask("second")
+	if err := db.CreateTasks(bg, []*Task{first, second}, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	state := func(step string, wantFirst, wantSecond, wantSlots int) {
+		t.Helper()
+		p1, err1 := db.QueuePosition(bg, first.ID)
+		p2, err2 := db.QueuePosition(bg, second.ID)
+		by, _ := db.RunningByAccount(bg)
+		flying, err3 := db.ListInFlight(bg)
+		if err1 != nil || err2 != nil || err3 != nil || p1 != wantFirst || p2 != wantSecond || by[acc.ID] != wantSlots ||
+			len(flying) != wantSlots || db.QueueLength() != 2-wantSlots {
+			t.Fatalf("%s: positions %d %d, slots taken %d, in flight %d, queue length %d (%v %v %v); want %d %d, %d slots",
+				step, p1, p2, by[acc.ID], len(flying), db.QueueLength(), err1, err2, err3, wantFirst, wantSecond, wantSlots)
+		}
+	}
+	state("created", 1, 2, 0)
+	if _, err := db.ClaimTask(bg, first.ID, acc.ID); err != nil {
+		t.Fatal(err)
+	}
+	state("handed to the account", 0, 1, 1)
+	if err := db.ReleaseTask(bg, first.ID, acc.ID); err != nil {
+		t.Fatal(err)
+	}
+	state("given back", 1, 2, 0)
+}
