@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"gooni/internal/testutil"
 	"math/rand/v2"
@@ -364,4 +365,23 @@ func TestReleasedTaskWaitsInTheQueueAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	state("given back", 1, 2, 0)
+}
+
+// TestDeletedTaskLeavesTheQueue: deleting a waiting task takes it out of
+// Gooni's queue: the tasks behind it move up.
+func TestDeletedTaskLeavesTheQueue(t *testing.T) {
+	db, _ := openTest(t, testOptions(t))
+	first, second := newTask("first"), newTask("second")
+	if err := db.CreateTasks(bg, []*Task{first, second}, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteTask(bg, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	if pos, err := db.QueuePosition(bg, second.ID); err != nil || pos != 1 || db.QueueLength() != 1 {
+		t.Fatalf("after the first task was deleted: position %d (%v), queue length %d; want 1, 1", pos, err, db.QueueLength())
+	}
+	if _, err := db.QueuePosition(bg, first.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("position of the deleted task: %v, want ErrNotFound", err)
+	}
 }

@@ -113,6 +113,12 @@ func TestBusyIsNotAFailedTry(t *testing.T) {
 			t.Errorf("submit %d came %v after a Retry-After: 1", i+1, gap)
 		}
 	}
+	// Backpressure is not a fault: giving the task back logs no error.
+	for _, line := range strings.Split(e.logs.String(), "\n") {
+		if strings.Contains(line, `"level":"ERROR"`) {
+			t.Errorf("error logged for a busy workspace: %s", line)
+		}
+	}
 }
 
 // TestColdStartIsNotAFailure (issue 12 point 5): one slow cold start used to
