@@ -393,6 +393,9 @@ func (db *DB) DeleteAccount(ctx context.Context, id int64) error {
 		}
 		return nil
 	})
+	if err == nil {
+		db.finished.dropAll() // finished tasks of the account lost their account_id
+	}
 	if err == nil && len(requeued) > 0 {
 		db.taskChanged(requeued...)
 	}

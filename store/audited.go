@@ -152,6 +152,7 @@ func (db *DB) RemoveAccountAudited(ctx context.Context, id int64, code, message 
 	if err != nil {
 		return nil, err
 	}
+	db.finished.dropAll() // finished tasks of the account lost their account_id
 	ids := make([]string, len(failed))
 	for i, t := range failed {
 		ids[i] = t.ID

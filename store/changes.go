@@ -30,8 +30,10 @@ func (db *DB) ListenTasks(fn func(taskID string)) (stop func()) {
 	}
 }
 
-// taskChanged tells every listener that a commit changed these tasks.
+// taskChanged tells every listener that a commit changed these tasks,
+// after GetTask's cache has forgotten them.
 func (db *DB) taskChanged(ids ...string) {
+	db.finished.drop(ids...)
 	l := &db.listeners
 	l.mu.RLock()
 	defer l.mu.RUnlock()

@@ -73,6 +73,7 @@ type DB struct {
 	queue     *queueIndex
 	commitMu  sync.Mutex
 	listeners changeListeners
+	finished  *finishedTasks
 	closeOnce sync.Once
 	closeErr  error
 
@@ -139,6 +140,7 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 		creates:          make(chan *createRequest),
 		closing:          make(chan struct{}),
 		queue:            newQueueIndex(),
+		finished:         newFinishedTasks(),
 	}
 	if db.now == nil {
 		db.now = time.Now

@@ -405,13 +405,22 @@ func (db *DB) commitBatch(batch []*createRequest) {
 	}
 }
 
-// GetTask returns one task; ErrNotFound when there is none.
+// GetTask returns one task; ErrNotFound when there is none. A finished
+// task's row is kept in memory after its first read (taskcache.go).
 func (db *DB) GetTask(ctx context.Context, id string) (*Task, error) {
+	if t, ok := db.finished.get(id); ok {
+		return t, nil
+	}
+	gen := db.finished.generation()
 	t, err := scanTask(db.stmtGetTask.QueryRowContext(ctx, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
-	return t, err
+	if err != nil {
+		return nil, err
+	}
+	db.finished.put(gen, t)
+	return t, nil
 }
 
 // QueuePosition is the 1-based place among the tasks not yet handed to a
