@@ -58,17 +58,17 @@ KINDS=(--conditionals-negation --conditionals-boundary=false --arithmetic-base=f
 # KILLED; a line no selected test reaches counts as NOT COVERED. One worker
 # more than the 2 cores keeps them busy while a build or a test waits; the
 # dispatcher's tests mostly wait on real time (retries, Retry-After), so it
-# gets 4. WORKERS=n overrides every target.
+# gets 5. WORKERS=n overrides every target.
 targets=(
   # task lifecycle, group commit, queue limit, input quota
-  "store|tasks.go|3|^(TestCreateAndGetTask|TestQueueFull|TestGroupCommit.*|TestTask.*|TestQueueLimit.*|TestReleasedTask.*|TestDeletedTask.*|TestProgressNeverGoesDown|TestRequeueOrFail|TestListenersHearCommittedTasksOnly|TestInputQuota|TestIdempotency.*|TestCancelTask|TestRecentRunTimesAndPendingAhead|TestGalleryPaging|TestCreateTaskDurableAcrossOpen)$"
+  "store|tasks.go|3|^(TestCreateAndGetTask|TestQueueFull|TestGroupCommit.*|TestTask.*|TestQueueLimit.*|TestReleasedTask.*|TestDeletedTask.*|TestProgressNeverGoesDown|TestRequeueOrFail|TestListenersHearCommittedTasksOnly|TestInputQuota|TestIdempotency.*|TestCancelTask|TestRecentRunTimesAndPendingAhead|TestGalleryPaging|TestCreateTaskDurableAcrossOpen|TestFinishedTask.*)$"
   # the audit chain: append, verify, prune, rotate, list
   "store|audit.go|3|^(TestAudit.*|TestVerifyAudit.*|TestRotateAuditKey.*|TestPrune.*|TestReanchor|TestListAudit.*|TestRemoveAccountAudited)$"
   "store|sessions.go|3|^(TestSessions|TestInvite.*|TestAuditedWritesFailClosed)$"
   # user and admin auth, the throttles, CORS, client addresses
   "server|auth.go throttle.go middleware.go|3|^(TestUserAuthPrecedence|TestSession.*|TestFailClosedWhenSessionStoreUnreadable|TestAdminAuth|TestAdminLoginFailureReason|TestAdminActionsFailClosedWhenAuditFails|TestTLSCookiesAndHSTS|TestForwardedProtoNearestProxyDecides|TestDecodeTokenLength|TestThrottle.*|TestMalformedQueryKeyNeverFallsThrough|TestErrorShapes|TestRecoveredPanicIsInternalError|TestCorrelationID|TestCORS|TestSameOriginComparesTheScheme|TestRollingWindowLimiter|TestAuthSessionThrottle|TestAdminThrottles|TestTrustedProxies|TestSecurityHeaders|TestInviteMode|FuzzUserCredentials|FuzzDecodeToken)$"
   # the dispatcher and the reaper (not deploys, media checks, health checks, drivers)
-  "internal/dispatch|dispatch.go reap.go|4|^(TestTasksFinishWithMediaOnDisk|TestFaultsAndFailover|TestCapacityIsRespectedAndLoadSpread|TestResumeFinishesProcessingTasks|TestReaperFailsStaleTasks|TestDispatchNeverSendsToInvalidTarget|TestRemoveAccountFailsItsTasks|TestWorkspaceGoingAwayMidTaskFailsOverAndComesBack|TestImageToVideoSendsTheInputImage|TestDisableDuringHealthCheckWins|TestNewFillsDefaults|TestPick.*|TestDescribeTries|TestDispatchPass.*|TestZeroCapacity.*|TestSubmitAnswered.*|TestAccountDown.*|TestRoutingByModel|TestBusyIsNotAFailedTry|TestColdStartIsNotAFailure|TestQueuedTTLAndProcessingTTL)$"
+  "internal/dispatch|dispatch.go reap.go|5|^(TestTasksFinishWithMediaOnDisk|TestFaultsAndFailover|TestCapacityIsRespectedAndLoadSpread|TestResumeFinishesProcessingTasks|TestReaperFailsStaleTasks|TestDispatchNeverSendsToInvalidTarget|TestRemoveAccountFailsItsTasks|TestWorkspaceGoingAwayMidTaskFailsOverAndComesBack|TestImageToVideoSendsTheInputImage|TestDisableDuringHealthCheckWins|TestNewFillsDefaults|TestPick.*|TestDescribeTries|TestDispatchPass.*|TestZeroCapacity.*|TestSubmitAnswered.*|TestAccountDown.*|TestRoutingByModel|TestBusyIsNotAFailedTry|TestColdStartIsNotAFailure|TestQueuedTTLAndProcessingTTL)$"
   # the generate validator
   "internal/catalog|generate.go|3|^(TestValidate.*|TestParamsJSONIsCanonical|TestDecodeGenerate.*|TestParseCount|TestUnknownModelNameIsShortened|TestEnumParam|FuzzDecodeGenerate)$"
 )
@@ -84,7 +84,11 @@ fi
 # (a cached one takes a second, and every mutant then times out). go vet
 # already runs in CI; here it would only redo its checks per mutant.
 # -ldflags=-w: no DWARF in the test binaries, which links them faster.
-base_goflags="${GOFLAGS:+$GOFLAGS }-count=1 -parallel=8 -vet=off -ldflags=-w"
+# -gcflags=-l: no inlining in the mutated package (the only one rebuilt per
+# mutant); its build took 11-26 % less CPU (store 3.35 -> 2.87 s, server
+# 5.8 -> 4.3 s, dispatch 2.69 -> 2.40 s, 5-6 builds each) and what a test
+# observes does not depend on inlining.
+base_goflags="${GOFLAGS:+$GOFLAGS }-count=1 -parallel=8 -vet=off -ldflags=-w -gcflags=-l"
 
 only="${1:-}"
 out_dir="$(mktemp -d "${TMPDIR:-/tmp}/gooni-mutation.XXXXXX")"
