@@ -1,0 +1,60 @@
+#!/bin/sh
+# The read paths' ratios with wrk, a client much lighter than `gooni bench`
+# (which costs more per request than the server's cheapest routes and so
+# pulls every ratio towards 1): GET /status/{done task} with an API key, an
+# unknown id and an unknown route, each against GET /config through the same
+# middleware, against one fresh `gooni --demo` with 1000 seeded done tasks.
+# Each round runs the four one after the other (same load on each side of a
+# ratio); the script prints every round's ratios and their medians.
+# Usage: scripts/bench-wrk.sh [rounds] [seconds per side] [connections]
+# Needs wrk (apt-get install -y wrk). GOONI=path uses a built binary.
+set -eu
+ROUNDS=${1:-8}
+SECS=${2:-3}
+CONNS=${3:-10}
+PORT=${PORT:-18101}
+command -v wrk >/dev/null || { echo "bench-wrk.sh: wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gooni-bench-wrk.XXXXXX")
+if [ -z "${GOONI:-}" ]; then
+	GOONI=$WORK/gooni
+	(cd "$ROOT" && go build -ldflags "-s -w" -o "$GOONI" .)
+fi
+PID=
+trap '[ -n "$PID" ] && { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; }; rm -rf "$WORK"' EXIT INT TERM
+
+DATA=$WORK/data
+"$GOONI" bench --seed-done 1000 --data-dir "$DATA" >/dev/null
+GG_DATA_DIR=$DATA GG_ADDR=127.0.0.1:$PORT "$GOONI" --demo 2>"$WORK/server.log" &
+PID=$!
+i=0
+until curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; do
+	i=$((i + 1)); [ $i -gt 200 ] && { echo "server did not start"; cat "$WORK/server.log"; exit 1; }
+	sleep 0.05
+done
+KEY=$(cat "$DATA/secrets/api_key")
+BASE=http://127.0.0.1:$PORT
+DONE=$(curl -fsS -H "X-API-Key: $KEY" "$BASE/tasks?status=done&limit=1" | sed -n 's/.*"task_id":"\([^"]*\)".*/\1/p' | head -1)
+[ -n "$DONE" ] || { echo "no done task found"; exit 1; }
+UNKNOWN=00000000000000000000000000 # a well-formed id no task has
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $KEY" "$BASE/status/$DONE")" = 200 ] || { echo "status of $DONE is not 200"; exit 1; }
+
+# rps URL: requests per second of one wrk run, every answer counted.
+rps() {
+	wrk -t1 -c"$CONNS" -d"${SECS}s" -H "X-API-Key: $KEY" "$1" | awk '/^Requests\/sec/ {print $2}'
+}
+
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk -t1 -c$CONNS -d${SECS}s per side, $ROUNDS rounds"
+printf '%-6s %10s %10s %10s %10s %8s %8s %8s\n' round config status unknown route status/c unknown/c route/c
+: >"$WORK/ratios"
+r=1
+while [ $r -le "$ROUNDS" ]; do
+	c=$(rps "$BASE/config")
+	s=$(rps "$BASE/status/$DONE")
+	u=$(rps "$BASE/status/$UNKNOWN")
+	n=$(rps "$BASE/no-such-route")
+	echo "$c $s $u $n" | awk -v r=$r '{printf "%-6s %10.0f %10.0f %10.0f %10.0f %8.2f %8.2f %8.2f\n", r, $1, $2, $3, $4, $2/$1, $3/$1, $4/$1}' | tee -a "$WORK/ratios"
+	r=$((r + 1))
+done
+med() { sort -n | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+echo "median ratio to /config: status $(awk '{print $6}' "$WORK/ratios" | med), unknown id $(awk '{print $7}' "$WORK/ratios" | med), unknown route $(awk '{print $8}' "$WORK/ratios" | med)"
