@@ -226,3 +226,141 @@ func TestGroupCommitBulkDuplicateFailsAlone(t *testing.T) {
 		t.Errorf("%d pending rows, want %d", n, len(batch))
 	}
 }
+
+// batchOf builds one group-commit batch of requests (not yet committed),
+// each with its own context, tasks and options, as CreateTasks would.
+func batchOf(db *DB, reqs ...*createRequest) []*createRequest {
+	for _, req := range reqs {
+		if req.ctx == nil {
+			req.ctx = bg
+		}
+		for _, t := range req.tasks {
+			db.prepareTask(t)
+		}
+		req.done = make(chan error, 1)
+	}
+	return reqs
+}
+
+// TestGroupCommitBatchKeepsEachRequestsRules: the multi-row INSERT path of a
+// batch (groupcommit.go) takes only requests it can write whole and that the
+// queue limit admits; every other request of the same batch keeps its own
+// rules. Each case is a batch the bulk path would get wrong if it took the
+// request: a queue limit only some requests have, a request of several
+// tasks, a caller that gave up, an Idempotency-Key, input images over the
+// quota.
+func TestGroupCommitBatchKeepsEachRequestsRules(t *testing.T) {
+	one := func(opts CreateOptions) *createRequest {
+		return &createRequest{tasks: []*Task{newTask("b")}, opts: opts}
+	}
+	committed := func(t *testing.T, db *DB, req *createRequest) bool {
+		t.Helper()
+		n := 0
+		for _, task := range req.tasks {
+			if _, err := db.GetTask(bg, task.ID); err == nil {
+				n++
+			}
+		}
+		if n != 0 && n != len(req.tasks) {
+			t.Fatalf("%d of a request's %d tasks committed", n, len(req.tasks))
+		}
+		return n > 0
+	}
+
+	t.Run("the smallest queue limit decides whether the batch fits", func(t *testing.T) {
+		db, _ := openTest(t, testOptions(t))
+		for range 2 {
+			if err := db.CreateTask(bg, newTask("earlier"), CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// 2 pending; three one-task requests, two of them allowing 3 pending.
+		batch := batchOf(db, one(CreateOptions{QueueMax: 3}), one(CreateOptions{QueueMax: 100}), one(CreateOptions{QueueMax: 3}))
+		db.commitBatch(batch)
+		for i, want := range []error{nil, nil, ErrQueueFull} {
+			if err := <-batch[i].done; !errors.Is(err, want) {
+				t.Errorf("request %d: %v, want %v", i, err, want)
+			}
+			if got := committed(t, db, batch[i]); got != (want == nil) {
+				t.Errorf("request %d committed: %v", i, got)
+			}
+		}
+		if got := db.QueueLength(); got != 4 {
+			t.Errorf("queue length %d, want 4", got)
+		}
+	})
+
+	t.Run("requests of several tasks commit every task", func(t *testing.T) {
+		db, _ := openTest(t, testOptions(t))
+		var reqs []*createRequest
+		for range 3 {
+			reqs = append(reqs, &createRequest{tasks: []*Task{newTask("x"), newTask("y")}, opts: CreateOptions{QueueMax: 1000}})
+		}
+		batch := batchOf(db, reqs...)
+		db.commitBatch(batch)
+		for i, req := range batch {
+			if err := <-req.done; err != nil || !committed(t, db, req) {
+				t.Errorf("request %d of two tasks: %v, committed %v", i, err, committed(t, db, req))
+			}
+		}
+	})
+
+	t.Run("a caller that gave up gets its error and no rows", func(t *testing.T) {
+		db, _ := openTest(t, testOptions(t))
+		gone, cancel := context.WithCancel(bg)
+		cancel()
+		batch := batchOf(db, one(CreateOptions{}), one(CreateOptions{}), one(CreateOptions{}), one(CreateOptions{}))
+		batch[1].ctx, batch[2].ctx = gone, gone
+		db.commitBatch(batch)
+		for i, req := range batch {
+			err := <-req.done
+			if i == 1 || i == 2 {
+				if !errors.Is(err, context.Canceled) || committed(t, db, req) {
+					t.Errorf("canceled request %d: %v, committed %v; want context.Canceled and no row", i, err, committed(t, db, req))
+				}
+				continue
+			}
+			if err != nil || !committed(t, db, req) {
+				t.Errorf("request %d: %v, committed %v", i, err, committed(t, db, req))
+			}
+		}
+	})
+
+	t.Run("an idempotency key commits with its task", func(t *testing.T) {
+		db, _ := openTest(t, testOptions(t))
+		key := func(k string) CreateOptions {
+			return CreateOptions{Idempotency: &IdempotencyRecord{Key: k, BodyHash: []byte(k), Response: []byte(`{"k":"` + k + `"}`)}}
+		}
+		batch := batchOf(db, one(key("k1")), one(key("k2")), one(key("k3")))
+		db.commitBatch(batch)
+		for i, k := range []string{"k1", "k2", "k3"} {
+			if err := <-batch[i].done; err != nil || !committed(t, db, batch[i]) {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			rec, err := db.IdempotentAnswer(bg, k)
+			if err != nil || string(rec.Response) != `{"k":"`+k+`"}` {
+				t.Errorf("key %s after its batch: %+v (%v), want its stored answer", k, rec, err)
+			}
+		}
+	})
+
+	t.Run("input images are held to the quota", func(t *testing.T) {
+		db, _ := openTest(t, testOptions(t))
+		img := func() *createRequest {
+			req := one(CreateOptions{InputQuota: 1000})
+			task := req.tasks[0]
+			task.InputPath, task.InputType, task.InputBytes = "media/x.input.png", "image/png", 400
+			return req
+		}
+		batch := batchOf(db, img(), img(), img())
+		db.commitBatch(batch)
+		for i, want := range []error{nil, nil, ErrInputQuota} {
+			if err := <-batch[i].done; !errors.Is(err, want) {
+				t.Errorf("image %d of 400 bytes under a quota of 1000: %v, want %v", i, err, want)
+			}
+			if got := committed(t, db, batch[i]); got != (want == nil) {
+				t.Errorf("image %d committed: %v", i, got)
+			}
+		}
+	})
+}
