@@ -99,9 +99,7 @@ func (s *Server) userActor(r *http.Request) (string, error) {
 // mentions api, count as a key that is wrong.
 func queryAPIKey(raw string) (vals []string, present bool) {
 	const wrong = "\x00" // never equal to a key
-	for raw != "" {
-		var pair string
-		pair, raw, _ = strings.Cut(raw, "&")
+	for pair := range strings.SplitSeq(raw, "&") {
 		k, v, _ := strings.Cut(pair, "=")
 		key, kerr := url.QueryUnescape(k)
 		if kerr != nil || strings.Contains(pair, ";") {
