@@ -366,10 +366,18 @@ func TestFaultsAndFailover(t *testing.T) {
 			if tc.fault == "hang" {
 				cfg.RequestTimeout = time.Second
 			}
-			e.start(cfg)
+			d := e.start(cfg)
 			task := e.task("image")
 
 			got := e.waitTerminal(task.ID)
+			// However it ended, a finished task leaves nothing in the
+			// dispatcher's memory (the accounts it was tried on), or that
+			// memory grows with every task.
+			testutil.WaitFor(t, 5*time.Second, "the dispatcher to forget the finished task", func() bool {
+				d.mu.Lock()
+				defer d.mu.Unlock()
+				return d.tried[task.ID] == nil
+			})
 			if got.Status != tc.wantStatus || got.ErrorCode != tc.wantCode {
 				t.Fatalf("status %s code %q (%s), want %s %q", got.Status, got.ErrorCode, got.ErrorMessage, tc.wantStatus, tc.wantCode)
 			}
