@@ -108,7 +108,7 @@ func (st *sseStream) endWith(err error) {
 }
 
 // pumpSSE runs a stream until the client leaves, a write fails, on returns
-// false, or the credential that opened it is no longer valid (rechecked every
+// false, the server shuts down (EndStreams), or the credential that opened it is no longer valid (rechecked every
 // authCheckEvery; a revoked session or rotated-out key ends it with an error
 // event). It sends a ping comment every ping and calls on for each value
 // received from c (ok false when c is closed).
@@ -120,6 +120,8 @@ func pumpSSE[T any](s *Server, st *sseStream, ping time.Duration, c <-chan T, on
 	for {
 		select {
 		case <-st.r.Context().Done():
+			return
+		case <-s.shutdown:
 			return
 		case <-pings.C:
 			if !st.write(": ping\n\n") {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -101,6 +102,9 @@ type Server struct {
 	admin   *securecookie.SecureCookie
 	// events feeds GET /events and GET /events/{id} (hub.go).
 	events *eventHub
+	// shutdown is closed by EndStreams: every event stream ends.
+	shutdown     chan struct{}
+	shutdownOnce sync.Once
 	// auditLog is the one audit writer, shared with the dispatcher.
 	auditLog *audit.Writer
 	origins  map[string]bool
@@ -155,6 +159,7 @@ func New(cfg Config) *Server {
 	}
 	s.uploads = newUploadGate(cfg.MaxUploads, cfg.UploadWait)
 	s.streams = newStreamLimits(cfg.MaxStreams)
+	s.shutdown = make(chan struct{})
 	s.auditLog = cfg.Audit
 	if s.auditLog == nil {
 		s.auditLog = audit.NewWriter(cfg.DB, cfg.Logger, cfg.Now)
@@ -226,6 +231,13 @@ func newCodec(sec *secrets.Set, ttl time.Duration) *securecookie.SecureCookie {
 
 // Handler is the whole HTTP surface.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// EndStreams ends every open event stream (GET /events, GET
+// /events/{task_id}) and any that starts afterwards; clients reconnect
+// after the stream's retry interval. For http.Server.RegisterOnShutdown:
+// Shutdown waits for active requests, and a stream stays active until its
+// client leaves. Safe to call more than once.
+func (s *Server) EndStreams() { s.shutdownOnce.Do(func() { close(s.shutdown) }) }
 
 // Metrics is the server's Prometheus registry, for a separate listener.
 func (s *Server) Metrics() *Metrics { return s.metrics }

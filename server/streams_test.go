@@ -216,3 +216,36 @@ func TestClientThatNeverReadsIsLetGo(t *testing.T) {
 		t.Fatalf("the server waited for a client that did not read: it sent all %d bytes", n)
 	}
 }
+
+// TestShutdownEndsEventStreams: http.Server.Shutdown waits for active
+// requests, and an event stream is active until its client leaves, so a
+// stop waited out its whole timeout (10 s) whenever a browser had a page
+// open. EndStreams, registered with RegisterOnShutdown, ends both kinds of
+// stream; Shutdown then returns well before its deadline.
+func TestShutdownEndsEventStreams(t *testing.T) {
+	e := newEnv(t)
+	ts := httptest.NewUnstartedServer(e.h)
+	ts.Config.RegisterOnShutdown(e.srv.EndStreams)
+	ts.Start()
+	t.Cleanup(ts.Close)
+	task := e.task("pending", 0)
+	key := map[string]string{"X-API-Key": e.sec.APIKey}
+	var readers []*bufio.Reader
+	for _, path := range []string{"/events", "/events/" + task.ID} {
+		code, body, rd := openStream(t, ts.URL+path, key)
+		if code != 200 {
+			t.Fatalf("%s: %d %s", path, code, body)
+		}
+		readers = append(readers, rd)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ts.Config.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with two open streams: %v, want it to end them and return", err)
+	}
+	for i, rd := range readers {
+		if _, err := io.ReadAll(rd); err != nil {
+			t.Errorf("stream %d did not end cleanly: %v", i, err)
+		}
+	}
+}

@@ -131,6 +131,9 @@ func serve(cfg *config.Config, a Assets, log *slog.Logger) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	// A shutdown ends the event streams instead of waiting out its timeout
+	// for clients that never leave; browsers reconnect to the next start.
+	hs.RegisterOnShutdown(srv.EndStreams)
 	scheme := "http"
 	if cfg.TLSCert != "" {
 		scheme = "https"
