@@ -108,10 +108,11 @@ func (st *sseStream) endWith(err error) {
 }
 
 // pumpSSE runs a stream until the client leaves, a write fails, on returns
-// false, the server shuts down (EndStreams), or the credential that opened it is no longer valid (rechecked every
-// authCheckEvery; a revoked session or rotated-out key ends it with an error
-// event). It sends a ping comment every ping and calls on for each value
-// received from c (ok false when c is closed).
+// false, the server shuts down (EndStreams), or the credential that opened
+// it is no longer valid (rechecked every authCheckEvery; a revoked session
+// or rotated-out key ends it with an error event). It sends a ping comment
+// every ping and calls on for each value received from c (ok false when c
+// is closed).
 func pumpSSE[T any](s *Server, st *sseStream, ping time.Duration, c <-chan T, on func(v T, ok bool) bool) {
 	pings := time.NewTicker(ping)
 	defer pings.Stop()
