@@ -118,21 +118,7 @@ func TestVerifyAuditReasons(t *testing.T) {
 			appendEvents2(t, db) // ids 5 and 6
 			db.Close()
 
-			raw := rawDB(t, filepath.Join(dir, FileName))
-			mustExec(t, raw, "DROP TRIGGER audit_events_no_update")
-			mustExec(t, raw, "DROP TRIGGER audit_events_no_delete")
-			tc.tamper(t, raw, dir, old)
-			raw.Close()
-
-			db, err = Open(dir, testutil.Schema(t), opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			v, err := db.VerifyAudit(bg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			db, v := reopenTampered(t, dir, opts, func(raw *sql.DB) { tc.tamper(t, raw, dir, old) })
 			if v.OK != tc.ok || v.Reason != tc.reason || v.FirstBadID != tc.wantBad {
 				t.Fatalf("VerifyAudit = %+v, want ok %v reason %q first bad %d", v, tc.ok, tc.reason, tc.wantBad)
 			}

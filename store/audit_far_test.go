@@ -52,23 +52,12 @@ func TestAuditRowCopiedFarAwayIsReordered(t *testing.T) {
 	}
 	db.Close()
 
-	raw := rawDB(t, filepath.Join(dir, FileName))
-	mustExec(t, raw, "DROP TRIGGER audit_events_no_update")
 	far := n - 5 // row 5, intact, copied over row n-5: 1049 places from its own
-	mustExec(t, raw, `UPDATE audit_events SET (ts, actor, source, action, target, outcome, correlation_id, details, prev_mac, mac) =
-		(SELECT ts, actor, source, action, target, outcome, correlation_id, details, prev_mac, mac FROM audit_events WHERE id = 5)
-		WHERE id = ?`, far)
-	raw.Close()
-
-	db, err = Open(dir, testutil.Schema(t), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	v, err := db.VerifyAudit(bg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, v := reopenTampered(t, dir, opts, func(raw *sql.DB) {
+		mustExec(t, raw, `UPDATE audit_events SET (ts, actor, source, action, target, outcome, correlation_id, details, prev_mac, mac) =
+			(SELECT ts, actor, source, action, target, outcome, correlation_id, details, prev_mac, mac FROM audit_events WHERE id = 5)
+			WHERE id = ?`, far)
+	})
 	if v.OK || v.FirstBadID != int64(far) || v.Reason != AuditRowsReordered {
 		t.Fatalf("row 5 copied over row %d: %+v, want first bad %d, reason %s", far, v, far, AuditRowsReordered)
 	}

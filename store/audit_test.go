@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -188,21 +189,7 @@ func TestVerifyAuditDetectsTampering(t *testing.T) {
 			}
 			db.Close()
 
-			raw := rawDB(t, filepath.Join(dir, FileName))
-			mustExec(t, raw, "DROP TRIGGER audit_events_no_update")
-			mustExec(t, raw, "DROP TRIGGER audit_events_no_delete")
-			mustExec(t, raw, tc.tamper)
-			raw.Close()
-
-			db, err = Open(dir, testutil.Schema(t), opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer db.Close()
-			v, err := db.VerifyAudit(bg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			db, v := reopenTampered(t, dir, opts, func(raw *sql.DB) { mustExec(t, raw, tc.tamper) })
 			if v.OK || v.FirstBadID != tc.wantBad {
 				t.Fatalf("VerifyAudit = %+v, want first bad %d", v, tc.wantBad)
 			}
@@ -270,4 +257,26 @@ func TestVerifyAuditCheckpoint(t *testing.T) {
 	if v, _ := db.VerifyAudit(bg); v.OK || v.FirstBadID != 3 {
 		t.Fatalf("forged checkpoint accepted: %+v", v)
 	}
+}
+
+// reopenTampered runs tamper on the closed database in dir with the audit
+// log's append-only triggers dropped, then reopens it (closed with the
+// test) and verifies the chain.
+func reopenTampered(t *testing.T, dir string, opts Options, tamper func(raw *sql.DB)) (*DB, AuditVerdict) {
+	t.Helper()
+	raw := rawDB(t, filepath.Join(dir, FileName))
+	mustExec(t, raw, "DROP TRIGGER audit_events_no_update")
+	mustExec(t, raw, "DROP TRIGGER audit_events_no_delete")
+	tamper(raw)
+	raw.Close()
+	db, err := Open(dir, testutil.Schema(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	v, err := db.VerifyAudit(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, v
 }
