@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"gooni/internal/testutil"
 	"gooni/store"
 )
 
@@ -46,7 +46,7 @@ func BenchmarkReadPaths(b *testing.B) {
 		{"route_unknown", "/no/such/route", 404},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			defer reportCPU(b)()
+			defer testutil.ReportCPU(b)()
 			for b.Loop() {
 				r := httptest.NewRequest("GET", c.path, nil)
 				r.RemoteAddr = "127.0.0.1:40000"
@@ -100,7 +100,7 @@ func BenchmarkStatusQueue(b *testing.B) {
 	}
 	read := func(b *testing.B, e *testEnv, id string, wantPos int) {
 		path := "/status/" + id
-		report := reportCPU(b)
+		report := testutil.ReportCPU(b)
 		for b.Loop() {
 			r := httptest.NewRequest("GET", path, nil)
 			r.RemoteAddr = "127.0.0.1:40000"
@@ -127,21 +127,4 @@ func BenchmarkStatusQueue(b *testing.B) {
 	b.Run("queue_100k_middle", func(b *testing.B) { read(b, full, ids[deep/2], deep/2+1) })
 	b.Run("queue_100k_back", func(b *testing.B) { read(b, full, ids[deep-1], deep) })
 	b.Run("empty_again", func(b *testing.B) { read(b, empty, one[0], 1) })
-}
-
-// reportCPU adds cpu-ns/op, the process's CPU time (user and system) per
-// iteration, to a benchmark: unlike ns/op it does not grow when other
-// processes take the machine's cores (it still counts the GC's work).
-func reportCPU(b *testing.B) (stop func()) {
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	start := cpu()
-	return func() {
-		if b.N > 0 {
-			b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op")
-		}
-	}
 }

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -237,29 +236,12 @@ func BenchmarkGenerateHandler(b *testing.B) {
 	})
 }
 
-// reportCPU adds cpu-ns/op, the process's CPU time (user and system) per
-// iteration: unlike ns/op it does not grow when other processes take the
-// machine's cores. In-process it counts both the client and the server.
-func reportCPU(b *testing.B) (stop func()) {
-	cpu := func() time.Duration {
-		var ru syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	start := cpu()
-	return func() {
-		if b.N > 0 {
-			b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op")
-		}
-	}
-}
-
 func benchGenerate(b *testing.B, url, key string) {
 	h := http.DefaultClient
 	body := []byte(`{"model":"flux","mode":"t2i","prompt":"gooni bench: a lighthouse on a rocky coast at dusk"}`)
 	b.SetParallelism(5) // 10 clients on 2 cores
 	b.ResetTimer()
-	defer reportCPU(b)()
+	defer testutil.ReportCPU(b)()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			req, _ := http.NewRequest(http.MethodPost, url+"/generate", bytes.NewReader(body))

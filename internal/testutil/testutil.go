@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -189,4 +190,22 @@ func NeedTool(t testing.TB, name, why string) string {
 	}
 	t.Skipf("%s is not installed: %s not checked; set GG_REQUIRE_TOOLS=1 to make this a failure", name, why)
 	return ""
+}
+
+// ReportCPU adds cpu-ns/op to a benchmark: the process's CPU time (user and
+// system, from getrusage) per iteration. Unlike ns/op it does not grow when
+// other processes take the machine's cores; in-process it counts the client
+// and the server alike, and the GC's work. Call stop when the loop ends.
+func ReportCPU(b *testing.B) (stop func()) {
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	start := cpu()
+	return func() {
+		if b.N > 0 {
+			b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op")
+		}
+	}
 }
