@@ -241,6 +241,22 @@ func TestQueuedTTLAndProcessingTTL(t *testing.T) {
 	}
 }
 
+// comfyBox starts comfy-sim with cfg and a dispatcher serving every model,
+// and returns a health-checked comfyui account of capacity 1 in front of it.
+func (e *env) comfyBox(name string, cfg comfyui.SimConfig) *store.Account {
+	e.t.Helper()
+	sim, err := comfyui.NewSim(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv := httptest.NewServer(sim.Handler())
+	e.t.Cleanup(srv.Close)
+	dcfg := e.config()
+	dcfg.Models = []string{"anisora", "phr00t", "pony", "flux"}
+	d := e.start(dcfg)
+	return e.healthChecked(d, name, srv.URL, store.DriverComfyUI, 1)
+}
+
 // TestComfyUIThroughTheDispatcher (issue 12 point 6): an account with the
 // comfyui driver in front of comfy-sim health-checks to the models its
 // workflows can serve, runs a task to done with its media in media/, and a
@@ -251,16 +267,7 @@ func TestComfyUIThroughTheDispatcher(t *testing.T) {
 	for _, fault := range []string{comfyui.FaultNone, comfyui.FaultRestart} {
 		t.Run(fault, func(t *testing.T) {
 			e := newEnv(t)
-			sim, err := comfyui.NewSim(comfyui.SimConfig{Duration: 300 * time.Millisecond, Fault: fault})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(sim.Handler())
-			t.Cleanup(srv.Close)
-			cfg := e.config()
-			cfg.Models = []string{"anisora", "phr00t", "pony", "flux"}
-			d := e.start(cfg)
-			acc := e.healthChecked(d, "comfy-box", srv.URL, store.DriverComfyUI, 1)
+			acc := e.comfyBox("comfy-box", comfyui.SimConfig{Duration: 300 * time.Millisecond, Fault: fault})
 			if len(acc.Models) != 4 {
 				t.Fatalf("models of a ComfyUI with every file: %v", acc.Models)
 			}
@@ -287,16 +294,7 @@ func TestComfyUIThroughTheDispatcher(t *testing.T) {
 // an unusable answer".
 func TestOldComfyUIIsNamed(t *testing.T) {
 	e := newEnv(t)
-	sim, err := comfyui.NewSim(comfyui.SimConfig{Duration: time.Hour, Fault: comfyui.FaultOldVersion})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(srv.Close)
-	cfg := e.config()
-	cfg.Models = []string{"anisora", "phr00t", "pony", "flux"}
-	d := e.start(cfg)
-	acc := e.healthChecked(d, "old-box", srv.URL, store.DriverComfyUI, 1)
+	acc := e.comfyBox("old-box", comfyui.SimConfig{Duration: time.Hour, Fault: comfyui.FaultOldVersion})
 	task := e.task("image")
 	testutil.WaitFor(t, 10*time.Second, "the account marked failed", func() bool {
 		a, err := e.db.GetAccount(context.Background(), acc.ID)
