@@ -242,12 +242,24 @@ func (s *Server) EndStreams() { s.shutdownOnce.Do(func() { close(s.shutdown) }) 
 // Metrics is the server's Prometheus registry, for a separate listener.
 func (s *Server) Metrics() *Metrics { return s.metrics }
 
+// emptyTaskID holds the task routes below with their {task_id} left empty.
+// The router matches no route there (a variable takes one character or
+// more), but the contract answers an id outside ^[A-Za-z0-9_-]{1,64}$, the
+// empty one too, with task_not_found (CONTRACT section 2).
+var emptyTaskID = map[string]bool{"/status/": true, "/events/": true, "/tasks//cancel": true,
+	"/results/": true, "/preview/": true, "/inputs/": true, "/gallery/": true}
+
 func (s *Server) routes() http.Handler {
 	// Paths are matched as sent: no cleaning redirects (a 301 is not the
 	// contract's error), and escaped slashes stay inside one path segment.
 	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	s.router = r
-	r.NotFoundHandler = s.h(func(w http.ResponseWriter, r *http.Request) error { return apierr.NotFound() })
+	r.NotFoundHandler = s.h(func(w http.ResponseWriter, r *http.Request) error {
+		if emptyTaskID[r.URL.EscapedPath()] {
+			return apierr.TaskNotFound()
+		}
+		return apierr.NotFound()
+	})
 	r.MethodNotAllowedHandler = s.h(func(w http.ResponseWriter, r *http.Request) error { return apierr.MethodNotAllowed() })
 
 	r.Handle("/health", s.h(s.handleHealth)).Methods(http.MethodGet, http.MethodHead)
