@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/fernet/fernet-go"
@@ -209,8 +210,25 @@ func (db *DB) getAccount(ctx context.Context, q rowQuerier, query string, arg an
 }
 
 // ListAccounts returns every account by id.
+// They come from memory unless the table changed since the last read
+// (accountRows); each call gets its own copies.
 func (db *DB) ListAccounts(ctx context.Context) ([]*Account, error) {
-	return queryRows(ctx, stmtQuerier{db.stmtListAccounts}, scanAccount, "")
+	rows, err := db.accountRows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Account, len(rows))
+	for i, a := range rows {
+		out[i] = a.clone()
+	}
+	return out, nil
+}
+
+// accountRows is every account by id, shared with other callers: read only.
+func (db *DB) accountRows(ctx context.Context) ([]*Account, error) {
+	return db.accounts.get(ctx, func(ctx context.Context) ([]*Account, error) {
+		return queryRows(ctx, stmtQuerier{db.stmtListAccounts}, scanAccount, "")
+	})
 }
 
 // UpdateAccount applies the patch in one transaction and returns the new state.
@@ -279,6 +297,7 @@ func nonNil(s []string) []string {
 // revision moved on meanwhile (the check was of the old target).
 func (db *DB) SetAccountModels(ctx context.Context, id, configRev int64, models []string) error {
 	mj, _ := json.Marshal(nonNil(models))
+	defer db.accounts.changed()
 	_, err := db.writer.ExecContext(ctx, `UPDATE accounts SET models = ? WHERE id = ? AND config_rev = ?`, string(mj), id, configRev)
 	return err
 }
@@ -290,6 +309,7 @@ func (db *DB) SetAccountStatus(ctx context.Context, id int64, status, reason str
 	if !accountStatuses[status] {
 		return nil, fmt.Errorf("store: unknown account status %q", status)
 	}
+	defer db.accounts.changed()
 	a, err := scanAccount(db.writer.QueryRowContext(ctx, `UPDATE accounts SET status = ?, status_reason = ?,
 		last_health_check_at = coalesce(?, last_health_check_at), updated_at = ?
 		WHERE id = ? RETURNING `+accountColumns, status, reason, ms(checkedAt), db.nowMS(), id))
@@ -307,6 +327,7 @@ func (db *DB) SetAccountStatusUnless(ctx context.Context, id int64, status, reas
 	if !accountStatuses[status] {
 		return nil, false, fmt.Errorf("store: unknown account status %q", status)
 	}
+	defer db.accounts.changed()
 	q := `UPDATE accounts SET status = ?, status_reason = ?,
 		last_health_check_at = coalesce(?, last_health_check_at), updated_at = ? WHERE id = ?`
 	args := []any{status, reason, ms(checkedAt), db.nowMS(), id}
@@ -341,6 +362,7 @@ func (db *DB) SetDeploy(ctx context.Context, id int64, status, output string, at
 		}
 		output = output[cut:]
 	}
+	defer db.accounts.changed()
 	res, err := db.writer.ExecContext(ctx, setDeploySQL, status, output, ms(at), db.nowMS(), id)
 	return one(res, err, notFound)
 }
@@ -374,6 +396,7 @@ func (q stmtQuerier) QueryContext(ctx context.Context, _ string, args ...any) (*
 // path that fails them instead).
 func (db *DB) DeleteAccount(ctx context.Context, id int64) error {
 	var requeued []string
+	defer db.accounts.changed()
 	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
 		held, err := queryRows(ctx, tx, scanTask, `SELECT `+taskColumns+` FROM tasks
 			WHERE account_id = ? AND status IN ('pending', 'processing')`, id)
@@ -409,6 +432,7 @@ func (db *DB) ResealCredentials(ctx context.Context) (int, error) {
 		return 0, ErrNoAccountKey
 	}
 	n := 0
+	defer db.accounts.changed()
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT id, credentials FROM accounts WHERE credentials IS NOT NULL ORDER BY id`)
 		if err != nil {
@@ -454,19 +478,22 @@ func (db *DB) ResealCredentials(ctx context.Context) (int, error) {
 }
 
 // HasReadyAccount reports whether any worker account is ready: the submit
-// path's no_workers check, one EXISTS query instead of reading every
-// account row (deploy output included) per request.
+// path's no_workers check (from memory, see ListAccounts).
 func (db *DB) HasReadyAccount(ctx context.Context) (bool, error) {
-	var ok bool
-	err := db.stmtHasReady.QueryRowContext(ctx).Scan(&ok)
-	return ok, err
+	rows, err := db.accountRows(ctx)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(rows, func(a *Account) bool { return a.Status == AccountReady }), nil
 }
 
 // HasReadyAccountFor reports whether a ready account serves model
 // (CONTRACT section 14: POST /generate for a model nobody ready serves is
-// no_workers).
+// no_workers), from memory (see ListAccounts).
 func (db *DB) HasReadyAccountFor(ctx context.Context, model string) (bool, error) {
-	var ok bool
-	err := db.stmtReadyFor.QueryRowContext(ctx, model).Scan(&ok)
-	return ok, err
+	rows, err := db.accountRows(ctx)
+	if err != nil {
+		return false, err
+	}
+	return slices.ContainsFunc(rows, func(a *Account) bool { return a.Status == AccountReady && a.Serves(model) }), nil
 }

@@ -30,6 +30,7 @@ func (db *DB) CreateAccountAudited(ctx context.Context, a *Account, creds map[st
 	if err != nil {
 		return err
 	}
+	defer db.accounts.changed()
 	return db.auditedTx(ctx, func(tx *sql.Tx) (*AuditEvent, error) {
 		if err := db.createAccountTx(ctx, tx, a, tok); err != nil {
 			return nil, err
@@ -72,6 +73,7 @@ func (db *DB) UpdateAccountAudited(ctx context.Context, id int64, p AccountPatch
 // event ev builds from it, all in one transaction; it returns the account as
 // it now is (ErrNotFound when there is none).
 func (db *DB) auditedAccountWrite(ctx context.Context, id int64, ev AuditOf[*Account], change func(tx *sql.Tx) error) (*Account, error) {
+	defer db.accounts.changed()
 	var out *Account
 	err := db.auditedTx(ctx, func(tx *sql.Tx) (*AuditEvent, error) {
 		if err := change(tx); err != nil {
@@ -125,6 +127,7 @@ func (db *DB) SetHealthAudited(ctx context.Context, id, configRev int64, models 
 // such account. Done tasks and their media stay, without an account id.
 func (db *DB) RemoveAccountAudited(ctx context.Context, id int64, code, message string, ev AuditOf[*Account]) ([]*Task, error) {
 	var failed []*Task
+	defer db.accounts.changed()
 	err := db.auditedTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) (*AuditEvent, error) {
 		failed = nil
 		acc, err := db.getAccount(ctx, tx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id)
@@ -167,6 +170,7 @@ func (db *DB) RemoveAccountAudited(ctx context.Context, id int64, code, message 
 // cleared) with the audit event, in one transaction; ErrNotFound when there
 // is no such account.
 func (db *DB) StartDeployAudited(ctx context.Context, id int64, at time.Time, ev AuditOf[*Account]) error {
+	defer db.accounts.changed()
 	return db.auditedTx(ctx, func(tx *sql.Tx) (*AuditEvent, error) {
 		res, err := tx.ExecContext(ctx, setDeploySQL, DeployRunning, "", ms(at), db.nowMS(), id)
 		if err := one(res, err, notFound); err != nil {

@@ -61,7 +61,7 @@ type DB struct {
 	pending pendingBound // committer-only
 	// Statements of the submit and status paths, prepared once (parsing a
 	// statement cost about as much as running it).
-	stmtInsertTask, stmtHasReady, stmtReadyFor, stmtGetTask, stmtListAccounts *sql.Stmt
+	stmtInsertTask, stmtGetTask, stmtListAccounts *sql.Stmt
 	// bulk holds the committer's multi-row INSERTs (groupcommit.go).
 	bulk bulkStatements
 	// pendingAdds counts pending rows added outside the committer (requeues).
@@ -74,6 +74,8 @@ type DB struct {
 	commitMu  sync.Mutex
 	listeners changeListeners
 	finished  *finishedTasks
+	// accounts keeps the accounts table between writes (accountcache.go).
+	accounts  accountRows
 	closeOnce sync.Once
 	closeErr  error
 
@@ -200,13 +202,6 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 	}
 
 	if db.stmtInsertTask, err = db.writer.Prepare(insertTaskSQL); err == nil {
-		db.stmtHasReady, err = db.reader.Prepare(`SELECT EXISTS (SELECT 1 FROM accounts WHERE status = 'ready')`)
-	}
-	if err == nil {
-		db.stmtReadyFor, err = db.reader.Prepare(`SELECT EXISTS (SELECT 1 FROM accounts, json_each(accounts.models)
-			WHERE accounts.status = 'ready' AND json_each.value = ?)`)
-	}
-	if err == nil {
 		db.stmtGetTask, err = db.reader.Prepare(`SELECT ` + taskColumns + ` FROM tasks WHERE id = ?`)
 	}
 	if err == nil {
@@ -304,8 +299,6 @@ func (db *DB) Close() error {
 		db.committed.Wait()
 		db.bulk.close()
 		db.stmtInsertTask.Close()
-		db.stmtHasReady.Close()
-		db.stmtReadyFor.Close()
 		db.stmtGetTask.Close()
 		db.stmtListAccounts.Close()
 		errR := db.reader.Close()
