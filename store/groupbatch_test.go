@@ -364,3 +364,32 @@ func TestGroupCommitBatchKeepsEachRequestsRules(t *testing.T) {
 		}
 	})
 }
+
+// TestSiblingsExpectTheLargestRecentBatch: after a batch of 9 the committer
+// keeps expecting 9 although the next batches are smaller (two halves of
+// the same clients must not settle into alternating batches), until that
+// batch is siblingWindow batches old; with no batch of several in the
+// window a lone caller does not wait.
+func TestSiblingsExpectTheLargestRecentBatch(t *testing.T) {
+	var s siblings
+	if got := s.expect(); got != 1 {
+		t.Fatalf("before any batch: expect %d, want 1", got)
+	}
+	s.observe(9)
+	for i := 1; i < siblingWindow; i++ {
+		s.observe(5)
+		if got := s.expect(); got != 9 {
+			t.Fatalf("%d batches after a batch of 9: expect %d, want 9", i, got)
+		}
+	}
+	s.observe(1)
+	if got := s.expect(); got != 5 {
+		t.Fatalf("the 9 left the window: expect %d, want 5", got)
+	}
+	for range siblingWindow {
+		s.observe(1)
+	}
+	if got := s.expect(); got != 1 {
+		t.Fatalf("only lone callers in the window: expect %d, want 1", got)
+	}
+}

@@ -217,13 +217,14 @@ func (db *DB) insertTask(ctx context.Context, tx *sql.Tx, t *Task) error {
 }
 
 // runCommitter batches concurrent CreateTask calls: it takes every request that
-// is waiting (and, after a batch of several, lingers briefly for their
-// callers' next requests: groupcommit.go), writes them in one transaction
+// is waiting (and, after recent batches of several, lingers briefly for
+// their callers' next requests: groupcommit.go), writes them in one transaction
 // and answers each after COMMIT.
 func (db *DB) runCommitter() {
 	defer db.committed.Done()
 	batch := make([]*createRequest, 0, maxCreateBatch)
-	expect, lastCommit := 1, time.Duration(0)
+	var sib siblings
+	lastCommit := time.Duration(0)
 	var timer *time.Timer
 	linger := func() <-chan time.Time {
 		timer = time.NewTimer(lingerFor(lastCommit))
@@ -236,7 +237,7 @@ func (db *DB) runCommitter() {
 		case <-db.closing:
 			return
 		}
-		batch = gather(batch, db.creates, expect, linger, db.closing)
+		batch = gather(batch, db.creates, sib.expect(), linger, db.closing)
 		if timer != nil {
 			timer.Stop()
 			timer = nil
@@ -244,7 +245,7 @@ func (db *DB) runCommitter() {
 		start := time.Now()
 		db.commitBatch(batch)
 		lastCommit = time.Since(start)
-		expect = len(batch)
+		sib.observe(len(batch))
 	}
 }
 
