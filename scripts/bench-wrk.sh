@@ -6,6 +6,10 @@
 # middleware, against one fresh `gooni --demo` with 1000 seeded done tasks.
 # Each round runs the four one after the other (same load on each side of a
 # ratio); the script prints every round's ratios and their medians.
+# Then SUBMIT_ROUNDS (default 3) rounds of POST /generate with wrk (the body
+# of `gooni bench`'s submit workload), each next to the raw one-row FULL
+# insert floor of `gooni bench` on the same disk, with wrk's p99. The server
+# runs with GG_QUEUE_MAX=10000000 so that every submit is a real commit.
 # Usage: scripts/bench-wrk.sh [rounds] [seconds per side] [connections]
 # Needs wrk (apt-get install -y wrk). GOONI=path uses a built binary.
 set -eu
@@ -25,7 +29,7 @@ trap '[ -n "$PID" ] && { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; }; rm
 
 DATA=$WORK/data
 "$GOONI" bench --seed-done 1000 --data-dir "$DATA" >/dev/null
-GG_DATA_DIR=$DATA GG_ADDR=127.0.0.1:$PORT "$GOONI" --demo 2>"$WORK/server.log" &
+GG_QUEUE_MAX=10000000 GG_DATA_DIR=$DATA GG_ADDR=127.0.0.1:$PORT "$GOONI" --demo 2>"$WORK/server.log" &
 PID=$!
 i=0
 until curl -fsS "http://127.0.0.1:$PORT/health" >/dev/null 2>&1; do
@@ -58,3 +62,25 @@ while [ $r -le "$ROUNDS" ]; do
 done
 med() { sort -n | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 echo "median ratio to /config: status $(awk '{print $6}' "$WORK/ratios" | med), unknown id $(awk '{print $7}' "$WORK/ratios" | med), unknown route $(awk '{print $8}' "$WORK/ratios" | med)"
+
+# Submits: wrk's accepted/s (every answer must be 202) against the raw floor.
+cat >"$WORK/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"model":"flux","mode":"t2i","prompt":"gooni bench: a lighthouse on a rocky coast at dusk"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+echo
+echo "submits: wrk -t1 -c$CONNS -d${SECS}s POST /generate, then ${SECS} s of gooni bench's raw floor, ${SUBMIT_ROUNDS:-3} rounds"
+printf '%-6s %10s %10s %10s %8s\n' round submit/s p99 raw/s ratio
+r=1
+while [ $r -le "${SUBMIT_ROUNDS:-3}" ]; do
+	out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$WORK/post.lua" -H "X-API-Key: $KEY" "$BASE/generate")
+	if echo "$out" | grep -q 'Non-2xx'; then echo "round $r: some submits were not accepted:"; echo "$out"; exit 1; fi
+	sub=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
+	p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+	raw=$("$GOONI" bench --url "$BASE" --api-key "$KEY" --data-dir "$DATA" --clients "$CONNS" --duration 100ms \
+		--workload submit --raw-duration "${SECS}s" | sed -n 's/^raw floor: \([0-9]*\) one-row transactions in \([0-9.]*\)s.*/\1 \2/p' | awk '{printf "%.0f", $1 / $2}')
+	echo "$r $sub $p99 $raw" | awk '{printf "%-6s %10.0f %10s %10.0f %8.2f\n", $1, $2, $3, $4, $2 / $4}' | tee -a "$WORK/submits"
+	r=$((r + 1))
+done
+echo "median submit/raw ratio: $(awk '{print $5}' "$WORK/submits" | med)"
