@@ -16,6 +16,8 @@ set -eu
 ROUNDS=${1:-8}
 SECS=${2:-3}
 CONNS=${3:-10}
+SUBMIT_ROUNDS=${SUBMIT_ROUNDS:-3}
+case $SUBMIT_ROUNDS in ''|*[!0-9]*) echo "SUBMIT_ROUNDS must be a whole number" >&2; exit 2 ;; esac
 PORT=${PORT:-18101}
 command -v wrk >/dev/null || { echo "bench-wrk.sh: wrk is not installed (apt-get install -y wrk)" >&2; exit 1; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -69,17 +71,22 @@ wrk.method = "POST"
 wrk.body = '{"model":"flux","mode":"t2i","prompt":"gooni bench: a lighthouse on a rocky coast at dusk"}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
+[ "$SUBMIT_ROUNDS" -gt 0 ] || exit 0
 echo
-echo "submits: wrk -t1 -c$CONNS -d${SECS}s POST /generate, then ${SECS} s of gooni bench's raw floor, ${SUBMIT_ROUNDS:-3} rounds"
+echo "submits: wrk -t1 -c$CONNS -d${SECS}s POST /generate, then ${SECS} s of gooni bench's raw floor, $SUBMIT_ROUNDS rounds"
 printf '%-6s %10s %10s %10s %8s\n' round submit/s p99 raw/s ratio
+: >"$WORK/submits"
 r=1
-while [ $r -le "${SUBMIT_ROUNDS:-3}" ]; do
+while [ $r -le "$SUBMIT_ROUNDS" ]; do
 	out=$(wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$WORK/post.lua" -H "X-API-Key: $KEY" "$BASE/generate")
-	if echo "$out" | grep -q 'Non-2xx'; then echo "round $r: some submits were not accepted:"; echo "$out"; exit 1; fi
+	if echo "$out" | grep -q -e 'Non-2xx' -e 'Socket errors'; then echo "round $r: some submits were not accepted:"; echo "$out"; exit 1; fi
 	sub=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
 	p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-	raw=$("$GOONI" bench --url "$BASE" --api-key "$KEY" --data-dir "$DATA" --clients "$CONNS" --duration 100ms \
-		--workload submit --raw-duration "${SECS}s" | sed -n 's/^raw floor: \([0-9]*\) one-row transactions in \([0-9.]*\)s.*/\1 \2/p' | awk '{printf "%.0f", $1 / $2}')
+	# The floor's rate is the last column of gooni bench's "raw insert" row.
+	bout=$("$GOONI" bench --url "$BASE" --api-key "$KEY" --data-dir "$DATA" --clients "$CONNS" --duration 100ms \
+		--workload submit --raw-duration "${SECS}s")
+	raw=$(echo "$bout" | awk '$1 == "raw" && $2 == "insert" {print $NF}')
+	case $raw in [0-9]*) ;; *) echo "round $r: no raw floor measured:"; echo "$bout"; exit 1 ;; esac
 	echo "$r $sub $p99 $raw" | awk '{printf "%-6s %10.0f %10s %10.0f %8.2f\n", $1, $2, $3, $4, $2 / $4}' | tee -a "$WORK/submits"
 	r=$((r + 1))
 done

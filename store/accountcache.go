@@ -18,7 +18,10 @@ import (
 // an older gen are read again. A reader takes gen before it reads, so a
 // read that raced a commit is tagged with the gen before that commit's
 // bump and never served after it. Only this process writes the table while
-// it holds the data directory (the lock in internal/config).
+// it holds the data directory (the lock in internal/config): the commands
+// that open the store without the lock (backup, sessions revoke) write no
+// account row, and a migration that changed account rows would have to
+// keep those commands from running it beside a live server.
 type accountRows struct {
 	gen atomic.Uint64
 

@@ -369,7 +369,8 @@ func TestGroupCommitBatchKeepsEachRequestsRules(t *testing.T) {
 // keeps expecting 9 although the next batches are smaller (two halves of
 // the same clients must not settle into alternating batches), until that
 // batch is siblingWindow batches old; with no batch of several in the
-// window a lone caller does not wait.
+// window a lone caller does not wait, nor after siblingIdle without a
+// request.
 func TestSiblingsExpectTheLargestRecentBatch(t *testing.T) {
 	var s siblings
 	if got := s.expect(); got != 1 {
@@ -391,5 +392,16 @@ func TestSiblingsExpectTheLargestRecentBatch(t *testing.T) {
 	}
 	if got := s.expect(); got != 1 {
 		t.Fatalf("only lone callers in the window: expect %d, want 1", got)
+	}
+
+	// An idle committer forgets a burst at once; a short pause does not.
+	s.observe(9)
+	s.idle(siblingIdle / 2)
+	if got := s.expect(); got != 9 {
+		t.Fatalf("after a short pause: expect %d, want 9", got)
+	}
+	s.idle(siblingIdle + time.Millisecond)
+	if got := s.expect(); got != 1 {
+		t.Fatalf("after %s idle: expect %d, want 1", siblingIdle, got)
 	}
 }

@@ -26,9 +26,10 @@ import (
 // settle into two halves that alternate, each paying a whole COMMIT for 5
 // rows (5.5 per commit measured), while most of the other half is already
 // back. Waiting for the largest recent batch gathers 8-9 of them
-// (docs/PERFORMANCE.md, "The submit path"). A lone caller after a burst
-// waits at most one linger per batch until the burst leaves the window;
-// a lone caller otherwise never waits.
+// (docs/PERFORMANCE.md, "The submit path"). A lone caller right after a
+// burst waits at most one linger per batch until the burst leaves the
+// window, or until the committer has been idle for siblingIdle; a lone
+// caller otherwise never waits.
 const (
 	// maxLinger caps the wait for siblings; the wait is also at most the
 	// previous COMMIT's duration (waiting longer than a commit takes costs
@@ -37,8 +38,13 @@ const (
 	minLinger = 100 * time.Microsecond
 )
 
-// siblingWindow is how many recent batches the expectation remembers.
-const siblingWindow = 16
+// siblingWindow is how many recent batches the expectation remembers;
+// siblingIdle is how long the committer may sit without a request before
+// it forgets them (the clients of a burst that long ago are gone).
+const (
+	siblingWindow = 16
+	siblingIdle   = time.Second
+)
 
 // siblings expects as many requests per batch as the largest of the last
 // siblingWindow batches held (at least 1).
@@ -51,6 +57,13 @@ type siblings struct {
 func (s *siblings) observe(n int) {
 	s.recent[s.next] = n
 	s.next = (s.next + 1) % siblingWindow
+}
+
+// idle records that the committer waited d for a batch's first request.
+func (s *siblings) idle(d time.Duration) {
+	if d > siblingIdle {
+		*s = siblings{}
+	}
 }
 
 // expect is how many requests the next batch should wait for.

@@ -231,12 +231,14 @@ func (db *DB) runCommitter() {
 		return timer.C
 	}
 	for {
+		waited := time.Now()
 		select {
 		case req := <-db.creates:
 			batch = append(batch[:0], req)
 		case <-db.closing:
 			return
 		}
+		sib.idle(time.Since(waited))
 		batch = gather(batch, db.creates, sib.expect(), linger, db.closing)
 		if timer != nil {
 			timer.Stop()
