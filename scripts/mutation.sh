@@ -68,6 +68,8 @@ targets=(
   # the audit chain: append, verify, prune, rotate, list
   "store|audit.go|3|^(TestAudit.*|TestVerifyAudit.*|TestRotateAuditKey.*|TestPrune.*|TestReanchor|TestListAudit.*|TestRemoveAccountAudited)$"
   "store|sessions.go|3|^(TestSessions|TestInvite.*|TestAuditedWritesFailClosed)$"
+  # the accounts kept in memory, and how the group committer gathers a batch
+  "store|accountcache.go groupcommit.go|3|^(TestAccountRows.*|TestAccountReads.*|TestListAccountsGivesCopies|TestAccountsCRUD|TestSetAccountStatusUnless|TestSiblings.*|TestGather.*|TestGroupCommit.*|TestBulk.*)$"
   # user and admin auth, the throttles, CORS, client addresses
   "server|auth.go throttle.go middleware.go|3|^(TestUserAuthPrecedence|TestSession.*|TestFailClosedWhenSessionStoreUnreadable|TestAdminAuth|TestAdminLoginFailureReason|TestAdminActionsFailClosedWhenAuditFails|TestTLSCookiesAndHSTS|TestForwardedProtoNearestProxyDecides|TestDecodeTokenLength|TestThrottle.*|TestMalformedQueryKeyNeverFallsThrough|TestErrorShapes|TestRecoveredPanicIsInternalError|TestCorrelationID|TestCORS|TestSameOriginComparesTheScheme|TestRollingWindowLimiter|TestAuthSessionThrottle|TestAdminThrottles|TestTrustedProxies|TestSecurityHeaders|TestInviteMode|FuzzUserCredentials|FuzzDecodeToken)$"
   # the dispatcher and the reaper (not deploys, media checks, health checks, drivers)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -177,4 +178,57 @@ func TestAccountReadsRacingWrites(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// The copy is what spares the submit path its reads: after a write the
+// table is read once, then served from memory again, and a read that
+// started before a write never replaces the copy a later read made.
+func TestAccountRowsReadOnceAfterEachWrite(t *testing.T) {
+	var c accountRows
+	reads := 0
+	read := func(context.Context) ([]*Account, error) {
+		reads++
+		return []*Account{{ID: int64(reads)}}, nil
+	}
+	get := func() int64 {
+		t.Helper()
+		rows, err := c.get(bg, read)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rows[0].ID
+	}
+	if get() != 1 || get() != 1 || reads != 1 {
+		t.Fatalf("before any write: %d reads, want 1", reads)
+	}
+	c.changed()
+	if get() != 2 || get() != 2 || reads != 2 {
+		t.Fatalf("after a write: %d reads, want 2", reads)
+	}
+
+	// A slow read (of a stale copy) takes gen; a write and a fresh read
+	// pass it; then it ends.
+	c.changed()
+	started, finish := make(chan struct{}), make(chan struct{})
+	slow := make(chan int64)
+	go func() {
+		rows, _ := c.get(bg, func(context.Context) ([]*Account, error) {
+			close(started)
+			<-finish
+			return []*Account{{ID: -1}}, nil // the table as it was before the write
+		})
+		slow <- rows[0].ID
+	}()
+	<-started
+	c.changed()
+	if got := get(); got != 3 {
+		t.Fatalf("read after the write = %d, want 3", got)
+	}
+	close(finish)
+	if got := <-slow; got != -1 {
+		t.Fatalf("the slow read returned %d, want its own rows", got)
+	}
+	if got := get(); got != 3 || reads != 3 {
+		t.Fatalf("after the slow read ended: got %d with %d reads, want the later copy (3) and no new read", got, reads)
+	}
 }
