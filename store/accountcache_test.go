@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 )
@@ -144,25 +143,10 @@ func TestAccountReadsRacingWrites(t *testing.T) {
 	if err := db.SetAccountModels(bg, a.ID, a.ConfigRev, []string{"flux"}); err != nil {
 		t.Fatal(err)
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := db.HasReadyAccountFor(bg, "flux"); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
+	stop := readConcurrently(t, 4, func() error {
+		_, err := db.HasReadyAccountFor(bg, "flux")
+		return err
+	})
 	for i := range 200 {
 		status := AccountReady
 		if i%2 == 1 {
@@ -176,8 +160,7 @@ func TestAccountReadsRacingWrites(t *testing.T) {
 			t.Fatalf("write %d (%s): HasReadyAccountFor = %v, %v", i, status, ok, err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 }
 
 // The copy is what spares the submit path its reads: after a write the

@@ -266,6 +266,19 @@ func TestGroupCommitBatchKeepsEachRequestsRules(t *testing.T) {
 		}
 		return n > 0
 	}
+	// answers checks that request i of batch got want[i] and has its rows
+	// committed exactly when that answer is nil.
+	answers := func(t *testing.T, db *DB, batch []*createRequest, what string, want ...error) {
+		t.Helper()
+		for i, w := range want {
+			if err := <-batch[i].done; !errors.Is(err, w) {
+				t.Errorf("%s %d: %v, want %v", what, i, err, w)
+			}
+			if got := committed(t, db, batch[i]); got != (w == nil) {
+				t.Errorf("%s %d committed: %v", what, i, got)
+			}
+		}
+	}
 
 	t.Run("the smallest queue limit decides whether the batch fits", func(t *testing.T) {
 		db, _ := openTest(t, testOptions(t))
@@ -277,14 +290,7 @@ func TestGroupCommitBatchKeepsEachRequestsRules(t *testing.T) {
 		// 2 pending; three one-task requests, two of them allowing 3 pending.
 		batch := batchOf(db, one(CreateOptions{QueueMax: 3}), one(CreateOptions{QueueMax: 100}), one(CreateOptions{QueueMax: 3}))
 		db.commitBatch(batch)
-		for i, want := range []error{nil, nil, ErrQueueFull} {
-			if err := <-batch[i].done; !errors.Is(err, want) {
-				t.Errorf("request %d: %v, want %v", i, err, want)
-			}
-			if got := committed(t, db, batch[i]); got != (want == nil) {
-				t.Errorf("request %d committed: %v", i, got)
-			}
-		}
+		answers(t, db, batch, "request", nil, nil, ErrQueueFull)
 		if got := db.QueueLength(); got != 4 {
 			t.Errorf("queue length %d, want 4", got)
 		}
@@ -354,14 +360,7 @@ func TestGroupCommitBatchKeepsEachRequestsRules(t *testing.T) {
 		}
 		batch := batchOf(db, img(), img(), img())
 		db.commitBatch(batch)
-		for i, want := range []error{nil, nil, ErrInputQuota} {
-			if err := <-batch[i].done; !errors.Is(err, want) {
-				t.Errorf("image %d of 400 bytes under a quota of 1000: %v, want %v", i, err, want)
-			}
-			if got := committed(t, db, batch[i]); got != (want == nil) {
-				t.Errorf("image %d committed: %v", i, got)
-			}
-		}
+		answers(t, db, batch, "image of 400 bytes under a quota of 1000", nil, nil, ErrInputQuota)
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,3 +70,32 @@ func mustExec(t testing.TB, db *sql.DB, q string, args ...any) {
 }
 
 var bg = context.Background()
+
+// readConcurrently runs read in n goroutines over and over until the
+// returned stop is called (or the test ends); stop waits for them. An error
+// from read fails the test and ends that goroutine.
+func readConcurrently(t testing.TB, n int, read func() error) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if err := read(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { close(done); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
+}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"errors"
-	"sync"
 	"testing"
 )
 
@@ -118,25 +117,12 @@ func TestFinishedTaskCacheIgnoresReadsOlderThanADrop(t *testing.T) {
 	a := newAccount(t, db, "a")
 	for i := range 30 {
 		task := finish(t, db, a, "raced")
-		var wg sync.WaitGroup
-		stop := make(chan struct{})
-		for range 4 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-						db.GetTask(bg, task.ID)
-					}
-				}
-			}()
-		}
+		stop := readConcurrently(t, 4, func() error {
+			db.GetTask(bg, task.ID) // found or, once deleted, not: both are right
+			return nil
+		})
 		err := db.DeleteTask(bg, task.ID)
-		close(stop)
-		wg.Wait()
+		stop()
 		if err != nil {
 			t.Fatal(err)
 		}
