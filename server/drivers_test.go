@@ -87,3 +87,47 @@ func TestAccountDrivers(t *testing.T) {
 		t.Errorf("stored comfyui account: %+v", got)
 	}
 }
+
+// TestAccountEditIsPendingUntilChecked: a PATCH that changes where or how
+// Gooni reaches a workspace (base_url, driver, credentials) answers the
+// account as pending, waiting for a health check of the new settings, and
+// no task goes to it meanwhile; a rename or a capacity change keeps its
+// status, and a disabled account stays disabled. Inputs tried: name,
+// capacity, base_url, credentials on a ready account; credentials on a
+// disabled one. (The env runs no dispatcher, so no check moves it on.)
+func TestAccountEditIsPendingUntilChecked(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	admin := []*http.Cookie{e.adminSession()}
+	key := map[string]string{"X-API-Key": e.sec.APIKey}
+	a := e.readyAccount()
+	if err := e.db.SetAccountModels(ctx, a.ID, a.ConfigRev, []string{"flux"}); err != nil {
+		t.Fatal(err)
+	}
+	patch := func(body string) map[string]any {
+		t.Helper()
+		w := e.do(req{method: "PATCH", path: fmt.Sprintf("/admin/accounts/%d", a.ID), cookies: admin, body: body})
+		var m map[string]any
+		if w.Code != 200 || json.Unmarshal(w.Body.Bytes(), &m) != nil {
+			t.Fatalf("PATCH %s: %d %s", body, w.Code, w.Body.String())
+		}
+		return m
+	}
+	for _, body := range []string{`{"name":"renamed"}`, `{"capacity":3}`} {
+		if m := patch(body); m["status"] != "ready" {
+			t.Errorf("PATCH %s answered status %v, want ready (nothing it reaches changed)", body, m["status"])
+		}
+	}
+	for _, body := range []string{`{"credentials":{"token":"t-1"}}`, `{"base_url":"http://127.0.0.1:9"}`} {
+		if m := patch(body); m["status"] != "pending" || m["status_reason"] != store.ReasonSettingsChanged {
+			t.Errorf("PATCH %s answered status %v (%v), want pending until a health check", body, m["status"], m["status_reason"])
+		}
+		if w := e.do(req{method: "POST", path: "/generate", header: key, body: `{"model":"flux","mode":"t2i","prompt":"x"}`}); w.Code != 503 || errCode(t, w) != "no_workers" {
+			t.Errorf("after PATCH %s, a submit got %d %s, want no_workers until the check", body, w.Code, w.Body.String())
+		}
+	}
+	patch(`{"status":"disabled"}`)
+	if m := patch(`{"credentials":{"token":"t-2"}}`); m["status"] != "disabled" {
+		t.Errorf("a disabled account's new credentials made it %v, want disabled", m["status"])
+	}
+}

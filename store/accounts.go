@@ -236,6 +236,11 @@ func (db *DB) UpdateAccount(ctx context.Context, id int64, p AccountPatch) (*Acc
 	return db.UpdateAccountAudited(ctx, id, p, "", "", nil)
 }
 
+// ReasonSettingsChanged is the status_reason of an account whose target,
+// driver or credentials an update changed: it is pending until its next
+// health check (unless disabled, which it stays).
+const ReasonSettingsChanged = "settings changed; waiting for a health check"
+
 // updateAccountTx applies p (credentials already sealed as tok) inside tx.
 func (db *DB) updateAccountTx(ctx context.Context, tx *sql.Tx, id int64, p AccountPatch, tok []byte) error {
 	a, err := db.getAccount(ctx, tx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id)
@@ -264,11 +269,17 @@ func (db *DB) updateAccountTx(ctx context.Context, tx *sql.Tx, id int64, p Accou
 		// Another target: what the old one served says nothing of it.
 		models = nil
 	}
+	status, reason := a.Status, a.StatusReason
+	if rev != a.ConfigRev && a.Status != AccountDisabled {
+		// Another target or credentials: no task goes to it, and no answer
+		// calls it ready, until a health check of these settings says so.
+		status, reason = AccountPending, ReasonSettingsChanged
+	}
 	mj, _ := json.Marshal(nonNil(models))
 	now := db.nowMS()
 	_, err = tx.ExecContext(ctx, `UPDATE accounts SET name = ?, capacity = ?, base_url = ?, driver = ?, models = ?,
-		config_rev = ?, updated_at = ? WHERE id = ?`,
-		a.Name, a.Capacity, a.BaseURL, a.Driver, string(mj), rev, now, id)
+		config_rev = ?, status = ?, status_reason = ?, updated_at = ? WHERE id = ?`,
+		a.Name, a.Capacity, a.BaseURL, a.Driver, string(mj), rev, status, reason, now, id)
 	if err != nil {
 		if isUniqueViolation(err) {
 			return ErrDuplicate
