@@ -108,3 +108,31 @@ func TestMissesAreNotLoggedAtInfo(t *testing.T) {
 		t.Errorf("a refused key was not logged:\n%s", e.logs.String())
 	}
 }
+
+// TestBackPressureIsNotLoggedAsAnError: a 503 that is the server working as
+// designed (queue_full, no_workers) is logged at Warn, so retrying clients
+// do not raise Error alarms; a 500 is still logged at Error. Inputs tried:
+// a submit with no ready worker, a submit into a full queue.
+func TestBackPressureIsNotLoggedAsAnError(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.QueueMax = 1 })
+	key := map[string]string{"X-API-Key": e.sec.APIKey}
+	body := `{"model":"flux","mode":"t2i","prompt":"x"}`
+	if w := e.do(req{method: "POST", path: "/generate", header: key, body: body}); w.Code != 503 || errCode(t, w) != "no_workers" {
+		t.Fatalf("no worker: %d %s", w.Code, w.Body.String())
+	}
+	e.readyAccount()
+	for i, want := range []int{202, 503} {
+		if w := e.do(req{method: "POST", path: "/generate", header: key, body: body}); w.Code != want {
+			t.Fatalf("submit %d into a queue of 1: %d %s, want %d", i, w.Code, w.Body.String(), want)
+		}
+	}
+	logs := e.logs.String()
+	for _, code := range []string{"no_workers", "queue_full"} {
+		if !strings.Contains(logs, `"level":"WARN","msg":"request failed","code":"`+code+`"`) {
+			t.Errorf("%s was not logged at Warn:\n%s", code, logs)
+		}
+	}
+	if strings.Contains(logs, `"level":"ERROR"`) {
+		t.Errorf("back-pressure was logged at Error:\n%s", logs)
+	}
+}

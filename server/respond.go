@@ -51,8 +51,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	cid := correlationID(r.Context())
 	level := slog.LevelInfo
 	switch {
-	case e.Status >= 500:
+	case e.Status == http.StatusInternalServerError || (e.Status >= 500 && e.Err != nil):
 		level = slog.LevelError
+	case e.Status >= 500:
+		// Back-pressure with no fault behind it (queue_full, no_workers, a
+		// stream or upload limit): the server is working as designed, and
+		// a client retrying on it must not raise an operator's Error alarm.
+		level = slog.LevelWarn
 	case e.Status == http.StatusNotFound || e.Status == http.StatusMethodNotAllowed:
 		// A miss (an unknown id or route) is the answer of a lookup, not
 		// an event: at Info, anyone probing ids or paths would write a log
