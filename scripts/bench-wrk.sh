@@ -10,7 +10,7 @@
 # of `gooni bench`'s submit workload), each next to the raw one-row FULL
 # insert floor of `gooni bench` on the same disk, with wrk's p99. The server
 # runs with GG_QUEUE_MAX=10000000 so that every submit is a real commit.
-# Usage: scripts/bench-wrk.sh [rounds] [seconds per side] [connections]
+# Usage: [SUBMIT_ROUNDS=n] scripts/bench-wrk.sh [rounds] [seconds per side] [connections]
 # Needs wrk (apt-get install -y wrk). GOONI=path uses a built binary.
 set -eu
 ROUNDS=${1:-8}
@@ -50,7 +50,7 @@ rps() {
 	wrk -t1 -c"$CONNS" -d"${SECS}s" -H "X-API-Key: $KEY" "$1" | awk '/^Requests\/sec/ {print $2}'
 }
 
-echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk -t1 -c$CONNS -d${SECS}s per side, $ROUNDS rounds"
+echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg); wrk -t1 -c$CONNS -d${SECS}s per side, $ROUNDS round(s) (then SUBMIT_ROUNDS=$SUBMIT_ROUNDS submit rounds)"
 printf '%-6s %10s %10s %10s %10s %8s %8s %8s\n' round config status unknown route status/c unknown/c route/c
 : >"$WORK/ratios"
 r=1
@@ -63,7 +63,7 @@ while [ $r -le "$ROUNDS" ]; do
 	r=$((r + 1))
 done
 med() { sort -n | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-echo "median ratio to /config: status $(awk '{print $6}' "$WORK/ratios" | med), unknown id $(awk '{print $7}' "$WORK/ratios" | med), unknown route $(awk '{print $8}' "$WORK/ratios" | med)"
+echo "median ratio to /config: status $(awk '{print $6}' "$WORK/ratios" | med), unknown id $(awk '{print $7}' "$WORK/ratios" | med), unknown route $(awk '{print $8}' "$WORK/ratios" | med) (docs/PERFORMANCE.md's target: status >= 0.6)"
 
 # Submits: wrk's accepted/s (every answer must be 202) against the raw floor.
 cat >"$WORK/post.lua" <<'LUA'
@@ -73,7 +73,7 @@ wrk.headers["Content-Type"] = "application/json"
 LUA
 [ "$SUBMIT_ROUNDS" -gt 0 ] || exit 0
 echo
-echo "submits: wrk -t1 -c$CONNS -d${SECS}s POST /generate, then ${SECS} s of gooni bench's raw floor, $SUBMIT_ROUNDS rounds"
+echo "submits: wrk -t1 -c$CONNS -d${SECS}s POST /generate, then ${SECS} s of gooni bench's raw floor, $SUBMIT_ROUNDS round(s)"
 printf '%-6s %10s %10s %10s %8s\n' round submit/s p99 raw/s ratio
 : >"$WORK/submits"
 r=1
@@ -90,4 +90,4 @@ while [ $r -le "$SUBMIT_ROUNDS" ]; do
 	echo "$r $sub $p99 $raw" | awk '{printf "%-6s %10.0f %10s %10.0f %8.2f\n", $1, $2, $3, $4, $2 / $4}' | tee -a "$WORK/submits"
 	r=$((r + 1))
 done
-echo "median submit/raw ratio: $(awk '{print $5}' "$WORK/submits" | med)"
+echo "median submit/raw ratio: $(awk '{print $5}' "$WORK/submits" | med) (docs/PERFORMANCE.md's targets: >= 1.5, p99 <= 10 ms at 10 connections)"
