@@ -234,3 +234,28 @@ CREATE TABLE invites (
     CHECK (uses BETWEEN 1 AND 1000),
     CHECK (uses_left BETWEEN 0 AND uses)
 );
+
+-- migrate: 8
+-- Prompt search indexed behind the submit (docs/PERFORMANCE.md, "The
+-- search index"): a new task's id goes into search_pending in the
+-- transaction that creates it, and store.indexSearch moves the waiting ids
+-- into task_search and tasks_fts later, many tasks per FTS5 segment: when
+-- enough have gathered (in a submit's own transaction), when submits pause,
+-- and before any search reads the index, so a search still sees every task
+-- created before it. Writing the FTS5 index once per submit transaction
+-- was a third of that transaction's pages.
+CREATE TABLE search_pending (
+    task_id TEXT PRIMARY KEY
+) WITHOUT ROWID;
+DROP TRIGGER tasks_search_insert;
+CREATE TRIGGER tasks_search_insert AFTER INSERT ON tasks
+BEGIN
+    INSERT INTO search_pending (task_id) VALUES (new.id);
+END;
+DROP TRIGGER tasks_search_delete;
+CREATE TRIGGER tasks_search_delete AFTER DELETE ON tasks
+BEGIN
+    DELETE FROM search_pending WHERE task_id = old.id;
+    DELETE FROM tasks_fts WHERE rowid = (SELECT docid FROM task_search WHERE task_id = old.id);
+    DELETE FROM task_search WHERE task_id = old.id;
+END;

@@ -18,6 +18,9 @@ func (db *DB) CountTasks(ctx context.Context, f TaskFilter, upTo int) (n int, mo
 	var args []any
 	from := `tasks t`
 	if words := QueryWords(f.Query); len(words) > 0 {
+		if err := db.searchReady(ctx); err != nil {
+			return 0, false, fmt.Errorf("store: count tasks: %w", err)
+		}
 		from = `tasks_fts f JOIN task_search s ON s.docid = f.rowid JOIN tasks t ON t.id = s.task_id`
 		conds = append(conds, `tasks_fts MATCH ?`)
 		args = append(args, ftsMatch(words))

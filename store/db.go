@@ -62,12 +62,15 @@ type DB struct {
 	// Statements of the submit and status paths, prepared once (parsing a
 	// statement cost about as much as running it).
 	stmtInsertTask, stmtGetTask, stmtListAccounts *sql.Stmt
-	// bulk holds the committer's multi-row INSERTs (groupcommit.go).
-	bulk bulkStatements
 	// pendingAdds counts pending rows added outside the committer (requeues).
 	pendingAdds atomic.Int64
-	closing     chan struct{}
-	committed   sync.WaitGroup
+	// searchLater is set when the schema indexes prompts after their
+	// task's COMMIT (step 8); searchWaiting then estimates the tasks
+	// waiting for the prompt index (searchindex.go).
+	searchLater   bool
+	searchWaiting atomic.Int64
+	closing       chan struct{}
+	committed     sync.WaitGroup
 	// queue mirrors the pending tasks (queue.go); commitMu is held from
 	// each write's COMMIT until its queue edits are applied.
 	queue     *queueIndex
@@ -214,6 +217,18 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("store: prepare: %w", err)
 	}
 
+	// Tasks left waiting for the prompt index (a crash, a restored backup)
+	// are indexed once the committer has been idle for searchIdle.
+	waits, err := db.searchWaits(context.Background())
+	if err != nil {
+		db.reader.Close()
+		db.writer.Close()
+		return nil, err
+	}
+	if waits {
+		db.searchWaiting.Store(1)
+	}
+
 	db.committed.Add(1)
 	go db.runCommitter()
 	return db, nil
@@ -297,7 +312,6 @@ func (db *DB) Close() error {
 	db.closeOnce.Do(func() {
 		close(db.closing)
 		db.committed.Wait()
-		db.bulk.close()
 		db.stmtInsertTask.Close()
 		db.stmtGetTask.Close()
 		db.stmtListAccounts.Close()
@@ -411,6 +425,12 @@ func (db *DB) writeTasksTx(ctx context.Context, fn func(tx *sql.Tx, q *queueEdit
 		tx.Rollback()
 		return err
 	}
+	return db.commitTasksTx(tx, &q)
+}
+
+// commitTasksTx commits tx and applies its queue edits before any later
+// write can commit.
+func (db *DB) commitTasksTx(tx *sql.Tx, q *queueEdits) error {
 	// Holding the writer connection, this cannot wait on a later write.
 	db.commitMu.Lock()
 	defer db.commitMu.Unlock()

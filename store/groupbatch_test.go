@@ -2,9 +2,9 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -59,7 +59,9 @@ func TestGatherWaitsForSiblingsOnlyWhenExpected(t *testing.T) {
 			}
 			first := req("first")
 			got := make(chan []*createRequest, 1)
-			go func() { got <- gather([]*createRequest{first}, creates, c.expect, linger, closing) }()
+			var added []*createRequest // gather's goroutine only, read after got
+			add := func(r *createRequest) { added = append(added, r) }
+			go func() { got <- gather([]*createRequest{first}, creates, c.expect, linger, closing, add) }()
 			if c.linger {
 				select {
 				case <-waiting:
@@ -90,6 +92,11 @@ func TestGatherWaitsForSiblingsOnlyWhenExpected(t *testing.T) {
 			if b[0] != first {
 				t.Errorf("the batch does not start with its first request: %v", ids(b))
 			}
+			// Each request it took went to add as it came, the first
+			// (the caller's) excepted.
+			if strings.Join(ids(added), ",") != strings.Join(ids(b[1:]), ",") {
+				t.Errorf("added %v, want %v", ids(added), ids(b[1:]))
+			}
 			if left := len(creates); left != c.queued+c.later+1-len(b) {
 				t.Errorf("%d requests left waiting, want %d", left, c.queued+c.later+1-len(b))
 			}
@@ -111,88 +118,18 @@ func TestLingerIsBoundedByTheLastCommit(t *testing.T) {
 	}
 }
 
-// TestBulkInsertWritesWholeRows: the multi-row INSERT writes every field a
-// one-row INSERT writes, the prompt search finds the rows (the FTS trigger
-// ran for each), and a chunk that fails stops the count at the rows before
-// it, so that the caller re-inserts only the rest.
-func TestBulkInsertWritesWholeRows(t *testing.T) {
-	db, _ := openTest(t, testOptions(t))
-	n := maxBulkRows + 8 // two statements
-	var tasks []*Task
-	for i := 0; i < n; i++ {
-		task := &Task{Type: "video", Model: "anisora", Mode: "t2v", Prompt: fmt.Sprintf("lighthouse number%d", i),
-			NegativePrompt: "blur", Params: json.RawMessage(fmt.Sprintf(`{"seed":%d}`, i))}
-		db.prepareTask(task)
-		tasks = append(tasks, task)
-	}
-	db.bulk.prepare(db.writer, n)
-	tx, err := db.writer.BeginTx(bg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := db.bulk.insert(bg, tx, tasks); got != n {
-		tx.Rollback()
-		t.Fatalf("insert wrote %d rows, want %d", got, n)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range tasks {
-		got, err := db.GetTask(bg, want.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Type != want.Type || got.Model != want.Model || got.Mode != want.Mode || got.Prompt != want.Prompt ||
-			got.NegativePrompt != want.NegativePrompt || string(got.Params) != string(want.Params) ||
-			got.Status != StatusPending || !got.CreatedAt.Equal(want.CreatedAt) || !got.UpdatedAt.Equal(want.UpdatedAt) {
-			t.Fatalf("row %s = %+v, want %+v", want.ID, got, want)
-		}
-	}
-	found, _, err := db.ListTasks(bg, TaskFilter{Query: fmt.Sprintf("number%d", n-1)})
-	if err != nil || len(found) != 1 || found[0].ID != tasks[n-1].ID {
-		t.Fatalf("search for the last row's word: %v %v", found, err)
-	}
-
-	// A duplicate in the second statement: the first statement's rows stay,
-	// the second's are undone whole.
-	var again []*Task
-	for i := 0; i < n; i++ {
-		task := newTask("again")
-		db.prepareTask(task)
-		again = append(again, task)
-	}
-	again[maxBulkRows+3].ID = tasks[0].ID
-	tx, err = db.writer.BeginTx(bg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := db.bulk.insert(bg, tx, again); got != maxBulkRows {
-		tx.Rollback()
-		t.Fatalf("insert with a duplicate in the second statement wrote %d, want %d", got, maxBulkRows)
-	}
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	for i, task := range again {
-		_, err := db.GetTask(bg, task.ID)
-		if want := i < maxBulkRows; (err == nil) != want && i != maxBulkRows+3 {
-			t.Errorf("row %d committed = %v, want %v", i, err == nil, want)
-		}
-	}
-}
-
-// TestGroupCommitBulkDuplicateFailsAlone: in a batch written by multi-row
-// INSERTs, a request whose id is taken fails alone, wherever it sits, and
-// every other request of the batch commits (counted once in the queue).
-func TestGroupCommitBulkDuplicateFailsAlone(t *testing.T) {
+// TestGroupCommitDuplicateFailsAlone: in a batch, a request whose id is
+// taken fails alone, wherever it sits, and every other request of the
+// batch commits (counted once in the queue).
+func TestGroupCommitDuplicateFailsAlone(t *testing.T) {
 	db, _ := openTest(t, testOptions(t))
 	if err := db.CreateTask(bg, &Task{ID: "taken", Prompt: "first"}, CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var batch []*createRequest
-	for i := 0; i < maxBulkRows+10; i++ {
-		task := newTask("bulk")
-		if i == maxBulkRows+2 {
+	for i := 0; i < 42; i++ {
+		task := newTask("batch")
+		if i == 34 {
 			task.ID = "taken"
 		}
 		db.prepareTask(task)
@@ -201,7 +138,7 @@ func TestGroupCommitBulkDuplicateFailsAlone(t *testing.T) {
 	db.commitBatch(batch)
 	for i, req := range batch {
 		err := <-req.done
-		if i == maxBulkRows+2 {
+		if i == 34 {
 			if !errors.Is(err, ErrDuplicate) {
 				t.Errorf("the duplicate: %v, want ErrDuplicate", err)
 			}
@@ -242,13 +179,10 @@ func batchOf(db *DB, reqs ...*createRequest) []*createRequest {
 	return reqs
 }
 
-// TestGroupCommitBatchKeepsEachRequestsRules: the multi-row INSERT path of a
-// batch (groupcommit.go) takes only requests it can write whole and that the
-// queue limit admits; every other request of the same batch keeps its own
-// rules. Each case is a batch the bulk path would get wrong if it took the
-// request: a queue limit only some requests have, a request of several
-// tasks, a caller that gave up, an Idempotency-Key, input images over the
-// quota.
+// TestGroupCommitBatchKeepsEachRequestsRules: every request of a batch
+// keeps its own rules, checked as it is added to the open transaction: a
+// queue limit only some requests have, a request of several tasks, a
+// caller that gave up, an Idempotency-Key, input images over the quota.
 func TestGroupCommitBatchKeepsEachRequestsRules(t *testing.T) {
 	one := func(opts CreateOptions) *createRequest {
 		return &createRequest{tasks: []*Task{newTask("b")}, opts: opts}

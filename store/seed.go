@@ -11,7 +11,7 @@ import (
 // bench --seed-done`): copies of proto with ids whose time part runs from
 // first, one second apart, so they sort in creation order like real ones.
 // Their result and preview are proto's (one shared file). It commits every
-// 10,000 rows; the server must be stopped.
+// 10,000 rows, their prompts indexed; the server must be stopped.
 func (db *DB) SeedDone(ctx context.Context, proto Task, first time.Time, n int) error {
 	for done := 0; done < n; {
 		err := db.writeTx(ctx, func(tx *sql.Tx) error {
@@ -31,7 +31,8 @@ func (db *DB) SeedDone(ctx context.Context, proto Task, first time.Time, n int) 
 					return err
 				}
 			}
-			return nil
+			_, err = db.indexSearchTx(ctx, tx)
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("store: seed done tasks: %w", err)

@@ -191,6 +191,9 @@ func (db *DB) ListTasks(ctx context.Context, f TaskFilter) (items []*Task, next 
 	var qargs []any
 	switch words := QueryWords(f.Query); {
 	case len(words) > 0:
+		if err := db.searchReady(ctx); err != nil {
+			return nil, "", fmt.Errorf("store: list tasks: %w", err)
+		}
 		conds := []string{`tasks_fts MATCH ?`}
 		qargs = append(qargs, ftsMatch(words))
 		if f.Cursor != "" {
@@ -270,7 +273,7 @@ func (db *DB) PendingAhead(ctx context.Context, id string) (map[ModelMode]int, e
 // SeedTasks inserts n tasks made by mk(i) for load and scale measurements
 // (the status, times and paths are taken as given; ids should come from
 // IDAt so they sort in creation order). It commits every 10,000 rows; the
-// server must be stopped. The prompt index is filled as for any task.
+// server must be stopped. Their prompts are indexed before each COMMIT.
 func (db *DB) SeedTasks(ctx context.Context, n int, mk func(i int) Task) error {
 	for done := 0; done < n; {
 		err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
@@ -298,7 +301,8 @@ func (db *DB) SeedTasks(ctx context.Context, n int, mk func(i int) Task) error {
 					q.addTask(&row)
 				}
 			}
-			return nil
+			_, err = db.indexSearchTx(ctx, tx)
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("store: seed tasks: %w", err)

@@ -216,10 +216,11 @@ func (db *DB) insertTask(ctx context.Context, tx *sql.Tx, t *Task) error {
 	return err
 }
 
-// runCommitter batches concurrent CreateTask calls: it takes every request that
-// is waiting (and, after recent batches of several, lingers briefly for
-// their callers' next requests: groupcommit.go), writes them in one transaction
-// and answers each after COMMIT.
+// runCommitter batches concurrent CreateTask calls: it opens a transaction
+// when a request comes, checks and inserts each request of the batch as it
+// arrives (and, after recent batches of several, lingers briefly for their
+// callers' next requests: groupcommit.go), and answers each after the one
+// COMMIT of the batch.
 func (db *DB) runCommitter() {
 	defer db.committed.Done()
 	batch := make([]*createRequest, 0, maxCreateBatch)
@@ -230,182 +231,210 @@ func (db *DB) runCommitter() {
 		timer = time.NewTimer(lingerFor(lastCommit))
 		return timer.C
 	}
+	// idle fires searchIdle after the last batch while tasks wait for the
+	// prompt index (searchindex.go).
+	idle := time.NewTimer(searchIdle)
+	idle.Stop()
 	for {
 		waited := time.Now()
+		if db.searchLater && db.searchWaiting.Load() > 0 {
+			idle.Reset(searchIdle)
+		}
+	wait:
 		select {
 		case req := <-db.creates:
 			batch = append(batch[:0], req)
+		case <-idle.C:
+			db.indexSearch(context.Background()) // on failure the tasks keep waiting; the next search retries
+			goto wait
 		case <-db.closing:
 			return
 		}
+		idle.Stop()
 		sib.idle(time.Since(waited))
-		batch = gather(batch, db.creates, sib.expect(), linger, db.closing)
+		b := db.beginBatch()
+		b.add(batch[0])
+		batch = gather(batch, db.creates, sib.expect(), linger, db.closing, b.add)
 		if timer != nil {
 			timer.Stop()
 			timer = nil
 		}
 		start := time.Now()
-		db.commitBatch(batch)
+		b.commit()
 		lastCommit = time.Since(start)
 		sib.observe(len(batch))
 	}
 }
 
-func (db *DB) commitBatch(batch []*createRequest) {
-	ctx := context.Background()
-	db.bulk.prepare(db.writer, len(batch))
-	results := make([]error, len(batch))
+// createBatch is one group-commit transaction while its requests arrive:
+// add checks each request against its limits and inserts its tasks at once
+// (so that by the time the batch closes only the COMMIT is left), and
+// commit answers every request after the one COMMIT. Only the committer
+// goroutine (or a test in its place) uses one.
+type createBatch struct {
+	db   *DB
+	ctx  context.Context
+	tx   *sql.Tx
+	fail error // the transaction's own failure: every request fails with it
+	q    queueEdits
+
+	reqs    []*createRequest
+	results []error
+
+	pending     int  // pending tasks: an upper bound (db.pending) unless exact
+	exact       bool // pending was counted in this transaction
+	inserted    int  // tasks inserted since the bound's last count
+	inputs      int64
+	inputsKnown bool
+}
+
+// beginBatch opens the transaction of a batch.
+func (db *DB) beginBatch() *createBatch {
+	b := &createBatch{db: db, ctx: context.Background()}
+	b.tx, b.fail = db.writer.BeginTx(b.ctx, nil)
+	if db.pending.valid {
+		b.pending = db.pending.upper(db)
+	}
+	return b
+}
+
+// add takes req into the batch: its tasks are inserted now, or it gets its
+// own error (its caller gave up, the queue or the input quota is full, a
+// row failed) and nothing of it is written.
+func (b *createBatch) add(req *createRequest) {
+	b.reqs = append(b.reqs, req)
+	var result error
+	if b.fail == nil {
+		result, b.fail = b.insert(req)
+	}
+	b.results = append(b.results, result)
+}
+
+// insert writes req's tasks; result is req's own answer, fail an error of
+// the transaction itself.
+func (b *createBatch) insert(req *createRequest) (result, fail error) {
+	if err := req.ctx.Err(); err != nil {
+		return err, nil
+	}
+	ctx, tx, db := b.ctx, b.tx, b.db
+	n := len(req.tasks)
+	// Count only when the bound cannot prove there is room.
+	if limit := req.opts.QueueMax; limit > 0 && !b.exact && (!db.pending.valid || b.pending+n > limit) {
+		c, err := db.pending.recount(ctx, db, tx)
+		if err != nil {
+			return nil, err
+		}
+		// The count sees this transaction's own inserts.
+		b.pending, b.exact, b.inserted = c, true, 0
+	}
+	if req.opts.QueueMax > 0 && b.pending+n > req.opts.QueueMax {
+		return ErrQueueFull, nil
+	}
+	var size int64
+	for _, t := range req.tasks {
+		size += t.InputBytes
+	}
+	if size > 0 && req.opts.InputQuota > 0 {
+		if !b.inputsKnown {
+			var err error
+			if b.inputs, err = openInputBytes(ctx, tx); err != nil {
+				return nil, err
+			}
+			b.inputsKnown = true
+		}
+		if b.inputs+size > req.opts.InputQuota {
+			return ErrInputQuota, nil
+		}
+	}
+	// One bad request fails alone, all of its tasks with it: a lone INSERT
+	// that fails is undone by SQLite's statement rollback; several rows get
+	// a savepoint.
+	savepoint := n > 1 || req.opts.Idempotency != nil
+	if savepoint {
+		if _, err := tx.ExecContext(ctx, "SAVEPOINT create_tasks"); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range req.tasks {
+		if result = db.insertTask(ctx, tx, t); result != nil {
+			break
+		}
+	}
+	if result == nil && req.opts.Idempotency != nil {
+		result = db.insertIdempotency(ctx, tx, req.opts.Idempotency)
+	}
+	if result != nil && savepoint {
+		if _, err := tx.ExecContext(ctx, "ROLLBACK TO create_tasks"); err != nil {
+			return nil, err
+		}
+	}
+	if savepoint {
+		if _, err := tx.ExecContext(ctx, "RELEASE create_tasks"); err != nil {
+			return nil, err
+		}
+	}
+	if result == nil {
+		b.pending += n
+		b.inserted += n
+		b.inputs += size
+		for _, t := range req.tasks {
+			b.q.add(t.ID, kindOf(t), queueWait)
+		}
+	}
+	return result, nil
+}
+
+// commit commits the batch (or rolls it back after a failure of its own)
+// and answers every request.
+func (b *createBatch) commit() {
+	db := b.db
+	indexed := false
+	if b.fail == nil {
+		// Enough tasks wait for the prompt index: index them in this
+		// transaction, one FTS5 segment for all (searchindex.go).
+		indexed = db.searchWaiting.Load()+int64(len(b.q.list)) >= searchBatch && db.indexSearchIn(b.ctx, b.tx)
+		b.fail = db.commitTasksTx(b.tx, &b.q)
+	} else if b.tx != nil {
+		b.tx.Rollback()
+	}
 	bound := &db.pending
-	inserted := 0 // since the bound's last count
-	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
-		inserted = 0
-		// Count only when the bound cannot prove there is room for every
-		// limited request of this batch.
-		pending, exact := 0, false
+	if b.fail == nil {
 		if bound.valid {
-			pending = bound.upper(db)
-		}
-		limit, want := 0, 0
-		for _, req := range batch {
-			want += len(req.tasks)
-			if req.opts.QueueMax > 0 && (limit == 0 || req.opts.QueueMax < limit) {
-				limit = req.opts.QueueMax
-			}
-		}
-		if limit > 0 && (!bound.valid || pending+want > limit) {
-			n, err := bound.recount(ctx, db, tx)
-			if err != nil {
-				return err
-			}
-			pending, exact = n, true
-		}
-		// When the whole batch fits under the limit, the requests of one
-		// task each (no key, no input image) go in multi-row INSERTs
-		// (groupcommit.go); a failure there leaves them to the loop below,
-		// one by one.
-		var bulk []bool
-		if limit == 0 || pending+want <= limit {
-			var idx []int
-			var ts []*Task
-			for i, req := range batch {
-				if req.ctx.Err() == nil && len(req.tasks) == 1 && req.opts.Idempotency == nil && req.tasks[0].InputBytes == 0 {
-					idx, ts = append(idx, i), append(ts, req.tasks[0])
-				}
-			}
-			if len(ts) > 1 {
-				bulk = make([]bool, len(batch))
-				for _, i := range idx[:db.bulk.insert(ctx, tx, ts)] {
-					t := batch[i].tasks[0]
-					bulk[i] = true
-					pending++
-					inserted++
-					q.add(t.ID, kindOf(t), queueWait)
-				}
-			}
-		}
-		inputs, inputsKnown := int64(0), false
-		for i, req := range batch {
-			if bulk != nil && bulk[i] {
-				continue
-			}
-			if err := req.ctx.Err(); err != nil {
-				results[i] = err
-				continue
-			}
-			n := len(req.tasks)
-			if req.opts.QueueMax > 0 && pending+n > req.opts.QueueMax {
-				if !exact {
-					c, err := bound.recount(ctx, db, tx)
-					if err != nil {
-						return err
-					}
-					// The count sees this transaction's own inserts.
-					pending, exact, inserted = c, true, 0
-				}
-				if pending+n > req.opts.QueueMax {
-					results[i] = ErrQueueFull
-					continue
-				}
-			}
-			var size int64
-			for _, t := range req.tasks {
-				size += t.InputBytes
-			}
-			if size > 0 && req.opts.InputQuota > 0 {
-				if !inputsKnown {
-					var err error
-					if inputs, err = openInputBytes(ctx, tx); err != nil {
-						return err
-					}
-					inputsKnown = true
-				}
-				if inputs+size > req.opts.InputQuota {
-					results[i] = ErrInputQuota
-					continue
-				}
-			}
-			// One bad request fails alone, all of its tasks with it: a lone
-			// INSERT that fails is undone by SQLite's statement rollback;
-			// several rows get a savepoint.
-			savepoint := n > 1 || req.opts.Idempotency != nil
-			if savepoint {
-				if _, err := tx.ExecContext(ctx, "SAVEPOINT create_tasks"); err != nil {
-					return err
-				}
-			}
-			for _, t := range req.tasks {
-				if err := db.insertTask(ctx, tx, t); err != nil {
-					results[i] = err
-					break
-				}
-			}
-			if results[i] == nil && req.opts.Idempotency != nil {
-				results[i] = db.insertIdempotency(ctx, tx, req.opts.Idempotency)
-			}
-			if results[i] != nil && savepoint {
-				if _, err := tx.ExecContext(ctx, "ROLLBACK TO create_tasks"); err != nil {
-					return err
-				}
-			}
-			if savepoint {
-				if _, err := tx.ExecContext(ctx, "RELEASE create_tasks"); err != nil {
-					return err
-				}
-			}
-			if results[i] == nil {
-				pending += n
-				inserted += n
-				inputs += size
-				for _, t := range req.tasks {
-					q.add(t.ID, kindOf(t), queueWait)
-				}
-			}
-		}
-		return nil
-	})
-	if err == nil {
-		if bound.valid {
-			bound.base += inserted
+			bound.base += b.inserted
 		}
 	} else {
 		bound.valid = false
 	}
 	var created []string
-	for i, req := range batch {
-		if err != nil {
-			if results[i] == nil {
-				results[i] = fmt.Errorf("store: create task: %w", err)
+	for i, req := range b.reqs {
+		if b.fail != nil {
+			if b.results[i] == nil {
+				b.results[i] = fmt.Errorf("store: create task: %w", b.fail)
 			}
-		} else if results[i] == nil {
+		} else if b.results[i] == nil {
 			for _, t := range req.tasks {
 				created = append(created, t.ID)
 			}
 		}
 	}
-	db.taskChanged(created...)
-	for i, req := range batch {
-		req.done <- results[i]
+	if b.fail == nil && indexed {
+		db.searchWaiting.Store(0)
+	} else {
+		db.searchWaiting.Add(int64(len(created)))
 	}
+	db.taskChanged(created...)
+	for i, req := range b.reqs {
+		req.done <- b.results[i]
+	}
+}
+
+// commitBatch writes and answers a batch that is already whole.
+func (db *DB) commitBatch(batch []*createRequest) {
+	b := db.beginBatch()
+	for _, req := range batch {
+		b.add(req)
+	}
+	b.commit()
 }
 
 // GetTask returns one task; ErrNotFound when there is none. A finished

@@ -1,0 +1,235 @@
+package store
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"gooni/internal/testutil"
+)
+
+// waitingForIndex counts the tasks whose prompts are not indexed yet.
+func waitingForIndex(t testing.TB, db *DB) int {
+	t.Helper()
+	var n int
+	if err := db.reader.QueryRow(`SELECT count(*) FROM search_pending`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// searchIDs returns the ids ListTasks finds for q, in its order.
+func searchIDs(t testing.TB, db *DB, q string) []string {
+	t.Helper()
+	items, _, err := db.ListTasks(bg, TaskFilter{Query: q, Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, it := range items {
+		ids = append(ids, it.ID)
+	}
+	return ids
+}
+
+// TestSearchSeesTasksNotYetIndexed: a task created a moment ago is found by
+// q and counted by CountTasks while its prompt still waits for the index
+// (fewer than searchBatch tasks, no pause of searchIdle yet): the search
+// indexes what waits before it reads.
+func TestSearchSeesTasksNotYetIndexed(t *testing.T) {
+	db, _ := openTest(t, testOptions(t))
+	task := ctlTask("a lighthouse at dusk")
+	if err := db.CreateTasks(bg, []*Task{task, ctlTask("a harbour")}, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := waitingForIndex(t, db); n != 2 {
+		t.Fatalf("%d tasks wait for the index right after their COMMIT, want 2 (indexed at once?)", n)
+	}
+	if got := searchIDs(t, db, "lighthouse"); len(got) != 1 || got[0] != task.ID {
+		t.Fatalf("q=lighthouse found %v, want [%s]", got, task.ID)
+	}
+	if n := waitingForIndex(t, db); n != 0 {
+		t.Errorf("%d tasks still wait after a search", n)
+	}
+	another := ctlTask("another lighthouse")
+	if err := db.CreateTask(bg, another, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, more, err := db.CountTasks(bg, TaskFilter{Query: "lighthouse"}, 0); err != nil || n != 2 || more {
+		t.Errorf("count of q=lighthouse = %d (more %v, %v), want 2", n, more, err)
+	}
+}
+
+// TestWaitingPromptsAreIndexed: without any search, the prompts of created
+// tasks reach the index in a submit's own transaction once searchBatch
+// wait, and after a pause of searchIdle otherwise.
+func TestWaitingPromptsAreIndexed(t *testing.T) {
+	db, _ := openTest(t, testOptions(t))
+	for i := range searchBatch - 1 {
+		if err := db.CreateTask(bg, ctlTask(fmt.Sprintf("word%d", i)), CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The pause indexes them (searchIdle after the last submit).
+	testutil.WaitFor(t, 5*time.Second, "the idle committer to index the waiting prompts", func() bool {
+		return waitingForIndex(t, db) == 0
+	})
+
+	// A steady stream (a submit about every millisecond, no pause of
+	// searchIdle): never more than searchBatch wait after a COMMIT.
+	db2, _ := openTest(t, testOptions(t))
+	most := 0
+	for i := range 3 * searchBatch {
+		if err := db2.CreateTask(bg, ctlTask(fmt.Sprintf("word%d", i)), CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		most = max(most, waitingForIndex(t, db2))
+	}
+	if most > searchBatch {
+		t.Errorf("%d prompts waited after a COMMIT, want at most %d", most, searchBatch)
+	}
+	var indexed int
+	db2.reader.QueryRow(`SELECT count(*) FROM task_search`).Scan(&indexed)
+	if indexed+waitingForIndex(t, db2) != 3*searchBatch {
+		t.Errorf("%d indexed and %d waiting of %d tasks", indexed, waitingForIndex(t, db2), 3*searchBatch)
+	}
+}
+
+// TestDeletingATaskThatWaitsForTheIndex: a task deleted before its prompt
+// was indexed leaves nothing behind, and the next indexing works.
+func TestDeletingATaskThatWaitsForTheIndex(t *testing.T) {
+	db, _ := openTest(t, testOptions(t))
+	gone, kept := ctlTask("a red kite"), ctlTask("a red fox")
+	if err := db.CreateTasks(bg, []*Task{gone, kept}, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteTask(bg, gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := waitingForIndex(t, db); n != 1 {
+		t.Fatalf("%d tasks wait after deleting one of two, want 1", n)
+	}
+	if got := searchIDs(t, db, "red"); len(got) != 1 || got[0] != kept.ID {
+		t.Fatalf("q=red found %v, want only [%s]", got, kept.ID)
+	}
+	// Deleting an indexed task takes it out of the index too.
+	if err := db.DeleteTask(bg, kept.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := searchIDs(t, db, "red"); len(got) != 0 {
+		t.Fatalf("q=red after deleting both found %v", got)
+	}
+	var rows int
+	db.reader.QueryRow(`SELECT count(*) FROM task_search`).Scan(&rows)
+	if rows != 0 {
+		t.Errorf("%d task_search rows left for deleted tasks", rows)
+	}
+}
+
+// TestSearchOrderAcrossIndexRuns: tasks indexed in separate runs (and some
+// in one run) come back newest first, as created.
+func TestSearchOrderAcrossIndexRuns(t *testing.T) {
+	db, _ := openTest(t, testOptions(t))
+	var want []string
+	for run := range 3 {
+		var tasks []*Task
+		for i := range 3 {
+			tasks = append(tasks, ctlTask(fmt.Sprintf("comet %d %d", run, i)))
+		}
+		if err := db.CreateTasks(bg, tasks, CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for _, tk := range tasks {
+			want = append([]string{tk.ID}, want...)
+		}
+		if run < 2 {
+			searchIDs(t, db, "comet") // indexes this run's tasks
+		}
+	}
+	if got := searchIDs(t, db, "comet"); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("order %v, want newest first %v", got, want)
+	}
+	// Keyset pages follow the same order.
+	page, next, err := db.ListTasks(bg, TaskFilter{Query: "comet", Limit: 4})
+	if err != nil || len(page) != 4 || next != want[3] {
+		t.Fatalf("first page %d items, next %q (%v), want 4 and %q", len(page), next, err, want[3])
+	}
+	rest, _, err := db.ListTasks(bg, TaskFilter{Query: "comet", Limit: 100, Cursor: next})
+	if err != nil || len(rest) != len(want)-4 || rest[0].ID != want[4] {
+		t.Fatalf("second page: %d items (%v), want %d from %s", len(rest), err, len(want)-4, want[4])
+	}
+}
+
+// TestWaitingPromptsSurviveARestart: tasks whose prompts still wait when
+// the store closes are found after it opens again and indexed soon after.
+func TestWaitingPromptsSurviveARestart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	opts := testOptions(t)
+	db, err := Open(dir, testutil.Schema(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := ctlTask("an orchard in spring")
+	if err := db.CreateTask(bg, task, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close() // well within searchIdle of the COMMIT
+	raw := rawDB(t, filepath.Join(dir, FileName))
+	var n int
+	if err := raw.QueryRow(`SELECT count(*) FROM search_pending`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d prompts wait in the closed database (%v), want 1", n, err)
+	}
+	raw.Close()
+
+	db, err = Open(dir, testutil.Schema(t), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	testutil.WaitFor(t, 5*time.Second, "the prompt left waiting to be indexed after the restart", func() bool {
+		return waitingForIndex(t, db) == 0
+	})
+	if got := searchIDs(t, db, "orchard"); len(got) != 1 || got[0] != task.ID {
+		t.Fatalf("q=orchard after a restart found %v, want [%s]", got, task.ID)
+	}
+}
+
+// TestSearchIndexMigration: tasks of a database from before step 8 stay
+// found after it, and tasks created after it are found too.
+func TestSearchIndexMigration(t *testing.T) {
+	schema := testutil.Schema(t)
+	cut := strings.Index(schema, "-- migrate: 8")
+	if cut < 0 {
+		t.Fatal("no step 8 in the schema")
+	}
+	dir := filepath.Join(t.TempDir(), "data")
+	old, err := Open(dir, schema[:cut], testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := ctlTask("a windmill before")
+	if err := old.CreateTask(bg, before, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+	db, err := Open(dir, schema, testOptions(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	after := ctlTask("a windmill after")
+	if err := db.CreateTask(bg, after, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := searchIDs(t, db, "windmill"); strings.Join(got, ",") != after.ID+","+before.ID {
+		t.Fatalf("q=windmill across the migration found %v, want [%s %s]", got, after.ID, before.ID)
+	}
+	if err := db.DeleteTask(bg, before.ID); err != nil {
+		t.Fatal(err)
+	}
+	if got := searchIDs(t, db, "windmill"); len(got) != 1 || got[0] != after.ID {
+		t.Fatalf("after deleting the old task q=windmill found %v", got)
+	}
+}
