@@ -194,7 +194,8 @@ CREATE INDEX tasks_type_id  ON tasks (type, id);
 -- Prompt search (the q filter): a contentless FTS5 index of prompts. Its
 -- rowid is task_search.docid, an INTEGER PRIMARY KEY (stable across VACUUM,
 -- unlike the implicit rowid of tasks), mapped to the task id; triggers keep
--- both in step with tasks, so every writer of tasks is covered.
+-- both in step with tasks, so every writer of tasks is covered (from step 8
+-- the insert trigger only queues the new id: store/searchindex.go).
 CREATE TABLE task_search (
     docid   INTEGER PRIMARY KEY,
     task_id TEXT    NOT NULL UNIQUE
@@ -237,13 +238,13 @@ CREATE TABLE invites (
 
 -- migrate: 8
 -- Prompt search indexed behind the submit (docs/PERFORMANCE.md, "The
--- search index"): a new task's id goes into search_pending in the
--- transaction that creates it, and store.indexSearch moves the waiting ids
--- into task_search and tasks_fts later, many tasks per FTS5 segment: when
--- enough have gathered (in a submit's own transaction), when submits pause,
--- and before any search reads the index, so a search still sees every task
--- created before it. Writing the FTS5 index once per submit transaction
--- was a third of that transaction's pages.
+-- prompt index in every batch"): a new task's id goes into search_pending
+-- in the transaction that creates it, and store.indexSearch moves the
+-- waiting ids into task_search and tasks_fts later, many tasks per FTS5
+-- segment: when enough have gathered (in a submit's own transaction), when
+-- submits pause, and before any search reads the index, so a search still
+-- sees every task created before it. Writing the FTS5 index once per
+-- submit transaction was a third of that transaction's pages.
 CREATE TABLE search_pending (
     task_id TEXT PRIMARY KEY
 ) WITHOUT ROWID;

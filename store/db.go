@@ -69,6 +69,8 @@ type DB struct {
 	// waiting for the prompt index (searchindex.go).
 	searchLater   bool
 	searchWaiting atomic.Int64
+	searchIdle    atomic.Int64 // time.Duration: searchIdle; tests raise it
+	searchMu      sync.Mutex   // one indexing run for concurrent searches
 	closing       chan struct{}
 	committed     sync.WaitGroup
 	// queue mirrors the pending tasks (queue.go); commitMu is held from
@@ -219,15 +221,16 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 
 	// Tasks left waiting for the prompt index (a crash, a restored backup)
 	// are indexed once the committer has been idle for searchIdle.
-	waits, err := db.searchWaits(context.Background())
-	if err != nil {
+	// Whether prompts are indexed behind the submit (schema step 8). Tasks
+	// a crash or a restored backup left waiting are indexed by the first
+	// search or with the next batches: Open itself never writes for them
+	// (the offline commands, a backup among them, open the store too).
+	if _, err := db.searchWaits(context.Background()); err != nil {
 		db.reader.Close()
 		db.writer.Close()
 		return nil, err
 	}
-	if waits {
-		db.searchWaiting.Store(1)
-	}
+	db.searchIdle.Store(int64(searchIdle))
 
 	db.committed.Add(1)
 	go db.runCommitter()
@@ -451,6 +454,17 @@ func isUniqueViolation(err error) bool {
 		}
 	}
 	return false
+}
+
+// isConstraint reports a failure that belongs to the rows written, not to
+// the transaction: a taken id or Idempotency-Key, or another constraint
+// (SQLite undoes only that statement).
+func isConstraint(err error) bool {
+	if errors.Is(err, ErrDuplicate) || errors.Is(err, ErrIdempotencyKeyUsed) {
+		return true
+	}
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_CONSTRAINT
 }
 
 // ms converts a time to the stored form; the zero time is NULL.

@@ -27,6 +27,11 @@ import (
 // burst waits at most one linger per batch until the burst leaves the
 // window, or until the committer has been idle for siblingIdle; a lone
 // caller otherwise never waits.
+//
+// The batch's transaction is open while it gathers: each request is
+// inserted as it comes (createBatch in tasks.go), so that only the COMMIT
+// is left when the batch closes. Another write waits for the writer
+// meanwhile, at most one linger longer than it would for the COMMIT alone.
 const (
 	// maxLinger caps the wait for siblings; the wait is also at most the
 	// previous COMMIT's duration (waiting longer than a commit takes costs

@@ -168,6 +168,7 @@ func waitingCreates() int {
 // ends: 20 callers waiting behind a held COMMIT take exactly one more.
 func TestGroupCommitSharesOneCommit(t *testing.T) {
 	db, _ := openTest(t, testOptions(t))
+	noIdleIndexing(db) // its COMMIT would count
 	var commits atomic.Int64
 	var armed atomic.Bool
 	held, release := make(chan struct{}), make(chan struct{})

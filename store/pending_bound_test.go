@@ -91,3 +91,40 @@ func TestHasReadyAccount(t *testing.T) {
 		t.Fatal("a disabled account counted as ready")
 	}
 }
+
+// TestQueueBoundCountsARequeueWaitingForTheWriter: a requeue that waits for
+// the writer while a batch's open transaction recounts the pending tasks
+// is still counted once it commits, so the next create over the limit is
+// refused. (When the requeue counted itself before taking the writer, the
+// recount saw its count but not its row, and the bound stayed one short.)
+func TestQueueBoundCountsARequeueWaitingForTheWriter(t *testing.T) {
+	db, _ := openTest(t, testOptions(t))
+	acc := newAccount(t, db, "acc")
+	a := newTask("a")
+	if err := db.CreateTask(bg, a, CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ClaimTask(bg, a.ID, acc.ID); err != nil {
+		t.Fatal(err)
+	}
+	const limit = 2
+	b := db.beginBatch() // holds the writer, as while the batch gathers
+	requeued := make(chan error, 1)
+	go func() { requeued <- db.RequeueTask(bg, a.ID, "workspace gone") }()
+	time.Sleep(50 * time.Millisecond) // the requeue now waits for the writer
+	req := batchOf(db, &createRequest{tasks: []*Task{newTask("in batch")}, opts: CreateOptions{QueueMax: limit}})[0]
+	b.add(req) // recounts
+	b.commit()
+	if err := <-req.done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-requeued; err != nil {
+		t.Fatal(err)
+	}
+	err := db.CreateTask(bg, newTask("over"), CreateOptions{QueueMax: limit})
+	if !errors.Is(err, ErrQueueFull) {
+		var n int
+		db.reader.QueryRow(`SELECT count(*) FROM tasks WHERE status = 'pending'`).Scan(&n)
+		t.Errorf("a create over QueueMax=%d: %v, want ErrQueueFull (%d pending now)", limit, err, n)
+	}
+}

@@ -170,10 +170,17 @@ func countPending(ctx context.Context, tx *sql.Tx) (int, error) {
 //
 // It stays an upper bound because only two things add pending rows: the
 // committer's own inserts (counted after COMMIT) and paths outside it
-// (RequeueTask, RequeueOrFail), which bump db.pendingAdds before their
-// transaction; adds is read before the count, so an add racing the count is
-// counted twice, never missed. Claims, failures and deletes only lower the
-// real number, which a recount near the limit picks up.
+// (RequeueTask, RequeueOrFail, ReleaseTask), which bump db.pendingAdds
+// inside their transaction, while they hold the one writer connection. A
+// recount runs in the committer's transaction, which holds that
+// connection too, so each add it reads belongs to a write that already
+// committed (its row counted) or rolled back (an over-count), and each add
+// it does not read comes later and raises the bound. Bumping before the
+// transaction began let a recount read an add whose row it could not yet
+// see: the bound fell one short for good
+// (TestQueueBoundCountsARequeueWaitingForTheWriter). Claims, failures and
+// deletes only lower the real number, which a recount near the limit picks
+// up.
 type pendingBound struct {
 	valid bool
 	base  int   // exact pending count when last measured
@@ -233,12 +240,12 @@ func (db *DB) runCommitter() {
 	}
 	// idle fires searchIdle after the last batch while tasks wait for the
 	// prompt index (searchindex.go).
-	idle := time.NewTimer(searchIdle)
+	idle := time.NewTimer(time.Hour)
 	idle.Stop()
 	for {
 		waited := time.Now()
 		if db.searchLater && db.searchWaiting.Load() > 0 {
-			idle.Reset(searchIdle)
+			idle.Reset(time.Duration(db.searchIdle.Load()))
 		}
 	wait:
 		select {
@@ -363,6 +370,11 @@ func (b *createBatch) insert(req *createRequest) (result, fail error) {
 	if result == nil && req.opts.Idempotency != nil {
 		result = db.insertIdempotency(ctx, tx, req.opts.Idempotency)
 	}
+	if result != nil && !isConstraint(result) {
+		// Not this request's own fault (an I/O error, a full disk): SQLite
+		// may have rolled back the whole transaction, so the batch fails.
+		return nil, result
+	}
 	if result != nil && savepoint {
 		if _, err := tx.ExecContext(ctx, "ROLLBACK TO create_tasks"); err != nil {
 			return nil, err
@@ -392,7 +404,11 @@ func (b *createBatch) commit() {
 	if b.fail == nil {
 		// Enough tasks wait for the prompt index: index them in this
 		// transaction, one FTS5 segment for all (searchindex.go).
-		indexed = db.searchWaiting.Load()+int64(len(b.q.list)) >= searchBatch && db.indexSearchIn(b.ctx, b.tx)
+		if db.searchWaiting.Load()+int64(len(b.q.list)) >= searchBatch {
+			indexed, b.fail = db.indexSearchIn(b.ctx, b.tx)
+		}
+	}
+	if b.fail == nil {
 		b.fail = db.commitTasksTx(b.tx, &b.q)
 	} else if b.tx != nil {
 		b.tx.Rollback()
@@ -426,15 +442,6 @@ func (b *createBatch) commit() {
 	for i, req := range b.reqs {
 		req.done <- b.results[i]
 	}
-}
-
-// commitBatch writes and answers a batch that is already whole.
-func (db *DB) commitBatch(batch []*createRequest) {
-	b := db.beginBatch()
-	for _, req := range batch {
-		b.add(req)
-	}
-	b.commit()
 }
 
 // GetTask returns one task; ErrNotFound when there is none. A finished
@@ -631,8 +638,8 @@ func (db *DB) StartTask(ctx context.Context, id string, accountID int64) (*Task,
 // answered 429 or 503): queued again, its attempt not counted, no retry
 // reason recorded. ErrConflict when it is not pending on accountID.
 func (db *DB) ReleaseTask(ctx context.Context, id string, accountID int64) error {
-	db.pendingAdds.Add(1)
 	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
+		db.pendingAdds.Add(1) // holding the writer: see pendingBound
 		var k ModelMode
 		err := tx.QueryRowContext(ctx, `UPDATE tasks SET account_id = NULL, handed_at = NULL,
 			attempts = max(attempts - 1, 0), updated_at = ?
@@ -661,8 +668,8 @@ func nullID(id int64) any {
 
 // RequeueTask: processing -> pending, account cleared, reason appended to a retry log (ErrConflict if not processing).
 func (db *DB) RequeueTask(ctx context.Context, id string, reason string) error {
-	db.pendingAdds.Add(1) // keeps the committer's queue bound an upper bound
 	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
+		db.pendingAdds.Add(1) // holding the writer: see pendingBound
 		account, err := processingAccount(ctx, tx, id)
 		if err != nil {
 			return err
@@ -735,10 +742,10 @@ func (db *DB) RequeueOrFail(ctx context.Context, id string, accountID int64, rea
 	describe func(attempts int, reasons []string) string) (RetryOutcome, *Task, error) {
 	var out RetryOutcome
 	var t *Task
-	// Counted before the commit, so the committer's queue bound never
-	// falls below the truth (an over-count only costs a recount).
-	db.pendingAdds.Add(1)
 	err := db.writeTasksTx(ctx, func(tx *sql.Tx, q *queueEdits) error {
+		// Counted before the commit, so the committer's queue bound never
+		// falls below the truth (an over-count only costs a recount).
+		db.pendingAdds.Add(1) // holding the writer: see pendingBound
 		var err error
 		t, err = scanTask(tx.QueryRowContext(ctx, `SELECT `+taskColumns+` FROM tasks WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
