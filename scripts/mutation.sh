@@ -64,12 +64,12 @@ KINDS=(--conditionals-negation --conditionals-boundary=false --arithmetic-base=f
 # gets 5. WORKERS=n overrides every target.
 targets=(
   # task lifecycle, group commit, queue limit, input quota
-  "store|tasks.go|3|^(TestCreateAndGetTask|TestQueueFull|TestGroupCommit.*|TestWaiting.*|TestSearch.*|TestTask.*|TestQueueLimit.*|TestReleasedTask.*|TestDeletedTask.*|TestProgressNeverGoesDown|TestRequeueOrFail|TestListenersHearCommittedTasksOnly|TestInputQuota|TestIdempotency.*|TestCancelTask|TestRecentRunTimesAndPendingAhead|TestGalleryPaging|TestCreateTaskDurableAcrossOpen|TestFinishedTask.*)$"
+  "store|tasks.go|3|^(TestCreateAndGetTask|TestQueueFull|TestQueueBound.*|TestGroupCommit.*|TestWaiting.*|TestSearch.*|TestTask.*|TestQueueLimit.*|TestReleasedTask.*|TestDeletedTask.*|TestProgressNeverGoesDown|TestRequeueOrFail|TestListenersHearCommittedTasksOnly|TestInputQuota|TestIdempotency.*|TestCancelTask|TestRecentRunTimesAndPendingAhead|TestGalleryPaging|TestCreateTaskDurableAcrossOpen|TestFinishedTask.*)$"
   # the audit chain: append, verify, prune, rotate, list
   "store|audit.go|3|^(TestAudit.*|TestVerifyAudit.*|TestRotateAuditKey.*|TestPrune.*|TestReanchor|TestListAudit.*|TestRemoveAccountAudited)$"
   "store|sessions.go|3|^(TestSessions|TestInvite.*|TestAuditedWritesFailClosed)$"
   # the accounts kept in memory, how the group committer gathers a batch, the prompt index behind the submit
-  "store|accountcache.go groupcommit.go searchindex.go|3|^(TestAccountRows.*|TestAccountReads.*|TestListAccountsGivesCopies|TestAccountsCRUD|TestSetAccountStatusUnless|TestSiblings.*|TestGather.*|TestGroupCommit.*|TestSearch.*|TestWaiting.*|TestDeleting.*)$"
+  "store|accountcache.go groupcommit.go searchindex.go|3|^(TestAccountRows.*|TestAccountReads.*|TestListAccountsGivesCopies|TestAccountsCRUD|TestSetAccountStatusUnless|TestSiblings.*|TestGather.*|TestGroupCommit.*|TestSearch.*|TestWaiting.*|TestDeleting.*|TestFailedIndexing.*|TestConcurrentSearches.*)$"
   # user and admin auth, the throttles, CORS, client addresses
   "server|auth.go throttle.go middleware.go|3|^(TestUserAuthPrecedence|TestSession.*|TestFailClosedWhenSessionStoreUnreadable|TestAdminAuth|TestAdminLoginFailureReason|TestAdminActionsFailClosedWhenAuditFails|TestTLSCookiesAndHSTS|TestForwardedProtoNearestProxyDecides|TestDecodeTokenLength|TestThrottle.*|TestMalformedQueryKeyNeverFallsThrough|TestErrorShapes|TestRecoveredPanicIsInternalError|TestCorrelationID|TestCORS|TestSameOriginComparesTheScheme|TestRollingWindowLimiter|TestAuthSessionThrottle|TestAdminThrottles|TestTrustedProxies|TestSecurityHeaders|TestInviteMode|FuzzUserCredentials|FuzzDecodeToken)$"
   # the dispatcher and the reaper (not deploys, media checks, health checks, drivers)

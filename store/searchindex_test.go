@@ -212,37 +212,47 @@ func TestWaitingPromptsSurviveARestart(t *testing.T) {
 	}
 }
 
-// TestFailedIndexingKeepsTheSubmits: when indexing fails inside a batch
-// (here the FTS5 table is renamed away), the batch's submits still commit
-// and their prompts keep waiting; a search then fails rather than answer
-// without them, and finds them once indexing works again.
+// TestFailedIndexingKeepsTheSubmits: when indexing fails inside a batch,
+// the batch's submits still commit and their prompts keep waiting, with
+// nothing of the failed run kept; a search then fails rather than answer
+// without them, and finds them once indexing works again. Two failures:
+// the FTS5 table renamed away (the index insert fails), and a trigger that
+// refuses to empty search_pending (the last step fails).
 func TestFailedIndexingKeepsTheSubmits(t *testing.T) {
-	db, _ := openTest(t, testOptions(t))
-	noIdleIndexing(db)
-	if _, err := db.writer.Exec(`ALTER TABLE tasks_fts RENAME TO tasks_fts_away`); err != nil {
-		t.Fatal(err)
+	cases := []struct{ name, breakIt, fixIt string }{
+		{"the index insert fails", `ALTER TABLE tasks_fts RENAME TO tasks_fts_away`, `ALTER TABLE tasks_fts_away RENAME TO tasks_fts`},
+		{"emptying the waiting list fails", `CREATE TRIGGER refuse BEFORE DELETE ON search_pending BEGIN SELECT RAISE(ABORT, 'refused'); END`, `DROP TRIGGER refuse`},
 	}
-	for i := range searchBatch + 1 {
-		if err := db.CreateTask(bg, ctlTask(fmt.Sprintf("a beacon %d", i)), CreateOptions{}); err != nil {
-			t.Fatalf("submit %d while indexing fails: %v", i, err)
-		}
-	}
-	if n := waitingForIndex(t, db); n != searchBatch+1 {
-		t.Fatalf("%d prompts wait, want all %d (a failed index run must leave them)", n, searchBatch+1)
-	}
-	var mapped int
-	db.reader.QueryRow(`SELECT count(*) FROM task_search`).Scan(&mapped)
-	if mapped != 0 {
-		t.Fatalf("%d task_search rows kept from a failed index run", mapped)
-	}
-	if _, _, err := db.ListTasks(bg, TaskFilter{Query: "beacon"}); err == nil {
-		t.Fatal("a search answered while the prompts it must index could not be indexed")
-	}
-	if _, err := db.writer.Exec(`ALTER TABLE tasks_fts_away RENAME TO tasks_fts`); err != nil {
-		t.Fatal(err)
-	}
-	if got := searchIDs(t, db, "beacon"); len(got) != searchBatch+1 {
-		t.Fatalf("q=beacon found %d tasks once indexing works, want %d", len(got), searchBatch+1)
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			db, _ := openTest(t, testOptions(t))
+			noIdleIndexing(db)
+			if _, err := db.writer.Exec(c.breakIt); err != nil {
+				t.Fatal(err)
+			}
+			for i := range searchBatch + 1 {
+				if err := db.CreateTask(bg, ctlTask(fmt.Sprintf("a beacon %d", i)), CreateOptions{}); err != nil {
+					t.Fatalf("submit %d while indexing fails: %v", i, err)
+				}
+			}
+			if n := waitingForIndex(t, db); n != searchBatch+1 {
+				t.Fatalf("%d prompts wait, want all %d (a failed index run must leave them)", n, searchBatch+1)
+			}
+			var mapped int
+			db.reader.QueryRow(`SELECT count(*) FROM task_search`).Scan(&mapped)
+			if mapped != 0 {
+				t.Fatalf("%d task_search rows kept from a failed index run", mapped)
+			}
+			if _, _, err := db.ListTasks(bg, TaskFilter{Query: "beacon"}); err == nil {
+				t.Fatal("a search answered while the prompts it must index could not be indexed")
+			}
+			if _, err := db.writer.Exec(c.fixIt); err != nil {
+				t.Fatal(err)
+			}
+			if got := searchIDs(t, db, "beacon"); len(got) != searchBatch+1 {
+				t.Fatalf("q=beacon found %d tasks once indexing works, want %d", len(got), searchBatch+1)
+			}
+		})
 	}
 }
 
