@@ -179,6 +179,45 @@ func TestSearchOrderAcrossIndexRuns(t *testing.T) {
 	}
 }
 
+// TestSearchCursorOfADeletedTask: with q, the cursor of a task deleted
+// since still pages on from its place, as without q; so does a
+// well-formed id that never was a task (newer than all, or between two).
+func TestSearchCursorOfADeletedTask(t *testing.T) {
+	db, _ := openTest(t, testOptions(t))
+	var ids []string // newest first
+	for i := range 6 {
+		task := ctlTask(fmt.Sprintf("zebra crossing %d", i))
+		if err := db.CreateTask(bg, task, CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append([]string{task.ID}, ids...)
+	}
+	page := func(cursor string) []string {
+		t.Helper()
+		items, _, err := db.ListTasks(bg, TaskFilter{Query: "zebra", Limit: 2, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, it := range items {
+			got = append(got, it.ID)
+		}
+		return got
+	}
+	if got := page(ids[1]); strings.Join(got, ",") != ids[2]+","+ids[3] {
+		t.Fatalf("page after %s: %v, want %v", ids[1], got, ids[2:4])
+	}
+	if err := db.DeleteTask(bg, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	if got := page(ids[1]); strings.Join(got, ",") != ids[2]+","+ids[3] {
+		t.Fatalf("page after the deleted %s: %v, want %v", ids[1], got, ids[2:4])
+	}
+	if got := page("7ZZZZZZZZZZZZZZZZZZZZZZZZZ"); strings.Join(got, ",") != ids[0]+","+ids[2] {
+		t.Fatalf("page after an id newer than all: %v, want %v", got, []string{ids[0], ids[2]})
+	}
+}
+
 // TestWaitingPromptsSurviveARestart: tasks whose prompts still wait when
 // the store closes are found after it opens again; opening does not index
 // them (the offline commands, a backup among them, open the store too).

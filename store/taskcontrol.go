@@ -197,8 +197,15 @@ func (db *DB) ListTasks(ctx context.Context, f TaskFilter) (items []*Task, next 
 		conds := []string{`tasks_fts MATCH ?`}
 		qargs = append(qargs, ftsMatch(words))
 		if f.Cursor != "" {
-			conds = append(conds, `f.rowid < (SELECT docid FROM task_search WHERE task_id = ?)`)
-			qargs = append(qargs, f.Cursor)
+			// The cursor's place in the index; for a task deleted since
+			// (or an id that never was), the place of the next newer task
+			// by id, as the listings without q page by id: docids follow
+			// ids but for tasks committed out of order.
+			conds = append(conds, `f.rowid < coalesce(
+				(SELECT docid FROM task_search WHERE task_id = ?),
+				(SELECT docid FROM task_search WHERE task_id > ? ORDER BY task_id LIMIT 1),
+				9223372036854775807)`)
+			qargs = append(qargs, f.Cursor, f.Cursor)
 		}
 		if len(statuses) > 0 {
 			conds = append(conds, `t.status IN (?`+strings.Repeat(", ?", len(statuses)-1)+`)`)
