@@ -219,8 +219,6 @@ func Open(dataDir string, schema string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("store: prepare: %w", err)
 	}
 
-	// Tasks left waiting for the prompt index (a crash, a restored backup)
-	// are indexed once the committer has been idle for searchIdle.
 	// Whether prompts are indexed behind the submit (schema step 8). Tasks
 	// a crash or a restored backup left waiting are indexed by the first
 	// search or with the next batches: Open itself never writes for them
