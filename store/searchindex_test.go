@@ -27,10 +27,10 @@ func waitingForIndex(t testing.TB, db *DB) int {
 	return n
 }
 
-// searchIDs returns the ids ListTasks finds for q, in its order.
-func searchIDs(t testing.TB, db *DB, q string) []string {
+// listIDs returns the ids of the page ListTasks gives for f, in its order.
+func listIDs(t testing.TB, db *DB, f TaskFilter) []string {
 	t.Helper()
-	items, _, err := db.ListTasks(bg, TaskFilter{Query: q, Limit: 100})
+	items, _, err := db.ListTasks(bg, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,6 +39,12 @@ func searchIDs(t testing.TB, db *DB, q string) []string {
 		ids = append(ids, it.ID)
 	}
 	return ids
+}
+
+// searchIDs returns the ids ListTasks finds for q (up to 100), in its order.
+func searchIDs(t testing.TB, db *DB, q string) []string {
+	t.Helper()
+	return listIDs(t, db, TaskFilter{Query: q, Limit: 100})
 }
 
 // TestSearchSeesTasksNotYetIndexed: a task created a moment ago is found by
@@ -194,15 +200,7 @@ func TestSearchCursorOfADeletedTask(t *testing.T) {
 	}
 	page := func(cursor string) []string {
 		t.Helper()
-		items, _, err := db.ListTasks(bg, TaskFilter{Query: "zebra", Limit: 2, Cursor: cursor})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got []string
-		for _, it := range items {
-			got = append(got, it.ID)
-		}
-		return got
+		return listIDs(t, db, TaskFilter{Query: "zebra", Limit: 2, Cursor: cursor})
 	}
 	if got := page(ids[1]); strings.Join(got, ",") != ids[2]+","+ids[3] {
 		t.Fatalf("page after %s: %v, want %v", ids[1], got, ids[2:4])
@@ -331,26 +329,12 @@ func TestConcurrentSearchesIndexOnce(t *testing.T) {
 // TestSearchIndexMigration: tasks of a database from before step 8 stay
 // found after it, and tasks created after it are found too.
 func TestSearchIndexMigration(t *testing.T) {
-	schema := testutil.Schema(t)
-	cut := strings.Index(schema, "-- migrate: 8")
-	if cut < 0 {
-		t.Fatal("no step 8 in the schema")
-	}
-	dir := filepath.Join(t.TempDir(), "data")
-	old, err := Open(dir, schema[:cut], testOptions(t))
-	if err != nil {
-		t.Fatal(err)
-	}
 	before := ctlTask("a windmill before")
-	if err := old.CreateTask(bg, before, CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	old.Close()
-	db, err := Open(dir, schema, testOptions(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, _ := openMigrated(t, 8, func(old *DB) {
+		if err := old.CreateTask(bg, before, CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	after := ctlTask("a windmill after")
 	if err := db.CreateTask(bg, after, CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -214,27 +214,38 @@ func TestListTasksFilters(t *testing.T) {
 	}
 }
 
-// TestPromptIndexMigration: tasks written before step 6 are searchable after it.
-func TestPromptIndexMigration(t *testing.T) {
+// openMigrated opens a database made with the schema's steps before step,
+// lets before write into it, then opens it again with the whole schema
+// (closed at cleanup): a database an older binary wrote, upgraded.
+func openMigrated(t *testing.T, step int, before func(old *DB)) (*DB, string) {
+	t.Helper()
 	schema := testutil.Schema(t)
-	cut := strings.Index(schema, "-- migrate: 6")
+	cut := strings.Index(schema, fmt.Sprintf("-- migrate: %d\n", step))
 	if cut < 0 {
-		t.Fatal("no step 6 in the schema")
+		t.Fatalf("no step %d in the schema", step)
 	}
 	dir := filepath.Join(t.TempDir(), "data")
 	old, err := Open(dir, schema[:cut], testOptions(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := old.CreateTasks(bg, []*Task{ctlTask("an old harbour"), ctlTask("a new moon")}, CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	before(old)
 	old.Close()
 	db, err := Open(dir, schema, testOptions(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
+	return db, dir
+}
+
+// TestPromptIndexMigration: tasks written before step 6 are searchable after it.
+func TestPromptIndexMigration(t *testing.T) {
+	db, dir := openMigrated(t, 6, func(old *DB) {
+		if err := old.CreateTasks(bg, []*Task{ctlTask("an old harbour"), ctlTask("a new moon")}, CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
 	items, _, err := db.ListTasks(bg, TaskFilter{Query: "harbour"})
 	if err != nil || len(items) != 1 || items[0].Prompt != "an old harbour" {
 		t.Fatalf("q after migration: %v %v", items, err)
