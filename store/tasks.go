@@ -882,16 +882,32 @@ func failTask(ctx context.Context, tx *sql.Tx, q *queueEdits, id, code, message 
 }
 
 // ListStale: processing tasks of type typ whose started_at is before cutoff.
+// The reaper asks every few seconds, so the query reads the processing
+// tasks alone (INDEXED BY): left to itself, the planner may walk
+// tasks_type_id, every task of the type ever made.
 func (db *DB) ListStale(ctx context.Context, typ string, cutoff time.Time) ([]*Task, error) {
-	return db.queryTasks(ctx, db.reader, `SELECT `+taskColumns+` FROM tasks
-		WHERE status = 'processing' AND type = ? AND started_at < ? ORDER BY id`, typ, cutoff.UnixMilli())
+	return db.queryTasks(ctx, db.reader, listStaleQuery, typ, cutoff.UnixMilli())
 }
 
+const listStaleQuery = `SELECT ` + taskColumns + ` FROM tasks INDEXED BY tasks_status_id
+	WHERE status = 'processing' AND type = ? AND started_at < ? ORDER BY id`
+
 // ListQueuedStale: tasks handed to a workspace before cutoff that it has not
-// started yet (GG_TTL_QUEUED, CONTRACT section 14).
+// started yet (GG_TTL_QUEUED, CONTRACT section 14), oldest first. They are
+// found through the in-memory queue index (ListInFlight), so the reaper's
+// pass does not read the pending tasks that wait in Gooni's own queue.
 func (db *DB) ListQueuedStale(ctx context.Context, cutoff time.Time) ([]*Task, error) {
-	return db.queryTasks(ctx, db.reader, `SELECT `+taskColumns+` FROM tasks
-		WHERE status = 'pending' AND account_id IS NOT NULL AND handed_at < ? ORDER BY id`, cutoff.UnixMilli())
+	ts, err := db.ListInFlight(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Task
+	for _, t := range ts {
+		if t.Handed() && !t.HandedAt.IsZero() && t.HandedAt.UnixMilli() < cutoff.UnixMilli() {
+			out = append(out, t)
+		}
+	}
+	return out, nil
 }
 
 // Gallery: done tasks newest first (ORDER BY id DESC), cursor = last id seen ("" = start), limit 1..100.

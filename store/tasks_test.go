@@ -650,6 +650,8 @@ func TestQueryPlans(t *testing.T) {
 		{"gallery first", `SELECT ` + taskColumns + ` FROM tasks WHERE status = 'done' ORDER BY id DESC LIMIT ?`, []any{10}},
 		{"gallery next", `SELECT ` + taskColumns + ` FROM tasks WHERE status = 'done' AND id < ? ORDER BY id DESC LIMIT ?`, []any{"x", 10}},
 		{"queue position", `SELECT count(*) FROM tasks p WHERE p.status = 'pending' AND p.id < ?`, []any{"x"}},
+		// The reaper's, every 2 s: the processing tasks, not every task of the type.
+		{"stale processing", listStaleQuery, []any{"image", 0}},
 	} {
 		rows, err := db.reader.Query("EXPLAIN QUERY PLAN "+tc.query, tc.args...)
 		if err != nil {
@@ -681,6 +683,59 @@ func TestCreateTaskDurableAcrossOpen(t *testing.T) {
 	var prompt string
 	if err := raw.QueryRow(`SELECT prompt FROM tasks WHERE id = ?`, task.ID).Scan(&prompt); err != nil || prompt != "durable" {
 		t.Fatalf("row not visible to another connection: %q %v", prompt, err)
+	}
+}
+
+// BenchmarkReaperQueries runs the reaper's two queries (ListStale for
+// images, ListQueuedStale) on an empty database and beside 100,000 done
+// and 100,000 pending image tasks, with 2 tasks processing and 1 handed
+// out in both; the two should cost about the same:
+//
+//	go test ./store -run '^$' -bench BenchmarkReaperQueries
+func BenchmarkReaperQueries(b *testing.B) {
+	for _, n := range []int{0, 100_000} {
+		b.Run(fmt.Sprintf("tasks=%d", 2*n), func(b *testing.B) {
+			db, clock := openClocked(b, time.Now())
+			first := clock.Now().Add(-72 * time.Hour)
+			err := db.SeedTasks(bg, 2*n, func(i int) Task {
+				c := first.Add(time.Duration(i) * time.Millisecond)
+				t := Task{ID: IDAt(c), Type: "image", Model: "flux", Mode: "t2i", Prompt: "a lighthouse",
+					Status: StatusPending, CreatedAt: c}
+				if i < n {
+					t.Status, t.Progress, t.StartedAt, t.CompletedAt = StatusDone, 100, c, c.Add(time.Second)
+				}
+				return t
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			acc := newAccount(b, db, "gpu")
+			for i := 0; i < 3; i++ {
+				task := newTask("in flight")
+				if err := db.CreateTask(bg, task, CreateOptions{}); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := db.ClaimTask(bg, task.ID, acc.ID); err != nil {
+					b.Fatal(err)
+				}
+				if i < 2 {
+					if _, err := db.StartTask(bg, task.ID, acc.ID); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			clock.Advance(time.Hour)
+			for b.Loop() {
+				stale, err := db.ListStale(bg, "image", clock.Now().Add(-time.Minute))
+				if err != nil || len(stale) != 2 {
+					b.Fatalf("ListStale: %d tasks, %v", len(stale), err)
+				}
+				queued, err := db.ListQueuedStale(bg, clock.Now().Add(-time.Minute))
+				if err != nil || len(queued) != 1 {
+					b.Fatalf("ListQueuedStale: %d tasks, %v", len(queued), err)
+				}
+			}
+		})
 	}
 }
 
