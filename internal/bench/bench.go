@@ -453,16 +453,9 @@ func runBenchLoad(ctx context.Context, cfg *benchConfig) (*benchReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := &http.Transport{
-		Proxy:               nil, // loopback only: never through a proxy
-		MaxIdleConns:        cfg.Clients * 2,
-		MaxIdleConnsPerHost: cfg.Clients * 2,
-		IdleConnTimeout:     30 * time.Second,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-	}
+	hc, tr := newBenchHTTP(cfg)
 	defer tr.CloseIdleConnections()
-	bc := &benchClient{cfg: cfg, http: &http.Client{Transport: tr, Timeout: cfg.Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, body: body}
+	bc := &benchClient{cfg: cfg, http: hc, body: body}
 	bc.left.Store(cfg.MaxRequests)
 
 	// Preflight: the server answers and the key works, before any load.

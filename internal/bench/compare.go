@@ -346,16 +346,9 @@ func runCompare(ctx context.Context, cfg *benchConfig, workloads []string) (*com
 
 // newBenchClient checks that the server answers and the key works.
 func newBenchClient(cfg *benchConfig) (*benchClient, func(), error) {
-	tr := &http.Transport{
-		Proxy:               nil, // loopback only: never through a proxy
-		MaxIdleConns:        cfg.Clients * 2,
-		MaxIdleConnsPerHost: cfg.Clients * 2,
-		IdleConnTimeout:     30 * time.Second,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-	}
 	body := []byte(`{"model":"` + cfg.Model + `","mode":"` + cfg.Mode + `","prompt":"gooni bench: a lighthouse on a rocky coast at dusk"}`)
-	bc := &benchClient{cfg: cfg, http: &http.Client{Transport: tr, Timeout: cfg.Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, body: body}
+	hc, tr := newBenchHTTP(cfg)
+	bc := &benchClient{cfg: cfg, http: hc, body: body}
 	bc.left.Store(cfg.MaxRequests)
 	probe := newOp("probe")
 	if st, data, _ := bc.do(context.Background(), probe, http.MethodGet, "/gallery?limit=1", nil, http.StatusOK); st != http.StatusOK {
