@@ -360,3 +360,17 @@ func BenchmarkRenderVideo832x480x81(b *testing.B) {
 	}
 	b.ReportMetric(float64(size), "mp4-bytes")
 }
+
+// BenchmarkRenderImage1024 renders the demo's 1024x1024 stills (PNG
+// included), seeds 1-12 in turn so that every kind of background is drawn.
+func BenchmarkRenderImage1024(b *testing.B) {
+	var reqs []*TaskRequest
+	for seed := 1; seed <= 12; seed++ {
+		reqs = append(reqs, renderReq("image", fmt.Sprintf(`{"width":1024,"height":1024,"seed":%d}`, seed)))
+	}
+	i := 0
+	for b.Loop() {
+		mustRender(b, reqs[i%len(reqs)])
+		i++
+	}
+}
