@@ -8,8 +8,10 @@
 # ratio); the script prints every round's ratios and their medians.
 # Then SUBMIT_ROUNDS (default 3) rounds of POST /generate with wrk (the body
 # of `gooni bench`'s submit workload), each next to the raw one-row FULL
-# insert floor of `gooni bench` on the same disk, with wrk's p99. The server
-# runs with GG_QUEUE_MAX=10000000 so that every submit is a real commit.
+# insert floor of `gooni bench` on the same disk, with wrk's p99, and next to
+# the same submits from `gooni bench` itself (a check of the load generator:
+# the two clients should measure about the same rate). The server runs with
+# GG_QUEUE_MAX=10000000 so that every submit is a real commit.
 # Usage: [SUBMIT_ROUNDS=n] scripts/bench-wrk.sh [rounds] [seconds per side] [connections]
 # Needs wrk (apt-get install -y wrk). GOONI=path uses a built binary.
 set -eu
@@ -73,8 +75,8 @@ wrk.headers["Content-Type"] = "application/json"
 LUA
 [ "$SUBMIT_ROUNDS" -gt 0 ] || exit 0
 echo
-echo "submits: wrk -t1 -c$CONNS -d${SECS}s POST /generate, then ${SECS} s of gooni bench's raw floor, $SUBMIT_ROUNDS round(s)"
-printf '%-6s %10s %10s %10s %8s\n' round submit/s p99 raw/s ratio
+echo "submits: wrk -t1 -c$CONNS -d${SECS}s POST /generate, then ${SECS} s of gooni bench's raw floor and ${SECS} s of its submits, $SUBMIT_ROUNDS round(s)"
+printf '%-6s %10s %10s %10s %8s %14s %10s\n' round submit/s p99 raw/s ratio "gooni bench/s" p99
 : >"$WORK/submits"
 r=1
 while [ $r -le "$SUBMIT_ROUNDS" ]; do
@@ -83,11 +85,13 @@ while [ $r -le "$SUBMIT_ROUNDS" ]; do
 	sub=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
 	p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
 	# The floor's rate is the last column of gooni bench's "raw insert" row.
-	bout=$("$GOONI" bench --url "$BASE" --api-key "$KEY" --data-dir "$DATA" --clients "$CONNS" --duration 100ms \
+	bout=$("$GOONI" bench --url "$BASE" --api-key "$KEY" --data-dir "$DATA" --clients "$CONNS" --duration "${SECS}s" \
 		--workload submit --raw-duration "${SECS}s")
 	raw=$(echo "$bout" | awk '$1 == "raw" && $2 == "insert" {print $NF}')
 	case $raw in [0-9]*) ;; *) echo "round $r: no raw floor measured:"; echo "$bout"; exit 1 ;; esac
-	echo "$r $sub $p99 $raw" | awk '{printf "%-6s %10.0f %10s %10.0f %8.2f\n", $1, $2, $3, $4, $2 / $4}' | tee -a "$WORK/submits"
+	own=$(echo "$bout" | awk '$1 == "submit" && $3 == 0 {print $NF, $6}')
+	[ -n "$own" ] || { echo "round $r: gooni bench's submits failed:"; echo "$bout"; exit 1; }
+	echo "$r $sub $p99 $raw $own" | awk '{printf "%-6s %10.0f %10s %10.0f %8.2f %14.0f %10s\n", $1, $2, $3, $4, $2 / $4, $5, $6}' | tee -a "$WORK/submits"
 	r=$((r + 1))
 done
 echo "median submit/raw ratio: $(awk '{print $5}' "$WORK/submits" | med) (docs/PERFORMANCE.md's targets: >= 1.5, p99 <= 10 ms at 10 connections)"
