@@ -277,6 +277,12 @@ func TestSimSocketSendsPreviewFrames(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.CloseNow()
+	// The greeting comes once the socket is registered (as in ComfyUI):
+	// a status frame with the client id; the driver waits for it too.
+	if typ, b, err := c.Read(ctx); err != nil || typ != websocket.MessageText ||
+		!bytes.Contains(b, []byte(`"type":"status"`)) || !bytes.Contains(b, []byte(`"sid":"watcher"`)) {
+		t.Fatalf("first frame %s %v, want the status greeting with sid watcher", b, err)
+	}
 	g := filledGraph(t, "phr00t", "t2v", taskFor(t, "phr00t", "t2v"))
 	if code, _ := postJSON(t, base+"/prompt", map[string]any{"prompt": g, "client_id": "watcher"}); code != 200 {
 		t.Fatal(code)

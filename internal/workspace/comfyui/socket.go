@@ -70,12 +70,21 @@ func (d *Driver) socketOnce(ctx context.Context) error {
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(maxSocketFrame)
-	d.tr.socketUp()
-	d.log.Info("comfyui: socket up", "client_id", d.clientID)
+	// ComfyUI answers the handshake before it registers the socket under
+	// our client_id (server.py's websocket_handler: ws.prepare, then
+	// sockets[sid]), and a frame sent in between goes to no one. Its first
+	// frame, the "status" greeting with our sid, comes after the
+	// registration: only then is the socket up and polling stopped.
+	up := false
 	for {
 		typ, r, err := conn.Reader(ctx)
 		if err != nil {
 			return d.cleanErr(http.MethodGet, "/ws", err)
+		}
+		if !up {
+			up = true
+			d.tr.socketUp()
+			d.log.Info("comfyui: socket up", "client_id", d.clientID)
 		}
 		if typ == websocket.MessageBinary {
 			// Preview images ([event type][image type][JPEG/PNG bytes]): not ours to keep.
