@@ -85,7 +85,7 @@ while [ $r -le "$SUBMIT_ROUNDS" ]; do
 	sub=$(echo "$out" | awk '/^Requests\/sec/ {print $2}')
 	p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
 	# The floor's rate is the last column of gooni bench's "raw insert" row.
-	bout=$("$GOONI" bench --url "$BASE" --api-key "$KEY" --data-dir "$DATA" --clients "$CONNS" --duration "${SECS}s" \
+	bout=$("$GOONI" bench --url "$BASE" --api-key-file "$DATA/secrets/api_key" --data-dir "$DATA" --clients "$CONNS" --duration "${SECS}s" \
 		--workload submit --raw-duration "${SECS}s")
 	raw=$(echo "$bout" | awk '$1 == "raw" && $2 == "insert" {print $NF}')
 	case $raw in [0-9]*) ;; *) echo "round $r: no raw floor measured:"; echo "$bout"; exit 1 ;; esac

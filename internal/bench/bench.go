@@ -96,7 +96,7 @@ func Main(args []string, env Env, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "the server's data directory (puts the raw floor on the same disk; the target of --seed-done)")
 	fs.DurationVar(&cfg.RawDuration, "raw-duration", 5*time.Second, "length of the raw-insert floor phase (0 = skip it)")
 	fs.IntVar(&cfg.SeedDone, "seed-done", 0, "instead of a run: insert N done tasks into --data-dir (server stopped) and exit")
-	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "limit of one HTTP request")
+	fs.DurationVar(&cfg.Timeout, "timeout", 30*time.Second, "limit of one HTTP request, its answer included (0 = none)")
 	fs.BoolVar(&cfg.Compare, "compare", false, "measure each workload next to its reference in one run and print the ratios "+
 		"(submit vs raw inserts; status, error, route, gallery vs GET /config; media vs nginx); --workload is then a comma list of "+
 		strings.Join(compareWorkloads, ",")+" (default all) and --duration the time of each side")
@@ -223,6 +223,8 @@ func (c *benchConfig) check(keyFile, envKey string) error {
 		return errors.New("--inflight must be 1..64")
 	case c.MaxRequests < 1:
 		return errors.New("--max-requests must be positive")
+	case c.Timeout < 0:
+		return errors.New("--timeout must be 0 (none) or positive")
 	}
 	switch c.Workload {
 	case "mixed", "submit", "status", "gallery":

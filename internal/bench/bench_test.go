@@ -206,6 +206,7 @@ func TestBenchRefusesWhatItMustNotDo(t *testing.T) {
 		{"--url", "http://127.0.0.1:8080", "--api-key", "k", "--clients", "0"},
 		{"--url", "http://127.0.0.1:8080", "--api-key", "k", "--duration", "11m"},
 		{"--url", "http://127.0.0.1:8080", "--api-key", "k", "--workload", "flood"},
+		{"--url", "http://127.0.0.1:8080", "--api-key", "k", "--timeout", "-1s"},
 		{"--seed-done", "10"}, // no data dir
 	} {
 		var out, errb bytes.Buffer

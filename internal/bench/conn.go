@@ -19,16 +19,16 @@ import (
 // what it leaves out of http.Transport is the background reader and writer
 // goroutines per connection and the hand-offs between them and the caller,
 // which cost the client about a third of its CPU per request on loopback
-// (docs/PERFORMANCE.md, "The load generator"). The client shares the
-// machine's cores with the server it measures, so every microsecond it
+// (docs/PERFORMANCE.md, "`gooni bench`", "The client"). The client shares
+// the machine's cores with the server it measures, so every microsecond it
 // spends is one the server does not get.
 //
-// A request, its answer's body included, must end within the transport's
-// timeout; when its context ends first (a run's end), the connection's
-// deadline is moved to the past, so the request fails at once with the
-// context already done, and that connection is closed. There is no proxy,
-// no HTTP/2 and no retry: a request that fails is reported, never sent
-// twice.
+// A request, its TLS handshake and its answer's body included, must end
+// within the transport's timeout (0: no limit); when its context ends
+// first (a run's end), the connection's deadline is moved to the past, so
+// the request fails at once with the context already done, and that
+// connection is closed. There is no proxy, no HTTP/2 and no retry: a
+// request that fails is reported, never sent twice.
 type connTransport struct {
 	timeout time.Duration
 	dialer  net.Dialer
@@ -41,10 +41,48 @@ type connTransport struct {
 
 // benchConn is one keep-alive connection with its buffers.
 type benchConn struct {
-	key string
-	net net.Conn
-	r   *bufio.Reader
-	w   *bufio.Writer
+	key  string
+	net  net.Conn
+	r    *bufio.Reader
+	w    *bufio.Writer
+	idle time.Time // when it went back to the idle ones
+}
+
+// Idle connections: one idle longer than maxIdleTime is closed (as
+// http.Transport's IdleConnTimeout did); one idle longer than checkIdle is
+// first checked for a close (or stray bytes) from the server, which may
+// have ended it meanwhile (Gooni's IdleTimeout is 2 minutes, nginx's
+// keepalive_timeout 75 s): between the phases of a comparison a client's
+// connection waits while the other side runs.
+const (
+	maxIdleTime = 30 * time.Second
+	checkIdle   = time.Second
+)
+
+// deadline is the end of a request that starts now (zero: none).
+func (t *connTransport) deadline() time.Time {
+	if t.timeout <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(t.timeout)
+}
+
+// usable reports whether an idle connection can take a request.
+func (c *benchConn) usable() bool {
+	idle := time.Since(c.idle)
+	if idle > maxIdleTime {
+		return false
+	}
+	if idle < checkIdle {
+		return true
+	}
+	// Anything readable now is a close or bytes no request asked for. (A
+	// deadline already past would fail the read before it looks.)
+	c.net.SetReadDeadline(time.Now().Add(time.Millisecond))
+	_, err := c.r.Peek(1)
+	c.net.SetReadDeadline(time.Time{})
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // newBenchHTTP is the load generator's client: a connTransport with
@@ -77,7 +115,7 @@ func (t *connTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.net.SetDeadline(time.Now().Add(t.timeout))
+	c.net.SetDeadline(t.deadline())
 	stop := context.AfterFunc(req.Context(), func() { c.net.SetDeadline(time.Unix(1, 0)) })
 	resp, err := c.send(req)
 	if err != nil {
@@ -89,7 +127,8 @@ func (t *connTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// send writes req and reads the answer's head.
+// send writes req and reads the answer's head, past any informational
+// (1xx) answer before it.
 func (c *benchConn) send(req *http.Request) (*http.Response, error) {
 	if err := req.Write(c.w); err != nil {
 		return nil, err
@@ -97,20 +136,32 @@ func (c *benchConn) send(req *http.Request) (*http.Response, error) {
 	if err := c.w.Flush(); err != nil {
 		return nil, err
 	}
-	return http.ReadResponse(c.r, req)
+	for {
+		resp, err := http.ReadResponse(c.r, req)
+		if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, err
+		}
+	}
 }
 
 // get takes an idle connection to scheme://host or dials one.
 func (t *connTransport) get(ctx context.Context, scheme, host string) (*benchConn, error) {
 	key := scheme + "://" + host
-	t.mu.Lock()
-	if l := t.idle[key]; len(l) > 0 {
+	for {
+		t.mu.Lock()
+		l := t.idle[key]
+		if len(l) == 0 {
+			t.mu.Unlock()
+			break
+		}
 		c := l[len(l)-1]
 		t.idle[key] = l[:len(l)-1]
 		t.mu.Unlock()
-		return c, nil
+		if c.usable() {
+			return c, nil
+		}
+		c.net.Close()
 	}
-	t.mu.Unlock()
 	addr := host
 	if _, _, err := net.SplitHostPort(host); err != nil {
 		if scheme == "https" {
@@ -132,6 +183,7 @@ func (t *connTransport) get(ctx context.Context, scheme, host string) (*benchCon
 			cfg.ServerName, _, _ = net.SplitHostPort(addr)
 		}
 		tc := tls.Client(nc, cfg)
+		nc.SetDeadline(t.deadline()) // the handshake is part of the request
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
 			return nil, err
@@ -143,6 +195,7 @@ func (t *connTransport) get(ctx context.Context, scheme, host string) (*benchCon
 
 // put keeps c for the next request to its host, or closes it.
 func (t *connTransport) put(c *benchConn) {
+	c.idle = time.Now()
 	t.mu.Lock()
 	if l := t.idle[c.key]; len(l) < t.max {
 		t.idle[c.key] = append(l, c)
@@ -154,8 +207,7 @@ func (t *connTransport) put(c *benchConn) {
 	}
 }
 
-// CloseIdleConnections closes every idle connection (between the phases of
-// a run, so that none outlives the server's idle timeout unused).
+// CloseIdleConnections closes every idle connection (at the end of a run).
 func (t *connTransport) CloseIdleConnections() {
 	t.mu.Lock()
 	idle := t.idle

@@ -17,8 +17,8 @@ import (
 )
 
 // countingServer serves handler on loopback and counts the connections
-// clients opened to it.
-func countingServer(t *testing.T, tlsOn bool, handler http.HandlerFunc) (*httptest.Server, *atomic.Int64) {
+// clients opened to it; edit changes its http.Server before it starts.
+func countingServer(t *testing.T, tlsOn bool, handler http.HandlerFunc, edit ...func(*http.Server)) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
 	var conns atomic.Int64
 	srv := httptest.NewUnstartedServer(handler)
@@ -27,6 +27,9 @@ func countingServer(t *testing.T, tlsOn bool, handler http.HandlerFunc) (*httpte
 		if s == http.StateNew {
 			conns.Add(1)
 		}
+	}
+	for _, e := range edit {
+		e(srv.Config)
 	}
 	if tlsOn {
 		srv.StartTLS()
@@ -223,5 +226,88 @@ func TestBenchRunEndIsNotAnError(t *testing.T) {
 	}
 	if n := conns.Load(); n > 4 {
 		t.Errorf("4 clients opened %d connections", n)
+	}
+}
+
+// A connection the server closed while it sat idle (here after 100 ms;
+// Gooni's own IdleTimeout is 2 minutes, nginx's 75 s, while a comparison
+// runs the other side for up to minutes) is noticed before it is used:
+// the next request opens a new one and succeeds, even a POST, which is
+// never sent twice.
+func TestConnTransportDropsConnectionsTheServerClosed(t *testing.T) {
+	srv, conns := countingServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "ok")
+	}, func(s *http.Server) { s.IdleTimeout = 100 * time.Millisecond })
+	tr := newConnTransport(5*time.Second, 4)
+	defer tr.CloseIdleConnections()
+	if st, _, err := roundTrip(context.Background(), tr, http.MethodGet, srv.URL+"/a", nil); err != nil || st != 200 {
+		t.Fatalf("first request: %d %v", st, err)
+	}
+	time.Sleep(checkIdle + 200*time.Millisecond)
+	if st, data, err := roundTrip(context.Background(), tr, http.MethodPost, srv.URL+"/generate", []byte(`{}`)); err != nil || st != 200 || data != "ok" {
+		t.Fatalf("POST after the server closed the idle connection: %d %q %v", st, data, err)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2", n)
+	}
+}
+
+// --timeout 0 sets no deadline (a 300 ms answer arrives whole); an
+// informational answer (103 Early Hints) before the real one is skipped,
+// and the connection stays in step for the next request.
+func TestConnTransportWithoutTimeoutAndPastEarlyHints(t *testing.T) {
+	srv, conns := countingServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hints" {
+			w.Header().Set("Link", "</app.js>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+		}
+		if r.URL.Path == "/slow" {
+			time.Sleep(300 * time.Millisecond)
+		}
+		io.WriteString(w, "ok "+r.URL.Path)
+	})
+	tr := newConnTransport(0, 4)
+	defer tr.CloseIdleConnections()
+	for _, path := range []string{"/slow", "/hints", "/a", "/hints", "/b"} {
+		if st, data, err := roundTrip(context.Background(), tr, http.MethodGet, srv.URL+path, nil); err != nil || st != 200 || data != "ok "+path {
+			t.Fatalf("%s: %d %q %v", path, st, data, err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1", n)
+	}
+}
+
+// An https URL whose listener accepts the connection and never answers
+// the TLS handshake fails within the transport's timeout, not never.
+func TestConnTransportBoundsTheTLSHandshake(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, silent, until the test ends
+		}
+	}()
+	tr := newConnTransport(200*time.Millisecond, 4)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := roundTrip(context.Background(), tr, http.MethodGet, "https://"+ln.Addr().String()+"/", nil)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if transportReason(err) != "timeout" {
+			t.Errorf("silent TLS server: %v, want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the TLS handshake with a silent server was not cut off")
 	}
 }

@@ -134,6 +134,9 @@ func blend(img *image.RGBA, x, y int, c color.RGBA, a int) {
 // pixels of the edge are subsampled (the same picture, a fraction of the
 // work of the demo's renders).
 func disc(img *image.RGBA, cx, cy, r int, c color.RGBA, a int) {
+	if r < 0 {
+		return
+	}
 	box := image.Rect(cx-r-1, cy-r-1, cx+r+2, cy+r+2).Intersect(img.Rect)
 	r4 := int64(4*r) * int64(4*r)
 	in := int64(max(r-1, 0)) * int64(max(r-1, 0))
