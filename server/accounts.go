@@ -482,7 +482,7 @@ func (s *Server) handleAccountDeploy(w http.ResponseWriter, r *http.Request) err
 	ev, logged := audit.InTx(s.auditLog, ctx, "account.deploy", "success", func(a *store.Account) (string, map[string]any) {
 		return accountTarget(a.ID), map[string]any{"deploy_status": store.DeployRunning}
 	})
-	err = s.cfg.Dispatcher.Deploy(ctx, a.ID, ev)
+	started, err := s.cfg.Dispatcher.Deploy(ctx, a.ID, ev)
 	running := err != nil && isDeployRunning(err)
 	if err != nil && !running {
 		if errors.Is(err, store.ErrNotFound) {
@@ -497,11 +497,14 @@ func (s *Server) handleAccountDeploy(w http.ResponseWriter, r *http.Request) err
 			"deploy_status": store.DeployRunning, "note": "a deploy was already running"}); err != nil {
 			return apierr.Internal(err)
 		}
+		if a2, err := s.cfg.DB.GetAccount(r.Context(), a.ID); err == nil {
+			a = a2
+		}
 	} else {
 		logged()
-	}
-	if a2, err := s.cfg.DB.GetAccount(r.Context(), a.ID); err == nil {
-		a = a2
+		// The answer shows the deploy this request started (running), even
+		// when a fast command has already ended: GET shows how it ended.
+		a = started
 	}
 	writeJSON(w, http.StatusAccepted, s.accountView(a, false))
 	return nil

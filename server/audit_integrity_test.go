@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"gooni/internal/dispatch"
 	"gooni/internal/workspace"
 	"gooni/store"
 )
@@ -489,5 +490,50 @@ func TestDeployOnlyWhereItCanWork(t *testing.T) {
 	waitDeploy(t, e.testEnv, good.ID)
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatal("the deploy command did not run for the good account")
+	}
+}
+
+// deployThatEndsFirst is the real dispatcher, except that Deploy returns only
+// once the deploy it started has ended: the order a fast GG_DEPLOY_COMMAND
+// and a slow answer can take.
+type deployThatEndsFirst struct {
+	*dispatch.Dispatcher
+	t *testing.T
+	e *testEnv
+}
+
+func (d deployThatEndsFirst) Deploy(ctx context.Context, id int64, ev store.AuditOf[*store.Account]) (*store.Account, error) {
+	a, err := d.Dispatcher.Deploy(ctx, id, ev)
+	if err == nil {
+		waitDeploy(d.t, d.e, id)
+	}
+	return a, err
+}
+
+// TestDeployAnswerShowsTheDeployItStarted: the 202 of POST .../deploy shows
+// deploy_status running and the last_deploy_at of the deploy it started, as
+// the contract's "running -> succeeded/failed" has it, even when the command
+// has already ended before the answer is written; GET then shows how it
+// ended. Input tried: a command that ends at once ("echo ..."), with the
+// answer held until it has (this once answered "succeeded", seen in CI).
+func TestDeployAnswerShowsTheDeployItStarted(t *testing.T) {
+	e := newDispatchEnv(t, workspace.SimConfig{}, "echo 'Created web function web => https://x--gooni-inference.modal.run'")
+	cfg := e.srv.cfg
+	cfg.Dispatcher = deployThatEndsFirst{Dispatcher: e.d, t: t, e: e.testEnv}
+	srv := New(cfg)
+	e.srv, e.h = srv, srv.Handler()
+	ac := []*http.Cookie{e.adminSession()}
+	acc := e.account("fast", e.sim.URL, map[string]string{"token_id": "t", "token_secret": "s"})
+	w := e.do(req{method: "POST", path: fmt.Sprintf("/admin/accounts/%d/deploy", acc.ID), cookies: ac})
+	if w.Code != 202 {
+		t.Fatalf("deploy: %d %s", w.Code, w.Body.String())
+	}
+	m := decodeMap(t, w)
+	if m["deploy_status"] != "running" || m["last_deploy_at"] == nil {
+		t.Fatalf("the 202 of a deploy that has since ended: deploy_status %v, last_deploy_at %v; want running and its start", m["deploy_status"], m["last_deploy_at"])
+	}
+	g := e.do(req{method: "GET", path: fmt.Sprintf("/admin/accounts/%d", acc.ID), cookies: ac})
+	if got := decodeMap(t, g); got["deploy_status"] != "succeeded" || got["last_deploy_at"] != m["last_deploy_at"] {
+		t.Fatalf("GET after the deploy ended: deploy_status %v, last_deploy_at %v (202 said %v); want succeeded, same start", got["deploy_status"], got["last_deploy_at"], m["last_deploy_at"])
 	}
 }

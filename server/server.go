@@ -32,7 +32,7 @@ type Dispatcher interface {
 	HealthCheckAudited(ctx context.Context, accountID int64, ev store.AuditOf[*store.Account]) (*store.Account, error)
 	HealthCheckInBackground(accountID int64, trigger string)
 	CancelRemote(ctx context.Context, taskID string, accountID int64)
-	Deploy(ctx context.Context, accountID int64, ev store.AuditOf[*store.Account]) error
+	Deploy(ctx context.Context, accountID int64, ev store.AuditOf[*store.Account]) (*store.Account, error)
 	RemoveAccount(ctx context.Context, accountID int64, ev store.AuditOf[*store.Account]) error
 	LastReap() time.Time
 }

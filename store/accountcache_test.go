@@ -83,7 +83,7 @@ func TestAccountReadsSeeEveryWrite(t *testing.T) {
 			_, err := db.UpdateAccountAudited(bg, a.ID, AccountPatch{}, AccountReady, "", audit)
 			return err
 		}},
-		{"StartDeployAudited", func() error { return db.StartDeployAudited(bg, a.ID, time.Now(), audit) }},
+		{"StartDeployAudited", func() error { _, err := db.StartDeployAudited(bg, a.ID, time.Now(), audit); return err }},
 		{"SetDeploy", func() error { return db.SetDeploy(bg, a.ID, DeploySucceeded, "deployed", time.Now()) }},
 		{"UpdateAccount base URL (models dropped)", func() error {
 			_, err := db.UpdateAccount(bg, a.ID, AccountPatch{BaseURL: str("http://127.0.0.1:9")})

@@ -167,21 +167,26 @@ func (db *DB) RemoveAccountAudited(ctx context.Context, id int64, code, message 
 }
 
 // StartDeployAudited marks the account's deploy running from at (output
-// cleared) with the audit event, in one transaction; ErrNotFound when there
+// cleared) with the audit event, in one transaction, and returns the account
+// as that transaction left it (deploy_status running); ErrNotFound when there
 // is no such account.
-func (db *DB) StartDeployAudited(ctx context.Context, id int64, at time.Time, ev AuditOf[*Account]) error {
+func (db *DB) StartDeployAudited(ctx context.Context, id int64, at time.Time, ev AuditOf[*Account]) (*Account, error) {
 	defer db.accounts.changed()
-	return db.auditedTx(ctx, func(tx *sql.Tx) (*AuditEvent, error) {
+	var acc *Account
+	err := db.auditedTx(ctx, func(tx *sql.Tx) (*AuditEvent, error) {
 		res, err := tx.ExecContext(ctx, setDeploySQL, DeployRunning, "", ms(at), db.nowMS(), id)
 		if err := one(res, err, notFound); err != nil {
 			return nil, err
 		}
-		acc, err := db.getAccount(ctx, tx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id)
-		if err != nil {
+		if acc, err = db.getAccount(ctx, tx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id); err != nil {
 			return nil, err
 		}
 		return ev.of(acc), nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	return acc, nil
 }
 
 // CreateSessionAudited is CreateSession with its audit event (an admin

@@ -66,7 +66,8 @@ func TestAuditedWritesFailClosed(t *testing.T) {
 			return err
 		}},
 		{"start deploy", "account.deploy", func(db *DB, a *Account) error {
-			return db.StartDeployAudited(bg, a.ID, time.Now(), acc("account.deploy"))
+			_, err := db.StartDeployAudited(bg, a.ID, time.Now(), acc("account.deploy"))
+			return err
 		}},
 		{"admin login", "admin.login", func(db *DB, _ *Account) error {
 			_, err := db.CreateSessionAudited(bg, "admin", []byte("0123456789abcdef"), time.Now().Add(time.Hour),

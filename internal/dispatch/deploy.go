@@ -30,18 +30,20 @@ var serverSecretEnv = map[string]bool{
 // running with the audit event ev builds (nil: none) in one transaction; if
 // that event cannot be written, nothing starts. The audit event written when
 // it ends names the actor ctx carries (audit.WithActor), or the system.
-func (d *Dispatcher) Deploy(ctx context.Context, accountID int64, ev store.AuditOf[*store.Account]) error {
+// It returns the account as the start committed it (deploy_status running):
+// a fast command may already have ended by the time Deploy returns.
+func (d *Dispatcher) Deploy(ctx context.Context, accountID int64, ev store.AuditOf[*store.Account]) (*store.Account, error) {
 	acc, err := d.db.GetAccount(ctx, accountID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if strings.TrimSpace(d.cfg.DeployCommand) == "" {
-		return errors.New("dispatch: no deploy command is configured")
+		return nil, errors.New("dispatch: no deploy command is configured")
 	}
 	d.mu.Lock()
 	if d.deploys[accountID] {
 		d.mu.Unlock()
-		return ErrDeployRunning
+		return nil, ErrDeployRunning
 	}
 	d.deploys[accountID] = true
 	d.mu.Unlock()
@@ -54,12 +56,13 @@ func (d *Dispatcher) Deploy(ctx context.Context, accountID int64, ev store.Audit
 	if acc.HasCredentials {
 		if creds, err = d.db.AccountCredentials(ctx, accountID); err != nil {
 			release()
-			return fmt.Errorf("dispatch: open credentials of account %d: %w", accountID, err)
+			return nil, fmt.Errorf("dispatch: open credentials of account %d: %w", accountID, err)
 		}
 	}
-	if err := d.db.StartDeployAudited(ctx, accountID, d.cfg.Now(), ev); err != nil {
+	started, err := d.db.StartDeployAudited(ctx, accountID, d.cfg.Now(), ev)
+	if err != nil {
 		release()
-		return err
+		return nil, err
 	}
 	who := audit.ActorFrom(ctx)
 	d.workers.Add(1)
@@ -68,7 +71,7 @@ func (d *Dispatcher) Deploy(ctx context.Context, accountID int64, ev store.Audit
 		defer release()
 		d.runDeploy(acc, creds, who)
 	}()
-	return nil
+	return started, nil
 }
 
 func (d *Dispatcher) runDeploy(acc *store.Account, creds map[string]string, who audit.Actor) {

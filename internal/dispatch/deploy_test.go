@@ -96,10 +96,14 @@ func TestDeploy(t *testing.T) {
 			d := New(cfg)
 			ctx := audit.WithActor(context.Background(), audit.Actor{Name: "admin:abcd", Source: "127.0.0.1", CorrelationID: "corr-1"})
 			start := time.Now()
-			if err := d.Deploy(ctx, acc.ID, nil); err != nil {
+			started, err := d.Deploy(ctx, acc.ID, nil)
+			if err != nil {
 				t.Fatal(err)
 			}
-			if err := d.Deploy(ctx, acc.ID, nil); !errors.Is(err, ErrDeployRunning) {
+			if started.DeployStatus != store.DeployRunning || started.LastDeployAt.IsZero() {
+				t.Errorf("Deploy returned deploy_status %q, last_deploy_at %v; want running from now", started.DeployStatus, started.LastDeployAt)
+			}
+			if _, err := d.Deploy(ctx, acc.ID, nil); !errors.Is(err, ErrDeployRunning) {
 				t.Errorf("second deploy: %v, want ErrDeployRunning", err)
 			}
 			got := e.waitDeploy(acc.ID)
@@ -168,7 +172,7 @@ func TestDeployUnknownAccount(t *testing.T) {
 	cfg := e.config()
 	cfg.DeployCommand = "true"
 	d := New(cfg)
-	if err := d.Deploy(context.Background(), 4242, nil); !errors.Is(err, store.ErrNotFound) {
+	if _, err := d.Deploy(context.Background(), 4242, nil); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Deploy = %v, want ErrNotFound", err)
 	}
 }
@@ -215,7 +219,7 @@ func TestDeployRecordsTheWorkspaceURL(t *testing.T) {
 			cfg := e.config()
 			cfg.DeployCommand = tc.command
 			d := New(cfg)
-			if err := d.Deploy(context.Background(), acc.ID, nil); err != nil {
+			if _, err := d.Deploy(context.Background(), acc.ID, nil); err != nil {
 				t.Fatal(err)
 			}
 			e.waitDeploy(acc.ID)
