@@ -29,8 +29,10 @@ import (
 
 	"gooni/internal/config"
 	"gooni/internal/dispatch"
+	"gooni/internal/testutil"
 	"gooni/internal/workspace"
 	"gooni/server/apierr"
+	"gooni/store"
 )
 
 // The OpenAPI document (docs/openapi.json) is checked three ways:
@@ -609,6 +611,13 @@ func TestOpenAPIAnswers(t *testing.T) {
 	do("PATCH account", req{method: "PATCH", path: accPath, cookies: ac, body: `{"capacity":3,"credentials":{"token_secret":null}}`}, 200)
 	do("deploy", req{method: "POST", path: accPath + "/deploy", cookies: ac}, 202)
 	waitDeploy(t, e, acc.ID)
+	// The PATCH left the account pending until a health check: the tasks
+	// below need it ready (this test's clock stands still, so waitDeploy
+	// cannot tell the deploy's follow-up check by its time).
+	testutil.WaitFor(t, 10*time.Second, "the account ready again after the edit and the deploy", func() bool {
+		a, err := e.db.GetAccount(context.Background(), acc.ID)
+		return err == nil && a.Status == store.AccountReady
+	})
 	do("GET account", req{method: "GET", path: accPath, cookies: ac}, 200)
 	if !strings.Contains(last.Body.String(), `"deploy_output"`) {
 		t.Errorf("GET account after a deploy lacks deploy_output: %s", last.Body.String())

@@ -93,10 +93,12 @@ func (db *DB) auditedAccountWrite(ctx context.Context, id int64, ev AuditOf[*Acc
 
 // SetHealthAudited records a health check's verdict and appends its audit
 // event in one transaction (fail closed: without the row nothing changes).
-// models, when not nil, become what the account serves if its settings are
-// still those of configRev (an edit during the check wins); status and
+// The verdict is about the settings of configRev: if an edit changed the
+// target, driver or credentials during the check, nothing of it is kept
+// (the account stays pending until a check of the new settings). Otherwise
+// models, when not nil, become what the account serves, and status and
 // reason are set unless the account is disabled (an admin's Disable during
-// the check wins), with last_health_check_at = checkedAt; status "" changes
+// the check wins), with last_health_check_at = checkedAt. Status "" changes
 // nothing but still appends the event. It returns the account as it now is.
 func (db *DB) SetHealthAudited(ctx context.Context, id, configRev int64, models []string, status, reason string, checkedAt time.Time, ev AuditOf[*Account]) (*Account, error) {
 	if status != "" && !accountStatuses[status] {
@@ -111,8 +113,8 @@ func (db *DB) SetHealthAudited(ctx context.Context, id, configRev int64, models 
 		}
 		if status != "" {
 			_, err := tx.ExecContext(ctx, `UPDATE accounts SET status = ?, status_reason = ?,
-				last_health_check_at = ?, updated_at = ? WHERE id = ? AND status <> ?`,
-				status, reason, ms(checkedAt), db.nowMS(), id, AccountDisabled)
+				last_health_check_at = ?, updated_at = ? WHERE id = ? AND config_rev = ? AND status <> ?`,
+				status, reason, ms(checkedAt), db.nowMS(), id, configRev, AccountDisabled)
 			return err
 		}
 		return nil

@@ -3,8 +3,11 @@ package dispatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +92,13 @@ func TestDeploy(t *testing.T) {
 			})
 			cfg := e.config()
 			cfg.DeployCommand = tc.command
+			// A quick command waits for the gate, opened once the second
+			// Deploy has been refused: otherwise the first could end before
+			// it and let it start. One with a timeout runs past it anyway.
+			gate := filepath.Join(t.TempDir(), "gate")
+			if tc.timeout == 0 {
+				cfg.DeployCommand = fmt.Sprintf("until [ -e %q ]; do sleep 0.01; done; ", gate) + tc.command
+			}
 			cfg.Logger = slogJSON(&e.logs)
 			if tc.timeout > 0 {
 				cfg.DeployTimeout = tc.timeout
@@ -105,6 +115,9 @@ func TestDeploy(t *testing.T) {
 			}
 			if _, err := d.Deploy(ctx, acc.ID, nil); !errors.Is(err, ErrDeployRunning) {
 				t.Errorf("second deploy: %v, want ErrDeployRunning", err)
+			}
+			if err := os.WriteFile(gate, nil, 0o600); err != nil {
+				t.Fatal(err)
 			}
 			got := e.waitDeploy(acc.ID)
 			took := time.Since(start)

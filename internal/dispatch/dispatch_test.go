@@ -1003,6 +1003,52 @@ func TestDisableDuringHealthCheckWins(t *testing.T) {
 	}
 }
 
+// TestEditDuringHealthCheckWins: an admin's edit of the target made while a
+// slow health check of the old one runs leaves the account pending until a
+// check of the new settings: the old one's "ok" does not make it ready, and
+// its models are not taken. Input tried: a base_url change mid-check.
+func TestEditDuringHealthCheckWins(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	release, reached := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(reached) })
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"status":"ok","models":["flux"],"capacity":1,"running":0}`))
+	}))
+	defer slow.Close()
+	acc := e.account("moving", slow.URL, 1, "pending", nil)
+	d := New(e.config())
+	done := make(chan *store.Account)
+	go func() {
+		a, err := d.HealthCheck(context.Background(), acc.ID)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- a
+	}()
+	select {
+	case <-reached:
+	case a := <-done:
+		t.Fatalf("the health check ended before it reached the workspace: %+v", a)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the health check never reached the workspace")
+	}
+	elsewhere := "http://127.0.0.1:9"
+	if _, err := e.db.UpdateAccount(context.Background(), acc.ID, store.AccountPatch{BaseURL: &elsewhere}); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if a := <-done; a == nil || a.Status != "pending" || a.StatusReason != store.ReasonSettingsChanged {
+		t.Fatalf("after the check of the old target: %+v, want pending (%s)", a, store.ReasonSettingsChanged)
+	}
+	if got := e.getAccount(acc.ID); got.Status != "pending" || len(got.Models) != 0 || !got.LastHealthCheckAt.IsZero() {
+		t.Fatalf("stored: status %s, models %v, last check %v; want pending, none, never", got.Status, got.Models, got.LastHealthCheckAt)
+	}
+}
+
 // TestStartRemovesOrphanInputs: an input image is renamed into media/ just
 // before its task's row commits; a crash between the two leaves a file no
 // task names, which the next start removes. The input of a real task stays.
