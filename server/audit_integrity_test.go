@@ -494,17 +494,23 @@ func TestDeployOnlyWhereItCanWork(t *testing.T) {
 }
 
 // deployThatEndsFirst is the real dispatcher, except that Deploy returns only
-// once the deploy it started has ended: the order a fast GG_DEPLOY_COMMAND
-// and a slow answer can take.
+// once the deploy it started has ended, a minute later by the test's clock:
+// the order a quick GG_DEPLOY_COMMAND and a slow answer can take. The
+// command waits for gate, opened once the start has committed.
 type deployThatEndsFirst struct {
 	*dispatch.Dispatcher
-	t *testing.T
-	e *testEnv
+	t    *testing.T
+	e    *testEnv
+	gate string
 }
 
 func (d deployThatEndsFirst) Deploy(ctx context.Context, id int64, ev store.AuditOf[*store.Account]) (*store.Account, error) {
 	a, err := d.Dispatcher.Deploy(ctx, id, ev)
 	if err == nil {
+		d.e.clock.Advance(time.Minute)
+		if err := os.WriteFile(d.gate, nil, 0o600); err != nil {
+			d.t.Fatal(err)
+		}
 		waitDeploy(d.t, d.e, id)
 	}
 	return a, err
@@ -514,26 +520,30 @@ func (d deployThatEndsFirst) Deploy(ctx context.Context, id int64, ev store.Audi
 // deploy_status running and the last_deploy_at of the deploy it started, as
 // the contract's "running -> succeeded/failed" has it, even when the command
 // has already ended before the answer is written; GET then shows how it
-// ended. Input tried: a command that ends at once ("echo ..."), with the
-// answer held until it has (this once answered "succeeded", seen in CI).
+// ended, and when (last_deploy_at moves to the end). Input tried: a command
+// that ends at once, with the answer held until it has (this once answered
+// "succeeded", seen in CI).
 func TestDeployAnswerShowsTheDeployItStarted(t *testing.T) {
-	e := newDispatchEnv(t, workspace.SimConfig{}, "echo 'Created web function web => https://x--gooni-inference.modal.run'")
+	gate := filepath.Join(t.TempDir(), "gate")
+	e := newDispatchEnv(t, workspace.SimConfig{}, fmt.Sprintf("until [ -e %q ]; do sleep 0.01; done; echo deployed", gate))
 	cfg := e.srv.cfg
-	cfg.Dispatcher = deployThatEndsFirst{Dispatcher: e.d, t: t, e: e.testEnv}
+	cfg.Dispatcher = deployThatEndsFirst{Dispatcher: e.d, t: t, e: e.testEnv, gate: gate}
 	srv := New(cfg)
 	e.srv, e.h = srv, srv.Handler()
 	ac := []*http.Cookie{e.adminSession()}
 	acc := e.account("fast", e.sim.URL, map[string]string{"token_id": "t", "token_secret": "s"})
+	start := e.clock.Now().UTC().Format(time.RFC3339)
+	end := e.clock.Now().Add(time.Minute).UTC().Format(time.RFC3339)
 	w := e.do(req{method: "POST", path: fmt.Sprintf("/admin/accounts/%d/deploy", acc.ID), cookies: ac})
 	if w.Code != 202 {
 		t.Fatalf("deploy: %d %s", w.Code, w.Body.String())
 	}
 	m := decodeMap(t, w)
-	if m["deploy_status"] != "running" || m["last_deploy_at"] == nil {
-		t.Fatalf("the 202 of a deploy that has since ended: deploy_status %v, last_deploy_at %v; want running and its start", m["deploy_status"], m["last_deploy_at"])
+	if m["deploy_status"] != "running" || m["last_deploy_at"] != start {
+		t.Fatalf("the 202 of a deploy that has since ended: deploy_status %v, last_deploy_at %v; want running from %s", m["deploy_status"], m["last_deploy_at"], start)
 	}
 	g := e.do(req{method: "GET", path: fmt.Sprintf("/admin/accounts/%d", acc.ID), cookies: ac})
-	if got := decodeMap(t, g); got["deploy_status"] != "succeeded" || got["last_deploy_at"] != m["last_deploy_at"] {
-		t.Fatalf("GET after the deploy ended: deploy_status %v, last_deploy_at %v (202 said %v); want succeeded, same start", got["deploy_status"], got["last_deploy_at"], m["last_deploy_at"])
+	if got := decodeMap(t, g); got["deploy_status"] != "succeeded" || got["last_deploy_at"] != end {
+		t.Fatalf("GET after the deploy ended: deploy_status %v, last_deploy_at %v; want succeeded at %s", got["deploy_status"], got["last_deploy_at"], end)
 	}
 }

@@ -87,22 +87,51 @@ func (d *Dispatcher) HealthCheck(ctx context.Context, accountID int64) (*store.A
 	return d.HealthCheckAudited(ctx, accountID, nil)
 }
 
+// healthCheckTries bounds the probes of one check whose account keeps being
+// edited while it probes.
+const healthCheckTries = 3
+
 // HealthCheckAudited is HealthCheck whose verdict commits together with the
 // audit event ev builds from the account as it then is (nil: none): if the
 // row cannot be written, nothing changes and the error is returned (fail
 // closed). A disabled account is not probed; ev is still appended.
+//
+// The verdict is about the settings the check read: if an edit replaced
+// them while it probed, it probes again with the new ones (up to
+// healthCheckTries times in all), so its answer is about what the account
+// now is; past that it writes nothing but the event, and the account stays
+// pending until the edit's own check.
 func (d *Dispatcher) HealthCheckAudited(ctx context.Context, accountID int64, ev store.AuditOf[*store.Account]) (*store.Account, error) {
-	acc, err := d.db.GetAccount(ctx, accountID)
-	if err != nil {
-		return nil, err
-	}
-	if acc.Status == store.AccountDisabled {
-		if ev == nil {
-			return acc, nil
+	var (
+		acc            *store.Account
+		ok             bool
+		reason         string
+		models         []string
+		err            error
+		replacedMidway bool
+	)
+	for try := 1; ; try++ {
+		if acc, err = d.db.GetAccount(ctx, accountID); err != nil {
+			return nil, err
 		}
-		return d.db.SetHealthAudited(ctx, accountID, acc.ConfigRev, nil, "", "", time.Time{}, ev)
+		if acc.Status == store.AccountDisabled {
+			if ev == nil {
+				return acc, nil
+			}
+			return d.db.SetHealthAudited(ctx, accountID, acc.ConfigRev, nil, "", "", time.Time{}, ev)
+		}
+		ok, reason, models = d.probe(ctx, acc)
+		now, gerr := d.db.GetAccount(ctx, accountID)
+		if gerr != nil {
+			return nil, gerr
+		}
+		if replacedMidway = now.ConfigRev != acc.ConfigRev; !replacedMidway || try == healthCheckTries || ctx.Err() != nil {
+			break
+		}
 	}
-	ok, reason, models := d.probe(ctx, acc)
+	if replacedMidway {
+		d.log.Info("health: settings edited during every check; left for the edit's own check", "account_id", accountID)
+	}
 	status := store.AccountReady
 	if !ok {
 		status = store.AccountFailed

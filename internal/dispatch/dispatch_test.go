@@ -1003,50 +1003,91 @@ func TestDisableDuringHealthCheckWins(t *testing.T) {
 	}
 }
 
-// TestEditDuringHealthCheckWins: an admin's edit of the target made while a
-// slow health check of the old one runs leaves the account pending until a
-// check of the new settings: the old one's "ok" does not make it ready, and
-// its models are not taken. Input tried: a base_url change mid-check.
+// TestEditDuringHealthCheckWins: a health check's verdict is about the
+// settings it probed. Inputs tried: an admin's edit of base_url while a slow
+// check of the old target runs (the check probes the new target and answers
+// for it; the old one's models are not taken); and an edit during every
+// probe (after three probes the check gives up and the account stays
+// pending, not ready, until the edit's own check).
 func TestEditDuringHealthCheckWins(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	release, reached := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		once.Do(func() { close(reached) })
-		<-release
-		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"status":"ok","models":["flux"],"capacity":1,"running":0}`))
-	}))
-	defer slow.Close()
-	acc := e.account("moving", slow.URL, 1, "pending", nil)
-	d := New(e.config())
-	done := make(chan *store.Account)
-	go func() {
-		a, err := d.HealthCheck(context.Background(), acc.ID)
-		if err != nil {
-			t.Error(err)
+	health := func(models string) string {
+		return `{"status":"ok","models":[` + models + `],"capacity":1,"running":0}`
+	}
+	check := func(t *testing.T, d *Dispatcher, id int64) *store.Account {
+		t.Helper()
+		done := make(chan *store.Account, 1)
+		go func() {
+			a, err := d.HealthCheck(context.Background(), id)
+			if err != nil {
+				t.Error(err)
+			}
+			done <- a
+		}()
+		select {
+		case a := <-done:
+			return a
+		case <-time.After(20 * time.Second):
+			t.Fatal("the health check did not end")
+			return nil
 		}
-		done <- a
-	}()
-	select {
-	case <-reached:
-	case a := <-done:
-		t.Fatalf("the health check ended before it reached the workspace: %+v", a)
-	case <-time.After(10 * time.Second):
-		t.Fatal("the health check never reached the workspace")
 	}
-	elsewhere := "http://127.0.0.1:9"
-	if _, err := e.db.UpdateAccount(context.Background(), acc.ID, store.AccountPatch{BaseURL: &elsewhere}); err != nil {
-		t.Fatal(err)
-	}
-	close(release)
-	if a := <-done; a == nil || a.Status != "pending" || a.StatusReason != store.ReasonSettingsChanged {
-		t.Fatalf("after the check of the old target: %+v, want pending (%s)", a, store.ReasonSettingsChanged)
-	}
-	if got := e.getAccount(acc.ID); got.Status != "pending" || len(got.Models) != 0 || !got.LastHealthCheckAt.IsZero() {
-		t.Fatalf("stored: status %s, models %v, last check %v; want pending, none, never", got.Status, got.Models, got.LastHealthCheckAt)
-	}
+	t.Run("edited once", func(t *testing.T) {
+		e := newEnv(t)
+		newTarget := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(health(`"pony"`)))
+		}))
+		defer newTarget.Close()
+		var acc *store.Account
+		var once sync.Once
+		oldTarget := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// The check has read the account and is probing: the edit lands.
+			once.Do(func() {
+				u := newTarget.URL
+				if _, err := e.db.UpdateAccount(context.Background(), acc.ID, store.AccountPatch{BaseURL: &u}); err != nil {
+					t.Error(err)
+				}
+			})
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(health(`"flux"`)))
+		}))
+		defer oldTarget.Close()
+		acc = e.account("moving", oldTarget.URL, 1, "pending", nil)
+		a := check(t, New(e.config()), acc.ID)
+		if a == nil || a.Status != "ready" || !slices.Equal(a.Models, []string{"pony"}) || a.BaseURL != newTarget.URL {
+			t.Fatalf("after an edit during the check: %+v, want ready on the new target serving pony", a)
+		}
+	})
+	t.Run("edited during every probe", func(t *testing.T) {
+		e := newEnv(t)
+		var acc *store.Account
+		var probes atomic.Int32
+		var targets [2]*httptest.Server
+		for i := range targets {
+			targets[i] = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				probes.Add(1)
+				other := targets[1-i].URL
+				if _, err := e.db.UpdateAccount(context.Background(), acc.ID, store.AccountPatch{BaseURL: &other}); err != nil {
+					t.Error(err)
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.Write([]byte(health(`"flux"`)))
+			}))
+			defer targets[i].Close()
+		}
+		acc = e.account("restless", targets[0].URL, 1, "pending", nil)
+		a := check(t, New(e.config()), acc.ID)
+		if n := probes.Load(); n != healthCheckTries {
+			t.Errorf("%d probes, want %d", n, healthCheckTries)
+		}
+		if a == nil || a.Status != "pending" || a.StatusReason != store.ReasonSettingsChanged {
+			t.Fatalf("after edits during every probe: %+v, want pending (%s)", a, store.ReasonSettingsChanged)
+		}
+		if got := e.getAccount(acc.ID); got.Status != "pending" || len(got.Models) != 0 || !got.LastHealthCheckAt.IsZero() {
+			t.Fatalf("stored: status %s, models %v, last check %v; want pending, none, never", got.Status, got.Models, got.LastHealthCheckAt)
+		}
+	})
 }
 
 // TestStartRemovesOrphanInputs: an input image is renamed into media/ just
