@@ -68,11 +68,11 @@ func TestDeploy(t *testing.T) {
 		{
 			name:       "timeout kills the process group",
 			command:    `echo going; sleep 30 & sleep 30; echo never`,
-			timeout:    300 * time.Millisecond,
+			timeout:    time.Second, // the second Deploy must come before it ends
 			from:       "ready",
 			wantDeploy: "failed", wantStatus: "ready",
 			wantOutput: []string{"going\n"},
-			wantLast:   "longer than 300ms and was killed",
+			wantLast:   "longer than 1s and was killed",
 			// The background sleep holds the output pipe; the group kill must end it too.
 			maxDuration: 8 * time.Second,
 		},
