@@ -59,7 +59,7 @@ func TestAccountReadsSeeEveryWrite(t *testing.T) {
 		{"SetAccountModels", func() error { return db.SetAccountModels(bg, a.ID, a.ConfigRev, []string{"flux", "pony"}) }},
 		{"SetAccountStatus ready", func() error { _, err := db.SetAccountStatus(bg, a.ID, AccountReady, "", time.Time{}); return err }},
 		{"SetAccountStatusUnless failed", func() error {
-			_, _, err := db.SetAccountStatusUnless(bg, a.ID, AccountFailed, "down", time.Time{}, AccountDisabled)
+			_, _, err := db.SetAccountStatusUnless(bg, a.ID, 0, AccountFailed, "down", time.Time{}, AccountDisabled)
 			return err
 		}},
 		{"SetHealthAudited ready, models", func() error {

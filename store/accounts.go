@@ -333,8 +333,11 @@ func (db *DB) SetAccountStatus(ctx context.Context, id int64, status, reason str
 // SetAccountStatusUnless is SetAccountStatus for automatic changes (health
 // checks, dispatch failures): it changes nothing while the account is in one
 // of the unless statuses, so an admin's Disable made during a slow check is
-// never overwritten. It returns the account as it now is and whether it changed.
-func (db *DB) SetAccountStatusUnless(ctx context.Context, id int64, status, reason string, checkedAt time.Time, unless ...string) (*Account, bool, error) {
+// never overwritten, nor when an edit has replaced the settings of configRev
+// (the ones the failing call used; 0: whatever they are), so a failure of
+// the old target does not fail the new one. It returns the account as it
+// now is and whether it changed.
+func (db *DB) SetAccountStatusUnless(ctx context.Context, id, configRev int64, status, reason string, checkedAt time.Time, unless ...string) (*Account, bool, error) {
 	if !accountStatuses[status] {
 		return nil, false, fmt.Errorf("store: unknown account status %q", status)
 	}
@@ -342,6 +345,10 @@ func (db *DB) SetAccountStatusUnless(ctx context.Context, id int64, status, reas
 	q := `UPDATE accounts SET status = ?, status_reason = ?,
 		last_health_check_at = coalesce(?, last_health_check_at), updated_at = ? WHERE id = ?`
 	args := []any{status, reason, ms(checkedAt), db.nowMS(), id}
+	if configRev != 0 {
+		q += ` AND config_rev = ?`
+		args = append(args, configRev)
+	}
 	for _, u := range unless {
 		q += ` AND status <> ?`
 		args = append(args, u)

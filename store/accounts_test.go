@@ -220,18 +220,39 @@ func TestSetAccountStatusUnless(t *testing.T) {
 	if err := db.CreateAccount(ctx, a, nil); err != nil {
 		t.Fatal(err)
 	}
-	got, changed, err := db.SetAccountStatusUnless(ctx, a.ID, "ready", "", time.Now(), "disabled")
+	got, changed, err := db.SetAccountStatusUnless(ctx, a.ID, 0, "ready", "", time.Now(), "disabled")
 	if err != nil || !changed || got.Status != "ready" {
 		t.Fatalf("pending -> ready: %+v %v %v", got, changed, err)
 	}
 	if _, err := db.SetAccountStatus(ctx, a.ID, "disabled", "by an admin", time.Time{}); err != nil {
 		t.Fatal(err)
 	}
-	got, changed, err = db.SetAccountStatusUnless(ctx, a.ID, "failed", "dead", time.Time{}, "disabled", "failed")
+	got, changed, err = db.SetAccountStatusUnless(ctx, a.ID, 0, "failed", "dead", time.Time{}, "disabled", "failed")
 	if err != nil || changed || got.Status != "disabled" || got.StatusReason != "by an admin" {
 		t.Fatalf("disabled stayed? %+v %v %v", got, changed, err)
 	}
-	if _, _, err := db.SetAccountStatusUnless(ctx, 999, "ready", "", time.Time{}); !errors.Is(err, ErrNotFound) {
+	if _, _, err := db.SetAccountStatusUnless(ctx, 999, 0, "ready", "", time.Time{}); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown account: %v", err)
+	}
+	// A failure of settings an edit has since replaced changes nothing.
+	if _, err := db.SetAccountStatus(ctx, a.ID, "ready", "", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	old := a.ConfigRev
+	moved := "http://127.0.0.1:9"
+	edited, err := db.UpdateAccount(ctx, a.ID, AccountPatch{BaseURL: &moved})
+	if err != nil || edited.ConfigRev == old {
+		t.Fatalf("edit: %+v %v", edited, err)
+	}
+	if _, err := db.SetAccountStatus(ctx, a.ID, "ready", "", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	got, changed, err = db.SetAccountStatusUnless(ctx, a.ID, old, "failed", "the old target died", time.Time{}, "disabled", "failed")
+	if err != nil || changed || got.Status != "ready" {
+		t.Fatalf("a failure of the replaced settings: %+v %v %v, want ready, unchanged", got, changed, err)
+	}
+	got, changed, err = db.SetAccountStatusUnless(ctx, a.ID, edited.ConfigRev, "failed", "the new target died", time.Time{}, "disabled", "failed")
+	if err != nil || !changed || got.Status != "failed" {
+		t.Fatalf("a failure of the current settings: %+v %v %v, want failed", got, changed, err)
 	}
 }

@@ -300,7 +300,7 @@ func (d *Dispatcher) dispatchPass(ctx context.Context) {
 		}
 		c, err := d.Driver(ctx, acc)
 		if err != nil {
-			d.accountDown(ctx, acc.ID, "cannot reach the workspace: "+clientErrorReason(err), err)
+			d.accountDown(ctx, acc, "cannot reach the workspace: "+clientErrorReason(err), err)
 			continue
 		}
 		cands = append(cands, &candidate{acc: acc, client: c, running: running[acc.ID]})
@@ -492,7 +492,7 @@ func (d *Dispatcher) submit(ctx context.Context, t *store.Task, c *candidate) {
 	if kind == failDown {
 		// Requeue this task first so its reason is recorded; accountDown moves the others.
 		d.retryOrFail(ctx, t, reason)
-		d.accountDown(ctx, c.acc.ID, reason, err)
+		d.accountDown(ctx, c.acc, reason, err)
 		return
 	}
 	d.retryOrFail(ctx, t, reason)
@@ -548,8 +548,12 @@ func describeTries(attempts int, reasons []string) string {
 }
 
 // accountDown marks an account failed (never a disabled one) and moves its
-// processing tasks back to the queue so they are not stuck on a dead workspace.
-func (d *Dispatcher) accountDown(ctx context.Context, accountID int64, reason string, cause error) {
+// processing tasks back to the queue so they are not stuck on a dead
+// workspace. used is the account as the failing call saw it: if an edit has
+// since replaced its target, driver or credentials, the new settings are
+// not marked failed for the old ones' failure.
+func (d *Dispatcher) accountDown(ctx context.Context, used *store.Account, reason string, cause error) {
+	accountID := used.ID
 	acc, err := d.db.GetAccount(ctx, accountID)
 	if err != nil {
 		if ctx.Err() == nil && !errors.Is(err, store.ErrNotFound) {
@@ -562,7 +566,7 @@ func (d *Dispatcher) accountDown(ctx context.Context, accountID int64, reason st
 	d.mu.Unlock()
 	if acc.Status != store.AccountDisabled && acc.Status != store.AccountFailed {
 		// Conditional: an admin's Disable in the meantime is not overwritten.
-		if _, changed, err := d.db.SetAccountStatusUnless(ctx, accountID, store.AccountFailed, reason, time.Time{}, store.AccountDisabled, store.AccountFailed); err != nil {
+		if _, changed, err := d.db.SetAccountStatusUnless(ctx, accountID, used.ConfigRev, store.AccountFailed, reason, time.Time{}, store.AccountDisabled, store.AccountFailed); err != nil {
 			if ctx.Err() == nil {
 				d.log.Error("dispatch: mark account failed", "account_id", accountID, "err", err)
 			}

@@ -255,9 +255,38 @@ func TestAccountDownHandsItsTasksOnAtOnce(t *testing.T) {
 	if got := e.get(task.ID); got.AccountID != down.ID || got.Status != "processing" {
 		t.Fatalf("before the account went down: %s on %d", got.Status, got.AccountID)
 	}
-	d.accountDown(ctx, down.ID, "the test took it down", nil)
+	d.accountDown(ctx, down, "the test took it down", nil)
 	testutil.WaitFor(t, 5*time.Second, "the task handed to the other account", func() bool { return e.get(task.ID).AccountID == other.ID })
 	if a := e.getAccount(down.ID); a.Status != store.AccountFailed {
 		t.Errorf("account that went down is %s", a.Status)
+	}
+}
+
+// TestAccountDownSparesEditedSettings: a failure of a call made with
+// settings an edit has since replaced (the old base_url) does not mark the
+// account failed: the new target has its own health check. Input tried: an
+// account moved to another base_url and found ready there, then a failure
+// reported with its old settings; then one with its current settings.
+func TestAccountDownSparesEditedSettings(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	old := e.account("moved", e.sim(workspace.SimConfig{}).URL, 1, "ready", nil)
+	elsewhere := e.sim(workspace.SimConfig{}).URL
+	if _, err := e.db.UpdateAccount(ctx, old.ID, store.AccountPatch{BaseURL: &elsewhere}); err != nil {
+		t.Fatal(err)
+	}
+	d := New(e.config())
+	now, err := d.HealthCheck(ctx, old.ID)
+	if err != nil || now.Status != store.AccountReady {
+		t.Fatalf("the new target's check: %+v %v", now, err)
+	}
+	d.accountDown(ctx, old, "the old target went away", nil)
+	if got := e.getAccount(old.ID); got.Status != store.AccountReady {
+		t.Fatalf("after a failure of the old settings: %s (%s), want ready", got.Status, got.StatusReason)
+	}
+	d.accountDown(ctx, now, "the new target went away", nil)
+	if got := e.getAccount(old.ID); got.Status != store.AccountFailed || got.StatusReason != "the new target went away" {
+		t.Fatalf("after a failure of the current settings: %s (%s), want failed", got.Status, got.StatusReason)
 	}
 }

@@ -69,7 +69,7 @@ func (d *Dispatcher) poll(ctx context.Context, listed *store.Task) {
 	}
 	c, err := d.Driver(ctx, acc)
 	if err != nil {
-		d.accountDown(ctx, acc.ID, "cannot reach the workspace: "+clientErrorReason(err), err)
+		d.accountDown(ctx, acc, "cannot reach the workspace: "+clientErrorReason(err), err)
 		return
 	}
 	cctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
@@ -161,7 +161,7 @@ func (d *Dispatcher) pollFailed(ctx context.Context, acc *store.Account, reason 
 	d.mu.Unlock()
 	d.log.Warn("workspace poll failed", "account_id", acc.ID, "account", acc.Name, "reason", reason, "in_a_row", n)
 	if n >= pollFailLimit {
-		d.accountDown(ctx, acc.ID, reason, cause)
+		d.accountDown(ctx, acc, reason, cause)
 	}
 }
 
