@@ -92,6 +92,8 @@ type Driver struct {
 type hooks struct {
 	frame   func(binary bool, data []byte)
 	observe func(promptID string, st workspace.TaskState)
+	// pingEvery and pongWait replace socketPingEvery and socketPongWait when set.
+	pingEvery, pongWait time.Duration
 }
 
 var _ workspace.Driver = (*Driver)(nil)

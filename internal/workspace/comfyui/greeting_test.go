@@ -1,12 +1,17 @@
 package comfyui
 
 import (
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"gooni/internal/testutil"
 )
 
 // ComfyUI answers the /ws handshake before it registers the socket under
@@ -49,4 +54,63 @@ func TestDriverSocketIsUpOnlyAfterTheGreeting(t *testing.T) {
 	}
 	close(greet)
 	waitSocket(t, d)
+}
+
+// A socket that goes silent without closing (a NAT or proxy dropped it)
+// must not count as up for good: the driver pings it, and when no pong
+// comes it dials again. The fake ComfyUI greets, then reads nothing, so it
+// never answers a ping (as a dead peer would not); one that reads (as
+// ComfyUI's server.py does, with aiohttp answering pings) keeps its one
+// socket. Intervals: a ping every 50 ms, 100 ms for the pong.
+func TestDriverRedialsASilentSocket(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		reads     bool
+		wantDials func(n int32) bool
+	}{
+		{"peer that never answers", false, func(n int32) bool { return n >= 3 }},
+		{"peer that answers pings", true, func(n int32) bool { return n == 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var dials atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/ws" {
+					http.NotFound(w, r)
+					return
+				}
+				c, err := websocket.Accept(w, r, nil)
+				if err != nil {
+					return
+				}
+				defer c.CloseNow()
+				dials.Add(1)
+				sid := r.URL.Query().Get("clientId")
+				c.Write(r.Context(), websocket.MessageText, []byte(`{"type":"status","data":{"status":{"exec_info":{"queue_remaining":0}},"sid":"`+sid+`"}}`))
+				if tc.reads {
+					for {
+						if _, _, err := c.Read(r.Context()); err != nil {
+							return
+						}
+					}
+				}
+				<-r.Context().Done()
+			}))
+			t.Cleanup(srv.Close)
+			var logs testutil.LogBuffer
+			d := startDriver(t, srv.URL, hooks{pingEvery: 50 * time.Millisecond, pongWait: 100 * time.Millisecond},
+				func(c *Config) { c.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
+			waitSocket(t, d)
+			if tc.reads {
+				time.Sleep(time.Second) // about 20 pings answered
+			} else {
+				waitFor(t, "the driver to dial the silent socket again twice", func() bool { return dials.Load() >= 3 })
+				if !strings.Contains(logs.String(), "socket silent") {
+					t.Errorf("no log line says the socket went silent:\n%s", logs.String())
+				}
+			}
+			if n := dials.Load(); !tc.wantDials(n) {
+				t.Errorf("%d dials", n)
+			}
+		})
+	}
 }

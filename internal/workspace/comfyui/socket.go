@@ -22,6 +22,14 @@ const (
 	socketDialTimeout = 15 * time.Second
 	backoffMin        = 250 * time.Millisecond
 	backoffMax        = 15 * time.Second
+	// socketPingEvery is how often an up socket is pinged, and socketPongWait
+	// how long its pong may take (RFC 6455 section 5.5.2; ComfyUI's aiohttp
+	// WebSocketResponse answers pings itself while server.py reads the
+	// socket). A socket that goes silent without closing (a NAT or proxy
+	// dropped it) is then taken down and dialled again, instead of counting
+	// as up while nothing comes.
+	socketPingEvery = 30 * time.Second
+	socketPongWait  = 20 * time.Second
 )
 
 // socketURL is the /ws address for this driver's client_id.
@@ -68,6 +76,8 @@ func (d *Driver) socketOnce(ctx context.Context) error {
 	if err != nil {
 		return d.cleanErr(http.MethodGet, "/ws", err)
 	}
+	ctx, stop := context.WithCancel(ctx) // ends keepAlive with this socket
+	defer stop()
 	defer conn.CloseNow()
 	conn.SetReadLimit(maxSocketFrame)
 	// ComfyUI answers the handshake before it registers the socket under
@@ -85,6 +95,7 @@ func (d *Driver) socketOnce(ctx context.Context) error {
 			up = true
 			d.tr.socketUp()
 			d.log.Info("comfyui: socket up", "client_id", d.clientID)
+			go d.keepAlive(ctx, conn)
 		}
 		if typ == websocket.MessageBinary {
 			// Preview images ([event type][image type][JPEG/PNG bytes]): not ours to keep.
@@ -115,5 +126,38 @@ func (d *Driver) socketOnce(ctx context.Context) error {
 			d.hooks.frame(false, b)
 		}
 		d.tr.handle(b)
+	}
+}
+
+// keepAlive pings conn every socketPingEvery until ctx ends; a pong that
+// does not come within socketPongWait closes conn, which ends socketOnce's
+// read with an error, so runSocket logs the socket down and dials again.
+// Pings need socketOnce's concurrent Reader to see their pongs.
+func (d *Driver) keepAlive(ctx context.Context, conn *websocket.Conn) {
+	every, wait := socketPingEvery, socketPongWait
+	if d.hooks.pingEvery > 0 {
+		every = d.hooks.pingEvery
+	}
+	if d.hooks.pongWait > 0 {
+		wait = d.hooks.pongWait
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, wait)
+		err := conn.Ping(pctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("comfyui: socket silent, no pong; dialling again", "waited", wait.String())
+				conn.CloseNow()
+			}
+			return
+		}
 	}
 }
