@@ -330,10 +330,10 @@ func (db *DB) SetAccountStatus(ctx context.Context, id int64, status, reason str
 	return a, err
 }
 
-// SetAccountStatusUnless is SetAccountStatus for automatic changes (health
-// checks, dispatch failures): it changes nothing while the account is in one
-// of the unless statuses, so an admin's Disable made during a slow check is
-// never overwritten, nor when an edit has replaced the settings of configRev
+// SetAccountStatusUnless is SetAccountStatus for automatic changes (a
+// workspace the dispatcher found down): it changes nothing while the
+// account is in one of the unless statuses, so an admin's Disable made
+// meanwhile is never overwritten, nor when an edit has replaced the settings of configRev
 // (the ones the failing call used; 0: whatever they are), so a failure of
 // the old target does not fail the new one. It returns the account as it
 // now is and whether it changed.

@@ -106,7 +106,7 @@ type Dispatcher struct {
 	inflight  map[string]bool           // tasks a goroutine is submitting or polling right now
 	tried     map[string]map[int64]bool // accounts that refused a task (preferred against next time)
 	reasons   map[string][]string       // why each try of a task ended, for dispatch_failed
-	pollFails map[int64]int             // unanswered polls in a row per account
+	pollFails map[int64]pollRun         // unanswered polls in a row per account
 	deploys   map[int64]bool            // accounts with a deploy running
 	busyUntil map[int64]time.Time       // accounts that said they are busy get no task until then
 
@@ -165,7 +165,7 @@ func New(cfg Config) *Dispatcher {
 		removing:  map[int64]bool{},
 		inflight:  map[string]bool{},
 		tried:     map[string]map[int64]bool{},
-		pollFails: map[int64]int{},
+		pollFails: map[int64]pollRun{},
 		deploys:   map[int64]bool{},
 		busyUntil: map[int64]time.Time{},
 		life:      life,
@@ -550,8 +550,9 @@ func describeTries(attempts int, reasons []string) string {
 // accountDown marks an account failed (never a disabled one) and moves its
 // processing tasks back to the queue so they are not stuck on a dead
 // workspace. used is the account as the failing call saw it: if an edit has
-// since replaced its target, driver or credentials, the new settings are
-// not marked failed for the old ones' failure.
+// since replaced its target, driver or credentials, it does nothing (the
+// new settings are not failed, nor their tasks moved, for the old ones'
+// failure).
 func (d *Dispatcher) accountDown(ctx context.Context, used *store.Account, reason string, cause error) {
 	accountID := used.ID
 	acc, err := d.db.GetAccount(ctx, accountID)
@@ -561,8 +562,16 @@ func (d *Dispatcher) accountDown(ctx context.Context, used *store.Account, reaso
 		}
 		return
 	}
+	if acc.ConfigRev != used.ConfigRev {
+		// The old settings failed, and none of its tasks now run there: the
+		// tasks sent since go to the new ones, and a task left on the old
+		// target is sent again when the new one does not know it.
+		d.log.Info("dispatch: a failure of settings since replaced; the account stays as it is",
+			"account_id", accountID, "reason", reason)
+		return
+	}
 	d.mu.Lock()
-	d.pollFails[accountID] = 0
+	delete(d.pollFails, accountID)
 	d.mu.Unlock()
 	if acc.Status != store.AccountDisabled && acc.Status != store.AccountFailed {
 		// Conditional: an admin's Disable in the meantime is not overwritten.

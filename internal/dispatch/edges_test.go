@@ -263,16 +263,19 @@ func TestAccountDownHandsItsTasksOnAtOnce(t *testing.T) {
 }
 
 // TestAccountDownSparesEditedSettings: a failure of a call made with
-// settings an edit has since replaced (the old base_url) does not mark the
-// account failed: the new target has its own health check. Input tried: an
-// account moved to another base_url and found ready there, then a failure
-// reported with its old settings; then one with its current settings.
+// settings an edit has since replaced (the old base_url) neither marks the
+// account failed nor moves the task now running on the new target, and
+// failed polls of the old settings do not count toward the new ones'
+// limit: the new target has its own health check. Inputs tried: an account
+// moved to another base_url and found ready there, with a task on it; a
+// failure reported with the old settings; two failed polls of the old
+// settings, then one of the new; then a failure with the current settings.
 func TestAccountDownSparesEditedSettings(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
 	old := e.account("moved", e.sim(workspace.SimConfig{}).URL, 1, "ready", nil)
-	elsewhere := e.sim(workspace.SimConfig{}).URL
+	elsewhere := e.sim(workspace.SimConfig{Duration: time.Hour}).URL
 	if _, err := e.db.UpdateAccount(ctx, old.ID, store.AccountPatch{BaseURL: &elsewhere}); err != nil {
 		t.Fatal(err)
 	}
@@ -281,9 +284,26 @@ func TestAccountDownSparesEditedSettings(t *testing.T) {
 	if err != nil || now.Status != store.AccountReady {
 		t.Fatalf("the new target's check: %+v %v", now, err)
 	}
+	task := e.task("image")
+	if _, err := e.db.ClaimTask(ctx, task.ID, now.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.StartTask(ctx, task.ID, now.ID); err != nil {
+		t.Fatal(err)
+	}
+	tries := e.get(task.ID).Attempts
 	d.accountDown(ctx, old, "the old target went away", nil)
 	if got := e.getAccount(old.ID); got.Status != store.AccountReady {
 		t.Fatalf("after a failure of the old settings: %s (%s), want ready", got.Status, got.StatusReason)
+	}
+	if got := e.get(task.ID); got.Status != "processing" || got.AccountID != now.ID || got.Attempts != tries {
+		t.Fatalf("the task on the new target after a failure of the old settings: %s on %d, %d tries; want processing there, still %d", got.Status, got.AccountID, got.Attempts, tries)
+	}
+	for _, a := range []*store.Account{old, old, now} {
+		d.pollFailed(ctx, a, "no answer", nil)
+	}
+	if got := e.getAccount(old.ID); got.Status != store.AccountReady {
+		t.Fatalf("after 2 failed polls of the old settings and 1 of the new: %s (%s), want ready", got.Status, got.StatusReason)
 	}
 	d.accountDown(ctx, now, "the new target went away", nil)
 	if got := e.getAccount(old.ID); got.Status != store.AccountFailed || got.StatusReason != "the new target went away" {

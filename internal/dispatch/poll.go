@@ -152,12 +152,24 @@ func (d *Dispatcher) pollOK(accountID int64) {
 	d.mu.Unlock()
 }
 
+// pollRun counts an account's unanswered polls in a row, of the settings
+// of one config_rev.
+type pollRun struct {
+	rev int64
+	n   int
+}
+
 // pollFailed counts an unanswered poll; a run of them marks the account failed.
 func (d *Dispatcher) pollFailed(ctx context.Context, acc *store.Account, reason string, cause error) {
 	d.cfg.Observer.WorkspaceError(acc.Name)
 	d.mu.Lock()
-	d.pollFails[acc.ID]++
-	n := d.pollFails[acc.ID]
+	run := d.pollFails[acc.ID]
+	if run.rev != acc.ConfigRev {
+		run = pollRun{rev: acc.ConfigRev} // an edit starts a new run
+	}
+	run.n++
+	d.pollFails[acc.ID] = run
+	n := run.n
 	d.mu.Unlock()
 	d.log.Warn("workspace poll failed", "account_id", acc.ID, "account", acc.Name, "reason", reason, "in_a_row", n)
 	if n >= pollFailLimit {
