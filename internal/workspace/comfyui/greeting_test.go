@@ -114,3 +114,55 @@ func TestDriverRedialsASilentSocket(t *testing.T) {
 		})
 	}
 }
+
+// A pong waits behind a frame still coming (a large preview on a slow
+// link): while bytes arrive the socket is alive, even past the pong's wait.
+// The fake greets, then sends one binary frame in 30 pieces of 16 KiB 20 ms apart
+// (600 ms, six times the 100 ms pong wait) and never answers a ping; the
+// driver keeps its socket through the frame and dials again only once the
+// peer has gone silent after it.
+func TestDriverKeepsASocketWhileAFrameComes(t *testing.T) {
+	var dials atomic.Int32
+	frameDone := make(chan int32, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ws" {
+			http.NotFound(w, r)
+			return
+		}
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		n := dials.Add(1)
+		sid := r.URL.Query().Get("clientId")
+		c.Write(r.Context(), websocket.MessageText, []byte(`{"type":"status","data":{"status":{"exec_info":{"queue_remaining":0}},"sid":"`+sid+`"}}`))
+		if n == 1 {
+			fw, err := c.Writer(r.Context(), websocket.MessageBinary)
+			if err != nil {
+				return
+			}
+			for range 30 {
+				time.Sleep(20 * time.Millisecond)
+				if _, err := fw.Write(make([]byte, 16<<10)); err != nil { // past the writer's buffer: each piece goes out as it is written
+					return
+				}
+			}
+			fw.Close()
+			frameDone <- dials.Load()
+		}
+		<-r.Context().Done()
+	}))
+	t.Cleanup(srv.Close)
+	d := startDriver(t, srv.URL, hooks{pingEvery: 50 * time.Millisecond, pongWait: 100 * time.Millisecond}, nil)
+	waitSocket(t, d)
+	select {
+	case n := <-frameDone:
+		if n != 1 {
+			t.Fatalf("the driver dialled %d times while a frame was coming, want once", n)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the frame was never sent whole: the socket was closed under it")
+	}
+	waitFor(t, "the driver to dial again once the peer went silent", func() bool { return dials.Load() >= 2 })
+}

@@ -3,11 +3,13 @@ package comfyui
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -86,16 +88,18 @@ func (d *Driver) socketOnce(ctx context.Context) error {
 	// frame, the "status" greeting with our sid, comes after the
 	// registration: only then is the socket up and polling stopped.
 	up := false
+	var lastRead atomic.Int64 // unix ns of the last bytes read: a frame still coming is a live socket
 	for {
-		typ, r, err := conn.Reader(ctx)
+		typ, fr, err := conn.Reader(ctx)
 		if err != nil {
 			return d.cleanErr(http.MethodGet, "/ws", err)
 		}
+		r := &aliveReader{r: fr, last: &lastRead}
 		if !up {
 			up = true
 			d.tr.socketUp()
 			d.log.Info("comfyui: socket up", "client_id", d.clientID)
-			go d.keepAlive(ctx, conn)
+			go d.keepAlive(ctx, conn, &lastRead)
 		}
 		if typ == websocket.MessageBinary {
 			// Preview images ([event type][image type][JPEG/PNG bytes]): not ours to keep.
@@ -129,11 +133,26 @@ func (d *Driver) socketOnce(ctx context.Context) error {
 	}
 }
 
-// keepAlive pings conn every socketPingEvery until ctx ends; a pong that
-// does not come within socketPongWait closes conn, which ends socketOnce's
-// read with an error, so runSocket logs the socket down and dials again.
-// Pings need socketOnce's concurrent Reader to see their pongs.
-func (d *Driver) keepAlive(ctx context.Context, conn *websocket.Conn) {
+// aliveReader notes when bytes last came in on a socket.
+type aliveReader struct {
+	r    io.Reader
+	last *atomic.Int64
+}
+
+func (a *aliveReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	if n > 0 {
+		a.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+// keepAlive pings conn every socketPingEvery until ctx ends. A pong that
+// does not come within socketPongWait, with no bytes read meanwhile (a pong
+// waits behind a frame still coming, up to maxSocketFrame), closes conn:
+// socketOnce's read then fails, and runSocket logs the socket down and
+// dials again. Pings need socketOnce's concurrent Reader to see their pongs.
+func (d *Driver) keepAlive(ctx context.Context, conn *websocket.Conn, lastRead *atomic.Int64) {
 	every, wait := socketPingEvery, socketPongWait
 	if d.hooks.pingEvery > 0 {
 		every = d.hooks.pingEvery
@@ -152,11 +171,15 @@ func (d *Driver) keepAlive(ctx context.Context, conn *websocket.Conn) {
 		pctx, cancel := context.WithTimeout(ctx, wait)
 		err := conn.Ping(pctx)
 		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				d.log.Warn("comfyui: socket silent, no pong; dialling again", "waited", wait.String())
-				conn.CloseNow()
-			}
+		switch {
+		case err == nil:
+		case ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded):
+			return // the socket ended some other way: socketOnce says why
+		case time.Since(time.Unix(0, lastRead.Load())) < wait:
+			// No pong yet, but a frame is coming: the socket is alive.
+		default:
+			d.log.Warn("comfyui: socket silent, no pong; dialling again", "waited", wait.String())
+			conn.CloseNow()
 			return
 		}
 	}
