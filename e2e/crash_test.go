@@ -217,20 +217,23 @@ func TestReaperFailsStale(t *testing.T) {
 	}
 	t.Logf("RESULT reaper: timeout after %v (ttl %v): %s", took.Round(time.Millisecond), ttl, v.Error.Message)
 
-	var found bool
-	for _, rec := range srv.Logs.Records("stale task failed") {
-		if rec["task_id"] == id {
-			found = true
-			if rec["type"] != "image" || rec["ttl"] != ttl.String() || rec["runtime"] == nil || rec["runtime"] == "" {
-				t.Errorf("reaper log lacks type/runtime/ttl: %v", rec)
-			}
-			if run, err := time.ParseDuration(fmt.Sprint(rec["runtime"])); err != nil || run <= ttl {
-				t.Errorf("reaper logged runtime %v (%v): not past the %v TTL", rec["runtime"], err, ttl)
+	// The reaper logs after its commit, and the line still has to come
+	// through the process's stderr: the failed status can be seen first.
+	var line map[string]any
+	testutil.WaitFor(t, 10*time.Second, "the reaper's log line for task "+id, func() bool {
+		for _, rec := range srv.Logs.Records("stale task failed") {
+			if rec["task_id"] == id {
+				line = rec
+				return true
 			}
 		}
+		return false
+	})
+	if line["type"] != "image" || line["ttl"] != ttl.String() || line["runtime"] == nil || line["runtime"] == "" {
+		t.Errorf("reaper log lacks type/runtime/ttl: %v", line)
 	}
-	if !found {
-		t.Errorf("no reaper log line for task %s", id)
+	if run, err := time.ParseDuration(fmt.Sprint(line["runtime"])); err != nil || run <= ttl {
+		t.Errorf("reaper logged runtime %v (%v): not past the %v TTL", line["runtime"], err, ttl)
 	}
 }
 

@@ -172,16 +172,22 @@ func checkNothingStuck(t *testing.T, srv *server) {
 	}
 }
 
-// hasLog reports whether the server logged msg with a value containing want.
+// hasLog reports whether the server logged msg with a value containing
+// want, waiting up to 5 s for it: a line written after the commit a test
+// saw still has to come through the process's stderr.
 func hasLog(srv *server, msg, want string) bool {
-	for _, rec := range srv.Logs.Records(msg) {
-		for _, v := range rec {
-			if strings.Contains(fmt.Sprint(v), want) {
-				return true
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		for _, rec := range srv.Logs.Records(msg) {
+			for _, v := range rec {
+				if strings.Contains(fmt.Sprint(v), want) {
+					return true
+				}
 			}
 		}
+		if time.Now().After(deadline) {
+			return false
+		}
 	}
-	return false
 }
 
 // TestHealthCheckOfBrokenWorkspace: an admin health check of a workspace that
