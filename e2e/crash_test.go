@@ -146,7 +146,9 @@ func TestKill9UnderLoad(t *testing.T) {
 // back empty on the same port: the dispatcher re-sends what it forgot and
 // every task finishes; the account comes back to ready.
 func TestSimKill9MidTask(t *testing.T) {
-	w := startSim(t, "sim", "--capacity", "4", "--duration", "2s")
+	// 4 s a task: the kill comes well before any can finish, even on a
+	// machine that stalls this test for a moment after they all start.
+	w := startSim(t, "sim", "--capacity", "4", "--duration", "4s")
 	srv := startServer(t, "GG_HEALTH_INTERVAL=1s")
 	srv.adminLogin(t)
 	acc := srv.mustAddReady(t, "sim-dies", w, 4)

@@ -109,7 +109,9 @@ func (e *liveEnv) waitTerminal(id string) TaskView {
 
 func TestGenerateImageToGallery(t *testing.T) {
 	t.Parallel()
-	e := newLiveEnv(t, workspace.SimConfig{})
+	// Long enough that the status read just after the submit cannot find
+	// it done on a machine that stalls this test for a moment.
+	e := newLiveEnv(t, workspace.SimConfig{Duration: 1500 * time.Millisecond})
 	id := e.submit(`{"model":"flux","mode":"t2i","prompt":"a red fox in snow","params":{"width":512,"height":256,"steps":4}}`)
 	v := e.status(id)
 	if v.Status != "pending" && v.Status != "processing" {
@@ -191,7 +193,9 @@ func TestGenerateImageToGallery(t *testing.T) {
 
 func TestGenerateVideoAndEvents(t *testing.T) {
 	t.Parallel()
-	e := newLiveEnv(t, workspace.SimConfig{})
+	// Long enough that the stream opens before the task is done (a done
+	// task's stream sends one view and ends) even if this test stalls.
+	e := newLiveEnv(t, workspace.SimConfig{Duration: 1500 * time.Millisecond})
 	id := e.submit(`{"model":"wan-remix","mode":"t2v","prompt":"waves at dusk"}`)
 	// Follow the SSE stream on a real HTTP server until it ends by itself.
 	hs := httptest.NewServer(e.h)
