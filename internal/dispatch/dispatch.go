@@ -563,9 +563,9 @@ func (d *Dispatcher) accountDown(ctx context.Context, used *store.Account, reaso
 		return
 	}
 	if acc.ConfigRev != used.ConfigRev {
-		// The old settings failed, and none of its tasks now run there: the
-		// tasks sent since go to the new ones, and a task left on the old
-		// target is sent again when the new one does not know it.
+		// Settings an edit has replaced failed: the account's tasks sent
+		// since run on the new ones, and a task left on the old target is
+		// sent again when the new one does not know it.
 		d.log.Info("dispatch: a failure of settings since replaced; the account stays as it is",
 			"account_id", accountID, "reason", reason)
 		return
