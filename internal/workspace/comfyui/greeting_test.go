@@ -21,28 +21,17 @@ import (
 // holds the greeting back until the test releases it.
 func TestDriverSocketIsUpOnlyAfterTheGreeting(t *testing.T) {
 	accepted, greet := make(chan struct{}, 1), make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/ws" {
-			http.NotFound(w, r)
-			return
-		}
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
+	base, _ := fakeComfySocket(t, func(c *websocket.Conn, r *http.Request, _ int32) {
 		accepted <- struct{}{}
 		select {
 		case <-greet:
 		case <-r.Context().Done():
 			return
 		}
-		sid := r.URL.Query().Get("clientId")
-		c.Write(r.Context(), websocket.MessageText, []byte(`{"type":"status","data":{"status":{"exec_info":{"queue_remaining":0}},"sid":"`+sid+`"}}`))
+		greetSocket(c, r)
 		<-r.Context().Done()
-	}))
-	t.Cleanup(srv.Close)
-	d := startDriver(t, srv.URL, hooks{}, nil)
+	})
+	d := startDriver(t, base, hooks{}, nil)
 	select {
 	case <-accepted:
 	case <-time.After(10 * time.Second):
@@ -72,20 +61,8 @@ func TestDriverRedialsASilentSocket(t *testing.T) {
 		{"peer that answers pings", true, func(n int32) bool { return n == 1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var dials atomic.Int32
-			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if r.URL.Path != "/ws" {
-					http.NotFound(w, r)
-					return
-				}
-				c, err := websocket.Accept(w, r, nil)
-				if err != nil {
-					return
-				}
-				defer c.CloseNow()
-				dials.Add(1)
-				sid := r.URL.Query().Get("clientId")
-				c.Write(r.Context(), websocket.MessageText, []byte(`{"type":"status","data":{"status":{"exec_info":{"queue_remaining":0}},"sid":"`+sid+`"}}`))
+			base, dials := fakeComfySocket(t, func(c *websocket.Conn, r *http.Request, _ int32) {
+				greetSocket(c, r)
 				if tc.reads {
 					for {
 						if _, _, err := c.Read(r.Context()); err != nil {
@@ -94,10 +71,9 @@ func TestDriverRedialsASilentSocket(t *testing.T) {
 					}
 				}
 				<-r.Context().Done()
-			}))
-			t.Cleanup(srv.Close)
+			})
 			var logs testutil.LogBuffer
-			d := startDriver(t, srv.URL, hooks{pingEvery: 50 * time.Millisecond, pongWait: 100 * time.Millisecond},
+			d := startDriver(t, base, hooks{pingEvery: 50 * time.Millisecond, pongWait: 100 * time.Millisecond},
 				func(c *Config) { c.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
 			waitSocket(t, d)
 			if tc.reads {
@@ -122,21 +98,10 @@ func TestDriverRedialsASilentSocket(t *testing.T) {
 // driver keeps its socket through the frame and dials again only once the
 // peer has gone silent after it.
 func TestDriverKeepsASocketWhileAFrameComes(t *testing.T) {
-	var dials atomic.Int32
 	frameDone := make(chan int32, 1)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/ws" {
-			http.NotFound(w, r)
-			return
-		}
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		n := dials.Add(1)
-		sid := r.URL.Query().Get("clientId")
-		c.Write(r.Context(), websocket.MessageText, []byte(`{"type":"status","data":{"status":{"exec_info":{"queue_remaining":0}},"sid":"`+sid+`"}}`))
+	var dials *atomic.Int32 // set before the driver dials
+	base, dials := fakeComfySocket(t, func(c *websocket.Conn, r *http.Request, n int32) {
+		greetSocket(c, r)
 		if n == 1 {
 			fw, err := c.Writer(r.Context(), websocket.MessageBinary)
 			if err != nil {
@@ -152,9 +117,8 @@ func TestDriverKeepsASocketWhileAFrameComes(t *testing.T) {
 			frameDone <- dials.Load()
 		}
 		<-r.Context().Done()
-	}))
-	t.Cleanup(srv.Close)
-	d := startDriver(t, srv.URL, hooks{pingEvery: 50 * time.Millisecond, pongWait: 100 * time.Millisecond}, nil)
+	})
+	d := startDriver(t, base, hooks{pingEvery: 50 * time.Millisecond, pongWait: 100 * time.Millisecond}, nil)
 	waitSocket(t, d)
 	select {
 	case n := <-frameDone:
@@ -165,4 +129,32 @@ func TestDriverKeepsASocketWhileAFrameComes(t *testing.T) {
 		t.Fatal("the frame was never sent whole: the socket was closed under it")
 	}
 	waitFor(t, "the driver to dial again once the peer went silent", func() bool { return dials.Load() >= 2 })
+}
+
+// fakeComfySocket is a ComfyUI that serves only /ws: it accepts each
+// socket, counts it in dials (n is its number, from 1) and hands it to
+// serve; the socket closes when serve returns.
+func fakeComfySocket(t *testing.T, serve func(c *websocket.Conn, r *http.Request, n int32)) (base string, dials *atomic.Int32) {
+	dials = new(atomic.Int32)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/ws" {
+			http.NotFound(w, r)
+			return
+		}
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		serve(c, r, dials.Add(1))
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, dials
+}
+
+// greetSocket writes ComfyUI's first frame, the status greeting with the
+// socket's sid (its clientId).
+func greetSocket(c *websocket.Conn, r *http.Request) {
+	sid := r.URL.Query().Get("clientId")
+	c.Write(r.Context(), websocket.MessageText, []byte(`{"type":"status","data":{"status":{"exec_info":{"queue_remaining":0}},"sid":"`+sid+`"}}`))
 }
