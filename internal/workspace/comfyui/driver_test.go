@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"gooni/internal/mp4"
 	"gooni/internal/workspace"
 )
 
@@ -49,6 +50,13 @@ func TestDriverRunsEveryWorkflowOnTheSim(t *testing.T) {
 			case "video":
 				if ctype != "video/mp4" || !bytes.Contains(body[:16], []byte("ftyp")) {
 					t.Errorf("result %s, %d bytes, not an MP4", ctype, len(body))
+				}
+				// What was asked for (taskFor), through the graph: the
+				// latent's width, height and length, CreateVideo's fps.
+				if in, err := mp4.Probe(body); err != nil {
+					t.Errorf("result: %v", err)
+				} else if in.Width != 320 || in.Height != 192 || len(in.SampleSizes) != 17 || in.FPS() != 8 {
+					t.Errorf("video is %dx%d, %d frames at %v fps; want 320x192, 17 at 8 (taskFor)", in.Width, in.Height, len(in.SampleSizes), in.FPS())
 				}
 				poster, ptype := readMedia(t, d.Preview, req.TaskID)
 				if ptype != "image/png" || !bytes.HasPrefix(poster, []byte("\x89PNG")) {

@@ -123,7 +123,7 @@ func taskFor(t *testing.T, model, mode string) *workspace.TaskRequest {
 	t.Helper()
 	params := map[string]any{"width": 512, "height": 512, "steps": 4, "guidance": 2, "seed": 7}
 	if modelType[model] == "video" {
-		params = map[string]any{"width": 832, "height": 480, "num_frames": 17, "fps": 16, "steps": 4, "guidance": 1, "seed": 7}
+		params = map[string]any{"width": 320, "height": 192, "num_frames": 17, "fps": 8, "steps": 4, "guidance": 1, "seed": 7}
 	}
 	b, _ := json.Marshal(params)
 	req := &workspace.TaskRequest{TaskID: store.NewID(), Type: modelType[model], Model: model, Mode: mode,

@@ -470,6 +470,19 @@ func renderRequest(graph map[string]any, outputID string) *workspace.TaskRequest
 					params[k] = v
 				}
 			}
+			// A video latent's frame count (EmptyHunyuanLatentVideo,
+			// WanImageToVideo: "length").
+			if v, ok := asFloat(inputOf(graph, lat, "length")); ok && typ == "video" {
+				params["num_frames"] = v
+			}
+		}
+	}
+	if typ == "video" {
+		// The frame rate the frames are put together at (CreateVideo's "fps").
+		if cv := upstream(graph, outputID, func(id string) bool { return classOf(graph, id) == "CreateVideo" }); cv != "" {
+			if v, ok := asFloat(inputOf(graph, cv, "fps")); ok {
+				params["fps"] = v
+			}
 		}
 	}
 	for _, id := range sortedKeys(graph) {
