@@ -76,6 +76,10 @@ type AccountPatch struct {
 	// kept. Ignored when Credentials is set. More than MaxCredentials
 	// entries after the merge is ErrTooManyCredentials.
 	CredentialUpdates map[string]*string
+	// IfConfigRev, when not 0, makes the update ErrConflict unless the
+	// account's target, driver and credentials are still those of that
+	// config_rev (a write based on settings an admin may since have edited).
+	IfConfigRev int64
 }
 
 // MaxDeployOutput is how much deploy output is kept (the tail).
@@ -246,6 +250,9 @@ func (db *DB) updateAccountTx(ctx context.Context, tx *sql.Tx, id int64, p Accou
 	a, err := db.getAccount(ctx, tx, `SELECT `+accountColumns+` FROM accounts WHERE id = ?`, id)
 	if err != nil {
 		return err
+	}
+	if p.IfConfigRev != 0 && a.ConfigRev != p.IfConfigRev {
+		return ErrConflict
 	}
 	if p.Name != nil {
 		a.Name = *p.Name

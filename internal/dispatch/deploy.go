@@ -69,7 +69,7 @@ func (d *Dispatcher) Deploy(ctx context.Context, accountID int64, ev store.Audit
 	go func() {
 		defer d.workers.Done()
 		defer release()
-		d.runDeploy(acc, creds, who)
+		d.runDeploy(started, creds, who)
 	}()
 	return started, nil
 }
@@ -136,10 +136,20 @@ func (d *Dispatcher) runDeploy(acc *store.Account, creds map[string]string, who 
 		// long host labels and prefixes other environments, so the URL the
 		// deploy printed replaces the derived one; an output that names no
 		// URL keeps the old base_url.
+		// An admin's edit of the account during the deploy wins: its
+		// settings are newer than what this deploy ran with.
 		if u, ok := DeployURL(output); ok && u != acc.BaseURL && CheckBaseURL(u) == nil {
-			if _, err := d.db.UpdateAccount(bg, acc.ID, store.AccountPatch{BaseURL: &u}); err != nil {
+			_, err := d.db.UpdateAccount(bg, acc.ID, store.AccountPatch{BaseURL: &u, IfConfigRev: acc.ConfigRev})
+			switch {
+			case errors.Is(err, store.ErrConflict):
+				details["base_url_not_recorded"] = u
+				details["note"] = "the account was edited during the deploy; its settings were kept"
+				d.log.Info("deploy: the account was edited meanwhile; workspace URL not recorded", "account_id", acc.ID, "base_url", u)
+			case errors.Is(err, store.ErrNotFound):
+				details["note"] = "the account was deleted during the deploy"
+			case err != nil:
 				d.log.Error("deploy: store the workspace URL", "account_id", acc.ID, "err", err)
-			} else {
+			default:
 				details["base_url"] = u
 				d.log.Info("deploy: workspace URL recorded", "account_id", acc.ID, "base_url", u)
 			}

@@ -247,3 +247,69 @@ func TestDeployRecordsTheWorkspaceURL(t *testing.T) {
 		})
 	}
 }
+
+// TestDeployKeepsAnEditMadeWhileItRan: an admin's edit of the account's
+// settings while its deploy runs is newer than what the deploy ran with,
+// so the URL the deploy prints is not recorded over it (the audit event
+// says so); a delete while it runs ends it without an error logged.
+// Inputs tried: a base_url edit during a deploy that prints a Modal URL;
+// a delete during one.
+func TestDeployKeepsAnEditMadeWhileItRan(t *testing.T) {
+	const printed = "https://ws--gooni-inference.modal.run"
+	for _, tc := range []struct {
+		name   string
+		change func(e *env, id int64) error
+	}{
+		{"edited", func(e *env, id int64) error {
+			u := "http://127.0.0.1:9"
+			_, err := e.db.UpdateAccount(context.Background(), id, store.AccountPatch{BaseURL: &u})
+			return err
+		}},
+		{"deleted", func(e *env, id int64) error {
+			_, err := e.db.RemoveAccountAudited(context.Background(), id, "worker_removed", "deleted", nil)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			acc := e.account("ws", "", 1, "pending", map[string]string{"token_id": testTokenID, "token_secret": testTokenSecret})
+			gate := filepath.Join(t.TempDir(), "gate")
+			cfg := e.config()
+			cfg.DeployCommand = fmt.Sprintf(`until [ -e %q ]; do sleep 0.01; done; echo "Created web function web => %s"`, gate, printed)
+			cfg.Logger = slogJSON(&e.logs)
+			d := New(cfg)
+			if _, err := d.Deploy(context.Background(), acc.ID, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.change(e, acc.ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(gate, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			testutil.WaitFor(t, 10*time.Second, "the deploy's audit event", func() bool {
+				for _, ev := range e.audits() {
+					if ev.Action == "account.deploy" {
+						return true
+					}
+				}
+				return false
+			})
+			d.workers.Wait()
+			if strings.Contains(e.logs.String(), `"level":"ERROR"`) {
+				t.Errorf("an ERROR was logged:\n%s", e.logs.String())
+			}
+			if tc.name != "edited" {
+				return
+			}
+			if got := e.getAccount(acc.ID); got.BaseURL != "http://127.0.0.1:9" {
+				t.Fatalf("base_url %q after the deploy, want the admin's edit kept", got.BaseURL)
+			}
+			for _, ev := range e.audits() {
+				if ev.Action == "account.deploy" && ev.Details["base_url_not_recorded"] != printed {
+					t.Errorf("the deploy's audit event does not name the URL it did not record: %s", ev.Details)
+				}
+			}
+		})
+	}
+}
