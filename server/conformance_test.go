@@ -800,6 +800,12 @@ func TestContractConformance(t *testing.T) {
 		{name: "patch status ready", r: req{method: "PATCH", path: acct(simAcc.ID, ""), cookies: ac, body: `{"status":"ready"}`}, status: 400, code: "validation_failed", field: "status"},
 		{name: "patch capacity type", r: req{method: "PATCH", path: acct(simAcc.ID, ""), cookies: ac, body: `{"capacity":"3"}`}, status: 400, code: "validation_failed", field: "capacity"},
 		{name: "patch workspace", r: req{method: "PATCH", path: acct(simAcc.ID, ""), cookies: ac, body: `{"workspace":"other"}`}, status: 400, code: "validation_failed", field: "workspace"},
+		{name: "patch credentials not an object", r: req{method: "PATCH", path: acct(simAcc.ID, ""), cookies: ac, body: `{"credentials":"x"}`}, status: 400, code: "validation_failed", field: "credentials",
+			check: func(t *testing.T, w *httptest.ResponseRecorder) {
+				if !strings.Contains(w.Body.String(), "credentials must be an object") {
+					t.Errorf("message: %s", w.Body.String())
+				}
+			}},
 		{name: "patch malformed", r: req{method: "PATCH", path: acct(simAcc.ID, ""), cookies: ac, body: `{`}, status: 400, code: "invalid_json"},
 		{name: "patch unknown account", r: req{method: "PATCH", path: "/admin/accounts/999999", cookies: ac, body: `{"name":"x"}`}, status: 404, code: "account_not_found"},
 		{name: "health-check", r: req{method: "POST", path: acct(simAcc.ID, "/health-check"), cookies: ac}, status: 200, check: func(t *testing.T, w *httptest.ResponseRecorder) {

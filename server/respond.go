@@ -161,7 +161,7 @@ func jsonError(err error, limit int64) error {
 		if field == "" {
 			return apierr.InvalidJSON("the body must be a JSON object")
 		}
-		return apierr.Validation(field, fmt.Sprintf("%s must be a %s", field, jsonKind(ute.Type.Kind().String())))
+		return apierr.Validation(field, fmt.Sprintf("%s must be %s", field, jsonKind(ute.Type.Kind().String())))
 	case errors.As(err, &se):
 		return apierr.InvalidJSON(fmt.Sprintf("the body is not valid JSON (at byte %d)", se.Offset))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -173,14 +173,19 @@ func jsonError(err error, limit int64) error {
 	}
 }
 
+// jsonKind names a Go kind as JSON calls it, with its article ("an object").
 func jsonKind(k string) string {
 	switch k {
 	case "int", "int64", "int32", "float64", "uint":
-		return "number"
+		return "a number"
 	case "map", "struct":
-		return "object"
+		return "an object"
 	case "slice":
-		return "list"
+		return "a list"
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
 	}
-	return k
+	return "a " + k
 }

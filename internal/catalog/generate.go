@@ -425,7 +425,7 @@ func checkParam(p *Param, raw json.RawMessage) (any, error) {
 		}
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || float64(n) < *p.Min || float64(n) > *p.Max {
-			return nil, fieldErr(field, "%s must be between %s and %s", p.Name, num(*p.Min), num(*p.Max))
+			return nil, p.rangeErr(field)
 		}
 		if !p.onStep(float64(n)) {
 			return nil, fieldErr(field, "%s must be a multiple of %s from %s", p.Name, num(*p.Step), num(*p.Min))
@@ -440,7 +440,7 @@ func checkParam(p *Param, raw json.RawMessage) (any, error) {
 			return nil, fieldErr(field, "%s must be a number", p.Name)
 		}
 		if math.IsInf(f, 0) || math.IsNaN(f) || f < *p.Min || f > *p.Max {
-			return nil, fieldErr(field, "%s must be between %s and %s", p.Name, num(*p.Min), num(*p.Max))
+			return nil, p.rangeErr(field)
 		}
 		if !p.onStep(f) {
 			return nil, fieldErr(field, "%s must be a multiple of %s from %s", p.Name, num(*p.Step), num(*p.Min))
@@ -472,4 +472,13 @@ func quoted(items []string) []string {
 		out[i] = strconv.Quote(s)
 	}
 	return out
+}
+
+// rangeErr says the range a value of p must lie in ("must be 16" when it
+// has only one value).
+func (p *Param) rangeErr(field string) *FieldError {
+	if *p.Min == *p.Max {
+		return fieldErr(field, "%s must be %s", p.Name, num(*p.Min))
+	}
+	return fieldErr(field, "%s must be between %s and %s", p.Name, num(*p.Min), num(*p.Max))
 }

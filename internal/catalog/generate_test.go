@@ -215,6 +215,7 @@ func TestValidateRejects(t *testing.T) {
 		{"width off step", `{"model":"flux","mode":"t2i","prompt":"x","params":{"width":1000}}`, "params.width", "width must be a multiple of 16 from 256"},
 		{"pony width off step", `{"model":"pony","mode":"t2i","prompt":"x","params":{"width":1030}}`, "params.width", "width must be a multiple of 8 from 512"},
 		{"num_frames off step", `{"model":"anisora","mode":"t2v","prompt":"x","params":{"num_frames":18}}`, "params.num_frames", "num_frames must be a multiple of 4 from 17"},
+		{"fps other than its one value", `{"model":"anisora","mode":"t2v","prompt":"x","params":{"fps":24}}`, "params.fps", "fps must be 16"},
 		{"float above max", `{"model":"flux","mode":"t2i","prompt":"x","params":{"guidance":10.5}}`, "params.guidance", "guidance must be between 1 and 10"},
 		{"float 1e400", `{"model":"flux","mode":"t2i","prompt":"x","params":{"guidance":1e400}}`, "params.guidance", "guidance must be between 1 and 10"},
 		{"float as string", `{"model":"flux","mode":"t2i","prompt":"x","params":{"guidance":"5"}}`, "params.guidance", "guidance must be a number"},

@@ -178,6 +178,7 @@ function checkParam(p: Param, v: ParamValue): string | null {
   if (raw === '' || !Number.isFinite(n)) return `${p.label} must be a number.`;
   if (p.kind === 'int' && !Number.isInteger(n)) return `${p.label} must be a whole number.`;
   if ((p.min !== undefined && n < p.min) || (p.max !== undefined && n > p.max)) {
+    if (p.min !== undefined && p.min === p.max) return `${p.label} must be ${p.min}.`;
     return `${p.label} must be between ${p.min ?? '−∞'} and ${p.max ?? '∞'}.`;
   }
   if (p.step !== undefined && p.step > 0) {
