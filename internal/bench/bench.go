@@ -377,6 +377,22 @@ type benchClient struct {
 }
 
 // errKey names a failed answer by status and contract code.
+// preflightErr says why the first GET /gallery of a run did not answer 200
+// (status 0: no answer), with a hint for the usual causes.
+func preflightErr(cfg *benchConfig, status int, body []byte) error {
+	switch {
+	case status == 0 && cfg.Timeout > 0:
+		return fmt.Errorf("%s does not answer within --timeout %s", cfg.URL, cfg.Timeout)
+	case status == 0:
+		return fmt.Errorf("%s does not answer", cfg.URL)
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return fmt.Errorf("GET /gallery answered %s; is the API key right?", errKey(status, body))
+	case status == http.StatusNotFound:
+		return fmt.Errorf("GET /gallery answered %s; is --url the server's root (%s)?", errKey(status, body), cfg.URL)
+	}
+	return fmt.Errorf("GET /gallery answered %s", errKey(status, body))
+}
+
 func errKey(status int, body []byte) string {
 	var e struct {
 		Error struct {
@@ -463,10 +479,7 @@ func runBenchLoad(ctx context.Context, cfg *benchConfig) (*benchReport, error) {
 	// Preflight: the server answers and the key works, before any load.
 	probe := newOp("probe")
 	if st, data, _ := bc.do(ctx, probe, http.MethodGet, "/gallery?limit=100", nil, http.StatusOK); st != http.StatusOK {
-		if st == 0 {
-			return nil, fmt.Errorf("%s does not answer", cfg.URL)
-		}
-		return nil, fmt.Errorf("GET /gallery answered %s; is the API key right?", errKey(st, data))
+		return nil, preflightErr(cfg, st, data)
 	} else {
 		rep.transport = "ok"
 		_ = data

@@ -373,3 +373,31 @@ func TestBenchStreamsOpensStreamsWithinTheLimits(t *testing.T) {
 		t.Errorf("--streams 0: exit %d, want 2", code)
 	}
 }
+
+// TestPreflightSaysWhy: the first request of a run that is not answered 200
+// names the answer and the likely cause: the key only for 401 and 403, the
+// URL for 404, none for a 5xx; no answer names the timeout when one is set.
+// Inputs tried: 401, 403, 404 with Gooni's error body, 500, no answer with
+// and without --timeout.
+func TestPreflightSaysWhy(t *testing.T) {
+	cfg := &benchConfig{URL: "http://127.0.0.1:8080/sub", Timeout: time.Second}
+	for _, tc := range []struct {
+		status  int
+		body    string
+		timeout time.Duration
+		want    string
+	}{
+		{401, `{"error":{"code":"invalid_api_key"}}`, time.Second, "answered 401 invalid_api_key; is the API key right?"},
+		{403, ``, time.Second, "answered 403; is the API key right?"},
+		{404, `{"error":{"code":"not_found"}}`, time.Second, "answered 404 not_found; is --url the server's root (http://127.0.0.1:8080/sub)?"},
+		{500, `{"error":{"code":"internal"}}`, time.Second, "GET /gallery answered 500 internal"},
+		{0, ``, time.Second, "http://127.0.0.1:8080/sub does not answer within --timeout 1s"},
+		{0, ``, 0, "http://127.0.0.1:8080/sub does not answer"},
+	} {
+		cfg.Timeout = tc.timeout
+		got := preflightErr(cfg, tc.status, []byte(tc.body)).Error()
+		if !strings.HasSuffix(got, tc.want) || (tc.status >= 404 && strings.Contains(got, "API key")) {
+			t.Errorf("status %d: %q, want it to end %q", tc.status, got, tc.want)
+		}
+	}
+}

@@ -353,10 +353,7 @@ func newBenchClient(cfg *benchConfig) (*benchClient, func(), error) {
 	probe := newOp("probe")
 	if st, data, _ := bc.do(context.Background(), probe, http.MethodGet, "/gallery?limit=1", nil, http.StatusOK); st != http.StatusOK {
 		tr.CloseIdleConnections()
-		if st == 0 {
-			return nil, nil, fmt.Errorf("%s does not answer", cfg.URL)
-		}
-		return nil, nil, fmt.Errorf("GET /gallery answered %s; is the API key right?", errKey(st, data))
+		return nil, nil, preflightErr(cfg, st, data)
 	}
 	return bc, tr.CloseIdleConnections, nil
 }
