@@ -806,6 +806,12 @@ func TestContractConformance(t *testing.T) {
 					t.Errorf("message: %s", w.Body.String())
 				}
 			}},
+		{name: "patch capacity out of any range", r: req{method: "PATCH", path: acct(simAcc.ID, ""), cookies: ac, body: `{"capacity":1e100}`}, status: 400, code: "validation_failed", field: "capacity",
+			check: func(t *testing.T, w *httptest.ResponseRecorder) {
+				if !strings.Contains(w.Body.String(), "capacity must be a whole number in range") {
+					t.Errorf("message: %s", w.Body.String())
+				}
+			}},
 		{name: "patch malformed", r: req{method: "PATCH", path: acct(simAcc.ID, ""), cookies: ac, body: `{`}, status: 400, code: "invalid_json"},
 		{name: "patch unknown account", r: req{method: "PATCH", path: "/admin/accounts/999999", cookies: ac, body: `{"name":"x"}`}, status: 404, code: "account_not_found"},
 		{name: "health-check", r: req{method: "POST", path: acct(simAcc.ID, "/health-check"), cookies: ac}, status: 200, check: func(t *testing.T, w *httptest.ResponseRecorder) {

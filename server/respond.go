@@ -161,7 +161,11 @@ func jsonError(err error, limit int64) error {
 		if field == "" {
 			return apierr.InvalidJSON("the body must be a JSON object")
 		}
-		return apierr.Validation(field, fmt.Sprintf("%s must be %s", field, jsonKind(ute.Type.Kind().String())))
+		kind := jsonKind(ute.Type.Kind().String())
+		if strings.HasPrefix(ute.Value, "number") && kind == "a whole number" {
+			kind += " in range" // 1.5, or 1e100: a number, but not one this field holds
+		}
+		return apierr.Validation(field, fmt.Sprintf("%s must be %s", field, kind))
 	case errors.As(err, &se):
 		return apierr.InvalidJSON(fmt.Sprintf("the body is not valid JSON (at byte %d)", se.Offset))
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -176,7 +180,9 @@ func jsonError(err error, limit int64) error {
 // jsonKind names a Go kind as JSON calls it, with its article ("an object").
 func jsonKind(k string) string {
 	switch k {
-	case "int", "int64", "int32", "float64", "uint":
+	case "int", "int64", "int32", "uint":
+		return "a whole number"
+	case "float64":
 		return "a number"
 	case "map", "struct":
 		return "an object"
