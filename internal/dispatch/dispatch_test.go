@@ -109,6 +109,22 @@ func (e *env) config() Config {
 }
 
 // audits returns the audit rows written so far, oldest first.
+// changesUntilDone is the progress seen at each committed change of task id,
+// once the change of its last commit (progress 100) has reached the
+// listener, or after 5 s: the listener runs just after the commit, so a
+// test can see the task done first.
+func (e *env) changesUntilDone(id string) []int {
+	var seen []int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		e.mu.Lock()
+		seen = append([]int(nil), e.changes[id]...)
+		e.mu.Unlock()
+		if (len(seen) > 0 && seen[len(seen)-1] == 100) || time.Now().After(deadline) {
+			return seen
+		}
+	}
+}
+
 func (e *env) audits() []*store.AuditEvent {
 	e.t.Helper()
 	items, _, err := e.db.ListAudit(context.Background(), store.AuditFilter{Limit: 500})
@@ -285,9 +301,7 @@ func TestTasksFinishWithMediaOnDisk(t *testing.T) {
 				t.Errorf("media dir holds %d files (%v), want 2 (no temp files left)", n, e.mediaFiles())
 			}
 
-			e.mu.Lock()
-			seen := append([]int(nil), e.changes[task.ID]...)
-			e.mu.Unlock()
+			seen := e.changesUntilDone(task.ID)
 			if len(seen) < 3 {
 				t.Errorf("only %d change notifications: %v", len(seen), seen)
 			}

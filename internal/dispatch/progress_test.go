@@ -62,9 +62,7 @@ func TestProgressNeverGoesDownAcrossAResend(t *testing.T) {
 	if got.Attempts != 2 {
 		t.Fatalf("attempts %d, want 2: the task was not sent again after the workspace forgot it", got.Attempts)
 	}
-	e.mu.Lock()
-	seen := append([]int(nil), e.changes[task.ID]...)
-	e.mu.Unlock()
+	seen := e.changesUntilDone(task.ID)
 	for i := 1; i < len(seen); i++ {
 		if seen[i] < seen[i-1] {
 			t.Fatalf("committed progress went down (contract 6: never going down): %v", seen)
